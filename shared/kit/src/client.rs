@@ -1,0 +1,126 @@
+//! The outgoing HTTP client: calls to other services, signed or on a user's behalf,
+//! and the mapping of their failures to [`ApiError`].
+
+use std::time::Duration;
+
+use axum::http::{Method, StatusCode, header};
+use reqwest::{RequestBuilder, Response, Url};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use wire::api::ErrorBody;
+use wire::headers::SIGNATURE;
+
+use crate::error::ApiError;
+use crate::sign::ClusterKey;
+
+/// One pooled client per service. Cloning is a reference-count bump.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    cluster: ClusterKey,
+}
+
+impl Client {
+    pub fn new(cluster: ClusterKey, timeout: Duration) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(2).min(timeout))
+            .timeout(timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .tcp_nodelay(true)
+            .build()?;
+        Ok(Self { http, cluster })
+    }
+
+    /// The plain client, for calls that need neither signature nor session.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// A POST with a JSON body, signed with the cluster key.
+    pub fn signed_post<T: Serialize + ?Sized>(&self, url: Url, body: &T) -> RequestBuilder {
+        // Wire types always serialize; an error here would be a bug in a wire type.
+        let bytes = serde_json::to_vec(body).expect("wire types serialize to JSON");
+        let signature = self.cluster.sign(&Method::POST, &path_and_query(&url), &bytes);
+        self.http
+            .post(url)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(SIGNATURE, signature)
+            .body(bytes)
+    }
+
+    /// A GET signed with the cluster key.
+    pub fn signed_get(&self, url: Url) -> RequestBuilder {
+        let signature = self.cluster.sign(&Method::GET, &path_and_query(&url), b"");
+        self.http.get(url).header(SIGNATURE, signature)
+    }
+
+    /// A POST with a JSON body on behalf of the user whose session token this is.
+    pub fn user_post<T: Serialize + ?Sized>(&self, url: Url, token: &str, body: &T) -> RequestBuilder {
+        self.http.post(url).bearer_auth(token).json(body)
+    }
+
+    /// A GET on behalf of the user whose session token this is.
+    pub fn user_get(&self, url: Url, token: &str) -> RequestBuilder {
+        self.http.get(url).bearer_auth(token)
+    }
+}
+
+fn path_and_query(url: &Url) -> String {
+    match url.query() {
+        Some(query) => format!("{}?{query}", url.path()),
+        None => url.path().to_owned(),
+    }
+}
+
+/// Sends a request to `service` and reads its JSON reply. A 4xx from the service is
+/// passed on as it came; being down, slow or failing becomes 503, 504 or 502.
+pub async fn call<T: DeserializeOwned>(request: RequestBuilder, service: &str) -> Result<T, ApiError> {
+    let response = send(request, service).await?;
+    let status = response.status();
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|err| ApiError::BadGateway(format!("{service} reply was cut off: {err}")))?;
+    if status.is_success() {
+        serde_json::from_slice(&bytes).map_err(|err| ApiError::BadGateway(format!("{service} sent an unexpected reply: {err}")))
+    } else {
+        Err(upstream_error(status, &bytes, service))
+    }
+}
+
+/// Sends a request and checks only that it succeeded.
+pub async fn call_ok(request: RequestBuilder, service: &str) -> Result<(), ApiError> {
+    let response = send(request, service).await?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    let bytes = response.bytes().await.unwrap_or_default();
+    Err(upstream_error(status, &bytes, service))
+}
+
+async fn send(request: RequestBuilder, service: &str) -> Result<Response, ApiError> {
+    request.send().await.map_err(|err| transport_error(&err, service))
+}
+
+/// What a failed send means for our caller.
+pub fn transport_error(err: &reqwest::Error, service: &str) -> ApiError {
+    if err.is_timeout() {
+        ApiError::GatewayTimeout(format!("{service} did not answer in time"))
+    } else if err.is_connect() {
+        ApiError::Unavailable(format!("{service} is unreachable"))
+    } else {
+        ApiError::BadGateway(format!("{service} failed: {err}"))
+    }
+}
+
+fn upstream_error(status: StatusCode, bytes: &[u8], service: &str) -> ApiError {
+    let message = serde_json::from_slice::<ErrorBody>(bytes)
+        .map(|body| body.message)
+        .unwrap_or_else(|_| format!("{service} answered {status}"));
+    if status.is_client_error() {
+        ApiError::Upstream { status, message }
+    } else {
+        ApiError::BadGateway(format!("{service} failed: {message}"))
+    }
+}

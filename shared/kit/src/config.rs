@@ -1,0 +1,192 @@
+//! Configuration helpers: every service layers defaults in code, an optional TOML
+//! file, environment variables and command-line flags, in that order of precedence
+//! (flags win), through figment.
+
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// The development secret used when none is configured. It is public, so every
+/// service warns at start while it is in use.
+pub const DEV_SECRET: &str = "weaprous-dev-secret-change-me";
+
+/// The secrets shared by the services. They come from `WEAPROUS_SESSION_SECRET` and
+/// `WEAPROUS_CLUSTER_SECRET` (or the service's own prefix), never from flags.
+#[derive(Clone, Deserialize)]
+pub struct Secrets {
+    /// Signs and verifies session tokens (auth signs; tracker and peers verify).
+    #[serde(default = "dev_secret")]
+    pub session_secret: SecretString,
+    /// Signs and verifies calls between services (peer to tracker, peer to peer).
+    #[serde(default = "dev_secret")]
+    pub cluster_secret: SecretString,
+}
+
+impl Default for Secrets {
+    fn default() -> Self {
+        Self { session_secret: dev_secret(), cluster_secret: dev_secret() }
+    }
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secrets { <redacted> }")
+    }
+}
+
+impl Secrets {
+    /// Logs a warning for each secret left at the public development value.
+    pub fn warn_if_default(&self) {
+        for (name, secret) in [("session_secret", &self.session_secret), ("cluster_secret", &self.cluster_secret)] {
+            if secret.expose_secret() == DEV_SECRET {
+                tracing::warn!(secret = name, "using the public development secret; set WEAPROUS_SESSION_SECRET and WEAPROUS_CLUSTER_SECRET in production");
+            }
+        }
+    }
+
+    /// Fresh random secrets, for the all-in-one runner and tests.
+    pub fn random() -> Self {
+        Self { session_secret: random_secret(), cluster_secret: random_secret() }
+    }
+}
+
+fn dev_secret() -> SecretString {
+    SecretString::from(DEV_SECRET.to_owned())
+}
+
+fn random_secret() -> SecretString {
+    let mut bytes = [0u8; 32];
+    // The system random source failing leaves no safe way to run at all.
+    aws_lc_rs::rand::fill(&mut bytes).expect("the system random source works");
+    SecretString::from(hex::encode(bytes))
+}
+
+/// Defaults, then the TOML file (if it exists), then `WEAPROUS_*` for the shared
+/// secrets and log settings, then `<PREFIX>_*` (with `__` for nesting), then flags.
+///
+/// `defaults` is the service's `Config::default()`; `flags` holds only the flags
+/// that were given on the command line.
+pub fn layered<D: Serialize, F: Serialize>(defaults: &D, file: &Path, prefix: &str, flags: &F) -> Figment {
+    Figment::from(Serialized::defaults(defaults))
+        .merge(Toml::file(file))
+        .merge(Env::prefixed("WEAPROUS_").only(&["session_secret", "cluster_secret"]))
+        .merge(Env::prefixed(&format!("{prefix}_")).split("__").ignore(&["config"]))
+        .merge(Serialized::defaults(flags))
+}
+
+/// The config file: the `--config` flag, else `<PREFIX>_CONFIG`, else `default`.
+pub fn file_path(flag: Option<&Path>, prefix: &str, default: &str) -> PathBuf {
+    flag.map(Path::to_path_buf)
+        .or_else(|| std::env::var_os(format!("{prefix}_CONFIG")).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(default))
+}
+
+/// Extracts typed config, turning figment's error into one readable message.
+pub fn extract<T: DeserializeOwned>(figment: &Figment) -> Result<T, ConfigError> {
+    figment.extract().map_err(|err| ConfigError(err.to_string()))
+}
+
+/// Invalid configuration: printed on stderr, then the process exits with 64.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl ConfigError {
+    /// Exits with `EX_USAGE` (64) after printing the error: bad config fails at
+    /// start, before any port is bound.
+    pub fn exit(self) -> ! {
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!("error: {self}");
+        }
+        std::process::exit(64)
+    }
+}
+
+/// Parses `ip:port` or `http://ip:port` into a base URL (the original's
+/// `--tracker-ip 127.0.0.1:9000`).
+pub fn base_url(raw: &str) -> Result<reqwest::Url, ConfigError> {
+    let with_scheme = if raw.contains("://") { raw.to_owned() } else { format!("http://{raw}") };
+    let url = reqwest::Url::parse(&with_scheme).map_err(|err| ConfigError(format!("`{raw}` is not an address: {err}")))?;
+    if url.host_str().is_none() || !matches!(url.scheme(), "http" | "https") {
+        return Err(ConfigError(format!("`{raw}` is not an http address")));
+    }
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Serialize, Deserialize, PartialEq)]
+    struct Demo {
+        port: u16,
+        nested: Nested,
+        #[serde(flatten)]
+        secrets: SecretsShape,
+    }
+
+    #[derive(Debug, Serialize, Deserialize, PartialEq)]
+    struct Nested {
+        url: String,
+    }
+
+    #[derive(Debug, Serialize, Deserialize, PartialEq, Default)]
+    struct SecretsShape {
+        #[serde(default, skip_serializing)]
+        cluster_secret: Option<String>,
+    }
+
+    #[derive(Serialize)]
+    struct Flags {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        port: Option<u16>,
+    }
+
+    fn defaults() -> Demo {
+        Demo { port: 1, nested: Nested { url: "http://a".into() }, secrets: SecretsShape::default() }
+    }
+
+    #[test]
+    fn flags_beat_env_which_beats_the_file_which_beats_defaults() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("demo.toml", "port = 2\n[nested]\nurl = \"http://file\"\n")?;
+            let path = Path::new("demo.toml");
+            let from_file: Demo = extract(&layered(&defaults(), path, "DEMO", &Flags { port: None })).unwrap();
+            assert_eq!((from_file.port, from_file.nested.url.as_str()), (2, "http://file"));
+
+            jail.set_env("DEMO_PORT", "3");
+            jail.set_env("DEMO_NESTED__URL", "http://env");
+            jail.set_env("WEAPROUS_CLUSTER_SECRET", "shh");
+            let from_env: Demo = extract(&layered(&defaults(), path, "DEMO", &Flags { port: None })).unwrap();
+            assert_eq!((from_env.port, from_env.nested.url.as_str()), (3, "http://env"));
+            assert_eq!(from_env.secrets.cluster_secret.as_deref(), Some("shh"));
+
+            let from_flag: Demo = extract(&layered(&defaults(), path, "DEMO", &Flags { port: Some(4) })).unwrap();
+            assert_eq!(from_flag.port, 4);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("DEMO_PORT", "not-a-port");
+            let err = extract::<Demo>(&layered(&defaults(), Path::new("none.toml"), "DEMO", &Flags { port: None })).unwrap_err();
+            assert!(err.to_string().contains("port"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn addresses_take_the_original_form_or_a_url() {
+        assert_eq!(base_url("127.0.0.1:9000").unwrap().as_str(), "http://127.0.0.1:9000/");
+        assert_eq!(base_url("http://tracker:9000").unwrap().as_str(), "http://tracker:9000/");
+        assert!(base_url("ftp://x").is_err());
+        assert!(base_url("::::").is_err());
+    }
+}

@@ -1,0 +1,40 @@
+//! The kit crate: what every WeApRous service shares.
+//!
+//! # Layout
+//!
+//! - [`config`]: figment layering (defaults, TOML file, env, flags) and the secrets.
+//! - [`telemetry`]: the tracing subscriber, set up once per process.
+//! - [`shutdown`]: SIGINT/SIGTERM as a future, and a token that long streams watch.
+//! - [`http`]: serving a router with the common layers and a bounded graceful drain.
+//! - [`error`]: [`error::ApiError`], the one error type of every HTTP edge.
+//! - [`body`]: [`body::Input`], a form body whatever its `Content-Type`, or JSON.
+//! - [`session`]: issuing and verifying signed, expiring session tokens.
+//! - [`sign`]: signing and verifying service-to-service requests.
+//! - [`client`]: the outgoing HTTP client, which signs and relays.
+//! - [`health`]: `/healthz` and `/readyz`.
+//! - [`www`]: static files of the web UI.
+
+pub mod body;
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod health;
+pub mod http;
+pub mod session;
+pub mod shutdown;
+pub mod sign;
+pub mod telemetry;
+pub mod www;
+
+/// Milliseconds since the Unix epoch: the timestamps in every wire type.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as u64)
+        .unwrap_or_default()
+}
+
+/// Seconds since the Unix epoch: token times.
+pub fn now_secs() -> u64 {
+    now_ms() / 1000
+}

@@ -1,0 +1,206 @@
+//! Session tokens: issued by auth, verified locally by the tracker and the peers.
+//!
+//! A token is a JWT (HS256) over [`wire::token::Claims`], signed with the session
+//! secret that every service gets from configuration. It travels in the HttpOnly
+//! cookie [`wire::headers::SESSION_COOKIE`] from browsers, or as
+//! `Authorization: Bearer` between services.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{FromRef, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, header};
+use cookie::{Cookie, SameSite};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use secrecy::{ExposeSecret, SecretString};
+use wire::headers::SESSION_COOKIE;
+use wire::names::Username;
+use wire::token::{Claims, ISSUER};
+
+use crate::error::ApiError;
+
+/// Signs and verifies session tokens. Cloning is a reference-count bump.
+#[derive(Clone)]
+pub struct TokenKeys {
+    inner: Arc<Keys>,
+}
+
+struct Keys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    ttl: Duration,
+}
+
+impl TokenKeys {
+    /// Keys from the shared session secret; tokens issued with them live for `ttl`.
+    pub fn new(secret: &SecretString, ttl: Duration) -> Self {
+        let bytes = secret.expose_secret().as_bytes();
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+        validation.leeway = 5;
+        Self {
+            inner: Arc::new(Keys {
+                encoding: EncodingKey::from_secret(bytes),
+                decoding: DecodingKey::from_secret(bytes),
+                validation,
+                ttl,
+            }),
+        }
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.inner.ttl
+    }
+
+    /// A new session for `username`, with a fresh session id.
+    pub fn issue(&self, username: &Username) -> anyhow::Result<(String, Claims)> {
+        let now = crate::now_secs();
+        let claims = Claims {
+            sub: username.clone(),
+            sid: uuid::Uuid::new_v4().simple().to_string(),
+            iat: now,
+            exp: now + self.inner.ttl.as_secs(),
+            iss: ISSUER.to_owned(),
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.inner.encoding)?;
+        Ok((token, claims))
+    }
+
+    /// The claims of a valid, unexpired token signed with our secret.
+    pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
+        jsonwebtoken::decode::<Claims>(token, &self.inner.decoding, &self.inner.validation)
+            .map(|data| data.claims)
+            .map_err(|err| match err.kind() {
+                ErrorKind::ExpiredSignature => ApiError::Unauthorized("session expired: log in again".into()),
+                _ => ApiError::Unauthorized("invalid session: log in again".into()),
+            })
+    }
+}
+
+/// The session token of a request: the session cookie, or a bearer token.
+pub fn token_from_headers(headers: &HeaderMap) -> Option<String> {
+    if let Some(bearer) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+    {
+        return Some(bearer.trim().to_owned());
+    }
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|cookie| cookie.name() == SESSION_COOKIE)
+        .map(|cookie| cookie.value().to_owned())
+}
+
+/// `Set-Cookie` for a new session: HttpOnly, SameSite=Lax, for the whole site.
+pub fn session_cookie(token: &str, max_age: Duration) -> HeaderValue {
+    let cookie = Cookie::build((SESSION_COOKIE, token))
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .path("/")
+        .max_age(cookie::time::Duration::seconds(max_age.as_secs() as i64))
+        .build();
+    // A JWT and the fixed attributes are visible ASCII, so this cannot fail.
+    HeaderValue::from_str(&cookie.to_string()).expect("session cookies are visible ASCII")
+}
+
+/// `Set-Cookie` that removes the session cookie.
+pub fn clear_session_cookie() -> HeaderValue {
+    let cookie = Cookie::build((SESSION_COOKIE, ""))
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .path("/")
+        .max_age(cookie::time::Duration::ZERO)
+        .build();
+    HeaderValue::from_str(&cookie.to_string()).expect("the cleared cookie is visible ASCII")
+}
+
+/// The user behind a request with a valid session token.
+#[derive(Debug, Clone)]
+pub struct AuthUser {
+    pub claims: Claims,
+    /// The token itself, to act on the user's behalf towards other services.
+    pub token: String,
+}
+
+impl AuthUser {
+    pub fn username(&self) -> &Username {
+        &self.claims.sub
+    }
+}
+
+impl<S> FromRequestParts<S> for AuthUser
+where
+    S: Send + Sync,
+    TokenKeys: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let token = token_from_headers(&parts.headers).ok_or_else(ApiError::unauthorized)?;
+        let claims = TokenKeys::from_ref(state).verify(&token)?;
+        Ok(AuthUser { claims, token })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(secret: &str, ttl: u64) -> TokenKeys {
+        TokenKeys::new(&SecretString::from(secret.to_owned()), Duration::from_secs(ttl))
+    }
+
+    #[test]
+    fn issued_tokens_verify_and_carry_the_user() {
+        let keys = keys("s3cret", 60);
+        let (token, claims) = keys.issue(&Username::parse("alice").unwrap()).unwrap();
+        assert_eq!(keys.verify(&token).unwrap(), claims);
+        assert_eq!(claims.exp - claims.iat, 60);
+    }
+
+    #[test]
+    fn forged_tampered_and_expired_tokens_are_refused() {
+        let (token, _) = keys("s3cret", 60).issue(&Username::parse("alice").unwrap()).unwrap();
+        assert_eq!(keys("other", 60).verify(&token).unwrap_err().status(), 401);
+        let mut tampered = token.clone();
+        tampered.insert(token.find('.').unwrap() + 3, 'x');
+        assert!(keys("s3cret", 60).verify(&tampered).is_err());
+        // Issued already expired (beyond the 5 s leeway).
+        let expired = keys("s3cret", 0);
+        let claims = Claims {
+            sub: Username::parse("alice").unwrap(),
+            sid: "x".into(),
+            iat: 1,
+            exp: crate::now_secs() - 30,
+            iss: ISSUER.into(),
+        };
+        let old = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &expired.inner.encoding).unwrap();
+        assert!(expired.verify(&old).unwrap_err().to_string().contains("expired"));
+    }
+
+    #[test]
+    fn the_token_comes_from_a_bearer_header_or_the_session_cookie() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::COOKIE, HeaderValue::from_static("a=b; weaprous_session=tok; c=d"));
+        assert_eq!(token_from_headers(&headers).as_deref(), Some("tok"));
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer bear"));
+        assert_eq!(token_from_headers(&headers).as_deref(), Some("bear"));
+        assert!(token_from_headers(&HeaderMap::new()).is_none());
+    }
+
+    #[test]
+    fn session_cookies_are_http_only_and_same_site() {
+        let cookie = session_cookie("tok", Duration::from_secs(3600));
+        let text = cookie.to_str().unwrap();
+        assert!(text.contains("HttpOnly") && text.contains("SameSite=Lax") && text.contains("Max-Age=3600"));
+    }
+}

@@ -1,0 +1,71 @@
+//! Server-Sent Event payloads.
+//!
+//! The same enum travels on the tracker's stream to the peers and on a peer's stream
+//! to browsers. `type` tells the page what arrived.
+
+use serde::{Deserialize, Serialize};
+
+use crate::api::{ChannelMessage, DirectMessage};
+use crate::names::{ChannelName, Username};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// A new message in a channel.
+    ChannelMessage(ChannelMessage),
+    /// A direct message to or from the user.
+    DirectMessage(DirectMessage),
+    /// Someone joined or left a channel.
+    Membership(Membership),
+    /// A user came online or went offline.
+    Presence(Presence),
+    /// The stream could not resume from the given id (too old): the client should
+    /// reload what it shows.
+    Reset,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Membership {
+    pub channel: ChannelName,
+    pub username: Username,
+    pub joined: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Presence {
+    pub username: Username,
+    pub online: bool,
+}
+
+impl Event {
+    /// The SSE `event:` name, the same as the JSON `type`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::ChannelMessage(_) => "channel_message",
+            Event::DirectMessage(_) => "direct_message",
+            Event::Membership(_) => "membership",
+            Event::Presence(_) => "presence",
+            Event::Reset => "reset",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check;
+
+    #[test]
+    fn events_are_tagged_by_type() {
+        let event = Event::Presence(Presence { username: Username::parse("bob").unwrap(), online: true });
+        check(&event, r#"{"type":"presence","username":"bob","online":true}"#);
+        assert_eq!(event.name(), "presence");
+        check(&Event::Reset, r#"{"type":"reset"}"#);
+        let membership = Event::Membership(Membership {
+            channel: ChannelName::parse("general").unwrap(),
+            username: Username::parse("bob").unwrap(),
+            joined: false,
+        });
+        check(&membership, r#"{"type":"membership","channel":"general","username":"bob","joined":false}"#);
+    }
+}

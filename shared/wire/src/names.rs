@@ -1,0 +1,177 @@
+//! Validated names and message text.
+//!
+//! Every service parses what it receives through these types, so a name that one
+//! service accepts is accepted by all of them.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// The longest user or channel name, in characters.
+pub const MAX_NAME_CHARS: usize = 32;
+/// The longest message, in characters (a chat line, not a document).
+pub const MAX_MESSAGE_CHARS: usize = 4000;
+
+/// Why a name or a message was refused; the text is meant for the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidInput(pub String);
+
+impl fmt::Display for InvalidInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for InvalidInput {}
+
+/// A user name: 1 to 32 letters (any script), digits, `_`, `-` or `.`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Username(String);
+
+impl Username {
+    pub fn parse(raw: &str) -> Result<Self, InvalidInput> {
+        let name = raw.trim();
+        check_name("username", name)?;
+        Ok(Self(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A channel name: like a user name, stored in lower case so `General` and `general`
+/// are one channel.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ChannelName(String);
+
+impl ChannelName {
+    pub fn parse(raw: &str) -> Result<Self, InvalidInput> {
+        let name = raw.trim().trim_start_matches('#').to_lowercase();
+        check_name("channel name", &name)?;
+        Ok(Self(name))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The text of a chat message: not blank, at most [`MAX_MESSAGE_CHARS`] characters,
+/// no control characters other than newline and tab.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct MessageText(String);
+
+impl MessageText {
+    pub fn parse(raw: &str) -> Result<Self, InvalidInput> {
+        let text = raw.trim_end();
+        if text.trim().is_empty() {
+            return Err(InvalidInput("message is empty".into()));
+        }
+        let chars = text.chars().count();
+        if chars > MAX_MESSAGE_CHARS {
+            return Err(InvalidInput(format!(
+                "message is {chars} characters long; the limit is {MAX_MESSAGE_CHARS}"
+            )));
+        }
+        if text.chars().any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r') {
+            return Err(InvalidInput("message contains control characters".into()));
+        }
+        Ok(Self(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+fn check_name(what: &str, name: &str) -> Result<(), InvalidInput> {
+    if name.is_empty() {
+        return Err(InvalidInput(format!("{what} is empty")));
+    }
+    let chars = name.chars().count();
+    if chars > MAX_NAME_CHARS {
+        return Err(InvalidInput(format!(
+            "{what} is {chars} characters long; the limit is {MAX_NAME_CHARS}"
+        )));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_alphanumeric() || matches!(c, '_' | '-' | '.')))
+    {
+        return Err(InvalidInput(format!(
+            "{what} may hold only letters, digits, `_`, `-` and `.`, not {bad:?}"
+        )));
+    }
+    Ok(())
+}
+
+macro_rules! string_newtype_impls {
+    ($($ty:ident),*) => {$(
+        impl TryFrom<String> for $ty {
+            type Error = InvalidInput;
+            fn try_from(raw: String) -> Result<Self, InvalidInput> {
+                Self::parse(&raw)
+            }
+        }
+        impl From<$ty> for String {
+            fn from(value: $ty) -> String {
+                value.0
+            }
+        }
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+        impl AsRef<str> for $ty {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+    )*};
+}
+
+string_newtype_impls!(Username, ChannelName, MessageText);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vietnamese_names_and_text_are_accepted() {
+        assert_eq!(Username::parse("Nguyễn_Văn-An").unwrap().as_str(), "Nguyễn_Văn-An");
+        assert_eq!(ChannelName::parse("#Chào").unwrap().as_str(), "chào");
+        assert_eq!(
+            MessageText::parse("Xin chào các bạn! 🎉").unwrap().as_str(),
+            "Xin chào các bạn! 🎉"
+        );
+    }
+
+    #[test]
+    fn names_with_markup_or_spaces_are_refused() {
+        assert!(Username::parse("<script>").is_err());
+        assert!(Username::parse("two words").is_err());
+        assert!(ChannelName::parse("a/b").is_err());
+        assert!(Username::parse("").is_err());
+        assert!(Username::parse(&"x".repeat(33)).is_err());
+    }
+
+    #[test]
+    fn blank_huge_or_control_messages_are_refused() {
+        assert!(MessageText::parse("   \n").is_err());
+        assert!(MessageText::parse(&"a".repeat(MAX_MESSAGE_CHARS + 1)).is_err());
+        assert!(MessageText::parse("bell\u{7}").is_err());
+        assert!(MessageText::parse(&"a".repeat(MAX_MESSAGE_CHARS)).is_ok());
+    }
+
+    #[test]
+    fn names_deserialize_through_parse() {
+        let name: ChannelName = serde_json::from_str("\"GENERAL\"").unwrap();
+        assert_eq!(name.as_str(), "general");
+        assert!(serde_json::from_str::<Username>("\"a b\"").is_err());
+    }
+}
