@@ -28,7 +28,10 @@ pub struct Secrets {
 
 impl Default for Secrets {
     fn default() -> Self {
-        Self { session_secret: dev_secret(), cluster_secret: dev_secret() }
+        Self {
+            session_secret: dev_secret(),
+            cluster_secret: dev_secret(),
+        }
     }
 }
 
@@ -41,16 +44,25 @@ impl std::fmt::Debug for Secrets {
 impl Secrets {
     /// Logs a warning for each secret left at the public development value.
     pub fn warn_if_default(&self) {
-        for (name, secret) in [("session_secret", &self.session_secret), ("cluster_secret", &self.cluster_secret)] {
+        for (name, secret) in [
+            ("session_secret", &self.session_secret),
+            ("cluster_secret", &self.cluster_secret),
+        ] {
             if secret.expose_secret() == DEV_SECRET {
-                tracing::warn!(secret = name, "using the public development secret; set WEAPROUS_SESSION_SECRET and WEAPROUS_CLUSTER_SECRET in production");
+                tracing::warn!(
+                    secret = name,
+                    "using the public development secret; set WEAPROUS_SESSION_SECRET and WEAPROUS_CLUSTER_SECRET in production"
+                );
             }
         }
     }
 
     /// Fresh random secrets, for the all-in-one runner and tests.
     pub fn random() -> Self {
-        Self { session_secret: random_secret(), cluster_secret: random_secret() }
+        Self {
+            session_secret: random_secret(),
+            cluster_secret: random_secret(),
+        }
     }
 }
 
@@ -70,11 +82,20 @@ fn random_secret() -> SecretString {
 ///
 /// `defaults` is the service's `Config::default()`; `flags` holds only the flags
 /// that were given on the command line.
-pub fn layered<D: Serialize, F: Serialize>(defaults: &D, file: &Path, prefix: &str, flags: &F) -> Figment {
+pub fn layered<D: Serialize, F: Serialize>(
+    defaults: &D,
+    file: &Path,
+    prefix: &str,
+    flags: &F,
+) -> Figment {
     Figment::from(Serialized::defaults(defaults))
         .merge(Toml::file(file))
         .merge(Env::prefixed("WEAPROUS_").only(&["session_secret", "cluster_secret"]))
-        .merge(Env::prefixed(&format!("{prefix}_")).split("__").ignore(&["config"]))
+        .merge(
+            Env::prefixed(&format!("{prefix}_"))
+                .split("__")
+                .ignore(&["config"]),
+        )
         .merge(Serialized::defaults(flags))
 }
 
@@ -87,7 +108,9 @@ pub fn file_path(flag: Option<&Path>, prefix: &str, default: &str) -> PathBuf {
 
 /// Extracts typed config, turning figment's error into one readable message.
 pub fn extract<T: DeserializeOwned>(figment: &Figment) -> Result<T, ConfigError> {
-    figment.extract().map_err(|err| ConfigError(err.to_string()))
+    figment
+        .extract()
+        .map_err(|err| ConfigError(err.to_string()))
 }
 
 /// Invalid configuration: printed on stderr, then the process exits with 64.
@@ -110,8 +133,13 @@ impl ConfigError {
 /// Parses `ip:port` or `http://ip:port` into a base URL (the original's
 /// `--tracker-ip 127.0.0.1:9000`).
 pub fn base_url(raw: &str) -> Result<reqwest::Url, ConfigError> {
-    let with_scheme = if raw.contains("://") { raw.to_owned() } else { format!("http://{raw}") };
-    let url = reqwest::Url::parse(&with_scheme).map_err(|err| ConfigError(format!("`{raw}` is not an address: {err}")))?;
+    let with_scheme = if raw.contains("://") {
+        raw.to_owned()
+    } else {
+        format!("http://{raw}")
+    };
+    let url = reqwest::Url::parse(&with_scheme)
+        .map_err(|err| ConfigError(format!("`{raw}` is not an address: {err}")))?;
     if url.host_str().is_none() || !matches!(url.scheme(), "http" | "https") {
         return Err(ConfigError(format!("`{raw}` is not an http address")));
     }
@@ -119,6 +147,8 @@ pub fn base_url(raw: &str) -> Result<reqwest::Url, ConfigError> {
 }
 
 #[cfg(test)]
+// figment's Jail returns figment's own (large) error type.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
 
@@ -148,7 +178,13 @@ mod tests {
     }
 
     fn defaults() -> Demo {
-        Demo { port: 1, nested: Nested { url: "http://a".into() }, secrets: SecretsShape::default() }
+        Demo {
+            port: 1,
+            nested: Nested {
+                url: "http://a".into(),
+            },
+            secrets: SecretsShape::default(),
+        }
     }
 
     #[test]
@@ -156,17 +192,31 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.create_file("demo.toml", "port = 2\n[nested]\nurl = \"http://file\"\n")?;
             let path = Path::new("demo.toml");
-            let from_file: Demo = extract(&layered(&defaults(), path, "DEMO", &Flags { port: None })).unwrap();
-            assert_eq!((from_file.port, from_file.nested.url.as_str()), (2, "http://file"));
+            let from_file: Demo =
+                extract(&layered(&defaults(), path, "DEMO", &Flags { port: None })).unwrap();
+            assert_eq!(
+                (from_file.port, from_file.nested.url.as_str()),
+                (2, "http://file")
+            );
 
             jail.set_env("DEMO_PORT", "3");
             jail.set_env("DEMO_NESTED__URL", "http://env");
             jail.set_env("WEAPROUS_CLUSTER_SECRET", "shh");
-            let from_env: Demo = extract(&layered(&defaults(), path, "DEMO", &Flags { port: None })).unwrap();
-            assert_eq!((from_env.port, from_env.nested.url.as_str()), (3, "http://env"));
+            let from_env: Demo =
+                extract(&layered(&defaults(), path, "DEMO", &Flags { port: None })).unwrap();
+            assert_eq!(
+                (from_env.port, from_env.nested.url.as_str()),
+                (3, "http://env")
+            );
             assert_eq!(from_env.secrets.cluster_secret.as_deref(), Some("shh"));
 
-            let from_flag: Demo = extract(&layered(&defaults(), path, "DEMO", &Flags { port: Some(4) })).unwrap();
+            let from_flag: Demo = extract(&layered(
+                &defaults(),
+                path,
+                "DEMO",
+                &Flags { port: Some(4) },
+            ))
+            .unwrap();
             assert_eq!(from_flag.port, 4);
             Ok(())
         });
@@ -176,7 +226,13 @@ mod tests {
     fn bad_values_name_the_key() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("DEMO_PORT", "not-a-port");
-            let err = extract::<Demo>(&layered(&defaults(), Path::new("none.toml"), "DEMO", &Flags { port: None })).unwrap_err();
+            let err = extract::<Demo>(&layered(
+                &defaults(),
+                Path::new("none.toml"),
+                "DEMO",
+                &Flags { port: None },
+            ))
+            .unwrap_err();
             assert!(err.to_string().contains("port"), "{err}");
             Ok(())
         });
@@ -184,8 +240,14 @@ mod tests {
 
     #[test]
     fn addresses_take_the_original_form_or_a_url() {
-        assert_eq!(base_url("127.0.0.1:9000").unwrap().as_str(), "http://127.0.0.1:9000/");
-        assert_eq!(base_url("http://tracker:9000").unwrap().as_str(), "http://tracker:9000/");
+        assert_eq!(
+            base_url("127.0.0.1:9000").unwrap().as_str(),
+            "http://127.0.0.1:9000/"
+        );
+        assert_eq!(
+            base_url("http://tracker:9000").unwrap().as_str(),
+            "http://tracker:9000/"
+        );
         assert!(base_url("ftp://x").is_err());
         assert!(base_url("::::").is_err());
     }

@@ -1,8 +1,8 @@
 //! The error type of every HTTP edge.
 
+use axum::Json;
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use wire::api::ErrorBody;
 
 /// An error reply: a status code and `{"status": "error", "message": ...}`.
@@ -83,7 +83,9 @@ impl IntoResponse for ApiError {
             ApiError::Internal(cause) => {
                 tracing::error!(error.cause_chain = ?cause, error.message = %cause, "request failed");
             }
-            ApiError::BadGateway(message) | ApiError::Unavailable(message) | ApiError::GatewayTimeout(message) => {
+            ApiError::BadGateway(message)
+            | ApiError::Unavailable(message)
+            | ApiError::GatewayTimeout(message) => {
                 tracing::warn!(%status, %message, "dependency failed");
             }
             // The caller's mistake: worth a debug line, not an error.

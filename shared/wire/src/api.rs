@@ -30,7 +30,10 @@ pub struct ErrorBody {
 
 impl ErrorBody {
     pub fn new(message: impl Into<String>) -> Self {
-        Self { status: Status::Error, message: message.into() }
+        Self {
+            status: Status::Error,
+            message: message.into(),
+        }
     }
 }
 
@@ -43,7 +46,10 @@ pub struct Ack {
 
 impl Ack {
     pub fn success(message: impl Into<String>) -> Self {
-        Self { status: Status::Success, message: message.into() }
+        Self {
+            status: Status::Success,
+            message: message.into(),
+        }
     }
 }
 
@@ -55,7 +61,9 @@ pub struct Done {
 
 impl Done {
     pub fn success() -> Self {
-        Self { status: Status::Success }
+        Self {
+            status: Status::Success,
+        }
     }
 }
 
@@ -124,13 +132,25 @@ pub struct ChannelRequest {
 pub struct HistoryRequest {
     pub channel_name: ChannelName,
     /// Only messages with an id below this one (scrolling back).
-    #[serde(default, deserialize_with = "de::opt_u64", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "de::opt_u64",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub before: Option<u64>,
     /// Only messages with an id above this one (catching up).
-    #[serde(default, deserialize_with = "de::opt_u64", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "de::opt_u64",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub after: Option<u64>,
     /// At most this many messages (default 100, at most 500).
-    #[serde(default, deserialize_with = "de::opt_u64", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "de::opt_u64",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub limit: Option<u64>,
 }
 
@@ -358,15 +378,28 @@ mod tests {
 
     #[test]
     fn replies_keep_the_original_shape() {
-        check(&ErrorBody::new("channel not found"), r#"{"status":"error","message":"channel not found"}"#);
-        check(&Ack::success("Joined channel general"), r#"{"status":"success","message":"Joined channel general"}"#);
+        check(
+            &ErrorBody::new("channel not found"),
+            r#"{"status":"error","message":"channel not found"}"#,
+        );
+        check(
+            &Ack::success("Joined channel general"),
+            r#"{"status":"success","message":"Joined channel general"}"#,
+        );
         check(&Done::success(), r#"{"status":"success"}"#);
         check(
-            &ChannelList { status: Status::Success, channels: vec![ChannelName::parse("general").unwrap()] },
+            &ChannelList {
+                status: Status::Success,
+                channels: vec![ChannelName::parse("general").unwrap()],
+            },
             r#"{"status":"success","channels":["general"]}"#,
         );
         check(
-            &UserInfo { ip: "127.0.0.1".into(), port: 9002, username: name("bob") },
+            &UserInfo {
+                ip: "127.0.0.1".into(),
+                port: 9002,
+                username: name("bob"),
+            },
             r#"{"ip":"127.0.0.1","port":9002,"username":"bob"}"#,
         );
     }
@@ -377,7 +410,12 @@ mod tests {
             status: Status::Success,
             messages: ChannelView {
                 channel: ChannelName::parse("general").unwrap(),
-                members: vec![Member { username: name("alice"), ip: Some("127.0.0.1".into()), port: Some(9001), online: true }],
+                members: vec![Member {
+                    username: name("alice"),
+                    ip: Some("127.0.0.1".into()),
+                    port: Some(9001),
+                    online: true,
+                }],
                 messages: vec![ChannelMessage {
                     id: 7,
                     channel: ChannelName::parse("general").unwrap(),
@@ -403,25 +441,35 @@ mod tests {
 
     #[test]
     fn original_forms_parse() {
-        let join: ChannelRequest =
-            serde_urlencoded::from_str("channel_name=general&peer_ip=127.0.0.1&peer_port=9001&username=alice").unwrap();
+        let join: ChannelRequest = serde_urlencoded::from_str(
+            "channel_name=general&peer_ip=127.0.0.1&peer_port=9001&username=alice",
+        )
+        .unwrap();
         assert_eq!(join.channel_name.as_str(), "general");
 
-        let send: SendPeer = serde_urlencoded::from_str("ip=127.0.0.1&port=9002&message=hi+bob+%21").unwrap();
+        let send: SendPeer =
+            serde_urlencoded::from_str("ip=127.0.0.1&port=9002&message=hi+bob+%21").unwrap();
         assert_eq!(send.port, Some(9002));
         assert_eq!(send.message.as_str(), "hi bob !");
 
-        let register: PeerRegistration = serde_urlencoded::from_str("ip=127.0.0.1&port=9001&username=n/a").unwrap();
+        let register: PeerRegistration =
+            serde_urlencoded::from_str("ip=127.0.0.1&port=9001&username=n/a").unwrap();
         assert_eq!(register.port, 9001);
 
-        let history: HistoryRequest = serde_urlencoded::from_str("channel_name=general&limit=&before=12").unwrap();
+        let history: HistoryRequest =
+            serde_urlencoded::from_str("channel_name=general&limit=&before=12").unwrap();
         assert_eq!((history.before, history.limit), (Some(12), None));
     }
 
     #[test]
     fn ports_are_accepted_as_numbers_or_text_but_must_be_valid() {
         let dm = r#"{"id":"x","message":"hi","sender_ip":"127.0.0.1","sender_port":"9001","username":"alice","to":"bob","ts":1}"#;
-        assert_eq!(serde_json::from_str::<DirectMessage>(dm).unwrap().sender_port, 9001);
+        assert_eq!(
+            serde_json::from_str::<DirectMessage>(dm)
+                .unwrap()
+                .sender_port,
+            9001
+        );
         assert!(serde_urlencoded::from_str::<SendPeer>("ip=a&port=99999&message=x").is_err());
         assert!(serde_urlencoded::from_str::<SendPeer>("ip=a&port=abc&message=x").is_err());
         assert!(serde_json::from_str::<PeerRegistration>(r#"{"ip":"a","port":0}"#).is_err());
@@ -429,9 +477,17 @@ mod tests {
 
     #[test]
     fn secrets_stay_out_of_debug_output() {
-        let credentials = Credentials { username: "alice".into(), password: "hunter22".into() };
+        let credentials = Credentials {
+            username: "alice".into(),
+            password: "hunter22".into(),
+        };
         assert!(!format!("{credentials:?}").contains("hunter22"));
-        let grant = SessionGrant { status: Status::Success, username: name("alice"), token: "tok.en.sig".into(), expires_at: 1 };
+        let grant = SessionGrant {
+            status: Status::Success,
+            username: name("alice"),
+            token: "tok.en.sig".into(),
+            expires_at: 1,
+        };
         assert!(!format!("{grant:?}").contains("tok.en.sig"));
     }
 }

@@ -21,7 +21,9 @@ fn port_from_repr<E: Error>(repr: PortRepr) -> Result<u16, E> {
     };
     match u16::try_from(number) {
         Ok(port) if port != 0 => Ok(port),
-        _ => Err(E::custom(format!("invalid port {number}: expected 1 to 65535"))),
+        _ => Err(E::custom(format!(
+            "invalid port {number}: expected 1 to 65535"
+        ))),
     }
 }
 
@@ -48,9 +50,7 @@ enum NumberRepr {
     Text(String),
 }
 
-pub(crate) fn opt_u64<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<u64>, D::Error> {
+pub(crate) fn opt_u64<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
     match Option::<NumberRepr>::deserialize(deserializer)? {
         None => Ok(None),
         Some(NumberRepr::Number(n)) => Ok(Some(n)),

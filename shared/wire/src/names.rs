@@ -77,7 +77,10 @@ impl MessageText {
                 "message is {chars} characters long; the limit is {MAX_MESSAGE_CHARS}"
             )));
         }
-        if text.chars().any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r') {
+        if text
+            .chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r')
+        {
             return Err(InvalidInput("message contains control characters".into()));
         }
         Ok(Self(text.to_owned()))
@@ -143,7 +146,10 @@ mod tests {
 
     #[test]
     fn vietnamese_names_and_text_are_accepted() {
-        assert_eq!(Username::parse("Nguyễn_Văn-An").unwrap().as_str(), "Nguyễn_Văn-An");
+        assert_eq!(
+            Username::parse("Nguyễn_Văn-An").unwrap().as_str(),
+            "Nguyễn_Văn-An"
+        );
         assert_eq!(ChannelName::parse("#Chào").unwrap().as_str(), "chào");
         assert_eq!(
             MessageText::parse("Xin chào các bạn! 🎉").unwrap().as_str(),

@@ -37,6 +37,9 @@ mod tests {
             exp: 20,
             iss: ISSUER.into(),
         };
-        check(&claims, r#"{"sub":"alice","sid":"s1","iat":10,"exp":20,"iss":"weaprous-auth"}"#);
+        check(
+            &claims,
+            r#"{"sub":"alice","sid":"s1","iat":10,"exp":20,"iss":"weaprous-auth"}"#,
+        );
     }
 }
