@@ -35,10 +35,7 @@ where
 
 /// Reads a whole body within [`MAX_BODY_BYTES`], refusing a larger one before
 /// reading it when `Content-Length` already says so.
-pub async fn read_body<S: Send + Sync>(
-    request: Request,
-    state: &S,
-) -> Result<(HeaderMap, Bytes), ApiError> {
+pub async fn read_body<S: Send + Sync>(request: Request, state: &S) -> Result<(HeaderMap, Bytes), ApiError> {
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -48,59 +45,37 @@ pub async fn read_body<S: Send + Sync>(
         return Err(too_large());
     }
     let headers = request.headers().clone();
-    let bytes = Bytes::from_request(request, state)
-        .await
-        .map_err(|rejection| {
-            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                too_large()
-            } else {
-                ApiError::bad_request(format!(
-                    "could not read the request body: {}",
-                    rejection.body_text()
-                ))
-            }
-        })?;
+    let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
+        if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            too_large()
+        } else {
+            ApiError::bad_request(format!("could not read the request body: {}", rejection.body_text()))
+        }
+    })?;
     Ok((headers, bytes))
 }
 
 /// Parses a body as JSON or as a form; see the module documentation for which.
 pub fn parse<T: DeserializeOwned>(headers: &HeaderMap, bytes: &[u8]) -> Result<T, ApiError> {
-    let text = std::str::from_utf8(bytes)
-        .map_err(|_| ApiError::bad_request("request body is not valid UTF-8"))?;
-    let labelled_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| {
-            let essence = value
-                .split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase();
-            essence == "application/json" || essence.ends_with("+json")
-        });
+    let text = std::str::from_utf8(bytes).map_err(|_| ApiError::bad_request("request body is not valid UTF-8"))?;
+    let labelled_json = headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()).is_some_and(|value| {
+        let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        essence == "application/json" || essence.ends_with("+json")
+    });
     let trimmed = text.trim_start();
     if labelled_json || trimmed.starts_with('{') {
         if trimmed.is_empty() {
-            return Err(ApiError::bad_request(
-                "request body is empty: expected a JSON object",
-            ));
+            return Err(ApiError::bad_request("request body is empty: expected a JSON object"));
         }
-        return serde_json::from_str(text)
-            .map_err(|err| ApiError::bad_request(format!("invalid JSON body: {err}")));
+        return serde_json::from_str(text).map_err(|err| ApiError::bad_request(format!("invalid JSON body: {err}")));
     }
     let form = text.trim();
     check_form_encoding(form)?;
-    serde_urlencoded::from_str(form)
-        .map_err(|err| ApiError::bad_request(form_error(form, &err.to_string())))
+    serde_urlencoded::from_str(form).map_err(|err| ApiError::bad_request(form_error(form, &err.to_string())))
 }
 
 fn form_error(form: &str, message: &str) -> String {
-    if form.is_empty() {
-        format!("request body is empty: {message}")
-    } else {
-        format!("invalid form body: {message}")
-    }
+    if form.is_empty() { format!("request body is empty: {message}") } else { format!("invalid form body: {message}") }
 }
 
 /// Percent-decoded form values must be UTF-8 too: the lenient decoder of
@@ -109,13 +84,8 @@ fn check_form_encoding(form: &str) -> Result<(), ApiError> {
     for pair in form.split('&') {
         for part in pair.splitn(2, '=') {
             let spaced = part.replace('+', " ");
-            if percent_encoding::percent_decode_str(&spaced)
-                .decode_utf8()
-                .is_err()
-            {
-                return Err(ApiError::bad_request(
-                    "form value is not valid UTF-8 once percent-decoded",
-                ));
+            if percent_encoding::percent_decode_str(&spaced).decode_utf8().is_err() {
+                return Err(ApiError::bad_request("form value is not valid UTF-8 once percent-decoded"));
             }
         }
     }
@@ -123,9 +93,7 @@ fn check_form_encoding(form: &str) -> Result<(), ApiError> {
 }
 
 fn too_large() -> ApiError {
-    ApiError::PayloadTooLarge(format!(
-        "request body is larger than {MAX_BODY_BYTES} bytes"
-    ))
+    ApiError::PayloadTooLarge(format!("request body is larger than {MAX_BODY_BYTES} bytes"))
 }
 
 #[cfg(test)]
@@ -142,10 +110,7 @@ mod tests {
 
     fn headers(content_type: &str) -> HeaderMap {
         let mut headers = HeaderMap::new();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_str(content_type).unwrap(),
-        );
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_str(content_type).unwrap());
         headers
     }
 
@@ -168,30 +133,15 @@ mod tests {
     fn bad_bodies_are_clear_400s() {
         let cases: [(&str, &[u8], &str); 5] = [
             ("text/plain", b"", "empty"),
-            (
-                "text/plain",
-                b"channel_name=general",
-                "missing field `message`",
-            ),
-            (
-                "application/json",
-                b"{\"channel_name\": 5, \"message\": \"x\"}",
-                "invalid JSON body",
-            ),
-            (
-                "text/plain",
-                b"channel_name=%FF%FE&message=x",
-                "not valid UTF-8",
-            ),
+            ("text/plain", b"channel_name=general", "missing field `message`"),
+            ("application/json", b"{\"channel_name\": 5, \"message\": \"x\"}", "invalid JSON body"),
+            ("text/plain", b"channel_name=%FF%FE&message=x", "not valid UTF-8"),
             ("text/plain", &[0x63, 0xff, 0x3d, 0x31], "not valid UTF-8"),
         ];
         for (content_type, body, expected) in cases {
             let err = parse::<Pair>(&headers(content_type), body).unwrap_err();
             assert_eq!(err.status(), 400, "{content_type} {body:?}");
-            assert!(
-                err.to_string().contains(expected),
-                "{err} should mention {expected}"
-            );
+            assert!(err.to_string().contains(expected), "{err} should mention {expected}");
         }
     }
 }

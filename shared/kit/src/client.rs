@@ -40,14 +40,8 @@ impl Client {
     pub fn signed_post<T: Serialize + ?Sized>(&self, url: Url, body: &T) -> RequestBuilder {
         // Wire types always serialize; an error here would be a bug in a wire type.
         let bytes = serde_json::to_vec(body).expect("wire types serialize to JSON");
-        let signature = self
-            .cluster
-            .sign(&Method::POST, &path_and_query(&url), &bytes);
-        self.http
-            .post(url)
-            .header(header::CONTENT_TYPE, "application/json")
-            .header(SIGNATURE, signature)
-            .body(bytes)
+        let signature = self.cluster.sign(&Method::POST, &path_and_query(&url), &bytes);
+        self.http.post(url).header(header::CONTENT_TYPE, "application/json").header(SIGNATURE, signature).body(bytes)
     }
 
     /// A GET signed with the cluster key.
@@ -57,12 +51,7 @@ impl Client {
     }
 
     /// A POST with a JSON body on behalf of the user whose session token this is.
-    pub fn user_post<T: Serialize + ?Sized>(
-        &self,
-        url: Url,
-        token: &str,
-        body: &T,
-    ) -> RequestBuilder {
+    pub fn user_post<T: Serialize + ?Sized>(&self, url: Url, token: &str, body: &T) -> RequestBuilder {
         self.http.post(url).bearer_auth(token).json(body)
     }
 
@@ -81,20 +70,14 @@ fn path_and_query(url: &Url) -> String {
 
 /// Sends a request to `service` and reads its JSON reply. A 4xx from the service is
 /// passed on as it came; being down, slow or failing becomes 503, 504 or 502.
-pub async fn call<T: DeserializeOwned>(
-    request: RequestBuilder,
-    service: &str,
-) -> Result<T, ApiError> {
+pub async fn call<T: DeserializeOwned>(request: RequestBuilder, service: &str) -> Result<T, ApiError> {
     let response = send(request, service).await?;
     let status = response.status();
-    let bytes = response
-        .bytes()
-        .await
-        .map_err(|err| ApiError::BadGateway(format!("{service} reply was cut off: {err}")))?;
+    let bytes =
+        response.bytes().await.map_err(|err| ApiError::BadGateway(format!("{service} reply was cut off: {err}")))?;
     if status.is_success() {
-        serde_json::from_slice(&bytes).map_err(|err| {
-            ApiError::BadGateway(format!("{service} sent an unexpected reply: {err}"))
-        })
+        serde_json::from_slice(&bytes)
+            .map_err(|err| ApiError::BadGateway(format!("{service} sent an unexpected reply: {err}")))
     } else {
         Err(upstream_error(status, &bytes, service))
     }
@@ -112,10 +95,7 @@ pub async fn call_ok(request: RequestBuilder, service: &str) -> Result<(), ApiEr
 }
 
 async fn send(request: RequestBuilder, service: &str) -> Result<Response, ApiError> {
-    request
-        .send()
-        .await
-        .map_err(|err| transport_error(&err, service))
+    request.send().await.map_err(|err| transport_error(&err, service))
 }
 
 /// What a failed send means for our caller.

@@ -28,10 +28,7 @@ pub struct Secrets {
 
 impl Default for Secrets {
     fn default() -> Self {
-        Self {
-            session_secret: dev_secret(),
-            cluster_secret: dev_secret(),
-        }
+        Self { session_secret: dev_secret(), cluster_secret: dev_secret() }
     }
 }
 
@@ -44,10 +41,7 @@ impl std::fmt::Debug for Secrets {
 impl Secrets {
     /// Logs a warning for each secret left at the public development value.
     pub fn warn_if_default(&self) {
-        for (name, secret) in [
-            ("session_secret", &self.session_secret),
-            ("cluster_secret", &self.cluster_secret),
-        ] {
+        for (name, secret) in [("session_secret", &self.session_secret), ("cluster_secret", &self.cluster_secret)] {
             if secret.expose_secret() == DEV_SECRET {
                 tracing::warn!(
                     secret = name,
@@ -59,10 +53,7 @@ impl Secrets {
 
     /// Fresh random secrets, for the all-in-one runner and tests.
     pub fn random() -> Self {
-        Self {
-            session_secret: random_secret(),
-            cluster_secret: random_secret(),
-        }
+        Self { session_secret: random_secret(), cluster_secret: random_secret() }
     }
 }
 
@@ -82,20 +73,11 @@ fn random_secret() -> SecretString {
 ///
 /// `defaults` is the service's `Config::default()`; `flags` holds only the flags
 /// that were given on the command line.
-pub fn layered<D: Serialize, F: Serialize>(
-    defaults: &D,
-    file: &Path,
-    prefix: &str,
-    flags: &F,
-) -> Figment {
+pub fn layered<D: Serialize, F: Serialize>(defaults: &D, file: &Path, prefix: &str, flags: &F) -> Figment {
     Figment::from(Serialized::defaults(defaults))
         .merge(Toml::file(file))
         .merge(Env::prefixed("WEAPROUS_").only(&["session_secret", "cluster_secret"]))
-        .merge(
-            Env::prefixed(&format!("{prefix}_"))
-                .split("__")
-                .ignore(&["config"]),
-        )
+        .merge(Env::prefixed(&format!("{prefix}_")).split("__").ignore(&["config"]))
         .merge(Serialized::defaults(flags))
 }
 
@@ -108,9 +90,7 @@ pub fn file_path(flag: Option<&Path>, prefix: &str, default: &str) -> PathBuf {
 
 /// Extracts typed config, turning figment's error into one readable message.
 pub fn extract<T: DeserializeOwned>(figment: &Figment) -> Result<T, ConfigError> {
-    figment
-        .extract()
-        .map_err(|err| ConfigError(err.to_string()))
+    figment.extract().map_err(|err| ConfigError(err.to_string()))
 }
 
 /// Invalid configuration: printed on stderr, then the process exits with 64.
@@ -133,13 +113,9 @@ impl ConfigError {
 /// Parses `ip:port` or `http://ip:port` into a base URL (the original's
 /// `--tracker-ip 127.0.0.1:9000`).
 pub fn base_url(raw: &str) -> Result<reqwest::Url, ConfigError> {
-    let with_scheme = if raw.contains("://") {
-        raw.to_owned()
-    } else {
-        format!("http://{raw}")
-    };
-    let url = reqwest::Url::parse(&with_scheme)
-        .map_err(|err| ConfigError(format!("`{raw}` is not an address: {err}")))?;
+    let with_scheme = if raw.contains("://") { raw.to_owned() } else { format!("http://{raw}") };
+    let url =
+        reqwest::Url::parse(&with_scheme).map_err(|err| ConfigError(format!("`{raw}` is not an address: {err}")))?;
     if url.host_str().is_none() || !matches!(url.scheme(), "http" | "https") {
         return Err(ConfigError(format!("`{raw}` is not an http address")));
     }
@@ -178,13 +154,7 @@ mod tests {
     }
 
     fn defaults() -> Demo {
-        Demo {
-            port: 1,
-            nested: Nested {
-                url: "http://a".into(),
-            },
-            secrets: SecretsShape::default(),
-        }
+        Demo { port: 1, nested: Nested { url: "http://a".into() }, secrets: SecretsShape::default() }
     }
 
     #[test]
@@ -192,31 +162,17 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.create_file("demo.toml", "port = 2\n[nested]\nurl = \"http://file\"\n")?;
             let path = Path::new("demo.toml");
-            let from_file: Demo =
-                extract(&layered(&defaults(), path, "DEMO", &Flags { port: None })).unwrap();
-            assert_eq!(
-                (from_file.port, from_file.nested.url.as_str()),
-                (2, "http://file")
-            );
+            let from_file: Demo = extract(&layered(&defaults(), path, "DEMO", &Flags { port: None })).unwrap();
+            assert_eq!((from_file.port, from_file.nested.url.as_str()), (2, "http://file"));
 
             jail.set_env("DEMO_PORT", "3");
             jail.set_env("DEMO_NESTED__URL", "http://env");
             jail.set_env("WEAPROUS_CLUSTER_SECRET", "shh");
-            let from_env: Demo =
-                extract(&layered(&defaults(), path, "DEMO", &Flags { port: None })).unwrap();
-            assert_eq!(
-                (from_env.port, from_env.nested.url.as_str()),
-                (3, "http://env")
-            );
+            let from_env: Demo = extract(&layered(&defaults(), path, "DEMO", &Flags { port: None })).unwrap();
+            assert_eq!((from_env.port, from_env.nested.url.as_str()), (3, "http://env"));
             assert_eq!(from_env.secrets.cluster_secret.as_deref(), Some("shh"));
 
-            let from_flag: Demo = extract(&layered(
-                &defaults(),
-                path,
-                "DEMO",
-                &Flags { port: Some(4) },
-            ))
-            .unwrap();
+            let from_flag: Demo = extract(&layered(&defaults(), path, "DEMO", &Flags { port: Some(4) })).unwrap();
             assert_eq!(from_flag.port, 4);
             Ok(())
         });
@@ -226,13 +182,8 @@ mod tests {
     fn bad_values_name_the_key() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("DEMO_PORT", "not-a-port");
-            let err = extract::<Demo>(&layered(
-                &defaults(),
-                Path::new("none.toml"),
-                "DEMO",
-                &Flags { port: None },
-            ))
-            .unwrap_err();
+            let err = extract::<Demo>(&layered(&defaults(), Path::new("none.toml"), "DEMO", &Flags { port: None }))
+                .unwrap_err();
             assert!(err.to_string().contains("port"), "{err}");
             Ok(())
         });
@@ -240,14 +191,8 @@ mod tests {
 
     #[test]
     fn addresses_take_the_original_form_or_a_url() {
-        assert_eq!(
-            base_url("127.0.0.1:9000").unwrap().as_str(),
-            "http://127.0.0.1:9000/"
-        );
-        assert_eq!(
-            base_url("http://tracker:9000").unwrap().as_str(),
-            "http://tracker:9000/"
-        );
+        assert_eq!(base_url("127.0.0.1:9000").unwrap().as_str(), "http://127.0.0.1:9000/");
+        assert_eq!(base_url("http://tracker:9000").unwrap().as_str(), "http://tracker:9000/");
         assert!(base_url("ftp://x").is_err());
         assert!(base_url("::::").is_err());
     }

@@ -83,9 +83,7 @@ impl IntoResponse for ApiError {
             ApiError::Internal(cause) => {
                 tracing::error!(error.cause_chain = ?cause, error.message = %cause, "request failed");
             }
-            ApiError::BadGateway(message)
-            | ApiError::Unavailable(message)
-            | ApiError::GatewayTimeout(message) => {
+            ApiError::BadGateway(message) | ApiError::Unavailable(message) | ApiError::GatewayTimeout(message) => {
                 tracing::warn!(%status, %message, "dependency failed");
             }
             // The caller's mistake: worth a debug line, not an error.

@@ -35,9 +35,7 @@ where
     S: Clone + Send + Sync + 'static,
     Readiness: FromRef<S>,
 {
-    Router::new()
-        .route("/healthz", get(|| async { Json(Done::success()) }))
-        .route("/readyz", get(readyz::<S>))
+    Router::new().route("/healthz", get(|| async { Json(Done::success()) })).route("/readyz", get(readyz::<S>))
 }
 
 async fn readyz<S>(State(state): State<S>) -> Result<Json<Done>, ApiError>

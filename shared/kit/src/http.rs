@@ -29,29 +29,17 @@ pub const DRAIN_GRACE: Duration = Duration::from_secs(10);
 /// matched route, JSON replies for wrong methods and panics, a body size limit, a
 /// request timeout, and `x-served-by: <service>@<addr>`.
 pub fn common_layers(router: Router, served_by: &str) -> Router {
-    let served_by =
-        HeaderValue::from_str(served_by).unwrap_or_else(|_| HeaderValue::from_static("weaprous"));
+    let served_by = HeaderValue::from_str(served_by).unwrap_or_else(|_| HeaderValue::from_static("weaprous"));
     router
         .method_not_allowed_fallback(crate::error::wrong_method)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            REQUEST_TIMEOUT,
-        ))
-        .layer(CatchPanicLayer::custom(|_| {
-            ApiError::Internal(anyhow::anyhow!("handler panicked")).into_response()
-        }))
-        .layer(SetResponseHeaderLayer::overriding(
-            HeaderName::from_static(SERVED_BY),
-            served_by,
-        ))
+        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, REQUEST_TIMEOUT))
+        .layer(CatchPanicLayer::custom(|_| ApiError::Internal(anyhow::anyhow!("handler panicked")).into_response()))
+        .layer(SetResponseHeaderLayer::overriding(HeaderName::from_static(SERVED_BY), served_by))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(|request: &Request| {
-                    let route = request
-                        .extensions()
-                        .get::<MatchedPath>()
-                        .map_or("", MatchedPath::as_str);
+                    let route = request.extensions().get::<MatchedPath>().map_or("", MatchedPath::as_str);
                     tracing::info_span!(
                         "request",
                         method = %request.method(),
@@ -80,9 +68,7 @@ pub async fn serve(
         shutdown.await;
         let _ = signalled_tx.send(());
     };
-    let server = axum::serve(listener, router)
-        .with_graceful_shutdown(signal)
-        .into_future();
+    let server = axum::serve(listener, router).with_graceful_shutdown(signal).into_future();
     tokio::pin!(server);
     let deadline = async move {
         match signalled_rx.await {

@@ -66,11 +66,7 @@ impl TokenKeys {
             exp: now + self.inner.ttl.as_secs(),
             iss: ISSUER.to_owned(),
         };
-        let token = jsonwebtoken::encode(
-            &Header::new(Algorithm::HS256),
-            &claims,
-            &self.inner.encoding,
-        )?;
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.inner.encoding)?;
         Ok((token, claims))
     }
 
@@ -79,9 +75,7 @@ impl TokenKeys {
         jsonwebtoken::decode::<Claims>(token, &self.inner.decoding, &self.inner.validation)
             .map(|data| data.claims)
             .map_err(|err| match err.kind() {
-                ErrorKind::ExpiredSignature => {
-                    ApiError::Unauthorized("session expired: log in again".into())
-                }
+                ErrorKind::ExpiredSignature => ApiError::Unauthorized("session expired: log in again".into()),
                 _ => ApiError::Unauthorized("invalid session: log in again".into()),
             })
     }
@@ -162,10 +156,7 @@ mod tests {
     use super::*;
 
     fn keys(secret: &str, ttl: u64) -> TokenKeys {
-        TokenKeys::new(
-            &SecretString::from(secret.to_owned()),
-            Duration::from_secs(ttl),
-        )
+        TokenKeys::new(&SecretString::from(secret.to_owned()), Duration::from_secs(ttl))
     }
 
     #[test]
@@ -178,9 +169,7 @@ mod tests {
 
     #[test]
     fn forged_tampered_and_expired_tokens_are_refused() {
-        let (token, _) = keys("s3cret", 60)
-            .issue(&Username::parse("alice").unwrap())
-            .unwrap();
+        let (token, _) = keys("s3cret", 60).issue(&Username::parse("alice").unwrap()).unwrap();
         assert_eq!(keys("other", 60).verify(&token).unwrap_err().status(), 401);
         let mut tampered = token.clone();
         tampered.insert(token.find('.').unwrap() + 3, 'x');
@@ -194,33 +183,16 @@ mod tests {
             exp: crate::now_secs() - 30,
             iss: ISSUER.into(),
         };
-        let old = jsonwebtoken::encode(
-            &Header::new(Algorithm::HS256),
-            &claims,
-            &expired.inner.encoding,
-        )
-        .unwrap();
-        assert!(
-            expired
-                .verify(&old)
-                .unwrap_err()
-                .to_string()
-                .contains("expired")
-        );
+        let old = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &expired.inner.encoding).unwrap();
+        assert!(expired.verify(&old).unwrap_err().to_string().contains("expired"));
     }
 
     #[test]
     fn the_token_comes_from_a_bearer_header_or_the_session_cookie() {
         let mut headers = HeaderMap::new();
-        headers.insert(
-            header::COOKIE,
-            HeaderValue::from_static("a=b; weaprous_session=tok; c=d"),
-        );
+        headers.insert(header::COOKIE, HeaderValue::from_static("a=b; weaprous_session=tok; c=d"));
         assert_eq!(token_from_headers(&headers).as_deref(), Some("tok"));
-        headers.insert(
-            header::AUTHORIZATION,
-            HeaderValue::from_static("Bearer bear"),
-        );
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer bear"));
         assert_eq!(token_from_headers(&headers).as_deref(), Some("bear"));
         assert!(token_from_headers(&HeaderMap::new()).is_none());
     }
@@ -229,10 +201,6 @@ mod tests {
     fn session_cookies_are_http_only_and_same_site() {
         let cookie = session_cookie("tok", Duration::from_secs(3600));
         let text = cookie.to_str().unwrap();
-        assert!(
-            text.contains("HttpOnly")
-                && text.contains("SameSite=Lax")
-                && text.contains("Max-Age=3600")
-        );
+        assert!(text.contains("HttpOnly") && text.contains("SameSite=Lax") && text.contains("Max-Age=3600"));
     }
 }

@@ -26,10 +26,7 @@ pub struct ClusterKey(Arc<hmac::Key>);
 
 impl ClusterKey {
     pub fn new(secret: &SecretString) -> Self {
-        Self(Arc::new(hmac::Key::new(
-            hmac::HMAC_SHA256,
-            secret.expose_secret().as_bytes(),
-        )))
+        Self(Arc::new(hmac::Key::new(hmac::HMAC_SHA256, secret.expose_secret().as_bytes())))
     }
 
     /// The signature header value for a request sent now.
@@ -43,23 +40,12 @@ impl ClusterKey {
     }
 
     /// Checks the signature header of a received request.
-    pub fn verify(
-        &self,
-        headers: &HeaderMap,
-        method: &Method,
-        path: &str,
-        body: &[u8],
-    ) -> Result<(), ApiError> {
+    pub fn verify(&self, headers: &HeaderMap, method: &Method, path: &str, body: &[u8]) -> Result<(), ApiError> {
         let refused = || ApiError::Unauthorized("missing or invalid cluster signature".into());
-        let header = headers
-            .get(SIGNATURE)
-            .and_then(|value| value.to_str().ok())
-            .ok_or_else(refused)?;
+        let header = headers.get(SIGNATURE).and_then(|value| value.to_str().ok()).ok_or_else(refused)?;
         let (time, mac) = parse_header(header).ok_or_else(refused)?;
         if crate::now_secs().abs_diff(time) > MAX_SKEW_SECS {
-            return Err(ApiError::Unauthorized(
-                "cluster signature is too old or from the future".into(),
-            ));
+            return Err(ApiError::Unauthorized("cluster signature is too old or from the future".into()));
         }
         hmac::verify(&self.0, &message(time, method, path, body), &mac).map_err(|_| refused())
     }
@@ -130,9 +116,7 @@ pub fn is_signed(headers: &HeaderMap) -> bool {
 }
 
 pub(crate) fn path_and_query(uri: &axum::http::Uri) -> String {
-    uri.path_and_query()
-        .map(|pq| pq.as_str().to_owned())
-        .unwrap_or_else(|| "/".to_owned())
+    uri.path_and_query().map(|pq| pq.as_str().to_owned()).unwrap_or_else(|| "/".to_owned())
 }
 
 #[cfg(test)]
@@ -155,53 +139,22 @@ mod tests {
         let key = key("cluster");
         let signature = key.sign(&Method::POST, "/receive-message", b"{\"a\":1}");
         let headers = headers(&signature);
-        assert!(
-            key.verify(&headers, &Method::POST, "/receive-message", b"{\"a\":1}")
-                .is_ok()
-        );
-        assert!(
-            key.verify(&headers, &Method::POST, "/receive-message", b"{\"a\":2}")
-                .is_err()
-        );
-        assert!(
-            key.verify(&headers, &Method::POST, "/register-peer-pool", b"{\"a\":1}")
-                .is_err()
-        );
-        assert!(
-            key.verify(&headers, &Method::GET, "/receive-message", b"{\"a\":1}")
-                .is_err()
-        );
+        assert!(key.verify(&headers, &Method::POST, "/receive-message", b"{\"a\":1}").is_ok());
+        assert!(key.verify(&headers, &Method::POST, "/receive-message", b"{\"a\":2}").is_err());
+        assert!(key.verify(&headers, &Method::POST, "/register-peer-pool", b"{\"a\":1}").is_err());
+        assert!(key.verify(&headers, &Method::GET, "/receive-message", b"{\"a\":1}").is_err());
     }
 
     #[test]
     fn other_secrets_old_times_and_garbage_are_refused() {
         let signature = key("other").sign(&Method::POST, "/x", b"");
-        assert!(
-            key("cluster")
-                .verify(&headers(&signature), &Method::POST, "/x", b"")
-                .is_err()
-        );
-        let old = key("cluster").sign_at(
-            crate::now_secs() - MAX_SKEW_SECS - 10,
-            &Method::POST,
-            "/x",
-            b"",
-        );
-        let err = key("cluster")
-            .verify(&headers(&old), &Method::POST, "/x", b"")
-            .unwrap_err();
+        assert!(key("cluster").verify(&headers(&signature), &Method::POST, "/x", b"").is_err());
+        let old = key("cluster").sign_at(crate::now_secs() - MAX_SKEW_SECS - 10, &Method::POST, "/x", b"");
+        let err = key("cluster").verify(&headers(&old), &Method::POST, "/x", b"").unwrap_err();
         assert!(err.to_string().contains("too old"));
         for garbage in ["", "t=1", "v1=00", "t=x,v1=zz", "nonsense"] {
-            assert!(
-                key("cluster")
-                    .verify(&headers(garbage), &Method::POST, "/x", b"")
-                    .is_err()
-            );
+            assert!(key("cluster").verify(&headers(garbage), &Method::POST, "/x", b"").is_err());
         }
-        assert!(
-            key("cluster")
-                .verify(&HeaderMap::new(), &Method::POST, "/x", b"")
-                .is_err()
-        );
+        assert!(key("cluster").verify(&HeaderMap::new(), &Method::POST, "/x", b"").is_err());
     }
 }

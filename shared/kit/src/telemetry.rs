@@ -27,12 +27,7 @@ pub fn init(service: &str) -> TelemetryGuard {
     let registry = tracing_subscriber::registry().with(filter);
     let installed = if json {
         registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .json()
-                    .flatten_event(true)
-                    .with_writer(std::io::stderr),
-            )
+            .with(tracing_subscriber::fmt::layer().json().flatten_event(true).with_writer(std::io::stderr))
             .try_init()
     } else {
         registry

@@ -30,10 +30,7 @@ pub struct ErrorBody {
 
 impl ErrorBody {
     pub fn new(message: impl Into<String>) -> Self {
-        Self {
-            status: Status::Error,
-            message: message.into(),
-        }
+        Self { status: Status::Error, message: message.into() }
     }
 }
 
@@ -46,10 +43,7 @@ pub struct Ack {
 
 impl Ack {
     pub fn success(message: impl Into<String>) -> Self {
-        Self {
-            status: Status::Success,
-            message: message.into(),
-        }
+        Self { status: Status::Success, message: message.into() }
     }
 }
 
@@ -61,9 +55,7 @@ pub struct Done {
 
 impl Done {
     pub fn success() -> Self {
-        Self {
-            status: Status::Success,
-        }
+        Self { status: Status::Success }
     }
 }
 
@@ -79,10 +71,7 @@ pub struct Credentials {
 
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials")
-            .field("username", &self.username)
-            .field("password", &"<redacted>")
-            .finish()
+        f.debug_struct("Credentials").field("username", &self.username).field("password", &"<redacted>").finish()
     }
 }
 
@@ -132,25 +121,13 @@ pub struct ChannelRequest {
 pub struct HistoryRequest {
     pub channel_name: ChannelName,
     /// Only messages with an id below this one (scrolling back).
-    #[serde(
-        default,
-        deserialize_with = "de::opt_u64",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, deserialize_with = "de::opt_u64", skip_serializing_if = "Option::is_none")]
     pub before: Option<u64>,
     /// Only messages with an id above this one (catching up).
-    #[serde(
-        default,
-        deserialize_with = "de::opt_u64",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, deserialize_with = "de::opt_u64", skip_serializing_if = "Option::is_none")]
     pub after: Option<u64>,
     /// At most this many messages (default 100, at most 500).
-    #[serde(
-        default,
-        deserialize_with = "de::opt_u64",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, deserialize_with = "de::opt_u64", skip_serializing_if = "Option::is_none")]
     pub limit: Option<u64>,
 }
 
@@ -378,28 +355,15 @@ mod tests {
 
     #[test]
     fn replies_keep_the_original_shape() {
-        check(
-            &ErrorBody::new("channel not found"),
-            r#"{"status":"error","message":"channel not found"}"#,
-        );
-        check(
-            &Ack::success("Joined channel general"),
-            r#"{"status":"success","message":"Joined channel general"}"#,
-        );
+        check(&ErrorBody::new("channel not found"), r#"{"status":"error","message":"channel not found"}"#);
+        check(&Ack::success("Joined channel general"), r#"{"status":"success","message":"Joined channel general"}"#);
         check(&Done::success(), r#"{"status":"success"}"#);
         check(
-            &ChannelList {
-                status: Status::Success,
-                channels: vec![ChannelName::parse("general").unwrap()],
-            },
+            &ChannelList { status: Status::Success, channels: vec![ChannelName::parse("general").unwrap()] },
             r#"{"status":"success","channels":["general"]}"#,
         );
         check(
-            &UserInfo {
-                ip: "127.0.0.1".into(),
-                port: 9002,
-                username: name("bob"),
-            },
+            &UserInfo { ip: "127.0.0.1".into(), port: 9002, username: name("bob") },
             r#"{"ip":"127.0.0.1","port":9002,"username":"bob"}"#,
         );
     }
@@ -441,35 +405,25 @@ mod tests {
 
     #[test]
     fn original_forms_parse() {
-        let join: ChannelRequest = serde_urlencoded::from_str(
-            "channel_name=general&peer_ip=127.0.0.1&peer_port=9001&username=alice",
-        )
-        .unwrap();
+        let join: ChannelRequest =
+            serde_urlencoded::from_str("channel_name=general&peer_ip=127.0.0.1&peer_port=9001&username=alice").unwrap();
         assert_eq!(join.channel_name.as_str(), "general");
 
-        let send: SendPeer =
-            serde_urlencoded::from_str("ip=127.0.0.1&port=9002&message=hi+bob+%21").unwrap();
+        let send: SendPeer = serde_urlencoded::from_str("ip=127.0.0.1&port=9002&message=hi+bob+%21").unwrap();
         assert_eq!(send.port, Some(9002));
         assert_eq!(send.message.as_str(), "hi bob !");
 
-        let register: PeerRegistration =
-            serde_urlencoded::from_str("ip=127.0.0.1&port=9001&username=n/a").unwrap();
+        let register: PeerRegistration = serde_urlencoded::from_str("ip=127.0.0.1&port=9001&username=n/a").unwrap();
         assert_eq!(register.port, 9001);
 
-        let history: HistoryRequest =
-            serde_urlencoded::from_str("channel_name=general&limit=&before=12").unwrap();
+        let history: HistoryRequest = serde_urlencoded::from_str("channel_name=general&limit=&before=12").unwrap();
         assert_eq!((history.before, history.limit), (Some(12), None));
     }
 
     #[test]
     fn ports_are_accepted_as_numbers_or_text_but_must_be_valid() {
         let dm = r#"{"id":"x","message":"hi","sender_ip":"127.0.0.1","sender_port":"9001","username":"alice","to":"bob","ts":1}"#;
-        assert_eq!(
-            serde_json::from_str::<DirectMessage>(dm)
-                .unwrap()
-                .sender_port,
-            9001
-        );
+        assert_eq!(serde_json::from_str::<DirectMessage>(dm).unwrap().sender_port, 9001);
         assert!(serde_urlencoded::from_str::<SendPeer>("ip=a&port=99999&message=x").is_err());
         assert!(serde_urlencoded::from_str::<SendPeer>("ip=a&port=abc&message=x").is_err());
         assert!(serde_json::from_str::<PeerRegistration>(r#"{"ip":"a","port":0}"#).is_err());
@@ -477,10 +431,7 @@ mod tests {
 
     #[test]
     fn secrets_stay_out_of_debug_output() {
-        let credentials = Credentials {
-            username: "alice".into(),
-            password: "hunter22".into(),
-        };
+        let credentials = Credentials { username: "alice".into(), password: "hunter22".into() };
         assert!(!format!("{credentials:?}").contains("hunter22"));
         let grant = SessionGrant {
             status: Status::Success,

@@ -14,16 +14,13 @@ enum PortRepr {
 fn port_from_repr<E: Error>(repr: PortRepr) -> Result<u16, E> {
     let number = match repr {
         PortRepr::Number(n) => n,
-        PortRepr::Text(text) => text
-            .trim()
-            .parse::<u64>()
-            .map_err(|_| E::custom(format!("invalid port `{text}`: expected a number")))?,
+        PortRepr::Text(text) => {
+            text.trim().parse::<u64>().map_err(|_| E::custom(format!("invalid port `{text}`: expected a number")))?
+        }
     };
     match u16::try_from(number) {
         Ok(port) if port != 0 => Ok(port),
-        _ => Err(E::custom(format!(
-            "invalid port {number}: expected 1 to 65535"
-        ))),
+        _ => Err(E::custom(format!("invalid port {number}: expected 1 to 65535"))),
     }
 }
 
@@ -31,9 +28,7 @@ pub(crate) fn port<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u16, D:
     port_from_repr(PortRepr::deserialize(deserializer)?)
 }
 
-pub(crate) fn opt_port<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<u16>, D::Error> {
+pub(crate) fn opt_port<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u16>, D::Error> {
     match Option::<PortRepr>::deserialize(deserializer)? {
         None => Ok(None),
         Some(PortRepr::Text(text)) if text.trim().is_empty() => Ok(None),
@@ -55,17 +50,13 @@ pub(crate) fn opt_u64<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Opti
         None => Ok(None),
         Some(NumberRepr::Number(n)) => Ok(Some(n)),
         Some(NumberRepr::Text(text)) if text.trim().is_empty() => Ok(None),
-        Some(NumberRepr::Text(text)) => text
-            .trim()
-            .parse()
-            .map(Some)
-            .map_err(|_| D::Error::custom(format!("invalid number `{text}`"))),
+        Some(NumberRepr::Text(text)) => {
+            text.trim().parse().map(Some).map_err(|_| D::Error::custom(format!("invalid number `{text}`")))
+        }
     }
 }
 
 /// Optional text where an empty value means "not given".
-pub(crate) fn opt_text<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<String>, D::Error> {
+pub(crate) fn opt_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
     Ok(Option::<String>::deserialize(deserializer)?.filter(|text| !text.trim().is_empty()))
 }

@@ -57,14 +57,8 @@ mod tests {
 
     #[test]
     fn events_are_tagged_by_type() {
-        let event = Event::Presence(Presence {
-            username: Username::parse("bob").unwrap(),
-            online: true,
-        });
-        check(
-            &event,
-            r#"{"type":"presence","username":"bob","online":true}"#,
-        );
+        let event = Event::Presence(Presence { username: Username::parse("bob").unwrap(), online: true });
+        check(&event, r#"{"type":"presence","username":"bob","online":true}"#);
         assert_eq!(event.name(), "presence");
         check(&Event::Reset, r#"{"type":"reset"}"#);
         let membership = Event::Membership(Membership {
@@ -72,9 +66,6 @@ mod tests {
             username: Username::parse("bob").unwrap(),
             joined: false,
         });
-        check(
-            &membership,
-            r#"{"type":"membership","channel":"general","username":"bob","joined":false}"#,
-        );
+        check(&membership, r#"{"type":"membership","channel":"general","username":"bob","joined":false}"#);
     }
 }

@@ -73,14 +73,9 @@ impl MessageText {
         }
         let chars = text.chars().count();
         if chars > MAX_MESSAGE_CHARS {
-            return Err(InvalidInput(format!(
-                "message is {chars} characters long; the limit is {MAX_MESSAGE_CHARS}"
-            )));
+            return Err(InvalidInput(format!("message is {chars} characters long; the limit is {MAX_MESSAGE_CHARS}")));
         }
-        if text
-            .chars()
-            .any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r')
-        {
+        if text.chars().any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r') {
             return Err(InvalidInput("message contains control characters".into()));
         }
         Ok(Self(text.to_owned()))
@@ -97,17 +92,10 @@ fn check_name(what: &str, name: &str) -> Result<(), InvalidInput> {
     }
     let chars = name.chars().count();
     if chars > MAX_NAME_CHARS {
-        return Err(InvalidInput(format!(
-            "{what} is {chars} characters long; the limit is {MAX_NAME_CHARS}"
-        )));
+        return Err(InvalidInput(format!("{what} is {chars} characters long; the limit is {MAX_NAME_CHARS}")));
     }
-    if let Some(bad) = name
-        .chars()
-        .find(|c| !(c.is_alphanumeric() || matches!(c, '_' | '-' | '.')))
-    {
-        return Err(InvalidInput(format!(
-            "{what} may hold only letters, digits, `_`, `-` and `.`, not {bad:?}"
-        )));
+    if let Some(bad) = name.chars().find(|c| !(c.is_alphanumeric() || matches!(c, '_' | '-' | '.'))) {
+        return Err(InvalidInput(format!("{what} may hold only letters, digits, `_`, `-` and `.`, not {bad:?}")));
     }
     Ok(())
 }
@@ -146,15 +134,9 @@ mod tests {
 
     #[test]
     fn vietnamese_names_and_text_are_accepted() {
-        assert_eq!(
-            Username::parse("Nguyễn_Văn-An").unwrap().as_str(),
-            "Nguyễn_Văn-An"
-        );
+        assert_eq!(Username::parse("Nguyễn_Văn-An").unwrap().as_str(), "Nguyễn_Văn-An");
         assert_eq!(ChannelName::parse("#Chào").unwrap().as_str(), "chào");
-        assert_eq!(
-            MessageText::parse("Xin chào các bạn! 🎉").unwrap().as_str(),
-            "Xin chào các bạn! 🎉"
-        );
+        assert_eq!(MessageText::parse("Xin chào các bạn! 🎉").unwrap().as_str(), "Xin chào các bạn! 🎉");
     }
 
     #[test]

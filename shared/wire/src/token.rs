@@ -30,16 +30,8 @@ mod tests {
 
     #[test]
     fn claims_are_a_flat_jwt_payload() {
-        let claims = Claims {
-            sub: Username::parse("alice").unwrap(),
-            sid: "s1".into(),
-            iat: 10,
-            exp: 20,
-            iss: ISSUER.into(),
-        };
-        check(
-            &claims,
-            r#"{"sub":"alice","sid":"s1","iat":10,"exp":20,"iss":"weaprous-auth"}"#,
-        );
+        let claims =
+            Claims { sub: Username::parse("alice").unwrap(), sid: "s1".into(), iat: 10, exp: 20, iss: ISSUER.into() };
+        check(&claims, r#"{"sub":"alice","sid":"s1","iat":10,"exp":20,"iss":"weaprous-auth"}"#);
     }
 }
