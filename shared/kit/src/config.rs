@@ -110,6 +110,30 @@ impl ConfigError {
     }
 }
 
+/// The original's flags for where a server listens, shared by every binary.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServerFlags {
+    /// Shared IP: the address to bind and the one the other services are found at.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// The IP address to bind (overrides --host).
+    #[arg(long = "server-ip")]
+    pub server_ip: Option<String>,
+    /// The port to bind.
+    #[arg(long = "server-port")]
+    pub server_port: Option<u16>,
+    /// A TOML config file (default: the service's `<PREFIX>_CONFIG`, else its own name).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+impl ServerFlags {
+    /// The bind IP the flags ask for: `--server-ip`, else `--host`.
+    pub fn bind_ip(&self) -> Option<&str> {
+        self.server_ip.as_deref().or(self.host.as_deref())
+    }
+}
+
 /// Parses `ip:port` or `http://ip:port` into a base URL (the original's
 /// `--tracker-ip 127.0.0.1:9000`).
 pub fn base_url(raw: &str) -> Result<reqwest::Url, ConfigError> {

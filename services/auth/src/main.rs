@@ -1,0 +1,59 @@
+//! The `auth` binary: serve, or manage the user database.
+
+use std::io::BufRead;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use auth::config::{Config, Flags};
+use auth::users::{self, UserDb};
+use clap::{Parser, Subcommand};
+use wire::names::Username;
+
+#[derive(Parser)]
+#[command(name = "auth", version, about = "WeApRous auth service: users, password hashes, session tokens")]
+struct Cli {
+    #[command(flatten)]
+    flags: Flags,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Add a user; the password is read from the first line of stdin.
+    AddUser { name: String },
+    /// Convert a database in the original's plaintext form (username,password) to
+    /// Argon2id hashes, in place.
+    HashDb { file: PathBuf },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = Config::load(&cli.flags).unwrap_or_else(|err| err.exit());
+    match cli.command {
+        None => {
+            let _telemetry = kit::telemetry::init("auth");
+            config.secrets.warn_if_default();
+            let state = auth::AppState::new(&config)?;
+            let listener = tokio::net::TcpListener::bind(config.listen())
+                .await
+                .with_context(|| format!("failed to bind {}", config.listen()))?;
+            auth::serve(listener, state, kit::shutdown::signal()).await
+        }
+        Some(Command::AddUser { name }) => {
+            let username = Username::parse(&name)?;
+            let mut password = String::new();
+            std::io::stdin().lock().read_line(&mut password).context("failed to read the password from stdin")?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            UserDb::open(&config.db)?.add_blocking(&username, password)?;
+            eprintln!("added {username} to {}", config.db.display());
+            Ok(())
+        }
+        Some(Command::HashDb { file }) => {
+            let count = users::convert_plaintext(&file)?;
+            eprintln!("hashed {count} passwords in {}", file.display());
+            Ok(())
+        }
+    }
+}

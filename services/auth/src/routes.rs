@@ -1,0 +1,81 @@
+//! The routes of auth.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use kit::body::Input;
+use kit::error::ApiError;
+use wire::api::{Ack, Credentials, SessionGrant, SessionInfo, Status};
+use wire::names::Username;
+
+use crate::AppState;
+use crate::users::AddUserError;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/login", post(login))
+        .route("/register", post(register))
+        .route("/logout", post(logout))
+        .route("/session", get(session))
+}
+
+#[tracing::instrument(skip_all, fields(username = %credentials.username))]
+async fn login(
+    State(state): State<AppState>,
+    Input(credentials): Input<Credentials>,
+) -> Result<Json<SessionGrant>, ApiError> {
+    let wrong = || ApiError::Unauthorized("wrong username or password".into());
+    let username = Username::parse(&credentials.username).map_err(|_| wrong())?;
+    if !state.users.verify(username.as_str(), &credentials.password).await? {
+        tracing::info!("login refused");
+        return Err(wrong());
+    }
+    let grant = grant(&state, &username)?;
+    tracing::info!("logged in");
+    Ok(Json(grant))
+}
+
+#[tracing::instrument(skip_all, fields(username = %credentials.username))]
+async fn register(
+    State(state): State<AppState>,
+    Input(credentials): Input<Credentials>,
+) -> Result<(StatusCode, Json<SessionGrant>), ApiError> {
+    if !state.allow_registration {
+        return Err(ApiError::forbidden("sign-up is switched off on this server"));
+    }
+    let username = Username::parse(&credentials.username).map_err(|err| ApiError::bad_request(err.to_string()))?;
+    state.users.add(&username, &credentials.password).await.map_err(|err| match err {
+        AddUserError::Exists(_) => ApiError::Conflict(err.to_string()),
+        AddUserError::BadPassword => ApiError::bad_request(err.to_string()),
+        AddUserError::Io(cause) => ApiError::Internal(cause),
+    })?;
+    tracing::info!("signed up");
+    Ok((StatusCode::CREATED, Json(grant(&state, &username)?)))
+}
+
+async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Ack>, ApiError> {
+    let claims = verified(&state, &headers)?;
+    state.revoked.revoke(&claims.sid, claims.exp);
+    tracing::info!(username = %claims.sub, "logged out");
+    Ok(Json(Ack::success("Logged out")))
+}
+
+async fn session(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<SessionInfo>, ApiError> {
+    let claims = verified(&state, &headers)?;
+    Ok(Json(SessionInfo { status: Status::Success, username: claims.sub, expires_at: claims.exp, peer: None }))
+}
+
+fn verified(state: &AppState, headers: &HeaderMap) -> Result<wire::token::Claims, ApiError> {
+    let token = kit::session::token_from_headers(headers).ok_or_else(ApiError::unauthorized)?;
+    let claims = state.tokens.verify(&token)?;
+    if state.revoked.is_revoked(&claims.sid) {
+        return Err(ApiError::Unauthorized("session ended: log in again".into()));
+    }
+    Ok(claims)
+}
+
+fn grant(state: &AppState, username: &Username) -> Result<SessionGrant, ApiError> {
+    let (token, claims) = state.tokens.issue(username)?;
+    Ok(SessionGrant { status: Status::Success, username: claims.sub, token, expires_at: claims.exp })
+}

@@ -1,0 +1,105 @@
+//! Auth over real HTTP on 127.0.0.1:0.
+
+use std::time::Duration;
+
+use auth::{AppState, Config};
+use kit::config::Secrets;
+use serde_json::Value;
+
+struct TestAuth {
+    url: String,
+    client: reqwest::Client,
+    _dir: tempfile::TempDir,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn spawn(allow_registration: bool) -> TestAuth {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("users.csv");
+    auth::users::UserDb::open(&db)
+        .unwrap()
+        .add_blocking(&wire::names::Username::parse("alice").unwrap(), "password1")
+        .unwrap();
+    let config = Config { db, allow_registration, secrets: Secrets::random(), ..Config::default() };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let state = AppState::new(&config).unwrap();
+    tokio::spawn(auth::serve(listener, state, async move {
+        let _ = stopped.await;
+    }));
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    TestAuth { url, client, _dir: dir, _stop: stop }
+}
+
+impl TestAuth {
+    async fn post(&self, path: &str, body: &str) -> (u16, Value) {
+        let response = self.client.post(format!("{}{path}", self.url)).body(body.to_owned()).send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap())
+    }
+}
+
+#[tokio::test]
+async fn login_issues_a_token_that_session_accepts_until_logout() {
+    let auth = spawn(true).await;
+    let (status, body) = auth.post("/login", "username=alice&password=password1").await;
+    assert_eq!(status, 200, "{body}");
+    let token = body["token"].as_str().unwrap().to_owned();
+    assert_eq!(body["username"], "alice");
+
+    let session = auth.client.get(format!("{}/session", auth.url)).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(session.status(), 200);
+    assert_eq!(session.json::<Value>().await.unwrap()["username"], "alice");
+
+    let logout = auth.client.post(format!("{}/logout", auth.url)).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(logout.status(), 200);
+    let after = auth.client.get(format!("{}/session", auth.url)).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(after.status(), 401);
+}
+
+#[tokio::test]
+async fn wrong_passwords_and_unknown_users_get_the_same_401() {
+    let auth = spawn(true).await;
+    let (wrong_status, wrong) = auth.post("/login", "username=alice&password=nope").await;
+    let (unknown_status, unknown) = auth.post("/login", r#"{"username":"mallory","password":"password1"}"#).await;
+    assert_eq!((wrong_status, unknown_status), (401, 401));
+    assert_eq!(wrong, unknown);
+    assert_eq!(wrong["status"], "error");
+}
+
+#[tokio::test]
+async fn sign_up_creates_a_user_once_and_can_be_switched_off() {
+    let auth = spawn(true).await;
+    let (status, body) = auth.post("/register", "username=Nguy%E1%BB%85n&password=m%E1%BA%ADt+kh%E1%BA%A9u").await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["username"], "Nguyễn");
+    assert_eq!(auth.post("/login", "username=Nguy%E1%BB%85n&password=m%E1%BA%ADt+kh%E1%BA%A9u").await.0, 200);
+    assert_eq!(auth.post("/register", "username=nguy%E1%BB%85n&password=another1").await.0, 409);
+    assert_eq!(auth.post("/register", "username=bob&password=short").await.0, 400);
+    assert_eq!(auth.post("/register", "username=%3Cb%3E&password=password1").await.0, 400);
+
+    let closed = spawn(false).await;
+    assert_eq!(closed.post("/register", "username=bob&password=password1").await.0, 403);
+}
+
+#[tokio::test]
+async fn bad_bodies_get_json_4xx_and_the_server_keeps_answering() {
+    let auth = spawn(true).await;
+    for body in ["", "username=alice", "{\"username\": 1, \"password\": \"x\"}", "not a form at all {"] {
+        let (status, reply) = auth.post("/login", body).await;
+        assert_eq!(status, 400, "{body:?} -> {reply}");
+        assert_eq!(reply["status"], "error");
+    }
+    let huge = "a".repeat(10 * 1024 * 1024);
+    let (status, reply) = auth.post("/login", &format!("username=alice&password={huge}")).await;
+    assert_eq!(status, 413, "{reply}");
+    let non_utf8 =
+        auth.client.post(format!("{}/login", auth.url)).body(vec![0xff, 0xfe, b'=', b'1']).send().await.unwrap();
+    assert_eq!(non_utf8.status(), 400);
+    let forged = auth.client.get(format!("{}/session", auth.url)).bearer_auth("eyJ.forged.token").send().await.unwrap();
+    assert_eq!(forged.status(), 401);
+    assert_eq!(auth.client.get(format!("{}/nope", auth.url)).send().await.unwrap().status(), 404);
+    assert_eq!(auth.client.get(format!("{}/login", auth.url)).send().await.unwrap().status(), 405);
+    assert_eq!(auth.post("/login", "username=alice&password=password1").await.0, 200);
+}
