@@ -13,10 +13,13 @@
 //! - [`client`]: the outgoing HTTP client, which signs and relays.
 //! - [`health`]: `/healthz` and `/readyz`.
 //! - [`www`]: static files of the web UI.
+//! - `db` (feature `sqlite`): an embedded SQLite store with group commit.
 
 pub mod body;
 pub mod client;
 pub mod config;
+#[cfg(feature = "sqlite")]
+pub mod db;
 pub mod error;
 pub mod health;
 pub mod http;

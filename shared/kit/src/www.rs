@@ -15,3 +15,23 @@ pub fn files<S: Clone + Send + Sync + 'static>(dir: &Path) -> Router<S> {
         .fallback(crate::error::no_route.into_service());
     Router::new().fallback_service(serve_dir)
 }
+
+/// One HTML page of the UI (`login.html`, `index.html`), read from `dir` per request
+/// so edits show without a restart. Never cached: pages depend on the session.
+pub async fn page(dir: &Path, name: &str) -> Result<axum::response::Response, crate::error::ApiError> {
+    use axum::http::header;
+    use axum::response::IntoResponse;
+    let path = dir.join(name);
+    let html = tokio::fs::read_to_string(&path)
+        .await
+        .map_err(|err| anyhow::anyhow!("failed to read {}: {err}", path.display()))?;
+    Ok(([(header::CACHE_CONTROL, "no-store")], axum::response::Html(html)).into_response())
+}
+
+/// Whether the client asked for JSON rather than a page or a redirect.
+pub fn wants_json(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|accept| accept.contains("application/json"))
+}

@@ -152,7 +152,8 @@ pub struct ChannelView {
     pub channel: ChannelName,
     pub members: Vec<Member>,
     pub messages: Vec<ChannelMessage>,
-    /// Whether older messages exist before the first one of this page.
+    /// Whether the page was cut at the limit: more messages exist before it (latest
+    /// page, or `before`) or after it (`after`).
     #[serde(default)]
     pub has_more: bool,
 }
@@ -226,6 +227,16 @@ pub struct ReleaseUser {
     #[serde(deserialize_with = "de::port")]
     pub port: u16,
     pub username: Username,
+}
+
+/// Where a user is hosted: `GET /lookup?username=NAME` on the tracker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Location {
+    pub ip: String,
+    pub port: u16,
+    pub username: Username,
+    /// Whether that peer is alive now.
+    pub online: bool,
 }
 
 /// A live peer in the pool: `GET /get-peers`.

@@ -1,0 +1,117 @@
+//! Tracker configuration: defaults, then `tracker.toml` (or `TRACKER_CONFIG`), then
+//! `TRACKER_*` and `WEAPROUS_*` env vars, then flags.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use figment::Figment;
+use kit::config::{ConfigError, Secrets, ServerFlags};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Config {
+    /// The address to bind.
+    pub server_ip: IpAddr,
+    pub server_port: u16,
+    /// Where auth answers, to check passwords on `POST /login`.
+    pub auth_url: String,
+    /// The folder of the tracker's database (`tracker.db`).
+    pub data_dir: PathBuf,
+    /// The web UI folder; the tracker serves its login page.
+    pub www_dir: PathBuf,
+    /// A peer that sends no heartbeat for this long leaves the pool, and its users
+    /// show offline.
+    pub peer_ttl_secs: u64,
+    #[serde(flatten, skip_serializing)]
+    pub secrets: Secrets,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            server_port: 9000,
+            auth_url: "http://127.0.0.1:9100".into(),
+            data_dir: PathBuf::from("data/tracker"),
+            www_dir: PathBuf::from("www"),
+            peer_ttl_secs: 15,
+            secrets: Secrets::default(),
+        }
+    }
+}
+
+/// The tracker's flags: the original's, plus the new services' addresses.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Flags {
+    #[command(flatten)]
+    pub server: ServerFlags,
+    /// The tracker's port, as the original's `--tracker-port` (when --server-port is
+    /// not given).
+    #[arg(long = "tracker-port")]
+    pub tracker_port: Option<u16>,
+    /// Where auth answers (`ip:port` or a URL).
+    #[arg(long = "auth-url")]
+    pub auth_url: Option<String>,
+    /// The folder of the tracker's database.
+    #[arg(long = "data-dir")]
+    pub data_dir: Option<PathBuf>,
+    /// The web UI folder.
+    #[arg(long = "www")]
+    pub www_dir: Option<PathBuf>,
+}
+
+#[derive(Serialize)]
+struct Overrides<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    server_ip: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    server_port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auth_url: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_dir: Option<&'a PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    www_dir: Option<&'a PathBuf>,
+}
+
+impl Config {
+    pub fn figment(flags: &Flags) -> Figment {
+        let file = kit::config::file_path(flags.server.config.as_deref(), "TRACKER", "tracker.toml");
+        let overrides = Overrides {
+            server_ip: flags.server.bind_ip(),
+            server_port: flags.server.server_port.or(flags.tracker_port),
+            auth_url: flags.auth_url.as_deref(),
+            data_dir: flags.data_dir.as_ref(),
+            www_dir: flags.www_dir.as_ref(),
+        };
+        kit::config::layered(&Config::default(), &file, "TRACKER", &overrides)
+    }
+
+    pub fn load(flags: &Flags) -> Result<Self, ConfigError> {
+        let config: Self = kit::config::extract(&Self::figment(flags))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what types alone cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        kit::config::base_url(&self.auth_url)?;
+        if self.peer_ttl_secs < 3 {
+            return Err(ConfigError("peer_ttl_secs must be at least 3".into()));
+        }
+        Ok(())
+    }
+
+    pub fn listen(&self) -> SocketAddr {
+        SocketAddr::new(self.server_ip, self.server_port)
+    }
+
+    pub fn peer_ttl(&self) -> Duration {
+        Duration::from_secs(self.peer_ttl_secs)
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join("tracker.db")
+    }
+}

@@ -1,0 +1,113 @@
+//! The tracker: the peer pool, the user directory, channels, members and channel
+//! history.
+//!
+//! # Layout
+//!
+//! - [`config`]: flags, env and file settings.
+//! - [`pool`]: live peers, by registration and heartbeat (soft state, in memory).
+//! - [`store`]: channels, members, history and the directory, durable in SQLite.
+//! - `caller`: who is calling, a user (session token) or a service (signature).
+//! - `routes`: one module per resource; `stream` pushes to peers over SSE.
+
+pub mod config;
+pub mod pool;
+pub mod store;
+
+mod caller;
+mod routes;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::FromRef;
+use kit::client::Client;
+use kit::health::Readiness;
+use kit::session::TokenKeys;
+use kit::sign::ClusterKey;
+use reqwest::Url;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+use pool::PeerPool;
+use store::Store;
+
+/// Everything a handler needs. Cloning is cheap.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub pool: PeerPool,
+    pub tokens: TokenKeys,
+    pub cluster: ClusterKey,
+    pub client: Client,
+    pub auth_url: Url,
+    pub www_dir: Arc<PathBuf>,
+    pub readiness: Readiness,
+    /// Cancelled at shutdown, so peer streams end and the drain can finish.
+    pub shutdown: CancellationToken,
+}
+
+impl AppState {
+    pub fn new(config: &Config) -> anyhow::Result<Self> {
+        config.validate()?;
+        let cluster = ClusterKey::new(&config.secrets.cluster_secret);
+        Ok(Self {
+            store: Store::open(&config.db_path()).context("failed to open the tracker database")?,
+            pool: PeerPool::new(config.peer_ttl()),
+            tokens: TokenKeys::new(&config.secrets.session_secret, Duration::from_secs(24 * 60 * 60)),
+            client: Client::new(cluster.clone(), Duration::from_secs(10))?,
+            cluster,
+            auth_url: kit::config::base_url(&config.auth_url)?,
+            www_dir: Arc::new(config.www_dir.clone()),
+            readiness: Readiness::ready(),
+            shutdown: CancellationToken::new(),
+        })
+    }
+}
+
+impl FromRef<AppState> for TokenKeys {
+    fn from_ref(state: &AppState) -> Self {
+        state.tokens.clone()
+    }
+}
+
+impl FromRef<AppState> for ClusterKey {
+    fn from_ref(state: &AppState) -> Self {
+        state.cluster.clone()
+    }
+}
+
+impl FromRef<AppState> for Readiness {
+    fn from_ref(state: &AppState) -> Self {
+        state.readiness.clone()
+    }
+}
+
+/// The whole HTTP surface of the tracker; no IO happens here.
+pub fn router(state: AppState) -> Router {
+    let www = state.www_dir.clone();
+    routes::router().merge(kit::health::router()).merge(kit::www::files(&www)).with_state(state)
+}
+
+/// Serves the tracker on a bound listener until `shutdown` completes; expires silent
+/// peers meanwhile.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, db = %state.store.path().display(), "listening");
+    let token = state.shutdown.clone();
+    tokio::spawn(routes::peers::expire_silent_peers(state.clone()));
+    let app = kit::http::common_layers(router(state), &format!("tracker@{addr}"));
+    kit::http::serve(listener, app, async move {
+        shutdown.await;
+        token.cancel();
+    })
+    .await
+}

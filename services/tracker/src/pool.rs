@@ -1,0 +1,179 @@
+//! The peer pool: live peers, by registration and heartbeat.
+//!
+//! This is soft state, kept in memory: a peer that finds the tracker forgot it (after
+//! a restart) registers again on its next heartbeat.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// Where a peer answers: the address it advertised, not the one it bound.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PeerAddr {
+    pub ip: String,
+    pub port: u16,
+}
+
+impl PeerAddr {
+    /// Checks an advertised address: a host name or IP other people can reach.
+    pub fn parse(ip: &str, port: u16) -> Result<Self, String> {
+        let ip = ip.trim();
+        if ip.is_empty() || ip.len() > 253 {
+            return Err("peer ip is empty or too long".into());
+        }
+        if ip == "0.0.0.0" || ip == "::" {
+            return Err(format!("{ip} is a bind address, not one other peers can reach; advertise a real one"));
+        }
+        if !ip.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '_')) {
+            return Err(format!("`{ip}` is not a host name or an IP address"));
+        }
+        Ok(Self { ip: ip.to_owned(), port })
+    }
+
+    /// The peer's base URL, `http://ip:port`.
+    pub fn url(&self) -> String {
+        if self.ip.contains(':') { format!("http://[{}]:{}", self.ip, self.port) } else { format!("http://{self}") }
+    }
+}
+
+impl fmt::Display for PeerAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.ip, self.port)
+    }
+}
+
+/// The live peers. Cloning is a reference-count bump.
+#[derive(Clone)]
+pub struct PeerPool {
+    inner: Arc<Mutex<Inner>>,
+    ttl: Duration,
+}
+
+#[derive(Default)]
+struct Inner {
+    peers: HashMap<PeerAddr, Entry>,
+    next_order: u64,
+}
+
+struct Entry {
+    /// Registration order, to break ties between equally loaded peers.
+    order: u64,
+    last_seen: Instant,
+}
+
+impl PeerPool {
+    pub fn new(ttl: Duration) -> Self {
+        Self { inner: Arc::default(), ttl }
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// Adds or refreshes a peer. Returns true when it was not in the pool.
+    pub fn register(&self, addr: &PeerAddr) -> bool {
+        let mut inner = self.lock();
+        let now = Instant::now();
+        if let Some(entry) = inner.peers.get_mut(addr) {
+            entry.last_seen = now;
+            return false;
+        }
+        let order = inner.next_order;
+        inner.next_order += 1;
+        inner.peers.insert(addr.clone(), Entry { order, last_seen: now });
+        true
+    }
+
+    /// Refreshes a known peer. Returns false when the pool does not know it (it
+    /// expired, or the tracker restarted), so the peer registers again.
+    pub fn heartbeat(&self, addr: &PeerAddr) -> bool {
+        match self.lock().peers.get_mut(addr) {
+            Some(entry) => {
+                entry.last_seen = Instant::now();
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn is_live(&self, addr: &PeerAddr) -> bool {
+        let now = Instant::now();
+        self.lock().peers.get(addr).is_some_and(|entry| now.duration_since(entry.last_seen) <= self.ttl)
+    }
+
+    /// The live peers, in registration order.
+    pub fn live(&self) -> Vec<PeerAddr> {
+        let now = Instant::now();
+        let inner = self.lock();
+        let mut live: Vec<_> =
+            inner.peers.iter().filter(|(_, entry)| now.duration_since(entry.last_seen) <= self.ttl).collect();
+        live.sort_by_key(|(_, entry)| entry.order);
+        live.into_iter().map(|(addr, _)| addr.clone()).collect()
+    }
+
+    /// Removes the peers silent for longer than the TTL and returns them.
+    pub fn expire(&self) -> Vec<PeerAddr> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        let expired: Vec<PeerAddr> = inner
+            .peers
+            .iter()
+            .filter(|(_, entry)| now.duration_since(entry.last_seen) > self.ttl)
+            .map(|(addr, _)| addr.clone())
+            .collect();
+        for addr in &expired {
+            inner.peers.remove(addr);
+        }
+        expired
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(port: u16) -> PeerAddr {
+        PeerAddr::parse("127.0.0.1", port).unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn silent_peers_expire_and_heartbeats_keep_them() {
+        let pool = PeerPool::new(Duration::from_secs(15));
+        assert!(pool.register(&addr(9001)));
+        assert!(!pool.register(&addr(9001)));
+        pool.register(&addr(9002));
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert!(pool.heartbeat(&addr(9001)));
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert!(pool.is_live(&addr(9001)));
+        assert!(!pool.is_live(&addr(9002)));
+        assert_eq!(pool.live(), [addr(9001)]);
+        assert_eq!(pool.expire(), [addr(9002)]);
+        assert!(!pool.heartbeat(&addr(9002)), "an expired peer must register again");
+    }
+
+    #[test]
+    fn live_peers_come_in_registration_order() {
+        let pool = PeerPool::new(Duration::from_secs(15));
+        for port in [9003, 9001, 9002] {
+            pool.register(&addr(port));
+        }
+        assert_eq!(pool.live(), [addr(9003), addr(9001), addr(9002)]);
+    }
+
+    #[test]
+    fn unreachable_or_odd_addresses_are_refused() {
+        assert!(PeerAddr::parse("0.0.0.0", 9001).is_err());
+        assert!(PeerAddr::parse("", 9001).is_err());
+        assert!(PeerAddr::parse("a b", 9001).is_err());
+        assert_eq!(PeerAddr::parse("peer-2", 9001).unwrap().url(), "http://peer-2:9001");
+        assert_eq!(PeerAddr::parse("::1", 9001).unwrap().url(), "http://[::1]:9001");
+    }
+}

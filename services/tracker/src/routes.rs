@@ -1,0 +1,27 @@
+//! The tracker's routes, one module per resource.
+
+pub(crate) mod channels;
+pub(crate) mod login;
+pub(crate) mod peers;
+pub(crate) mod stream;
+
+use axum::Router;
+use kit::error::ApiError;
+
+use crate::AppState;
+use crate::store::StoreError;
+
+pub(crate) fn router() -> Router<AppState> {
+    channels::router().merge(peers::router()).merge(login::router()).merge(stream::router())
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::NoChannel(_) => ApiError::NotFound(err.to_string()),
+            StoreError::ChannelExists(_) => ApiError::Conflict(err.to_string()),
+            StoreError::NotMember(_) => ApiError::Forbidden(err.to_string()),
+            StoreError::Db(cause) => ApiError::Internal(cause.into()),
+        }
+    }
+}

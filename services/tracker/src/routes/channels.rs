@@ -1,0 +1,111 @@
+//! Channels: list, create, join, leave, history, post.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use kit::error::ApiError;
+use wire::api::{
+    Ack, ChannelHistory, ChannelList, ChannelRequest, ChannelView, HistoryRequest, Member, MessageStored,
+    SendChannelMessage, Status,
+};
+
+use crate::AppState;
+use crate::caller::{Authed, Caller};
+use crate::store::DEFAULT_PAGE;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/get-all-channels", get(all_channels))
+        .route("/get-joined-channels", get(joined_channels))
+        .route("/create-channel", post(create_channel))
+        .route("/join-channel", post(join_channel))
+        .route("/leave-channel", post(leave_channel))
+        .route("/get-channel-messages", post(channel_messages))
+        .route("/send-channel-message", post(send_channel_message))
+}
+
+async fn all_channels(State(state): State<AppState>, _caller: Caller) -> Json<ChannelList> {
+    Json(ChannelList { status: Status::Success, channels: state.store.channels() })
+}
+
+async fn joined_channels(State(state): State<AppState>, caller: Caller) -> Result<Json<ChannelList>, ApiError> {
+    let user = caller.user()?;
+    Ok(Json(ChannelList { status: Status::Success, channels: state.store.joined(user) }))
+}
+
+#[tracing::instrument(skip_all, fields(channel = %request.body.channel_name))]
+async fn create_channel(
+    State(state): State<AppState>,
+    request: Authed<ChannelRequest>,
+) -> Result<(StatusCode, Json<Ack>), ApiError> {
+    let user = request.caller.user()?;
+    state.store.create_channel(&request.body.channel_name, user).await?;
+    tracing::info!(%user, "channel created");
+    Ok((StatusCode::CREATED, Json(Ack::success(format!("Created channel {}", request.body.channel_name)))))
+}
+
+#[tracing::instrument(skip_all, fields(channel = %request.body.channel_name))]
+async fn join_channel(State(state): State<AppState>, request: Authed<ChannelRequest>) -> Result<Json<Ack>, ApiError> {
+    let user = request.caller.user()?;
+    state.store.join(&request.body.channel_name, user).await?;
+    Ok(Json(Ack::success(format!("Joined channel {}", request.body.channel_name))))
+}
+
+#[tracing::instrument(skip_all, fields(channel = %request.body.channel_name))]
+async fn leave_channel(State(state): State<AppState>, request: Authed<ChannelRequest>) -> Result<Json<Ack>, ApiError> {
+    let user = request.caller.user()?;
+    if !state.store.leave(&request.body.channel_name, user).await? {
+        return Err(ApiError::NotFound(format!("you are not a member of channel {}", request.body.channel_name)));
+    }
+    Ok(Json(Ack::success(format!("Left channel {}", request.body.channel_name))))
+}
+
+#[tracing::instrument(skip_all, fields(channel = %request.body.channel_name))]
+async fn channel_messages(
+    State(state): State<AppState>,
+    request: Authed<HistoryRequest>,
+) -> Result<Json<ChannelHistory>, ApiError> {
+    let HistoryRequest { channel_name, before, after, limit } = request.body;
+    let (messages, has_more) = state.store.history(&channel_name, before, after, limit.unwrap_or(DEFAULT_PAGE)).await?;
+    let members = state
+        .store
+        .members(&channel_name)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|username| {
+            let home = state.store.home(&username);
+            let online = home.as_ref().is_some_and(|addr| state.pool.is_live(addr));
+            Member {
+                ip: home.as_ref().map(|addr| addr.ip.clone()),
+                port: home.as_ref().map(|addr| addr.port),
+                username,
+                online,
+            }
+        })
+        .collect();
+    Ok(Json(ChannelHistory {
+        status: Status::Success,
+        messages: ChannelView { channel: channel_name, members, messages, has_more },
+    }))
+}
+
+#[tracing::instrument(skip_all, fields(channel = %request.body.channel_name))]
+async fn send_channel_message(
+    State(state): State<AppState>,
+    request: Authed<SendChannelMessage>,
+) -> Result<Json<MessageStored>, ApiError> {
+    let user = request.caller.user()?;
+    let SendChannelMessage { channel_name, message } = request.body;
+    let sender = state.store.home(user).ok_or_else(|| {
+        ApiError::Conflict("you are not on any peer: open the chat page of a peer (or log in there) first".into())
+    })?;
+    let stored = state.store.post(&channel_name, user, &sender, &message).await?;
+    tracing::debug!(id = stored.id, "channel message stored");
+    Ok(Json(MessageStored {
+        status: Status::Success,
+        message: format!("Message sent to {channel_name}"),
+        id: stored.id,
+        ts: stored.ts,
+    }))
+}

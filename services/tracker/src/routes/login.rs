@@ -1,0 +1,80 @@
+//! The original's login on the tracker: check the password with auth, pick the
+//! user's peer (their current one if it is alive, else the least loaded), set the
+//! session cookie and send the browser there.
+
+use std::collections::HashMap;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use kit::body::Input;
+use kit::error::ApiError;
+use kit::session::AuthUser;
+use wire::api::{Credentials, LoginRedirect, SessionGrant, Status};
+
+use crate::AppState;
+use crate::pool::PeerAddr;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/login", get(login_page).post(login))
+        .route("/login.html", get(login_page))
+        .route("/", get(home))
+        .route("/index.html", get(home))
+}
+
+async fn login_page(State(state): State<AppState>) -> Result<Response, ApiError> {
+    kit::www::page(&state.www_dir, "login.html").await
+}
+
+/// The chat page lives on the peers: a logged-in user goes to theirs, others log in.
+async fn home(State(state): State<AppState>, user: Result<AuthUser, ApiError>) -> Redirect {
+    let home = user.ok().and_then(|user| state.store.home(user.username())).filter(|addr| state.pool.is_live(addr));
+    match home {
+        Some(addr) => Redirect::to(&format!("{}/", addr.url())),
+        None => Redirect::to("/login"),
+    }
+}
+
+#[tracing::instrument(skip_all, fields(username = %credentials.username))]
+async fn login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Input(credentials): Input<Credentials>,
+) -> Result<Response, ApiError> {
+    let url = state.auth_url.join("login").map_err(anyhow::Error::from)?;
+    let grant: SessionGrant = kit::client::call(state.client.http().post(url).json(&credentials), "auth").await?;
+    let peer = assign_peer(&state, &grant)?;
+    state.store.set_home(&grant.username, &peer).await?;
+    let location = format!("{}/", peer.url());
+    tracing::info!(%peer, "logged in; sent to a peer");
+    let max_age = std::time::Duration::from_secs(grant.expires_at.saturating_sub(kit::now_secs()));
+    let cookie = kit::session::session_cookie(&grant.token, max_age);
+    let body = Json(LoginRedirect { status: Status::Success, username: grant.username, location: location.clone() });
+    if kit::www::wants_json(&headers) {
+        Ok(([(header::SET_COOKIE, cookie)], body).into_response())
+    } else {
+        Ok((StatusCode::FOUND, [(header::SET_COOKIE, cookie.clone())], [(header::LOCATION, location)], body)
+            .into_response())
+    }
+}
+
+/// The user's current peer if it is alive, else the live peer with the fewest users
+/// (the first registered among equals).
+fn assign_peer(state: &AppState, grant: &SessionGrant) -> Result<PeerAddr, ApiError> {
+    let live = state.pool.live();
+    if let Some(home) = state.store.home(&grant.username).filter(|home| live.contains(home)) {
+        return Ok(home);
+    }
+    let mut load: HashMap<PeerAddr, usize> = HashMap::new();
+    for (_, home) in state.store.homes() {
+        *load.entry(home).or_default() += 1;
+    }
+    live.into_iter()
+        .enumerate()
+        .min_by_key(|(order, addr)| (load.get(addr).copied().unwrap_or(0), *order))
+        .map(|(_, addr)| addr)
+        .ok_or_else(|| ApiError::Unavailable("no peer is available: start a peer and try again".into()))
+}

@@ -1,0 +1,149 @@
+//! The peer pool and the user directory.
+
+use std::collections::HashMap;
+
+use axum::extract::{Query, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use kit::error::ApiError;
+use kit::sign::Signed;
+use serde::Deserialize;
+use wire::api::{Done, Location, PeerRegistration, PeerStatus, ReleaseUser, UserInfo};
+use wire::names::Username;
+
+use crate::AppState;
+use crate::caller::{Authed, Caller};
+use crate::pool::PeerAddr;
+use crate::store::presence;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/register-peer-pool", post(register_peer))
+        .route("/heartbeat", post(heartbeat))
+        .route("/get-peers", get(peers))
+        .route("/submit-info", post(submit_info))
+        .route("/release-user", post(release_user))
+        .route("/get-list", get(online_users))
+        .route("/lookup", get(lookup))
+}
+
+fn peer_addr(ip: &str, port: u16) -> Result<PeerAddr, ApiError> {
+    PeerAddr::parse(ip, port).map_err(ApiError::BadRequest)
+}
+
+#[tracing::instrument(skip_all, fields(peer = %format!("{}:{}", registration.ip, registration.port)))]
+async fn register_peer(
+    State(state): State<AppState>,
+    Signed(registration): Signed<PeerRegistration>,
+) -> Result<Json<Done>, ApiError> {
+    let addr = peer_addr(&registration.ip, registration.port)?;
+    if state.pool.register(&addr) {
+        tracing::info!("peer registered");
+    }
+    Ok(Json(Done::success()))
+}
+
+async fn heartbeat(
+    State(state): State<AppState>,
+    Signed(registration): Signed<PeerRegistration>,
+) -> Result<Json<Done>, ApiError> {
+    let addr = peer_addr(&registration.ip, registration.port)?;
+    if state.pool.heartbeat(&addr) {
+        Ok(Json(Done::success()))
+    } else {
+        Err(ApiError::NotFound(format!("peer {addr} is not in the pool: register again")))
+    }
+}
+
+async fn peers(State(state): State<AppState>, _caller: Caller) -> Json<Vec<PeerStatus>> {
+    let mut load: HashMap<PeerAddr, u32> = HashMap::new();
+    for (_, home) in state.store.homes() {
+        *load.entry(home).or_default() += 1;
+    }
+    let peers = state
+        .pool
+        .live()
+        .into_iter()
+        .map(|addr| PeerStatus { users: load.get(&addr).copied().unwrap_or(0), ip: addr.ip, port: addr.port })
+        .collect();
+    Json(peers)
+}
+
+/// The peer that hosts a user says so (signed), or the user does for themself.
+#[tracing::instrument(skip_all, fields(username = %request.body.username))]
+async fn submit_info(State(state): State<AppState>, request: Authed<UserInfo>) -> Result<Json<Done>, ApiError> {
+    let UserInfo { ip, port, username } = request.body;
+    if let Caller::User(user) = &request.caller
+        && user.username() != &username
+    {
+        return Err(ApiError::forbidden(format!("you are logged in as {}, not {username}", user.username())));
+    }
+    let addr = peer_addr(&ip, port)?;
+    if !state.pool.is_live(&addr) {
+        return Err(ApiError::NotFound(format!("peer {addr} is not in the pool")));
+    }
+    state.store.set_home(&username, &addr).await?;
+    tracing::info!(peer = %addr, "user is online");
+    Ok(Json(Done::success()))
+}
+
+async fn release_user(
+    State(state): State<AppState>,
+    Signed(release): Signed<ReleaseUser>,
+) -> Result<Json<Done>, ApiError> {
+    let addr = peer_addr(&release.ip, release.port)?;
+    if state.store.release(&release.username, &addr).await? {
+        tracing::info!(username = %release.username, peer = %addr, "user is offline");
+    }
+    Ok(Json(Done::success()))
+}
+
+/// The users online now: their home peer is alive.
+async fn online_users(State(state): State<AppState>, _caller: Caller) -> Json<Vec<UserInfo>> {
+    let users = state
+        .store
+        .homes()
+        .into_iter()
+        .filter(|(_, addr)| state.pool.is_live(addr))
+        .map(|(username, addr)| UserInfo { ip: addr.ip, port: addr.port, username })
+        .collect();
+    Json(users)
+}
+
+#[derive(Deserialize)]
+struct LookupQuery {
+    username: Username,
+}
+
+async fn lookup(
+    State(state): State<AppState>,
+    _caller: Caller,
+    query: Result<Query<LookupQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Location>, ApiError> {
+    let Query(LookupQuery { username }) =
+        query.map_err(|err| ApiError::bad_request(format!("expected ?username=NAME: {}", err.body_text())))?;
+    let home = state
+        .store
+        .home(&username)
+        .ok_or_else(|| ApiError::NotFound(format!("user {username} has never been online")))?;
+    let online = state.pool.is_live(&home);
+    Ok(Json(Location { ip: home.ip, port: home.port, username, online }))
+}
+
+/// Drops peers that stopped beating, and tells everyone their users went offline.
+pub(crate) async fn expire_silent_peers(state: AppState) {
+    let mut ticker = tokio::time::interval(state.pool.ttl() / 3);
+    loop {
+        tokio::select! {
+            () = state.shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        for peer in state.pool.expire() {
+            let users = state.store.users_on(&peer);
+            tracing::warn!(%peer, users = users.len(), "peer stopped beating; removed from the pool");
+            for user in users {
+                state.store.publish(presence(user, false));
+            }
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! `GET /peer-stream`: the tracker's push to one peer, as Server-Sent Events.
+//!
+//! A peer holds one stream open. It carries new channel messages for the channels
+//! where the peer hosts members (with the message id as the event id), and membership
+//! and presence changes. A peer that reconnects with `Last-Event-ID` first gets the
+//! messages it missed, from the database, then the live ones; so does a peer that
+//! fell too far behind the live feed, which the tracker disconnects to make it
+//! resume that way.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::IntoResponse;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::routing::get;
+use kit::error::ApiError;
+use kit::sign::ServiceCall;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use wire::api::PeerRegistration;
+use wire::events::Event;
+
+use crate::AppState;
+use crate::pool::PeerAddr;
+
+/// How many replayed messages one database read takes.
+const REPLAY_PAGE: u64 = 1000;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new().route("/peer-stream", get(peer_stream))
+}
+
+async fn peer_stream(
+    State(state): State<AppState>,
+    _service: ServiceCall,
+    headers: HeaderMap,
+    query: Result<Query<PeerRegistration>, axum::extract::rejection::QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Query(peer) =
+        query.map_err(|err| ApiError::bad_request(format!("expected ?ip=IP&port=PORT: {}", err.body_text())))?;
+    let addr = PeerAddr::parse(&peer.ip, peer.port).map_err(ApiError::BadRequest)?;
+    if !state.pool.is_live(&addr) {
+        return Err(ApiError::NotFound(format!("peer {addr} is not in the pool: register first")));
+    }
+    let resume_from = headers
+        .get("last-event-id")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<u64>().ok());
+    let (sender, receiver) = mpsc::channel(256);
+    tracing::info!(peer = %addr, ?resume_from, "peer stream opened");
+    tokio::spawn(feed(state, addr, resume_from, sender));
+    Ok(Sse::new(ReceiverStream::new(receiver)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+async fn feed(
+    state: AppState,
+    peer: PeerAddr,
+    resume_from: Option<u64>,
+    sender: mpsc::Sender<Result<SseEvent, Infallible>>,
+) {
+    // Subscribe before reading the backlog, so nothing falls between the two.
+    let mut live = state.store.subscribe();
+    let mut last = match resume_from {
+        Some(id) => id,
+        None => match state.store.last_message_id().await {
+            Ok(id) => id,
+            Err(err) => {
+                tracing::error!(%err, "peer stream failed to start");
+                return;
+            }
+        },
+    };
+    if resume_from.is_some() {
+        match replay(&state, &peer, &mut last, &sender).await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(err) => {
+                tracing::error!(%err, %peer, "peer stream replay failed");
+                return;
+            }
+        }
+    }
+    loop {
+        let push = tokio::select! {
+            () = state.shutdown.cancelled() => return,
+            () = sender.closed() => return,
+            push = live.recv() => push,
+        };
+        match push {
+            Ok(push) => {
+                if let Some(id) = push.id {
+                    if id <= last {
+                        continue;
+                    }
+                    last = id;
+                }
+                if push.is_for(&peer) && sender.send(Ok(sse_event(push.id, &push.event))).await.is_err() {
+                    return;
+                }
+            }
+            Err(RecvError::Lagged(missed)) => {
+                tracing::warn!(%peer, missed, "peer fell behind the live feed; closing its stream so it resumes");
+                return;
+            }
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Sends the stored messages after `last` that concern `peer`. Returns false when
+/// the peer went away.
+async fn replay(
+    state: &AppState,
+    peer: &PeerAddr,
+    last: &mut u64,
+    sender: &mpsc::Sender<Result<SseEvent, Infallible>>,
+) -> anyhow::Result<bool> {
+    let mut hosts = HashMap::new();
+    loop {
+        let page = state.store.messages_since(*last, REPLAY_PAGE).await?;
+        let Some(newest) = page.last() else { return Ok(true) };
+        *last = newest.id;
+        for message in page {
+            let concerns_peer = *hosts
+                .entry(message.channel.clone())
+                .or_insert_with(|| state.store.hosts_of_members(&message.channel).contains(peer));
+            if concerns_peer {
+                let id = message.id;
+                if sender.send(Ok(sse_event(Some(id), &Event::ChannelMessage(message)))).await.is_err() {
+                    return Ok(false);
+                }
+            }
+        }
+    }
+}
+
+fn sse_event(id: Option<u64>, event: &Event) -> SseEvent {
+    let sse = SseEvent::default().event(event.name());
+    let sse = match id {
+        Some(id) => sse.id(id.to_string()),
+        None => sse,
+    };
+    // Wire events always serialize.
+    sse.json_data(event).expect("wire events serialize to JSON")
+}
