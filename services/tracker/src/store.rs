@@ -17,7 +17,7 @@ use wire::api::ChannelMessage;
 use wire::events::{Event, Membership, Presence};
 use wire::names::{ChannelName, MessageText, Username};
 
-use crate::pool::PeerAddr;
+use wire::addr::PeerAddr;
 
 /// The channels every tracker starts with, as the original's.
 pub const DEFAULT_CHANNELS: [&str; 5] = ["general", "random", "project", "help", "announcements"];
@@ -54,6 +54,7 @@ const MIGRATIONS: &[&str] = &[r#"
         username   TEXT PRIMARY KEY,
         ip         TEXT NOT NULL,
         port       INTEGER NOT NULL,
+        online     INTEGER NOT NULL,
         updated_at INTEGER NOT NULL
     );
     INSERT INTO channels (name, created_at) VALUES
@@ -110,8 +111,16 @@ pub struct Store {
 struct View {
     /// Channel to members.
     channels: BTreeMap<ChannelName, BTreeSet<Username>>,
-    /// User to the peer that hosts them (online or not).
-    homes: HashMap<Username, PeerAddr>,
+    /// User to the peer that hosts them, or hosted them last.
+    homes: HashMap<Username, Home>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Home {
+    peer: PeerAddr,
+    /// False once the peer released the user (logout); the peer stays their last home,
+    /// where direct messages are retried until they log in again.
+    signed_in: bool,
 }
 
 impl Store {
@@ -387,19 +396,33 @@ impl Store {
 
     // === Directory ===
 
-    pub fn home(&self, user: &Username) -> Option<PeerAddr> {
-        self.read().homes.get(user).cloned()
+    /// The peer that hosts `user`, or hosted them last; and whether they are still
+    /// signed in there.
+    pub fn home(&self, user: &Username) -> Option<(PeerAddr, bool)> {
+        self.read().homes.get(user).map(|home| (home.peer.clone(), home.signed_in))
     }
 
-    pub fn homes(&self) -> Vec<(Username, PeerAddr)> {
-        let mut homes: Vec<_> = self.read().homes.iter().map(|(user, addr)| (user.clone(), addr.clone())).collect();
+    /// The users signed in on some peer, and that peer.
+    pub fn signed_in(&self) -> Vec<(Username, PeerAddr)> {
+        let mut homes: Vec<_> = self
+            .read()
+            .homes
+            .iter()
+            .filter(|(_, home)| home.signed_in)
+            .map(|(user, home)| (user.clone(), home.peer.clone()))
+            .collect();
         homes.sort();
         homes
     }
 
     pub fn users_on(&self, peer: &PeerAddr) -> Vec<Username> {
-        let mut users: Vec<_> =
-            self.read().homes.iter().filter(|(_, addr)| *addr == peer).map(|(user, _)| user.clone()).collect();
+        let mut users: Vec<_> = self
+            .read()
+            .homes
+            .iter()
+            .filter(|(_, home)| home.signed_in && home.peer == *peer)
+            .map(|(user, _)| user.clone())
+            .collect();
         users.sort();
         users
     }
@@ -411,68 +434,45 @@ impl Store {
 
     /// Records that `peer` hosts `user` (their latest login wins).
     pub async fn set_home(&self, user: &Username, peer: &PeerAddr) -> Result<(), StoreError> {
-        if self.home(user).as_ref() == Some(peer) {
-            return Ok(());
-        }
-        let (name, addr) = (user.clone(), peer.clone());
-        let view = self.view.clone();
-        let events = self.events.clone();
-        let hook = {
-            let (name, addr) = (user.clone(), peer.clone());
-            move |_: &usize| {
-                write(&view).homes.insert(name.clone(), addr);
-                let _ = events.send(Arc::new(presence(name, true)));
-            }
-        };
-        self.db
-            .write_then(
-                move |conn| {
-                    conn.execute(
-                        "INSERT INTO directory (username, ip, port, updated_at) VALUES (?1, ?2, ?3, ?4)
-                         ON CONFLICT(username) DO UPDATE SET ip = ?2, port = ?3, updated_at = ?4",
-                        params![name.as_str(), addr.ip, addr.port, kit::now_ms() as i64],
-                    )
-                },
-                hook,
-            )
-            .await?;
-        Ok(())
+        self.write_home(user, peer, true).await.map(|_| ())
     }
 
-    /// Forgets that `peer` hosts `user`, if it still does. Returns whether it did.
+    /// Marks `user` signed out of `peer`, if that is their home. Returns whether it was.
     pub async fn release(&self, user: &Username, peer: &PeerAddr) -> Result<bool, StoreError> {
-        if self.home(user).as_ref() != Some(peer) {
+        if self.home(user) != Some((peer.clone(), true)) {
+            return Ok(false);
+        }
+        self.write_home(user, peer, false).await
+    }
+
+    async fn write_home(&self, user: &Username, peer: &PeerAddr, signed_in: bool) -> Result<bool, StoreError> {
+        let home = Home { peer: peer.clone(), signed_in };
+        if self.read().homes.get(user) == Some(&home) {
             return Ok(false);
         }
         let (name, addr) = (user.clone(), peer.clone());
         let view = self.view.clone();
         let events = self.events.clone();
         let hook = {
-            let (name, addr) = (user.clone(), peer.clone());
-            move |removed: &bool| {
-                if *removed {
-                    let mut view = write(&view);
-                    if view.homes.get(&name) == Some(&addr) {
-                        view.homes.remove(&name);
-                    }
-                    drop(view);
-                    let _ = events.send(Arc::new(presence(name, false)));
-                }
+            let name = user.clone();
+            move |_: &usize| {
+                write(&view).homes.insert(name.clone(), home);
+                let _ = events.send(Arc::new(presence(name, signed_in)));
             }
         };
-        Ok(self
-            .db
+        self.db
             .write_then(
                 move |conn| {
                     conn.execute(
-                        "DELETE FROM directory WHERE username = ?1 AND ip = ?2 AND port = ?3",
-                        params![name.as_str(), addr.ip, addr.port],
+                        "INSERT INTO directory (username, ip, port, online, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                         ON CONFLICT(username) DO UPDATE SET ip = ?2, port = ?3, online = ?4, updated_at = ?5",
+                        params![name.as_str(), addr.ip, addr.port, signed_in, kit::now_ms() as i64],
                     )
-                    .map(|rows| rows == 1)
                 },
                 hook,
             )
-            .await?)
+            .await?;
+        Ok(true)
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, View> {
@@ -492,7 +492,14 @@ fn membership(channel: ChannelName, username: Username, joined: bool) -> Push {
 fn hosts_of_members(view: &View, channel: &ChannelName) -> HashSet<PeerAddr> {
     view.channels
         .get(channel)
-        .map(|members| members.iter().filter_map(|member| view.homes.get(member).cloned()).collect())
+        .map(|members| {
+            members
+                .iter()
+                .filter_map(|member| view.homes.get(member))
+                .filter(|home| home.signed_in)
+                .map(|home| home.peer.clone())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -517,9 +524,10 @@ fn load_view(conn: &Connection) -> rusqlite::Result<View> {
         let (channel, user) = row?;
         view.channels.entry(channel).or_default().insert(user);
     }
-    let mut directory = conn.prepare("SELECT username, ip, port FROM directory")?;
+    let mut directory = conn.prepare("SELECT username, ip, port, online FROM directory")?;
     let rows = directory.query_map([], |row| {
-        Ok((parse_col(row, 0, Username::parse)?, PeerAddr { ip: row.get(1)?, port: row.get(2)? }))
+        let peer = PeerAddr { ip: row.get(1)?, port: row.get(2)? };
+        Ok((parse_col(row, 0, Username::parse)?, Home { peer, signed_in: row.get(3)? }))
     })?;
     for row in rows {
         let (user, addr) = row?;
@@ -596,7 +604,10 @@ mod tests {
         let store = Store::open(&path).unwrap();
         assert!(store.is_member(&channel("rust"), &user("alice")));
         assert_eq!(store.joined(&user("bob")), [channel("general")]);
-        assert_eq!(store.home(&user("bob")), Some(peer(9002)));
+        assert_eq!(store.home(&user("bob")), Some((peer(9002), true)));
+        assert!(store.release(&user("bob"), &peer(9002)).await.unwrap());
+        assert_eq!(store.home(&user("bob")), Some((peer(9002), false)));
+        assert!(store.signed_in().is_empty());
         let (page, has_more) = store.history(&channel("general"), None, None, 10).await.unwrap();
         let texts: Vec<_> = page.iter().map(|m| m.text.as_str()).collect();
         assert_eq!((texts, has_more), (vec!["one", "two"], false));

@@ -7,6 +7,7 @@
 //!
 //! # Layout
 //!
+//! - [`addr`]: peer addresses.
 //! - [`api`]: request and reply bodies of every route, one section per service.
 //! - [`names`]: validated user and channel names, and message text.
 //! - [`token`]: the claims inside a session token.
@@ -16,6 +17,7 @@
 //! Evolve by adding: new fields are `Option` or `#[serde(default)]`, and unknown fields
 //! are ignored, so services of different versions can talk during a rolling deploy.
 
+pub mod addr;
 pub mod api;
 pub mod events;
 pub mod headers;

@@ -75,10 +75,10 @@ async fn channel_messages(
         .into_iter()
         .map(|username| {
             let home = state.store.home(&username);
-            let online = home.as_ref().is_some_and(|addr| state.pool.is_live(addr));
+            let online = home.as_ref().is_some_and(|(addr, signed_in)| *signed_in && state.pool.is_live(addr));
             Member {
-                ip: home.as_ref().map(|addr| addr.ip.clone()),
-                port: home.as_ref().map(|addr| addr.port),
+                ip: home.as_ref().map(|(addr, _)| addr.ip.clone()),
+                port: home.as_ref().map(|(addr, _)| addr.port),
                 username,
                 online,
             }
@@ -97,7 +97,7 @@ async fn send_channel_message(
 ) -> Result<Json<MessageStored>, ApiError> {
     let user = request.caller.user()?;
     let SendChannelMessage { channel_name, message } = request.body;
-    let sender = state.store.home(user).ok_or_else(|| {
+    let (sender, _) = state.store.home(user).ok_or_else(|| {
         ApiError::Conflict("you are not on any peer: open the chat page of a peer (or log in there) first".into())
     })?;
     let stored = state.store.post(&channel_name, user, &sender, &message).await?;

@@ -15,7 +15,7 @@ use kit::session::AuthUser;
 use wire::api::{Credentials, LoginRedirect, SessionGrant, Status};
 
 use crate::AppState;
-use crate::pool::PeerAddr;
+use wire::addr::PeerAddr;
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
@@ -31,9 +31,9 @@ async fn login_page(State(state): State<AppState>) -> Result<Response, ApiError>
 
 /// The chat page lives on the peers: a logged-in user goes to theirs, others log in.
 async fn home(State(state): State<AppState>, user: Result<AuthUser, ApiError>) -> Redirect {
-    let home = user.ok().and_then(|user| state.store.home(user.username())).filter(|addr| state.pool.is_live(addr));
-    match home {
-        Some(addr) => Redirect::to(&format!("{}/", addr.url())),
+    let home = user.ok().and_then(|user| state.store.home(user.username()));
+    match home.filter(|(addr, _)| state.pool.is_live(addr)) {
+        Some((addr, _)) => Redirect::to(&format!("{}/", addr.url())),
         None => Redirect::to("/login"),
     }
 }
@@ -65,11 +65,11 @@ async fn login(
 /// (the first registered among equals).
 fn assign_peer(state: &AppState, grant: &SessionGrant) -> Result<PeerAddr, ApiError> {
     let live = state.pool.live();
-    if let Some(home) = state.store.home(&grant.username).filter(|home| live.contains(home)) {
+    if let Some((home, _)) = state.store.home(&grant.username).filter(|(home, _)| live.contains(home)) {
         return Ok(home);
     }
     let mut load: HashMap<PeerAddr, usize> = HashMap::new();
-    for (_, home) in state.store.homes() {
+    for (_, home) in state.store.signed_in() {
         *load.entry(home).or_default() += 1;
     }
     live.into_iter()

@@ -13,8 +13,8 @@ use wire::names::Username;
 
 use crate::AppState;
 use crate::caller::{Authed, Caller};
-use crate::pool::PeerAddr;
 use crate::store::presence;
+use wire::addr::PeerAddr;
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
@@ -57,7 +57,7 @@ async fn heartbeat(
 
 async fn peers(State(state): State<AppState>, _caller: Caller) -> Json<Vec<PeerStatus>> {
     let mut load: HashMap<PeerAddr, u32> = HashMap::new();
-    for (_, home) in state.store.homes() {
+    for (_, home) in state.store.signed_in() {
         *load.entry(home).or_default() += 1;
     }
     let peers = state
@@ -102,7 +102,7 @@ async fn release_user(
 async fn online_users(State(state): State<AppState>, _caller: Caller) -> Json<Vec<UserInfo>> {
     let users = state
         .store
-        .homes()
+        .signed_in()
         .into_iter()
         .filter(|(_, addr)| state.pool.is_live(addr))
         .map(|(username, addr)| UserInfo { ip: addr.ip, port: addr.port, username })
@@ -122,11 +122,11 @@ async fn lookup(
 ) -> Result<Json<Location>, ApiError> {
     let Query(LookupQuery { username }) =
         query.map_err(|err| ApiError::bad_request(format!("expected ?username=NAME: {}", err.body_text())))?;
-    let home = state
+    let (home, signed_in) = state
         .store
         .home(&username)
         .ok_or_else(|| ApiError::NotFound(format!("user {username} has never been online")))?;
-    let online = state.pool.is_live(&home);
+    let online = signed_in && state.pool.is_live(&home);
     Ok(Json(Location { ip: home.ip, port: home.port, username, online }))
 }
 

@@ -26,7 +26,7 @@ use wire::api::PeerRegistration;
 use wire::events::Event;
 
 use crate::AppState;
-use crate::pool::PeerAddr;
+use wire::addr::PeerAddr;
 
 /// How many replayed messages one database read takes.
 const REPLAY_PAGE: u64 = 1000;
