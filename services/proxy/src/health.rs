@@ -1,0 +1,92 @@
+//! Active health checks: every backend gets `GET /healthz` every few seconds.
+//!
+//! A backend is up when it answers with anything but a 5xx within the probe timeout:
+//! the point is to find backends that are gone or broken, and a backend without a
+//! `/healthz` route (404) still serves. Passive checks live in [`crate::forward`]: a
+//! refused connection marks a backend down at once, and only a probe brings it back.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{HOST, HeaderValue, USER_AGENT};
+use http::{Request, Uri};
+use http_body_util::BodyExt;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::Shared;
+use crate::balance::Backend;
+use crate::body::UpstreamBody;
+use crate::forward::UpstreamClient;
+
+/// Probes every backend each interval until `shutdown`.
+pub(crate) async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
+    let mut interval = tokio::time::interval(shared.settings.health_interval);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = interval.tick() => {}
+        }
+        let mut probes = JoinSet::new();
+        for backend in distinct_backends(&shared) {
+            let client = shared.client.clone();
+            let path = shared.settings.health_path.clone();
+            let timeout = shared.settings.health_timeout;
+            probes.spawn(async move { probe_and_mark(&client, &backend, &path, timeout).await });
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = async { while probes.join_next().await.is_some() {} } => {}
+        }
+    }
+}
+
+/// Probes one backend now and records the result; true when it is up.
+pub async fn probe_and_mark(client: &UpstreamClient, backend: &Backend, path: &str, timeout: Duration) -> bool {
+    let up = probe(client, backend, path, timeout).await;
+    if up {
+        if backend.mark_up() {
+            tracing::info!(backend = %backend.addr, "backend up");
+        }
+    } else if backend.mark_down() {
+        tracing::warn!(backend = %backend.addr, "backend down: health probe failed");
+    }
+    up
+}
+
+async fn probe(client: &UpstreamClient, backend: &Backend, path: &str, timeout: Duration) -> bool {
+    let Ok(uri) = Uri::builder().scheme("http").authority(backend.authority.clone()).path_and_query(path).build()
+    else {
+        return false;
+    };
+    let Ok(host) = HeaderValue::from_str(backend.authority.as_str()) else {
+        return false;
+    };
+    let Ok(request) =
+        Request::get(uri).header(HOST, host).header(USER_AGENT, "weaprous-proxy-health").body(UpstreamBody::Empty)
+    else {
+        return false;
+    };
+    let answered = tokio::time::timeout(timeout, async {
+        let response = client.request(request).await.ok()?;
+        let status = response.status();
+        // Reading the (small) body to its end returns the connection to the pool.
+        response.into_body().collect().await.ok()?;
+        Some(status)
+    })
+    .await;
+    matches!(answered, Ok(Some(status)) if !status.is_server_error())
+}
+
+fn distinct_backends(shared: &Shared) -> Vec<Arc<Backend>> {
+    let table = shared.table.load();
+    let mut seen = HashSet::new();
+    table
+        .vhosts()
+        .flat_map(|vhost| vhost.backends.iter())
+        .filter(|backend| seen.insert(backend.addr))
+        .cloned()
+        .collect()
+}

@@ -1,0 +1,374 @@
+//! The WeApRous reverse proxy: the front door of every deployment.
+//!
+//! It routes each request by its Host to a vhost of `config/proxy.conf`, spreads the
+//! vhost's requests over its backends (round-robin, least-conn or sticky), takes
+//! backends that refuse or fail their `/healthz` out of rotation, and streams bodies
+//! both ways (SSE, WebSocket upgrades) through one pooled keep-alive client.
+//!
+//! # Using it in-process (the all-in-one runner, tests)
+//!
+//! ```no_run
+//! # async fn run() -> anyhow::Result<()> {
+//! let text = r#"host "localhost:8080" { proxy_pass http://$HOST:9001; dist_policy sticky }"#;
+//! let config = proxy::Config::from_conf_str(text, "127.0.0.1")?;   // or Config::load(&args)
+//! let listener = tokio::net::TcpListener::bind(config.listen()?).await?;
+//! let proxy = proxy::Proxy::new(config)?;
+//! let handle = proxy.clone();                   // handle.reload(&new_config).await later
+//! proxy::serve(listener, proxy, kit::shutdown::signal()).await
+//! # }
+//! ```
+//!
+//! [`serve`] resolves upstream names, starts the health and DNS tasks, and serves
+//! until `shutdown` completes; then it stops accepting, lets in-flight requests finish
+//! for at most [`kit::http::DRAIN_GRACE`], and stops the background tasks. A `Proxy`
+//! is served once.
+//!
+//! # Layout
+//!
+//! - [`config`]: typed [`Config`], the flags, and the figment provider of `proxy.conf`.
+//! - [`conf_parser`]: the `proxy.conf` grammar, with line and column in its errors.
+//! - [`routing`]: Host → vhost, case-insensitive and port-aware.
+//! - [`balance`]: backends and the policies.
+//! - [`forward`]: the route/forward service, header rewriting, retries, upgrades.
+//! - [`layers`]: the trace and timeout layers around it.
+//! - [`health`], [`resolve`]: active health probes and DNS re-resolution.
+//! - [`body`], [`error`], [`trace_context`]: bodies, proxy-made errors, `traceparent`.
+
+pub mod balance;
+pub mod body;
+pub mod conf_parser;
+pub mod config;
+pub mod error;
+pub mod forward;
+pub mod health;
+pub mod layers;
+pub mod resolve;
+pub mod routing;
+pub mod trace_context;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use arc_swap::ArcSwap;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use kit::config::ConfigError;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::ServiceBuilder;
+
+// The public API named in the crate documentation: `proxy::Config`, `proxy::Args`.
+pub use config::{Args, Config};
+
+use crate::balance::{Backend, Vhost};
+use crate::config::VhostConfig;
+use crate::forward::{RouteForward, UpstreamClient};
+use crate::layers::{TimeoutLayer, TraceLayer};
+use crate::resolve::Resolved;
+use crate::routing::RoutingTable;
+
+/// A running proxy's state. Cloning is a reference-count bump; clones share routing,
+/// health and the connection pool, so a clone kept aside can [`Proxy::reload`].
+#[derive(Clone)]
+pub struct Proxy {
+    shared: Arc<Shared>,
+}
+
+pub(crate) struct Shared {
+    /// What requests read: swapped whole on reload and DNS changes.
+    pub(crate) table: ArcSwap<RoutingTable>,
+    pub(crate) client: UpstreamClient,
+    pub(crate) settings: Settings,
+    /// WebSocket tunnels, which outlive the request that opened them.
+    pub(crate) tunnels: TaskTracker,
+    /// Cancelled when `serve` begins to shut down.
+    pub(crate) shutdown: CancellationToken,
+    /// The vhost blocks in force, for re-resolution.
+    vhosts: Mutex<Arc<Vec<VhostConfig>>>,
+    resolved: Mutex<Resolved>,
+    /// Every live backend by address, so health and load survive rebuilds.
+    registry: Mutex<HashMap<SocketAddr, Weak<Backend>>>,
+    /// One rebuild (reload or re-resolution) at a time.
+    rebuild: tokio::sync::Mutex<()>,
+}
+
+/// The parts of [`Config`] read while serving.
+pub(crate) struct Settings {
+    pub(crate) upstream_timeout: Duration,
+    pub(crate) header_read_timeout: Duration,
+    pub(crate) max_header_bytes: usize,
+    pub(crate) max_body_bytes: u64,
+    pub(crate) health_interval: Duration,
+    pub(crate) health_timeout: Duration,
+    pub(crate) health_path: String,
+    pub(crate) resolve_interval: Duration,
+}
+
+impl Proxy {
+    /// Builds the proxy's state: the client and the routing table (upstreams given
+    /// as IPs are ready now; names are resolved when [`serve`] starts). Spawns nothing.
+    pub fn new(config: Config) -> anyhow::Result<Self> {
+        config.validate().map_err(anyhow::Error::msg).context("invalid proxy configuration")?;
+        let settings = Settings {
+            upstream_timeout: Config::timeout(config.timeouts.upstream_ms),
+            header_read_timeout: Config::timeout(config.timeouts.header_read_ms),
+            max_header_bytes: config.limits.max_header_bytes,
+            max_body_bytes: config.limits.max_body_bytes,
+            health_interval: Config::timeout(config.health.interval_ms),
+            health_timeout: Config::timeout(config.health.timeout_ms),
+            health_path: config.health.path.clone(),
+            resolve_interval: Config::timeout(config.resolve_interval_ms),
+        };
+        let shared = Shared {
+            table: ArcSwap::from_pointee(RoutingTable::default()),
+            client: forward::client(&config),
+            settings,
+            tunnels: TaskTracker::new(),
+            shutdown: CancellationToken::new(),
+            vhosts: Mutex::new(Arc::new(config.vhosts)),
+            resolved: Mutex::new(Resolved::new()),
+            registry: Mutex::new(HashMap::new()),
+            rebuild: tokio::sync::Mutex::new(()),
+        };
+        let vhosts = lock(&shared.vhosts).clone();
+        shared.install(&vhosts, &Resolved::new());
+        Ok(Self { shared: Arc::new(shared) })
+    }
+
+    /// Replaces the vhosts with those of `config` (resolving their names first).
+    /// In-flight requests finish on the backends they have; an invalid config is
+    /// refused and the current one keeps serving. Listener, timeouts and limits are
+    /// read once, at start.
+    pub async fn reload(&self, config: &Config) -> anyhow::Result<()> {
+        config.validate().map_err(anyhow::Error::msg).context("invalid proxy configuration")?;
+        let _rebuilding = self.shared.rebuild.lock().await;
+        let previous = lock(&self.shared.resolved).clone();
+        let resolved = resolve::resolve_all(&config.vhosts, &previous).await;
+        let vhosts = Arc::new(config.vhosts.clone());
+        self.shared.install(&vhosts, &resolved);
+        *lock(&self.shared.resolved) = resolved;
+        *lock(&self.shared.vhosts) = vhosts;
+        tracing::info!(vhosts = config.vhosts.len(), "configuration reloaded");
+        Ok(())
+    }
+
+    /// Loads the configuration again (file, env, flags) and reloads it. A bad file is
+    /// logged and returned, and the current configuration keeps serving. This is what
+    /// SIGHUP does.
+    pub async fn reload_from(&self, args: &Args) -> Result<(), ConfigError> {
+        let loaded = Config::load(args).and_then(|config| Ok(config.listen().map(|_| config)?));
+        let config = match loaded {
+            Ok(config) => config,
+            Err(err) => {
+                tracing::error!(%err, "reload refused; the previous configuration stays");
+                return Err(err);
+            }
+        };
+        self.reload(&config).await.map_err(|err| {
+            tracing::error!(cause = ?err, "reload refused; the previous configuration stays");
+            ConfigError(format!("{err:#}"))
+        })
+    }
+
+    /// The vhost names in force, for logs and tests.
+    pub fn vhost_names(&self) -> Vec<String> {
+        self.shared.table.load().vhosts().map(|vhost| vhost.name.to_string()).collect()
+    }
+
+    /// The backends of a vhost with whether each is up, for logs and tests.
+    pub fn backends(&self, vhost: &str) -> Vec<(SocketAddr, bool)> {
+        let table = self.shared.table.load();
+        table
+            .get(vhost)
+            .map(|vhost| vhost.backends.iter().map(|backend| (backend.addr, backend.is_up())).collect())
+            .unwrap_or_default()
+    }
+
+    /// Resolves the upstream names again now (the DNS task does it periodically).
+    pub async fn refresh(&self) {
+        refresh(&self.shared).await;
+    }
+
+    /// Probes every backend once now and marks each up or down (the health task
+    /// does it periodically).
+    pub async fn check_health(&self) {
+        let backends: Vec<Arc<Backend>> =
+            self.shared.table.load().vhosts().flat_map(|vhost| vhost.backends.iter().cloned()).collect();
+        let settings = &self.shared.settings;
+        for backend in backends {
+            health::probe_and_mark(&self.shared.client, &backend, &settings.health_path, settings.health_timeout).await;
+        }
+    }
+}
+
+/// Serves `proxy` on an already bound listener until `shutdown` completes, then
+/// drains (see the crate documentation).
+pub async fn serve(
+    listener: TcpListener,
+    proxy: Proxy,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let shared = proxy.shared;
+    refresh(&shared).await;
+    let background = TaskTracker::new();
+    background.spawn(health::run(shared.clone(), shared.shutdown.clone()));
+    background.spawn(resolve::run(shared.clone(), shared.shutdown.clone()));
+    background.close();
+
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .keep_alive(true)
+        .header_read_timeout(shared.settings.header_read_timeout)
+        .max_buf_size(shared.settings.max_header_bytes.max(8192));
+    let stack = ServiceBuilder::new().layer(TraceLayer).layer(TimeoutLayer::new(shared.settings.upstream_timeout));
+
+    let connections = TaskTracker::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, remote) = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Out of file descriptors, usually: give connections time to close.
+                    tracing::error!(%err, "failed to accept");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        // Small writes (SSE events, WebSocket frames) must not wait for Nagle.
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(stack.service(RouteForward::new(shared.clone(), remote.ip())));
+        let connection = http.serve_connection(TokioIo::new(stream), service).with_upgrades();
+        let stop = shared.shutdown.clone();
+        connections.spawn(async move {
+            tokio::pin!(connection);
+            tokio::select! {
+                served = connection.as_mut() => {
+                    if let Err(err) = served {
+                        tracing::debug!(%err, "connection ended with an error");
+                    }
+                }
+                () = stop.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
+        });
+    }
+    drop(listener);
+    tracing::info!("shutting down: draining connections");
+    shared.shutdown.cancel();
+    connections.close();
+    shared.tunnels.close();
+    let drained = async {
+        connections.wait().await;
+        shared.tunnels.wait().await;
+        background.wait().await;
+    };
+    match tokio::time::timeout(kit::http::DRAIN_GRACE, drained).await {
+        Ok(()) => tracing::info!("drained"),
+        Err(_) => tracing::warn!(
+            grace_secs = kit::http::DRAIN_GRACE.as_secs(),
+            "drain timed out; closing the remaining connections"
+        ),
+    }
+    Ok(())
+}
+
+/// Binds the listening socket the way a proxy wants it: `SO_REUSEADDR` (a restart
+/// does not wait for TIME_WAIT), a deep accept backlog. Needs a tokio runtime.
+pub fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)
+        .context("failed to create the listening socket")?;
+    socket.set_reuse_address(true).context("failed to set SO_REUSEADDR")?;
+    socket.set_nonblocking(true).context("failed to make the socket non-blocking")?;
+    socket.bind(&addr.into()).with_context(|| format!("failed to bind {addr}"))?;
+    socket.listen(4096).with_context(|| format!("failed to listen on {addr}"))?;
+    TcpListener::from_std(socket.into()).context("failed to register the listener")
+}
+
+/// Reloads on every SIGHUP until the process ends.
+pub async fn reload_on_sighup(proxy: Proxy, args: Args) {
+    let mut hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(hangups) => hangups,
+        Err(err) => {
+            tracing::error!(%err, "failed to listen for SIGHUP; reload is off");
+            return;
+        }
+    };
+    while hangups.recv().await.is_some() {
+        tracing::info!(signal = "SIGHUP", "reloading the configuration");
+        let _ = proxy.reload_from(&args).await;
+    }
+}
+
+/// Resolves the upstream names again and rebuilds the table if an answer changed.
+pub(crate) async fn refresh(shared: &Shared) {
+    let _rebuilding = shared.rebuild.lock().await;
+    let vhosts = lock(&shared.vhosts).clone();
+    let previous = lock(&shared.resolved).clone();
+    let resolved = resolve::resolve_all(&vhosts, &previous).await;
+    if resolved != previous {
+        for (upstream, addresses) in &resolved {
+            if previous.get(upstream) != Some(addresses) {
+                tracing::info!(upstream = %upstream.host, port = upstream.port, ?addresses, "upstream resolved");
+            }
+        }
+        shared.install(&vhosts, &resolved);
+        *lock(&shared.resolved) = resolved;
+    }
+}
+
+impl Shared {
+    /// Builds a routing table from vhost blocks and resolved names and puts it in
+    /// force, reusing backends by address and carrying round-robin counters over.
+    fn install(&self, vhosts: &[VhostConfig], resolved: &Resolved) {
+        let old = self.table.load();
+        let mut registry = lock(&self.registry);
+        let mut built = Vec::with_capacity(vhosts.len());
+        let mut default = None;
+        for config in vhosts {
+            let mut addresses: Vec<SocketAddr> = Vec::new();
+            for address in config.upstreams.iter().flat_map(|upstream| resolve::addresses(upstream, resolved)) {
+                if !addresses.contains(&address) {
+                    addresses.push(address);
+                }
+            }
+            let backends = addresses
+                .into_iter()
+                .map(|address| match registry.get(&address).and_then(Weak::upgrade) {
+                    Some(backend) => backend,
+                    None => {
+                        let backend = Arc::new(Backend::new(address));
+                        registry.insert(address, Arc::downgrade(&backend));
+                        backend
+                    }
+                })
+                .collect();
+            let vhost = Vhost::new(&config.name, config.policy, config.upstreams.clone(), backends);
+            if let Some(previous) = old.get(&config.name) {
+                vhost.next.store(previous.next.load(Ordering::Relaxed), Ordering::Relaxed);
+            }
+            if config.default {
+                default = Some(config.name.as_str());
+            }
+            built.push(Arc::new(vhost));
+        }
+        registry.retain(|_, backend| backend.strong_count() > 0);
+        self.table.store(Arc::new(RoutingTable::new(built, default)));
+    }
+}
+
+/// Locks a mutex that is only held for plain, non-panicking updates.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
