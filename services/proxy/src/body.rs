@@ -124,7 +124,7 @@ impl Replay {
                 body: None,
                 read: 0,
                 limit: self.limit,
-                hint: self.hint.clone(),
+                hint: self.hint,
             })
         })
     }
@@ -172,7 +172,7 @@ impl Body for UpstreamBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             UpstreamBody::Empty => SizeHint::with_exact(0),
-            UpstreamBody::Stream(stream) => stream.hint.clone(),
+            UpstreamBody::Stream(stream) => stream.hint,
         }
     }
 }

@@ -162,7 +162,7 @@ impl Proxy {
     /// logged and returned, and the current configuration keeps serving. This is what
     /// SIGHUP does.
     pub async fn reload_from(&self, args: &Args) -> Result<(), ConfigError> {
-        let loaded = Config::load(args).and_then(|config| Ok(config.listen().map(|_| config)?));
+        let loaded = Config::load(args).and_then(|config| config.listen().map(|_| config));
         let config = match loaded {
             Ok(config) => config,
             Err(err) => {

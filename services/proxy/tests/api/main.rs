@@ -1,0 +1,9 @@
+//! The proxy's service tests: real backends and the real proxy on 127.0.0.1:0.
+
+mod failover;
+mod helpers;
+mod http;
+mod reload;
+mod routing;
+mod sticky;
+mod streaming;
