@@ -13,10 +13,16 @@ use wire::headers::SIGNATURE;
 use crate::error::ApiError;
 use crate::sign::ClusterKey;
 
+/// How long a stream may stay silent before it counts as dead; servers send a
+/// keep-alive every 15 s.
+pub const STREAM_IDLE: Duration = Duration::from_secs(45);
+
 /// One pooled client per service. Cloning is a reference-count bump.
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
+    /// For long-lived streams: no overall timeout, only between reads.
+    streaming: reqwest::Client,
     cluster: ClusterKey,
 }
 
@@ -28,7 +34,12 @@ impl Client {
             .pool_idle_timeout(Duration::from_secs(60))
             .tcp_nodelay(true)
             .build()?;
-        Ok(Self { http, cluster })
+        let streaming = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(2).min(timeout))
+            .read_timeout(STREAM_IDLE)
+            .tcp_nodelay(true)
+            .build()?;
+        Ok(Self { http, streaming, cluster })
     }
 
     /// The plain client, for calls that need neither signature nor session.
@@ -42,6 +53,13 @@ impl Client {
         let bytes = serde_json::to_vec(body).expect("wire types serialize to JSON");
         let signature = self.cluster.sign(&Method::POST, &path_and_query(&url), &bytes);
         self.http.post(url).header(header::CONTENT_TYPE, "application/json").header(SIGNATURE, signature).body(bytes)
+    }
+
+    /// A GET of a long-lived stream (SSE), signed with the cluster key. It fails when
+    /// nothing, not even a keep-alive, arrives for [`STREAM_IDLE`].
+    pub fn signed_stream(&self, url: Url) -> RequestBuilder {
+        let signature = self.cluster.sign(&Method::GET, &path_and_query(&url), b"");
+        self.streaming.get(url).header(SIGNATURE, signature)
     }
 
     /// A GET signed with the cluster key.

@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //!
+//! - [`backoff`]: exponential backoff with jitter.
 //! - [`config`]: figment layering (defaults, TOML file, env, flags) and the secrets.
 //! - [`telemetry`]: the tracing subscriber, set up once per process.
 //! - [`shutdown`]: SIGINT/SIGTERM as a future, and a token that long streams watch.
@@ -15,6 +16,7 @@
 //! - [`www`]: static files of the web UI.
 //! - `db` (feature `sqlite`): an embedded SQLite store with group commit.
 
+pub mod backoff;
 pub mod body;
 pub mod client;
 pub mod config;

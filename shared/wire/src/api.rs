@@ -324,6 +324,10 @@ pub struct DirectMessage {
     /// Whether it went to every contact rather than to one user.
     #[serde(default)]
     pub broadcast: bool,
+    /// Its place in the reader's mailbox on their peer (for paging); set in replies of
+    /// that peer, absent between peers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
 }
 
 /// The reply to `POST /send-peer`.

@@ -1,0 +1,173 @@
+//! Peer configuration: defaults, then `peer.toml` (or `PEER_CONFIG`), then `PEER_*`
+//! and `WEAPROUS_*` env vars, then flags.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use figment::Figment;
+use kit::config::{ConfigError, Secrets, ServerFlags};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+
+/// Where a peer started without a port looks for a free one, as the original did.
+pub const AUTO_PORTS: std::ops::RangeInclusive<u16> = 9001..=9999;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Config {
+    /// The address to bind.
+    pub server_ip: IpAddr,
+    /// The port to bind; without one, the first free port from 9001.
+    #[serde(default)]
+    pub server_port: Option<u16>,
+    /// The host other peers and the tracker reach this peer at; defaults to the bind
+    /// address, and is required when binding a wildcard address.
+    #[serde(default)]
+    pub advertise: Option<String>,
+    /// Where the tracker answers.
+    pub tracker_url: String,
+    /// Where auth answers.
+    pub auth_url: String,
+    /// The folder of the peer's database.
+    pub data_dir: PathBuf,
+    /// The web UI folder.
+    pub www_dir: PathBuf,
+    /// How often the peer tells the tracker it is alive.
+    pub heartbeat_secs: u64,
+    /// How long an undelivered direct message is retried before it is given up.
+    pub outbox_ttl_secs: u64,
+    #[serde(flatten, skip_serializing)]
+    pub secrets: Secrets,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            server_port: None,
+            advertise: None,
+            tracker_url: "http://127.0.0.1:9000".into(),
+            auth_url: "http://127.0.0.1:9100".into(),
+            data_dir: PathBuf::from("data/peers"),
+            www_dir: PathBuf::from("www"),
+            heartbeat_secs: 5,
+            outbox_ttl_secs: 7 * 24 * 60 * 60,
+            secrets: Secrets::default(),
+        }
+    }
+}
+
+/// The peer's flags: the original's, plus the new services' addresses.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Flags {
+    #[command(flatten)]
+    pub server: ServerFlags,
+    /// The tracker's full address, `IP:PORT` (overrides --host and --tracker-port).
+    #[arg(long = "tracker-ip")]
+    pub tracker_ip: Option<String>,
+    /// The tracker's port on --host.
+    #[arg(long = "tracker-port")]
+    pub tracker_port: Option<u16>,
+    /// Where auth answers (`ip:port` or a URL).
+    #[arg(long = "auth-url")]
+    pub auth_url: Option<String>,
+    /// The host other peers reach this one at.
+    #[arg(long)]
+    pub advertise: Option<String>,
+    /// The folder of the peer's database.
+    #[arg(long = "data-dir")]
+    pub data_dir: Option<PathBuf>,
+    /// The web UI folder.
+    #[arg(long = "www")]
+    pub www_dir: Option<PathBuf>,
+}
+
+#[derive(Serialize)]
+struct Overrides<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    server_ip: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    server_port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tracker_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auth_url: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    advertise: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_dir: Option<&'a PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    www_dir: Option<&'a PathBuf>,
+}
+
+impl Config {
+    pub fn figment(flags: &Flags) -> Figment {
+        let file = kit::config::file_path(flags.server.config.as_deref(), "PEER", "peer.toml");
+        // The original: --tracker-ip wins; else --host with --tracker-port (9000).
+        let tracker_url = flags.tracker_ip.clone().or_else(|| {
+            (flags.server.host.is_some() || flags.tracker_port.is_some()).then(|| {
+                format!(
+                    "{}:{}",
+                    flags.server.host.as_deref().unwrap_or("127.0.0.1"),
+                    flags.tracker_port.unwrap_or(9000)
+                )
+            })
+        });
+        let overrides = Overrides {
+            server_ip: flags.server.bind_ip(),
+            server_port: flags.server.server_port,
+            tracker_url,
+            auth_url: flags.auth_url.as_deref(),
+            advertise: flags.advertise.as_deref(),
+            data_dir: flags.data_dir.as_ref(),
+            www_dir: flags.www_dir.as_ref(),
+        };
+        kit::config::layered(&Config::default(), &file, "PEER", &overrides)
+    }
+
+    pub fn load(flags: &Flags) -> Result<Self, ConfigError> {
+        let config: Self = kit::config::extract(&Self::figment(flags))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what types alone cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        kit::config::base_url(&self.tracker_url)?;
+        kit::config::base_url(&self.auth_url)?;
+        if self.server_ip.is_unspecified() && self.advertise.is_none() {
+            return Err(ConfigError(format!(
+                "binding {} needs --advertise (PEER_ADVERTISE): the host other peers reach this one at",
+                self.server_ip
+            )));
+        }
+        if self.heartbeat_secs == 0 {
+            return Err(ConfigError("heartbeat_secs must be at least 1".into()));
+        }
+        Ok(())
+    }
+
+    /// The host this peer tells others to reach it at.
+    pub fn advertised_host(&self) -> String {
+        self.advertise.clone().unwrap_or_else(|| self.server_ip.to_string())
+    }
+
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_secs(self.heartbeat_secs)
+    }
+
+    /// Binds the configured port, or the first free one from 9001.
+    pub async fn bind(&self) -> anyhow::Result<TcpListener> {
+        if let Some(port) = self.server_port {
+            let addr = SocketAddr::new(self.server_ip, port);
+            return TcpListener::bind(addr).await.with_context(|| format!("failed to bind {addr}"));
+        }
+        for port in AUTO_PORTS {
+            if let Ok(listener) = TcpListener::bind(SocketAddr::new(self.server_ip, port)).await {
+                return Ok(listener);
+            }
+        }
+        anyhow::bail!("no free port between {} and {}", AUTO_PORTS.start(), AUTO_PORTS.end())
+    }
+}

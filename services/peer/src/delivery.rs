@@ -1,0 +1,159 @@
+//! Direct messages, peer to peer.
+//!
+//! The sender's peer files each message in the sender's mailbox and in its outbox in
+//! one commit, then tries to deliver it: it asks the tracker where the recipient is
+//! now and POSTs `/receive-message` there, signed with the cluster secret. A message
+//! that cannot be delivered at once stays in the outbox; the outbox worker retries it
+//! with backoff (asking the tracker again each time, so a user who moved is found)
+//! until it is delivered or too old. The recipient's peer files it once per id.
+
+use std::time::Duration;
+
+use kit::backoff::delay_for;
+use kit::error::ApiError;
+use wire::addr::PeerAddr;
+use wire::api::{Ack, DirectMessage, Location};
+use wire::events::Event;
+use wire::names::{MessageText, Username};
+
+use crate::AppState;
+use crate::hub::Audience;
+
+/// The first retry comes after about this long, then the waits double.
+const RETRY_MIN: Duration = Duration::from_secs(1);
+/// The longest wait between two attempts.
+const RETRY_MAX: Duration = Duration::from_secs(60);
+/// How many due messages the worker takes at a time.
+const BATCH: usize = 64;
+
+/// Sends a direct message from `from` to `to`. `hint` is an address to try when the
+/// tracker cannot say where `to` is. Returns the message and whether it was delivered
+/// now (else it waits in the outbox).
+pub async fn send(
+    state: &AppState,
+    from: &Username,
+    to: &Username,
+    hint: Option<PeerAddr>,
+    text: MessageText,
+    broadcast: bool,
+) -> Result<(DirectMessage, bool), ApiError> {
+    let message = DirectMessage {
+        id: uuid::Uuid::now_v7().simple().to_string(),
+        message: text,
+        sender_ip: state.me.ip.clone(),
+        sender_port: state.me.port,
+        username: from.clone(),
+        to: to.clone(),
+        ts: kit::now_ms(),
+        broadcast,
+        seq: None,
+    };
+    let seq = state.store.save_outgoing(&message).await.map_err(anyhow::Error::from)?;
+    state.hub.publish(
+        Audience::Users(vec![from.clone()]),
+        &Event::DirectMessage(DirectMessage { seq: Some(seq), ..message.clone() }),
+    );
+    let delivered = match attempt(state, &message, hint.as_ref()).await {
+        Ok(()) => {
+            state.store.delivered(&message.id).await.map_err(anyhow::Error::from)?;
+            true
+        }
+        Err(err) => {
+            tracing::info!(id = %message.id, %err, "direct message not delivered yet; queued");
+            let next = kit::now_ms() + delay_for(0, RETRY_MIN, RETRY_MAX).as_millis() as u64;
+            state.store.retry_later(&message.id, 1, next, &err.to_string()).await.map_err(anyhow::Error::from)?;
+            state.outbox_wake.notify_one();
+            false
+        }
+    };
+    Ok((message, delivered))
+}
+
+/// Files a message for a user hosted here. Returns whether it is new (not a retry of
+/// one filed already).
+pub async fn deliver_here(state: &AppState, message: &DirectMessage) -> Result<bool, ApiError> {
+    if !state.sessions.is_hosted(&message.to) {
+        return Err(ApiError::NotFound(format!("user {} is not hosted on this peer", message.to)));
+    }
+    match state.store.save_incoming(message).await.map_err(anyhow::Error::from)? {
+        Some(seq) => {
+            let filed = DirectMessage { seq: Some(seq), ..message.clone() };
+            state.hub.publish(Audience::Users(vec![message.to.clone()]), &Event::DirectMessage(filed));
+            Ok(true)
+        }
+        None => Ok(false),
+    }
+}
+
+/// One delivery attempt: find the recipient's peer, hand the message over.
+async fn attempt(state: &AppState, message: &DirectMessage, hint: Option<&PeerAddr>) -> Result<(), ApiError> {
+    let home = match locate(state, &message.to).await {
+        Ok(location) => PeerAddr { ip: location.ip, port: location.port },
+        Err(err) => match hint {
+            Some(hint) => hint.clone(),
+            None => return Err(err),
+        },
+    };
+    if home == state.me {
+        return deliver_here(state, message).await.map(drop);
+    }
+    let url = reqwest::Url::parse(&format!("{}/receive-message", home.url())).map_err(anyhow::Error::from)?;
+    let service = format!("peer {home}");
+    kit::client::call::<Ack>(state.client.signed_post(url, message), &service).await.map(drop)
+}
+
+/// Where the tracker says a user is hosted (or was last).
+pub async fn locate(state: &AppState, user: &Username) -> Result<Location, ApiError> {
+    let mut url = state.tracker_url("lookup");
+    url.query_pairs_mut().append_pair("username", user.as_str());
+    kit::client::call(state.client.signed_get(url), "tracker").await
+}
+
+/// Retries what is in the outbox until each message is delivered or too old.
+pub async fn outbox_worker(state: AppState) {
+    loop {
+        match state.store.due(BATCH).await {
+            Ok(due) => {
+                for pending in due {
+                    retry(&state, pending).await;
+                }
+            }
+            Err(err) => tracing::error!(%err, "could not read the outbox"),
+        }
+        let next_due = state.store.next_due().await.ok().flatten();
+        let wait = next_due.map_or(RETRY_MAX, |due| Duration::from_millis(due.saturating_sub(kit::now_ms())));
+        tokio::select! {
+            () = state.shutdown.cancelled() => return,
+            () = state.outbox_wake.notified() => {}
+            () = tokio::time::sleep(wait.min(RETRY_MAX)) => {}
+        }
+    }
+}
+
+async fn retry(state: &AppState, pending: crate::store::Pending) {
+    let id = pending.message.id.clone();
+    let age = Duration::from_millis(kit::now_ms().saturating_sub(pending.created_at));
+    if age > state.outbox_ttl {
+        tracing::warn!(%id, to = %pending.message.to, attempts = pending.attempts, "giving up on a direct message");
+        if let Err(err) = state.store.give_up(&id).await {
+            tracing::error!(%err, "could not drop an expired message from the outbox");
+        }
+        return;
+    }
+    let outcome = match attempt(state, &pending.message, None).await {
+        Ok(()) => state
+            .store
+            .delivered(&id)
+            .await
+            .map(|()| tracing::info!(%id, attempts = pending.attempts + 1, "queued direct message delivered")),
+        Err(err) => {
+            let attempts = pending.attempts + 1;
+            let next = kit::now_ms() + delay_for(attempts, RETRY_MIN, RETRY_MAX).as_millis() as u64;
+            tracing::debug!(%id, attempts, %err, "direct message still not deliverable");
+            state.store.retry_later(&id, attempts, next, &err.to_string()).await
+        }
+    };
+    if let Err(err) = outcome {
+        tracing::error!(%err, "could not update the outbox");
+    }
+}

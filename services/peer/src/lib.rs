@@ -1,0 +1,154 @@
+//! The peer: the web UI, the sessions of the users it hosts, their contacts and direct
+//! messages, and real-time push to browsers.
+//!
+//! # Layout
+//!
+//! - [`config`]: flags, env and file settings, and binding.
+//! - [`sessions`]: hosted users, revoked sessions, the [`sessions::Session`] extractor.
+//! - [`store`]: contacts, mailboxes and the outbox, durable in SQLite.
+//! - [`hub`]: the events browsers get, with ids to resume from.
+//! - [`delivery`]: sending direct messages peer to peer, and the outbox worker.
+//! - [`tracker_link`]: registration, heartbeat and the tracker's push stream.
+//! - `routes`: one module per resource.
+
+pub mod config;
+pub mod delivery;
+pub mod hub;
+pub mod sessions;
+pub mod store;
+pub mod tracker_link;
+
+mod routes;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::FromRef;
+use kit::client::Client;
+use kit::health::Readiness;
+use kit::session::TokenKeys;
+use kit::sign::ClusterKey;
+use reqwest::Url;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use wire::addr::PeerAddr;
+
+pub use config::Config;
+use hub::Hub;
+use sessions::Sessions;
+use store::PeerStore;
+
+/// Everything a handler needs. Cloning is cheap.
+#[derive(Clone)]
+pub struct AppState {
+    /// Where other peers and the tracker reach this peer.
+    pub me: PeerAddr,
+    pub store: PeerStore,
+    pub sessions: Sessions,
+    pub hub: Hub,
+    pub tokens: TokenKeys,
+    pub cluster: ClusterKey,
+    pub client: Client,
+    pub tracker: Url,
+    pub auth: Url,
+    pub www_dir: Arc<PathBuf>,
+    pub heartbeat: Duration,
+    pub outbox_ttl: Duration,
+    /// Wakes the outbox worker when a message could not be delivered at once.
+    pub outbox_wake: Arc<Notify>,
+    /// Ready once the tracker has the peer in its pool.
+    pub readiness: Readiness,
+    /// Cancelled at shutdown: background tasks and event streams end.
+    pub shutdown: CancellationToken,
+}
+
+impl AppState {
+    /// State for a peer bound at `bound` (the port matters when it was chosen at bind).
+    pub fn new(config: &Config, bound: SocketAddr) -> anyhow::Result<Self> {
+        config.validate()?;
+        let me = PeerAddr::parse(&config.advertised_host(), bound.port()).map_err(anyhow::Error::msg)?;
+        let db_name = format!("peer-{}-{}.db", me.ip.replace([':', '/', '\\'], "_"), me.port);
+        let (store, loaded) =
+            PeerStore::open(&config.data_dir.join(db_name)).context("failed to open the peer database")?;
+        let cluster = ClusterKey::new(&config.secrets.cluster_secret);
+        Ok(Self {
+            me,
+            store,
+            sessions: Sessions::restore(loaded.hosted, loaded.revoked),
+            hub: Hub::new(),
+            tokens: TokenKeys::new(&config.secrets.session_secret, Duration::from_secs(24 * 60 * 60)),
+            client: Client::new(cluster.clone(), Duration::from_secs(10))?,
+            cluster,
+            tracker: kit::config::base_url(&config.tracker_url)?,
+            auth: kit::config::base_url(&config.auth_url)?,
+            www_dir: Arc::new(config.www_dir.clone()),
+            heartbeat: config.heartbeat(),
+            outbox_ttl: Duration::from_secs(config.outbox_ttl_secs),
+            outbox_wake: Arc::new(Notify::new()),
+            readiness: Readiness::default(),
+            shutdown: CancellationToken::new(),
+        })
+    }
+
+    /// A route on the tracker.
+    pub fn tracker_url(&self, route: &str) -> Url {
+        // Route names are fixed identifiers, so joining cannot fail.
+        self.tracker.join(route).expect("tracker routes are valid URL paths")
+    }
+
+    /// A route on auth.
+    pub fn auth_url(&self, route: &str) -> Url {
+        self.auth.join(route).expect("auth routes are valid URL paths")
+    }
+}
+
+impl FromRef<AppState> for TokenKeys {
+    fn from_ref(state: &AppState) -> Self {
+        state.tokens.clone()
+    }
+}
+
+impl FromRef<AppState> for ClusterKey {
+    fn from_ref(state: &AppState) -> Self {
+        state.cluster.clone()
+    }
+}
+
+impl FromRef<AppState> for Readiness {
+    fn from_ref(state: &AppState) -> Self {
+        state.readiness.clone()
+    }
+}
+
+/// The whole HTTP surface of the peer; no IO happens here.
+pub fn router(state: AppState) -> Router {
+    let www = state.www_dir.clone();
+    routes::router().merge(kit::health::router()).merge(kit::www::files(&www)).with_state(state)
+}
+
+/// Serves the peer on a bound listener until `shutdown` completes, with its
+/// background work: tracker registration and heartbeat (then the tracker's push
+/// stream), and the outbox.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, advertised = %state.me, tracker = %state.tracker, db = %state.store.path().display(), "listening");
+    tokio::spawn(tracker_link::keep_registered(state.clone()));
+    tokio::spawn(delivery::outbox_worker(state.clone()));
+    let token = state.shutdown.clone();
+    let app = kit::http::common_layers(router(state), &format!("peer@{addr}"));
+    kit::http::serve(listener, app, async move {
+        shutdown.await;
+        token.cancel();
+    })
+    .await
+}

@@ -1,0 +1,21 @@
+//! The peer's routes, one module per resource.
+
+mod account;
+mod channels;
+mod events;
+mod messages;
+mod pages;
+mod people;
+
+use axum::Router;
+
+use crate::AppState;
+
+pub(crate) fn router() -> Router<AppState> {
+    pages::router()
+        .merge(account::router())
+        .merge(channels::router())
+        .merge(people::router())
+        .merge(messages::router())
+        .merge(events::router())
+}

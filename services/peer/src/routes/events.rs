@@ -1,0 +1,102 @@
+//! `GET /events`: the logged-in user's Server-Sent Events.
+//!
+//! A stream starts from the client's `Last-Event-ID`: first the events it missed
+//! (or one `reset` when it missed too many), then live ones. Only events the user may
+//! see are sent: their own direct messages, messages of channels they joined, and
+//! presence and membership changes. A comment every 15 s keeps proxies from closing
+//! an idle stream.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::IntoResponse;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::routing::get;
+use futures_util::stream::{self, Stream, StreamExt};
+use tokio::sync::broadcast::error::RecvError;
+use wire::events::Event;
+use wire::names::Username;
+
+use crate::AppState;
+use crate::hub::{Audience, HubEvent};
+use crate::sessions::{Session, Sessions};
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new().route("/events", get(events))
+}
+
+async fn events(State(state): State<AppState>, session: Session, headers: HeaderMap) -> impl IntoResponse {
+    let last_id = headers
+        .get("last-event-id")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<u64>().ok());
+    let resume = state.hub.resume(last_id);
+    let feed = Feed {
+        user: session.claims.sub,
+        sessions: state.sessions.clone(),
+        reset_first: resume.gap,
+        backlog: resume.backlog.into(),
+        live: resume.live,
+    };
+    let shutdown = state.shutdown.clone().cancelled_owned();
+    Sse::new(feed.into_stream().take_until(shutdown)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+struct Feed {
+    user: Username,
+    sessions: Sessions,
+    reset_first: bool,
+    backlog: VecDeque<Arc<HubEvent>>,
+    live: tokio::sync::broadcast::Receiver<Arc<HubEvent>>,
+}
+
+impl Feed {
+    fn into_stream(self) -> impl Stream<Item = Result<SseEvent, Infallible>> {
+        stream::unfold(self, |mut feed| async move {
+            let event = feed.next().await?;
+            Some((Ok(event), feed))
+        })
+    }
+
+    async fn next(&mut self) -> Option<SseEvent> {
+        if std::mem::take(&mut self.reset_first) {
+            return Some(reset());
+        }
+        while let Some(event) = self.backlog.pop_front() {
+            if self.may_see(&event) {
+                return Some(to_sse(&event));
+            }
+        }
+        loop {
+            match self.live.recv().await {
+                Ok(event) if self.may_see(&event) => return Some(to_sse(&event)),
+                Ok(_) => {}
+                // The client fell too far behind: it reloads instead of missing events.
+                Err(RecvError::Lagged(_)) => return Some(reset()),
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    }
+
+    fn may_see(&self, event: &HubEvent) -> bool {
+        match &event.audience {
+            Audience::Everyone => true,
+            Audience::Users(users) => users.contains(&self.user),
+            Audience::Channel(channel) => self.sessions.is_member(&self.user, channel),
+        }
+    }
+}
+
+fn to_sse(event: &HubEvent) -> SseEvent {
+    SseEvent::default().id(event.seq.to_string()).event(event.name).data(&event.json)
+}
+
+fn reset() -> SseEvent {
+    let event = Event::Reset;
+    SseEvent::default().event(event.name()).data(r#"{"type":"reset"}"#)
+}

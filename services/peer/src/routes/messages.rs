@@ -1,0 +1,123 @@
+//! Direct messages: send, receive (from other peers), broadcast, read.
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::future::join_all;
+use kit::body::Input;
+use kit::error::ApiError;
+use kit::sign::Signed;
+use serde::Deserialize;
+use wire::addr::PeerAddr;
+use wire::api::{Ack, Broadcast, BroadcastSent, Conversation, DirectMessage, DirectSent, SendPeer, Status};
+use wire::names::Username;
+
+use crate::AppState;
+use crate::delivery;
+use crate::routes::people::resolve;
+use crate::sessions::Session;
+
+/// The most messages one page of a conversation holds.
+const MAX_PAGE: u64 = 500;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/send-peer", post(send_peer))
+        .route("/receive-message", post(receive_message))
+        .route("/broadcast-peer", post(broadcast))
+        .route("/get-received-messages", get(received_messages))
+        .route("/get-conversation", get(conversation))
+}
+
+#[tracing::instrument(skip_all, fields(from = %session.username()))]
+async fn send_peer(
+    State(state): State<AppState>,
+    session: Session,
+    Input(request): Input<SendPeer>,
+) -> Result<(StatusCode, Json<DirectSent>), ApiError> {
+    let (to, addr) =
+        resolve(&state, session.username(), request.ip.as_deref(), request.port, request.username.as_ref()).await?;
+    let (message, delivered) =
+        delivery::send(&state, session.username(), &to, Some(addr.clone()), request.message, false).await?;
+    let (status, text) = if delivered {
+        (StatusCode::OK, format!("Sent to {addr}"))
+    } else {
+        (StatusCode::ACCEPTED, format!("Queued for {to}: their peer is not reachable now; it will be retried"))
+    };
+    Ok((status, Json(DirectSent { status: Status::Success, message: text, id: message.id, delivered })))
+}
+
+/// Another peer hands over a message for a user hosted here; only peers that hold
+/// the cluster secret can, so nobody can forge a sender.
+#[tracing::instrument(skip_all, fields(id = %message.id))]
+async fn receive_message(
+    State(state): State<AppState>,
+    Signed(message): Signed<DirectMessage>,
+) -> Result<Json<Ack>, ApiError> {
+    if delivery::deliver_here(&state, &message).await? {
+        tracing::debug!(from = %message.username, "direct message received");
+    } else {
+        tracing::debug!("duplicate direct message ignored");
+    }
+    Ok(Json(Ack::success("Message received")))
+}
+
+/// One direct message to each of the caller's contacts.
+#[tracing::instrument(skip_all, fields(from = %session.username()))]
+async fn broadcast(
+    State(state): State<AppState>,
+    session: Session,
+    Input(request): Input<Broadcast>,
+) -> Result<Json<BroadcastSent>, ApiError> {
+    let contacts = state.store.contacts(session.username()).await.map_err(anyhow::Error::from)?;
+    let sends = contacts.iter().map(|contact| {
+        let hint = PeerAddr { ip: contact.ip.clone(), port: contact.port };
+        delivery::send(&state, session.username(), &contact.username, Some(hint), request.message.clone(), true)
+    });
+    let (mut delivered, mut queued) = (0, 0);
+    for outcome in join_all(sends).await {
+        match outcome? {
+            (_, true) => delivered += 1,
+            (_, false) => queued += 1,
+        }
+    }
+    let message = if contacts.is_empty() {
+        "Broadcast sent to nobody: connect to someone first".to_owned()
+    } else {
+        "Broadcast sent".to_owned()
+    };
+    Ok(Json(BroadcastSent { status: Status::Success, message, delivered, queued }))
+}
+
+/// The original's polling route: messages received and not yet read this way.
+async fn received_messages(
+    State(state): State<AppState>,
+    session: Session,
+) -> Result<Json<Vec<DirectMessage>>, ApiError> {
+    Ok(Json(state.store.take_unread(session.username()).await.map_err(anyhow::Error::from)?))
+}
+
+#[derive(Deserialize)]
+struct ConversationQuery {
+    with: Username,
+    before: Option<u64>,
+    limit: Option<u64>,
+}
+
+async fn conversation(
+    State(state): State<AppState>,
+    session: Session,
+    query: Result<Query<ConversationQuery>, QueryRejection>,
+) -> Result<Json<Conversation>, ApiError> {
+    let Query(query) =
+        query.map_err(|err| ApiError::bad_request(format!("expected ?with=NAME: {}", err.body_text())))?;
+    let limit = query.limit.unwrap_or(100).clamp(1, MAX_PAGE);
+    let messages = state
+        .store
+        .conversation(session.username(), &query.with, query.before, limit)
+        .await
+        .map_err(anyhow::Error::from)?;
+    Ok(Json(Conversation { status: Status::Success, with: query.with, messages }))
+}

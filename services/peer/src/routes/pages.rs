@@ -1,0 +1,31 @@
+//! The two pages: chat (with a session) and log-in.
+
+use axum::Router;
+use axum::extract::State;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use kit::error::ApiError;
+
+use crate::AppState;
+use crate::sessions::Session;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(chat_page))
+        .route("/index.html", get(chat_page))
+        .route("/login", get(login_page).post(super::account::login))
+        .route("/login.html", get(login_page))
+}
+
+/// The chat page for a logged-in user; everyone else goes to log in.
+async fn chat_page(State(state): State<AppState>, session: Result<Session, ApiError>) -> Result<Response, ApiError> {
+    match session {
+        Ok(_) => kit::www::page(&state.www_dir, "index.html").await,
+        Err(ApiError::Unauthorized(_)) => Ok(Redirect::to("/login").into_response()),
+        Err(err) => Err(err),
+    }
+}
+
+async fn login_page(State(state): State<AppState>) -> Result<Response, ApiError> {
+    kit::www::page(&state.www_dir, "login.html").await
+}

@@ -1,0 +1,119 @@
+//! Who is online, and the caller's contacts.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use kit::body::Input;
+use kit::error::ApiError;
+use wire::addr::PeerAddr;
+use wire::api::{Ack, ConnectPeer, Contact, UserInfo};
+use wire::names::Username;
+
+use crate::AppState;
+use crate::delivery;
+use crate::sessions::Session;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/get-list", get(online_users))
+        .route("/connect-peer", post(connect_peer))
+        .route("/get-connected-peers", get(contacts))
+}
+
+/// Everyone online now, as the tracker sees it.
+pub(crate) async fn online(state: &AppState) -> Result<Vec<UserInfo>, ApiError> {
+    kit::client::call(state.client.signed_get(state.tracker_url("get-list")), "tracker").await
+}
+
+async fn online_users(State(state): State<AppState>, session: Session) -> Result<Json<Vec<UserInfo>>, ApiError> {
+    let mut users = online(&state).await?;
+    users.retain(|user| &user.username != session.username());
+    Ok(Json(users))
+}
+
+/// The one user a request means: by name, or the only user online at `ip:port`.
+pub(crate) async fn resolve(
+    state: &AppState,
+    caller: &Username,
+    ip: Option<&str>,
+    port: Option<u16>,
+    username: Option<&Username>,
+) -> Result<(Username, PeerAddr), ApiError> {
+    if let Some(username) = username {
+        let location = delivery::locate(state, username).await.map_err(|err| match err {
+            ApiError::Upstream { status, .. } if status == 404 => {
+                ApiError::NotFound(format!("no user {username} has ever been online"))
+            }
+            other => other,
+        })?;
+        return Ok((username.clone(), PeerAddr { ip: location.ip, port: location.port }));
+    }
+    let (Some(ip), Some(port)) = (ip, port) else {
+        return Err(ApiError::bad_request("say who: `username`, or `ip` and `port`"));
+    };
+    let addr = PeerAddr::parse(ip, port).map_err(ApiError::BadRequest)?;
+    let mut here: Vec<Username> = online(state)
+        .await?
+        .into_iter()
+        .filter(|user| user.ip == addr.ip && user.port == addr.port)
+        .map(|user| user.username)
+        .collect();
+    if here.is_empty() {
+        // Someone the caller knows who was last seen there.
+        here = state
+            .store
+            .contacts(caller)
+            .await
+            .map_err(anyhow::Error::from)?
+            .into_iter()
+            .filter(|contact| contact.ip == addr.ip && contact.port == addr.port)
+            .map(|contact| contact.username)
+            .collect();
+    }
+    match here.len() {
+        0 => Err(ApiError::NotFound(format!("nobody is online at {addr}"))),
+        1 => Ok((here.remove(0), addr)),
+        _ => {
+            Err(ApiError::bad_request(format!("{} users are online at {addr}; say which with `username`", here.len())))
+        }
+    }
+}
+
+/// Adds a contact once their peer answers.
+async fn connect_peer(
+    State(state): State<AppState>,
+    session: Session,
+    Input(request): Input<ConnectPeer>,
+) -> Result<Json<Ack>, ApiError> {
+    let (contact, addr) =
+        resolve(&state, session.username(), request.ip.as_deref(), request.port, request.username.as_ref()).await?;
+    if addr != state.me {
+        let health = reqwest::Url::parse(&format!("{}/healthz", addr.url())).map_err(anyhow::Error::from)?;
+        let answered = state.client.http().get(health).timeout(Duration::from_secs(3)).send().await;
+        if !answered.is_ok_and(|response| response.status().is_success()) {
+            return Err(ApiError::BadGateway(format!("peer {addr} does not answer")));
+        }
+    }
+    state.store.add_contact(session.username(), &contact, &addr).await.map_err(anyhow::Error::from)?;
+    tracing::info!(username = %session.username(), %contact, peer = %addr, "contact added");
+    Ok(Json(Ack::success(format!("Connected to {addr}"))))
+}
+
+/// The caller's contacts, where they are now and whether they are online.
+async fn contacts(State(state): State<AppState>, session: Session) -> Result<Json<Vec<Contact>>, ApiError> {
+    let mut contacts = state.store.contacts(session.username()).await.map_err(anyhow::Error::from)?;
+    // The tracker being down only costs the online marks.
+    let online: HashMap<Username, UserInfo> =
+        online(&state).await.unwrap_or_default().into_iter().map(|user| (user.username.clone(), user)).collect();
+    for contact in &mut contacts {
+        if let Some(now) = online.get(&contact.username) {
+            contact.online = true;
+            contact.ip.clone_from(&now.ip);
+            contact.port = now.port;
+        }
+    }
+    Ok(Json(contacts))
+}

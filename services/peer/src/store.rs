@@ -1,0 +1,467 @@
+//! The peer's durable data, in SQLite (WAL, group commit): the users it hosts, revoked
+//! sessions, contacts, every direct message sent or received (the mailboxes), and the
+//! outbox of messages not yet delivered.
+
+use std::path::Path;
+
+use kit::db::{Db, DbError};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use wire::addr::PeerAddr;
+use wire::api::{Contact, DirectMessage};
+use wire::names::{MessageText, Username};
+
+const MIGRATIONS: &[&str] = &[r#"
+    CREATE TABLE hosted (
+        username TEXT PRIMARY KEY,
+        since    INTEGER NOT NULL
+    );
+    CREATE TABLE revoked (
+        sid        TEXT PRIMARY KEY,
+        expires_at INTEGER NOT NULL
+    );
+    CREATE TABLE contacts (
+        owner    TEXT NOT NULL,
+        username TEXT NOT NULL,
+        ip       TEXT NOT NULL,
+        port     INTEGER NOT NULL,
+        added_at INTEGER NOT NULL,
+        PRIMARY KEY (owner, username)
+    );
+    -- One row per mailbox a message is in: the sender's (outgoing = 1) and the
+    -- recipient's (outgoing = 0), when they live on this peer.
+    CREATE TABLE dms (
+        seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+        owner       TEXT NOT NULL,
+        outgoing    INTEGER NOT NULL,
+        id          TEXT NOT NULL,
+        other       TEXT NOT NULL,
+        sender      TEXT NOT NULL,
+        recipient   TEXT NOT NULL,
+        text        TEXT NOT NULL,
+        ts          INTEGER NOT NULL,
+        sender_ip   TEXT NOT NULL,
+        sender_port INTEGER NOT NULL,
+        broadcast   INTEGER NOT NULL,
+        unread      INTEGER NOT NULL,
+        UNIQUE (owner, outgoing, id)
+    );
+    CREATE INDEX dms_by_conversation ON dms(owner, other, seq);
+    CREATE INDEX dms_unread ON dms(owner, unread, seq);
+    CREATE TABLE outbox (
+        id           TEXT PRIMARY KEY,
+        message      TEXT NOT NULL,
+        attempts     INTEGER NOT NULL,
+        next_attempt INTEGER NOT NULL,
+        created_at   INTEGER NOT NULL,
+        last_error   TEXT
+    );
+    CREATE INDEX outbox_due ON outbox(next_attempt);
+"#];
+
+/// How long the outbox worker leaves a new message to its sender's own first attempt.
+const FIRST_ATTEMPT_GRACE_MS: i64 = 15_000;
+
+/// The peer's data. Cloning is a reference-count bump.
+#[derive(Clone)]
+pub struct PeerStore {
+    db: Db,
+}
+
+/// What the peer keeps in memory from its database.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub hosted: Vec<Username>,
+    pub revoked: Vec<(String, u64)>,
+}
+
+/// A direct message waiting in the outbox.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub message: DirectMessage,
+    pub attempts: u32,
+    /// When it entered the outbox, ms since the epoch.
+    pub created_at: u64,
+}
+
+impl PeerStore {
+    pub fn open(path: &Path) -> anyhow::Result<(Self, Loaded)> {
+        let (db, loaded) = Db::open_and_load(path, MIGRATIONS, load)?;
+        Ok((Self { db }, loaded))
+    }
+
+    pub fn path(&self) -> &Path {
+        self.db.path()
+    }
+
+    // === Sessions ===
+
+    pub async fn host(&self, user: &Username) -> Result<(), DbError> {
+        let user = user.clone();
+        self.db
+            .write(move |conn| {
+                conn.execute(
+                    "INSERT OR IGNORE INTO hosted (username, since) VALUES (?1, ?2)",
+                    params![user.as_str(), kit::now_ms() as i64],
+                )
+            })
+            .await
+            .map(drop)
+    }
+
+    pub async fn unhost(&self, user: &Username) -> Result<(), DbError> {
+        let user = user.clone();
+        self.db
+            .write(move |conn| conn.execute("DELETE FROM hosted WHERE username = ?1", [user.as_str()]))
+            .await
+            .map(drop)
+    }
+
+    pub async fn revoke(&self, sid: &str, expires_at: u64) -> Result<(), DbError> {
+        let sid = sid.to_owned();
+        self.db
+            .write(move |conn| {
+                conn.execute("DELETE FROM revoked WHERE expires_at < ?1", [kit::now_secs() as i64])?;
+                conn.execute(
+                    "INSERT OR IGNORE INTO revoked (sid, expires_at) VALUES (?1, ?2)",
+                    params![sid, expires_at as i64],
+                )
+            })
+            .await
+            .map(drop)
+    }
+
+    // === Contacts ===
+
+    /// Adds or moves a contact of `owner`.
+    pub async fn add_contact(&self, owner: &Username, contact: &Username, at: &PeerAddr) -> Result<(), DbError> {
+        let (owner, contact, at) = (owner.clone(), contact.clone(), at.clone());
+        self.db
+            .write(move |conn| {
+                conn.execute(
+                    "INSERT INTO contacts (owner, username, ip, port, added_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT(owner, username) DO UPDATE SET ip = ?3, port = ?4",
+                    params![owner.as_str(), contact.as_str(), at.ip, at.port, kit::now_ms() as i64],
+                )
+            })
+            .await
+            .map(drop)
+    }
+
+    /// `owner`'s contacts, in the order they were added, with their last known address.
+    pub async fn contacts(&self, owner: &Username) -> Result<Vec<Contact>, DbError> {
+        let owner = owner.clone();
+        self.db
+            .read(move |conn| {
+                let mut statement = conn.prepare_cached(
+                    "SELECT username, ip, port FROM contacts WHERE owner = ?1 ORDER BY added_at, username",
+                )?;
+                let rows = statement.query_map([owner.as_str()], |row| {
+                    Ok(Contact {
+                        username: parse_col(row, 0, Username::parse)?,
+                        ip: row.get(1)?,
+                        port: row.get(2)?,
+                        online: false,
+                    })
+                })?;
+                rows.collect()
+            })
+            .await
+    }
+
+    // === Mailboxes and outbox ===
+
+    /// Files a message in its sender's mailbox and in the outbox, in one commit.
+    /// Returns its place in the sender's mailbox.
+    pub async fn save_outgoing(&self, message: &DirectMessage) -> Result<u64, DbError> {
+        let message = message.clone();
+        self.db
+            .write(move |conn| {
+                let seq = insert_dm(conn, &message, true)?.unwrap_or_default();
+                let json = serde_json::to_string(&message)
+                    .map_err(|err| rusqlite::Error::ToSqlConversionFailure(err.into()))?;
+                // The sender tries at once; the outbox worker takes over only if that fails,
+                // or if the peer dies before it knows.
+                let now = kit::now_ms() as i64;
+                conn.execute(
+                    "INSERT OR IGNORE INTO outbox (id, message, attempts, next_attempt, created_at)
+                     VALUES (?1, ?2, 0, ?3, ?4)",
+                    params![message.id, json, now + FIRST_ATTEMPT_GRACE_MS, now],
+                )?;
+                Ok(seq)
+            })
+            .await
+    }
+
+    /// Files a received message in its recipient's mailbox. Returns its place there,
+    /// or `None` when it was filed already (a retry of a delivered message).
+    pub async fn save_incoming(&self, message: &DirectMessage) -> Result<Option<u64>, DbError> {
+        let message = message.clone();
+        self.db.write(move |conn| insert_dm(conn, &message, false)).await
+    }
+
+    /// Messages due for another delivery attempt, oldest first.
+    pub async fn due(&self, limit: usize) -> Result<Vec<Pending>, DbError> {
+        self.db
+            .read(move |conn| {
+                let mut statement = conn.prepare_cached(
+                    "SELECT message, attempts, created_at FROM outbox WHERE next_attempt <= ?1
+                     ORDER BY next_attempt, created_at LIMIT ?2",
+                )?;
+                let rows = statement.query_map(params![kit::now_ms() as i64, limit as i64], |row| {
+                    let json: String = row.get(0)?;
+                    let message = serde_json::from_str(&json).map_err(|err| {
+                        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, err.into())
+                    })?;
+                    Ok(Pending { message, attempts: row.get(1)?, created_at: row.get::<_, i64>(2)? as u64 })
+                })?;
+                rows.collect()
+            })
+            .await
+    }
+
+    /// When the next outbox message is due, ms since the epoch.
+    pub async fn next_due(&self) -> Result<Option<u64>, DbError> {
+        self.db
+            .read(|conn| {
+                conn.query_row("SELECT MIN(next_attempt) FROM outbox", [], |row| row.get::<_, Option<i64>>(0))
+                    .map(|due| due.map(|due| due as u64))
+            })
+            .await
+    }
+
+    pub async fn outbox_len(&self) -> Result<u64, DbError> {
+        self.db
+            .read(|conn| conn.query_row("SELECT COUNT(*) FROM outbox", [], |row| row.get::<_, i64>(0)))
+            .await
+            .map(|n| n as u64)
+    }
+
+    /// The message reached its recipient's peer: out of the outbox.
+    pub async fn delivered(&self, id: &str) -> Result<(), DbError> {
+        self.remove_from_outbox(id).await
+    }
+
+    /// Gives up on a message (too old).
+    pub async fn give_up(&self, id: &str) -> Result<(), DbError> {
+        self.remove_from_outbox(id).await
+    }
+
+    async fn remove_from_outbox(&self, id: &str) -> Result<(), DbError> {
+        let id = id.to_owned();
+        self.db.write(move |conn| conn.execute("DELETE FROM outbox WHERE id = ?1", [id])).await.map(drop)
+    }
+
+    /// Schedules another attempt at `next_attempt` (ms since the epoch).
+    pub async fn retry_later(&self, id: &str, attempts: u32, next_attempt: u64, error: &str) -> Result<(), DbError> {
+        let (id, error) = (id.to_owned(), error.to_owned());
+        self.db
+            .write(move |conn| {
+                conn.execute(
+                    "UPDATE outbox SET attempts = ?2, next_attempt = ?3, last_error = ?4 WHERE id = ?1",
+                    params![id, attempts, next_attempt as i64, error],
+                )
+            })
+            .await
+            .map(drop)
+    }
+
+    /// `owner`'s received messages not yet read through `/get-received-messages`,
+    /// oldest first; marks them read.
+    pub async fn take_unread(&self, owner: &Username) -> Result<Vec<DirectMessage>, DbError> {
+        let owner = owner.clone();
+        self.db
+            .write(move |conn| {
+                let messages = query_dms(
+                    conn,
+                    "WHERE owner = ?1 AND outgoing = 0 AND unread = 1 ORDER BY seq LIMIT 1000",
+                    params![owner.as_str()],
+                )?;
+                if let Some(last) = messages.last().and_then(|message| message.seq) {
+                    conn.execute(
+                        "UPDATE dms SET unread = 0 WHERE owner = ?1 AND outgoing = 0 AND unread = 1 AND seq <= ?2",
+                        params![owner.as_str(), last as i64],
+                    )?;
+                }
+                Ok(messages)
+            })
+            .await
+    }
+
+    /// The messages between `owner` and `other`, both ways, oldest first: the latest
+    /// `limit`, or the `limit` before `before`.
+    pub async fn conversation(
+        &self,
+        owner: &Username,
+        other: &Username,
+        before: Option<u64>,
+        limit: u64,
+    ) -> Result<Vec<DirectMessage>, DbError> {
+        let (owner, other) = (owner.clone(), other.clone());
+        self.db
+            .read(move |conn| {
+                let mut messages = query_dms(
+                    conn,
+                    "WHERE owner = ?1 AND other = ?2 AND seq < ?3 ORDER BY seq DESC LIMIT ?4",
+                    params![owner.as_str(), other.as_str(), before.map_or(i64::MAX, |seq| seq as i64), limit as i64],
+                )?;
+                messages.reverse();
+                Ok(messages)
+            })
+            .await
+    }
+
+    /// Whether a message id is already in a mailbox here (used by tests).
+    pub async fn has_message(&self, owner: &Username, id: &str) -> Result<bool, DbError> {
+        let (owner, id) = (owner.clone(), id.to_owned());
+        self.db
+            .read(move |conn| {
+                conn.query_row(
+                    "SELECT 1 FROM dms WHERE owner = ?1 AND id = ?2",
+                    params![owner.as_str(), id],
+                    |_| Ok(()),
+                )
+                .optional()
+                .map(|found| found.is_some())
+            })
+            .await
+    }
+}
+
+fn insert_dm(conn: &Connection, message: &DirectMessage, outgoing: bool) -> rusqlite::Result<Option<u64>> {
+    let (owner, other) = if outgoing { (&message.username, &message.to) } else { (&message.to, &message.username) };
+    let inserted = conn.execute(
+        "INSERT OR IGNORE INTO dms
+             (owner, outgoing, id, other, sender, recipient, text, ts, sender_ip, sender_port, broadcast, unread)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        params![
+            owner.as_str(),
+            outgoing,
+            message.id,
+            other.as_str(),
+            message.username.as_str(),
+            message.to.as_str(),
+            message.message.as_str(),
+            message.ts as i64,
+            message.sender_ip,
+            message.sender_port,
+            message.broadcast,
+            !outgoing
+        ],
+    )?;
+    Ok((inserted == 1).then(|| conn.last_insert_rowid() as u64))
+}
+
+fn query_dms(conn: &Connection, clause: &str, params: impl rusqlite::Params) -> rusqlite::Result<Vec<DirectMessage>> {
+    let sql =
+        format!("SELECT seq, id, sender, recipient, text, ts, sender_ip, sender_port, broadcast FROM dms {clause}");
+    let mut statement = conn.prepare_cached(&sql)?;
+    let rows = statement.query_map(params, |row| {
+        Ok(DirectMessage {
+            seq: Some(row.get::<_, i64>(0)? as u64),
+            id: row.get(1)?,
+            username: parse_col(row, 2, Username::parse)?,
+            to: parse_col(row, 3, Username::parse)?,
+            message: parse_col(row, 4, MessageText::parse)?,
+            ts: row.get::<_, i64>(5)? as u64,
+            sender_ip: row.get(6)?,
+            sender_port: row.get(7)?,
+            broadcast: row.get(8)?,
+        })
+    })?;
+    rows.collect()
+}
+
+fn load(conn: &Connection) -> rusqlite::Result<Loaded> {
+    let mut loaded = Loaded::default();
+    let mut hosted = conn.prepare("SELECT username FROM hosted")?;
+    for user in hosted.query_map([], |row| parse_col(row, 0, Username::parse))? {
+        loaded.hosted.push(user?);
+    }
+    let mut revoked = conn.prepare("SELECT sid, expires_at FROM revoked WHERE expires_at >= ?1")?;
+    for row in revoked.query_map([kit::now_secs() as i64], |row| Ok((row.get(0)?, row.get::<_, i64>(1)? as u64)))? {
+        loaded.revoked.push(row?);
+    }
+    Ok(loaded)
+}
+
+fn parse_col<T, E>(row: &Row<'_>, index: usize, parse: impl FnOnce(&str) -> Result<T, E>) -> rusqlite::Result<T>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let text: String = row.get(index)?;
+    parse(&text)
+        .map_err(|err| rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, Box::new(err)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(name: &str) -> Username {
+        Username::parse(name).unwrap()
+    }
+
+    fn dm(id: &str, from: &str, to: &str, text: &str) -> DirectMessage {
+        DirectMessage {
+            id: id.into(),
+            message: MessageText::parse(text).unwrap(),
+            sender_ip: "127.0.0.1".into(),
+            sender_port: 9001,
+            username: user(from),
+            to: user(to),
+            ts: 1,
+            broadcast: false,
+            seq: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn received_messages_are_filed_once_and_read_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = PeerStore::open(&dir.path().join("peer.db")).unwrap();
+        assert!(store.save_incoming(&dm("a", "alice", "bob", "one")).await.unwrap().is_some());
+        assert!(store.save_incoming(&dm("a", "alice", "bob", "one")).await.unwrap().is_none(), "duplicate");
+        store.save_incoming(&dm("b", "alice", "bob", "two")).await.unwrap();
+        let unread = store.take_unread(&user("bob")).await.unwrap();
+        assert_eq!(unread.iter().map(|m| m.message.as_str()).collect::<Vec<_>>(), ["one", "two"]);
+        assert!(store.take_unread(&user("bob")).await.unwrap().is_empty());
+        assert_eq!(store.conversation(&user("bob"), &user("alice"), None, 10).await.unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn outgoing_messages_wait_in_the_outbox_until_delivered_across_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("peer.db");
+        {
+            let (store, _) = PeerStore::open(&path).unwrap();
+            store.host(&user("alice")).await.unwrap();
+            store.save_outgoing(&dm("x", "alice", "bob", "hi")).await.unwrap();
+            store.save_outgoing(&dm("y", "alice", "bob", "there")).await.unwrap();
+            store.delivered("x").await.unwrap();
+        }
+        let (store, loaded) = PeerStore::open(&path).unwrap();
+        assert_eq!(loaded.hosted, [user("alice")]);
+        assert!(store.due(10).await.unwrap().is_empty(), "the sender's own first attempt comes first");
+        store.retry_later("y", 1, kit::now_ms(), "down").await.unwrap();
+        let due = store.due(10).await.unwrap();
+        assert_eq!(due.iter().map(|p| p.message.id.as_str()).collect::<Vec<_>>(), ["y"]);
+        store.retry_later("y", 1, kit::now_ms() + 60_000, "down").await.unwrap();
+        assert!(store.due(10).await.unwrap().is_empty());
+        assert_eq!(store.outbox_len().await.unwrap(), 1);
+        let sent = store.conversation(&user("alice"), &user("bob"), None, 10).await.unwrap();
+        assert_eq!(sent.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn conversations_page_backwards() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = PeerStore::open(&dir.path().join("peer.db")).unwrap();
+        for i in 0..5 {
+            store.save_incoming(&dm(&format!("m{i}"), "alice", "bob", &format!("{i}"))).await.unwrap();
+        }
+        let latest = store.conversation(&user("bob"), &user("alice"), None, 2).await.unwrap();
+        assert_eq!(latest.iter().map(|m| m.message.as_str()).collect::<Vec<_>>(), ["3", "4"]);
+        let older = store.conversation(&user("bob"), &user("alice"), latest[0].seq, 10).await.unwrap();
+        assert_eq!(older.iter().map(|m| m.message.as_str()).collect::<Vec<_>>(), ["0", "1", "2"]);
+    }
+}

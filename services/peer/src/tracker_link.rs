@@ -1,0 +1,185 @@
+//! The peer's link to the tracker: registration, heartbeat, announcing hosted users,
+//! and following the tracker's push stream.
+//!
+//! A peer that starts before the tracker, or loses it, retries with backoff rather
+//! than dying; a tracker that restarted and forgot the peer gets a new registration
+//! and every hosted user announced again.
+
+use std::time::Duration;
+
+use eventsource_stream::Eventsource;
+use futures_util::StreamExt;
+use kit::backoff::Backoff;
+use kit::error::ApiError;
+use wire::api::{Done, PeerRegistration};
+use wire::events::Event;
+
+use crate::AppState;
+use crate::hub::Audience;
+use crate::sessions;
+
+/// Registers with the tracker (retrying until it answers), then beats. Once first
+/// registered, follows the tracker's push stream too.
+pub async fn keep_registered(state: AppState) {
+    let mut following = false;
+    let registration = PeerRegistration { ip: state.me.ip.clone(), port: state.me.port, username: None };
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+    let mut quiet = Quiet::default();
+    'register: loop {
+        loop {
+            let request = state.client.signed_post(state.tracker_url("register-peer-pool"), &registration);
+            match kit::client::call::<Done>(request, "tracker").await {
+                Ok(_) => break,
+                Err(err) => {
+                    quiet.failed("could not register with the tracker; retrying", &err);
+                    if !pause(&state, backoff.next_wait()).await {
+                        return;
+                    }
+                }
+            }
+        }
+        quiet.recovered();
+        backoff.reset();
+        state.sessions.forget_announcements();
+        state.readiness.set(true);
+        tracing::info!(peer = %state.me, "registered with the tracker");
+        if !std::mem::replace(&mut following, true) {
+            tokio::spawn(follow_stream(state.clone()));
+        }
+        loop {
+            for user in state.sessions.unannounced() {
+                sessions::announce(&state, &user).await;
+            }
+            for user in state.sessions.without_channels() {
+                sessions::learn_channels(&state, &user).await;
+            }
+            if !pause(&state, state.heartbeat).await {
+                return;
+            }
+            let request = state.client.signed_post(state.tracker_url("heartbeat"), &registration);
+            match kit::client::call::<Done>(request, "tracker").await {
+                Ok(_) => quiet.recovered(),
+                Err(ApiError::Upstream { status, .. }) if status == 404 => {
+                    tracing::warn!("the tracker forgot this peer; registering again");
+                    continue 'register;
+                }
+                Err(err) => quiet.failed("heartbeat failed; the tracker may be down", &err),
+            }
+        }
+    }
+}
+
+/// Follows the tracker's push stream for this peer and hands each event to the hub,
+/// resuming after the last channel message it saw.
+pub async fn follow_stream(state: AppState) {
+    let mut last_id: Option<u64> = None;
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+    let mut quiet = Quiet::default();
+    loop {
+        let mut url = state.tracker_url("peer-stream");
+        url.query_pairs_mut().append_pair("ip", &state.me.ip).append_pair("port", &state.me.port.to_string());
+        let mut request = state.client.signed_stream(url);
+        if let Some(id) = last_id {
+            request = request.header("last-event-id", id.to_string());
+        }
+        let response = tokio::select! {
+            () = state.shutdown.cancelled() => return,
+            response = request.send() => response,
+        };
+        match response {
+            Ok(response) if response.status().is_success() => {
+                quiet.recovered();
+                backoff.reset();
+                tracing::info!(?last_id, "following the tracker's push stream");
+                let mut events = response.bytes_stream().eventsource();
+                loop {
+                    let next = tokio::select! {
+                        () = state.shutdown.cancelled() => return,
+                        next = events.next() => next,
+                    };
+                    match next {
+                        Some(Ok(event)) => {
+                            if let Ok(id) = event.id.parse::<u64>() {
+                                last_id = Some(id);
+                            }
+                            dispatch(&state, &event.data);
+                        }
+                        Some(Err(err)) => {
+                            tracing::warn!(%err, "the tracker's push stream broke; reconnecting");
+                            break;
+                        }
+                        None => {
+                            tracing::info!("the tracker closed its push stream; reconnecting");
+                            break;
+                        }
+                    }
+                }
+            }
+            Ok(response) => {
+                let err = ApiError::BadGateway(format!("tracker answered {}", response.status()));
+                quiet.failed("could not open the tracker's push stream", &err);
+            }
+            Err(err) => quiet.failed("could not open the tracker's push stream", &err),
+        }
+        if !pause(&state, backoff.next_wait()).await {
+            return;
+        }
+    }
+}
+
+/// Hands one pushed event to this peer's browsers.
+fn dispatch(state: &AppState, data: &str) {
+    let event: Event = match serde_json::from_str(data) {
+        Ok(event) => event,
+        Err(err) => {
+            tracing::warn!(%err, "ignoring an event the tracker sent that this peer does not understand");
+            return;
+        }
+    };
+    match &event {
+        Event::ChannelMessage(message) => {
+            state.hub.publish(Audience::Channel(message.channel.clone()), &event);
+        }
+        Event::Membership(change) => {
+            state.sessions.update_joined(&change.username, &change.channel, change.joined);
+            state.hub.publish(Audience::Everyone, &event);
+        }
+        Event::Presence(_) => {
+            state.hub.publish(Audience::Everyone, &event);
+        }
+        Event::DirectMessage(_) | Event::Reset => {}
+    }
+}
+
+/// Waits `duration`, or until shutdown; false on shutdown.
+async fn pause(state: &AppState, duration: Duration) -> bool {
+    tokio::select! {
+        () = state.shutdown.cancelled() => false,
+        () = tokio::time::sleep(duration) => true,
+    }
+}
+
+/// Logs the first failure of a run at warn, the rest at debug, and the recovery at
+/// info: a tracker that is down for an hour costs two warnings, not thousands.
+#[derive(Default)]
+struct Quiet {
+    failing: bool,
+}
+
+impl Quiet {
+    fn failed(&mut self, message: &'static str, err: &dyn std::fmt::Display) {
+        if self.failing {
+            tracing::debug!(%err, "{message}");
+        } else {
+            tracing::warn!(%err, "{message}");
+            self.failing = true;
+        }
+    }
+
+    fn recovered(&mut self) {
+        if self.failing {
+            tracing::info!("the tracker answers again");
+            self.failing = false;
+        }
+    }
+}

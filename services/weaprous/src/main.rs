@@ -1,0 +1,270 @@
+//! The `weaprous` binary: `weaprous up` runs the whole system in one process; the
+//! other subcommands (and the original's `--role tracker|peer`) run one service.
+
+use std::ffi::OsString;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use secrecy::SecretString;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(name = "weaprous", version, about = "WeApRous chat: the whole system in one process, or one service")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run auth, the tracker, N peers and the proxy in this process.
+    Up(UpArgs),
+    /// Run the tracker (the original's `--role tracker`).
+    Tracker(tracker::config::Flags),
+    /// Run one peer (the original's `--role peer`).
+    Peer(peer::config::Flags),
+    /// Run the auth service.
+    Auth(auth::config::Flags),
+    /// Run the reverse proxy.
+    Proxy(proxy::Args),
+}
+
+#[derive(clap::Args)]
+struct UpArgs {
+    /// How many peers to run (ports 9001 upwards).
+    #[arg(long, default_value_t = 2)]
+    peers: u16,
+    /// The address every service binds and advertises.
+    #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+    host: IpAddr,
+    /// Where the tracker and the peers keep their databases.
+    #[arg(long = "data-dir", default_value = "data")]
+    data_dir: PathBuf,
+    /// The user database.
+    #[arg(long, default_value = "db/database.csv")]
+    db: PathBuf,
+    /// The web UI folder.
+    #[arg(long = "www", default_value = "www")]
+    www_dir: PathBuf,
+    /// The proxy's port.
+    #[arg(long = "proxy-port", default_value_t = 8080)]
+    proxy_port: u16,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse_from(with_role_as_subcommand(std::env::args_os()));
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(run(cli.command))
+}
+
+/// The original's `start_sampleapp.py --role tracker ...` becomes `weaprous tracker ...`.
+fn with_role_as_subcommand(args: impl Iterator<Item = OsString>) -> Vec<OsString> {
+    let mut args: Vec<OsString> = args.collect();
+    let role_at = args.iter().position(|arg| arg == "--role" || arg.to_string_lossy().starts_with("--role="));
+    if let Some(index) = role_at {
+        let flag = args.remove(index).to_string_lossy().into_owned();
+        let role = match flag.strip_prefix("--role=") {
+            Some(role) => OsString::from(role),
+            None if index < args.len() => args.remove(index),
+            None => OsString::from("peer"),
+        };
+        args.insert(1, role);
+    }
+    args
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Up(args) => up(args).await,
+        Command::Tracker(flags) => {
+            let config = tracker::Config::load(&flags).unwrap_or_else(|err| err.exit());
+            let _telemetry = kit::telemetry::init("tracker");
+            config.secrets.warn_if_default();
+            let listener = bind(config.listen()).await?;
+            tracker::serve(listener, tracker::AppState::new(&config)?, kit::shutdown::signal()).await
+        }
+        Command::Peer(flags) => {
+            let config = peer::Config::load(&flags).unwrap_or_else(|err| err.exit());
+            let _telemetry = kit::telemetry::init("peer");
+            config.secrets.warn_if_default();
+            let listener = config.bind().await?;
+            let state = peer::AppState::new(&config, listener.local_addr()?)?;
+            peer::serve(listener, state, kit::shutdown::signal()).await
+        }
+        Command::Auth(flags) => {
+            let config = auth::Config::load(&flags).unwrap_or_else(|err| err.exit());
+            let _telemetry = kit::telemetry::init("auth");
+            config.secrets.warn_if_default();
+            let listener = bind(config.listen()).await?;
+            auth::serve(listener, auth::AppState::new(&config)?, kit::shutdown::signal()).await
+        }
+        Command::Proxy(args) => {
+            let config = proxy::Config::load(&args).unwrap_or_else(|err| err.exit());
+            let _telemetry = kit::telemetry::init("proxy");
+            let listener = bind(config.listen().unwrap_or_else(|err| err.exit())).await?;
+            proxy::serve(listener, proxy::Proxy::new(config)?, kit::shutdown::signal()).await
+        }
+    }
+}
+
+async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.with_context(|| format!("failed to bind {addr}: is something else using the port?"))
+}
+
+/// The whole system in this process, on the original's ports.
+async fn up(args: UpArgs) -> anyhow::Result<()> {
+    let _telemetry = kit::telemetry::init("weaprous");
+    let secrets = secrets_from_env_or_random();
+    let host = args.host;
+
+    // Bind every port first, so a busy port fails before anything starts.
+    let auth_listener = bind(SocketAddr::new(host, 9100)).await?;
+    let tracker_listener = bind(SocketAddr::new(host, 9000)).await?;
+    let mut peer_listeners = Vec::new();
+    for index in 0..args.peers {
+        peer_listeners.push(bind(SocketAddr::new(host, 9001 + index)).await?);
+    }
+    let proxy_listener = bind(SocketAddr::new(host, args.proxy_port)).await?;
+
+    let auth_config =
+        auth::Config { server_ip: host, db: args.db.clone(), secrets: secrets.clone(), ..auth::Config::default() };
+    let tracker_config = tracker::Config {
+        server_ip: host,
+        auth_url: format!("http://{host}:9100"),
+        data_dir: args.data_dir.join("tracker"),
+        www_dir: args.www_dir.clone(),
+        secrets: secrets.clone(),
+        ..tracker::Config::default()
+    };
+    let peer_config = peer::Config {
+        server_ip: host,
+        tracker_url: format!("http://{host}:9000"),
+        auth_url: format!("http://{host}:9100"),
+        data_dir: args.data_dir.join("peers"),
+        www_dir: args.www_dir.clone(),
+        secrets: secrets.clone(),
+        ..peer::Config::default()
+    };
+    let peer_ports: Vec<u16> = (0..args.peers).map(|index| 9001 + index).collect();
+    let proxy_config = proxy::Config::from_conf_str(&proxy_conf(host, args.proxy_port, &peer_ports), &host.to_string())
+        .context("the generated proxy configuration is invalid")?;
+
+    let shutdown = CancellationToken::new();
+    let mut services = tokio::task::JoinSet::new();
+    let stop = |token: &CancellationToken| token.clone().cancelled_owned();
+    services.spawn(named("auth", auth::serve(auth_listener, auth::AppState::new(&auth_config)?, stop(&shutdown))));
+    services.spawn(named(
+        "tracker",
+        tracker::serve(tracker_listener, tracker::AppState::new(&tracker_config)?, stop(&shutdown)),
+    ));
+    for listener in peer_listeners {
+        let state = peer::AppState::new(&peer_config, listener.local_addr()?)?;
+        services.spawn(named("peer", peer::serve(listener, state, stop(&shutdown))));
+    }
+    services.spawn(named("proxy", proxy::serve(proxy_listener, proxy::Proxy::new(proxy_config)?, stop(&shutdown))));
+
+    print_urls(host, args.proxy_port, &peer_ports);
+    tokio::select! {
+        () = kit::shutdown::signal() => {}
+        Some(ended) = services.join_next() => {
+            // A service that stops on its own takes the others down with it.
+            match ended {
+                Ok((name, Ok(()))) => tracing::error!(service = name, "service stopped unexpectedly"),
+                Ok((name, Err(err))) => tracing::error!(service = name, error.cause_chain = ?err, "service failed"),
+                Err(err) => tracing::error!(%err, "service task panicked"),
+            }
+        }
+    }
+    shutdown.cancel();
+    while let Some(ended) = services.join_next().await {
+        if let Ok((name, Err(err))) = ended {
+            tracing::error!(service = name, error.cause_chain = ?err, "service failed while stopping");
+        }
+    }
+    tracing::info!("all services stopped");
+    Ok(())
+}
+
+async fn named(
+    name: &'static str,
+    service: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> (&'static str, anyhow::Result<()>) {
+    (name, service.await)
+}
+
+/// Secrets from `WEAPROUS_SESSION_SECRET` / `WEAPROUS_CLUSTER_SECRET`, else fresh
+/// random ones: every service of this process shares them, so none is published.
+fn secrets_from_env_or_random() -> kit::config::Secrets {
+    let random = kit::config::Secrets::random();
+    let from_env = |name: &str, fallback: SecretString| {
+        std::env::var(name).ok().filter(|value| !value.is_empty()).map(SecretString::from).unwrap_or(fallback)
+    };
+    kit::config::Secrets {
+        session_secret: from_env("WEAPROUS_SESSION_SECRET", random.session_secret),
+        cluster_secret: from_env("WEAPROUS_CLUSTER_SECRET", random.cluster_secret),
+    }
+}
+
+/// The proxy's vhosts for this run: the app on `localhost` and the host IP (sticky
+/// over the peers), the tracker and auth by name.
+fn proxy_conf(host: IpAddr, port: u16, peer_ports: &[u16]) -> String {
+    let peers: String = peer_ports.iter().map(|peer| format!("    proxy_pass http://$HOST:{peer};\n")).collect();
+    format!(
+        "host \"localhost:{port}\" {{\n{peers}    dist_policy sticky\n}}\n\
+         host \"{host}:{port}\" {{\n{peers}    dist_policy sticky\n}}\n\
+         host \"tracker.localhost:{port}\" {{\n    proxy_pass http://$HOST:9000;\n}}\n\
+         host \"auth.localhost:{port}\" {{\n    proxy_pass http://$HOST:9100;\n}}\n"
+    )
+}
+
+#[allow(clippy::print_stdout, reason = "the URLs to open are the command's output")]
+fn print_urls(host: IpAddr, proxy_port: u16, peer_ports: &[u16]) {
+    let local = if host.is_loopback() { "localhost".to_owned() } else { host.to_string() };
+    println!();
+    println!("  WeApRous is up. Open the chat:  http://{local}:{proxy_port}/");
+    println!("  Log in as user1 / password1 (user2..user4 likewise; or sign up).");
+    println!();
+    println!(
+        "  through the proxy    http://{local}:{proxy_port}/   tracker: http://tracker.localhost:{proxy_port}/login"
+    );
+    for port in peer_ports {
+        println!("  peer                 http://{host}:{port}/");
+    }
+    println!("  tracker              http://{host}:9000/login   (the original's login: sends you to a peer)");
+    println!("  auth                 http://{host}:9100/healthz");
+    println!();
+    println!("  Ctrl-C stops everything.");
+    println!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(line: &str) -> Vec<String> {
+        with_role_as_subcommand(line.split(' ').map(OsString::from))
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn the_original_role_flag_picks_the_subcommand() {
+        assert_eq!(
+            args("weaprous --role tracker --server-port 9000"),
+            ["weaprous", "tracker", "--server-port", "9000"]
+        );
+        assert_eq!(args("weaprous --server-port 9001 --role=peer"), ["weaprous", "peer", "--server-port", "9001"]);
+        assert_eq!(args("weaprous up --peers 3"), ["weaprous", "up", "--peers", "3"]);
+    }
+
+    #[test]
+    fn the_generated_proxy_conf_parses() {
+        let host = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let config = proxy::Config::from_conf_str(&proxy_conf(host, 8080, &[9001, 9002, 9003]), "127.0.0.1").unwrap();
+        assert_eq!(config.vhosts.len(), 4);
+    }
+}
