@@ -1,0 +1,169 @@
+// Log-in and sign-up. The form works without JavaScript (a plain POST, answered with a
+// redirect); with it, errors show inline and the page goes where the server says.
+
+const $ = (id) => document.getElementById(id);
+const NAME_RE = /^[\p{L}\p{N}_.-]{1,32}$/u;
+
+const form = $('login-form');
+const username = $('username');
+const password = $('password');
+const submit = $('login-submit');
+const toggle = $('mode-toggle');
+const errorBox = $('login-error');
+
+let mode = 'login';
+let busy = false;
+
+function setMode(next) {
+  mode = next;
+  const register = mode === 'register';
+  form.action = register ? '/register' : '/login';
+  $('form-title').textContent = register ? 'Create your account' : 'Log in to WeApRous';
+  $('form-subtitle').textContent = register ? 'Pick a name and a password to start chatting.' : 'Channels, direct messages and broadcasts.';
+  submit.textContent = register ? 'Sign up' : 'Log in';
+  $('switch-text').textContent = register ? 'Already have an account?' : 'New here?';
+  toggle.textContent = register ? 'Log in' : 'Create an account';
+  password.autocomplete = register ? 'new-password' : 'current-password';
+  password.minLength = register ? 8 : 0;
+  $('password-hint').hidden = !register;
+  document.title = register ? 'Sign up · WeApRous' : 'Log in · WeApRous';
+  hideError();
+}
+
+function showError(message, field) {
+  errorBox.textContent = message;
+  errorBox.hidden = false;
+  for (const input of [username, password]) input.removeAttribute('aria-invalid');
+  if (field) {
+    field.setAttribute('aria-invalid', 'true');
+    field.focus();
+  }
+}
+
+function hideError() {
+  errorBox.hidden = true;
+  errorBox.textContent = '';
+  for (const input of [username, password]) input.removeAttribute('aria-invalid');
+}
+
+function validate() {
+  const name = username.value.trim();
+  if (!name) return showError('Enter your username.', username), false;
+  if (!password.value) return showError('Enter your password.', password), false;
+  if (mode === 'register') {
+    if (!NAME_RE.test(name)) {
+      showError('A username is up to 32 letters, digits, “_”, “-” or “.”, without spaces.', username);
+      return false;
+    }
+    const length = Array.from(password.value).length;
+    if (length < 8 || length > 128) {
+      showError('The password must be 8 to 128 characters long.', password);
+      return false;
+    }
+  }
+  return true;
+}
+
+function messageFor(status, body) {
+  const server = body && typeof body.message === 'string' ? body.message : '';
+  if (mode === 'login') {
+    if (status === 401) return 'Wrong username or password.';
+    if (status === 503) return server || 'No chat server is available right now. Try again in a moment.';
+  } else {
+    if (status === 409) return server || 'That username is taken. Pick another one.';
+    if (status === 403) return server || 'Sign-up is turned off on this server.';
+    if (status === 404 || status === 405) return 'Sign-up is not available here: log in, or sign up on your chat server’s page.';
+  }
+  if (status === 429) return server || 'Too many attempts. Wait a moment and try again.';
+  if (server) return server;
+  return status >= 500 ? `The server had a problem (${status}). Try again.` : `The request was refused (${status}).`;
+}
+
+async function onSubmit(event) {
+  event.preventDefault();
+  if (busy || !validate()) return;
+  busy = true;
+  submit.disabled = true;
+  submit.setAttribute('aria-busy', 'true');
+  const label = submit.textContent;
+  submit.textContent = mode === 'register' ? 'Signing up…' : 'Logging in…';
+  hideError();
+  try {
+    const response = await fetch(mode === 'register' ? '/register' : '/login', {
+      method: 'POST',
+      headers: { Accept: 'application/json', 'Content-Type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ username: username.value.trim(), password: password.value }),
+      credentials: 'same-origin',
+    });
+    if (response.redirected) {
+      // A server that ignored Accept and redirected: fetch followed it already.
+      window.location.assign(response.url);
+      return;
+    }
+    let body = null;
+    try {
+      body = await response.json();
+    } catch {
+      body = null;
+    }
+    if (response.ok) {
+      window.location.assign((body && body.location) || '/');
+      return;
+    }
+    const field = response.status === 401 ? password : mode === 'register' && (response.status === 409 || response.status === 400) ? username : null;
+    showError(messageFor(response.status, body), field);
+    if (response.status === 401) password.select();
+  } catch {
+    showError('Cannot reach the server. Check your connection and try again.');
+  } finally {
+    busy = false;
+    submit.disabled = false;
+    submit.removeAttribute('aria-busy');
+    submit.textContent = label;
+  }
+}
+
+form.addEventListener('submit', onSubmit);
+toggle.addEventListener('click', (event) => {
+  // Without JavaScript this button posts the form to /register; with it, it switches modes.
+  event.preventDefault();
+  setMode(mode === 'login' ? 'register' : 'login');
+  username.focus();
+});
+for (const input of [username, password]) input.addEventListener('input', () => input.removeAttribute('aria-invalid'));
+
+// Demo accounts: one tap fills the form.
+const demo = $('demo-users');
+for (let i = 1; i <= 4; i++) {
+  const item = document.createElement('li');
+  const button = document.createElement('button');
+  button.type = 'button';
+  button.textContent = `user${i}`;
+  button.setAttribute('aria-label', `Fill in the demo account user${i}`);
+  button.addEventListener('click', () => {
+    if (mode !== 'login') setMode('login');
+    username.value = `user${i}`;
+    password.value = `password${i}`;
+    submit.focus();
+  });
+  item.append(button);
+  demo.append(item);
+}
+demo.hidden = false;
+
+// Already logged in on this peer? Offer the way back to the chat.
+fetch('/me', { headers: { Accept: 'application/json' }, credentials: 'same-origin' })
+  .then((response) => (response.ok ? response.json() : null))
+  .then((me) => {
+    if (!me || !me.username) return;
+    const info = $('login-info');
+    info.replaceChildren(`You are logged in as ${me.username}. `);
+    const link = document.createElement('a');
+    link.href = '/';
+    link.textContent = 'Go to the chat';
+    info.append(link);
+    info.hidden = false;
+  })
+  .catch(() => {});
+
+if (!username.value) username.focus();
