@@ -103,9 +103,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Proxy(args) => {
             let config = proxy::Config::load(&args).unwrap_or_else(|err| err.exit());
+            let listen = config.listen().unwrap_or_else(|err| err.exit());
             let _telemetry = kit::telemetry::init("proxy");
-            let listener = bind(config.listen().unwrap_or_else(|err| err.exit())).await?;
-            proxy::serve(listener, proxy::Proxy::new(config)?, kit::shutdown::signal()).await
+            let listener = proxy::bind(listen)?;
+            tracing::info!(addr = %listener.local_addr()?, vhosts = config.vhosts.len(), "listening");
+            let proxy = proxy::Proxy::new(config)?;
+            tokio::spawn(proxy::reload_on_sighup(proxy.clone(), args));
+            proxy::serve(listener, proxy, kit::shutdown::signal()).await
         }
     }
 }

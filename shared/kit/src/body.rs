@@ -8,6 +8,7 @@
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, header};
+use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
@@ -33,26 +34,49 @@ where
     }
 }
 
-/// Reads a whole body within [`MAX_BODY_BYTES`], refusing a larger one before
-/// reading it when `Content-Length` already says so.
-pub async fn read_body<S: Send + Sync>(request: Request, state: &S) -> Result<(HeaderMap, Bytes), ApiError> {
-    let declared = request
-        .headers()
+/// How much of an oversized body is read and thrown away before the 413 goes out.
+/// A server that answers and closes while the client is still sending makes the
+/// kernel reset the connection, and the client may never see the answer; reading the
+/// rest first (as nginx's lingering close does) lets it. Beyond this, we just close.
+const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
+
+/// Reads a whole body within [`MAX_BODY_BYTES`]; a larger one is a 413.
+pub async fn read_body<S: Send + Sync>(request: Request, _state: &S) -> Result<(HeaderMap, Bytes), ApiError> {
+    let (parts, body) = request.into_parts();
+    let declared = parts
+        .headers
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
+    let mut chunks = body.into_data_stream();
     if declared.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
+        drain(&mut chunks, 0).await;
         return Err(too_large());
     }
-    let headers = request.headers().clone();
-    let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
-        if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-            too_large()
-        } else {
-            ApiError::bad_request(format!("could not read the request body: {}", rejection.body_text()))
+    let mut bytes = bytes::BytesMut::with_capacity(declared.map_or(1024, |length| length as usize));
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|err| ApiError::bad_request(format!("could not read the request body: {err}")))?;
+        if bytes.len() + chunk.len() > MAX_BODY_BYTES {
+            drain(&mut chunks, bytes.len() + chunk.len()).await;
+            return Err(too_large());
         }
-    })?;
-    Ok((headers, bytes))
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok((parts.headers, bytes.freeze()))
+}
+
+async fn drain(chunks: &mut axum::body::BodyDataStream, mut read: usize) {
+    let deadline = tokio::time::sleep(std::time::Duration::from_secs(5));
+    tokio::pin!(deadline);
+    while read < DRAIN_LIMIT {
+        tokio::select! {
+            () = &mut deadline => return,
+            chunk = chunks.next() => match chunk {
+                Some(Ok(chunk)) => read += chunk.len(),
+                _ => return,
+            },
+        }
+    }
 }
 
 /// Parses a body as JSON or as a form; see the module documentation for which.

@@ -1,6 +1,7 @@
 //! Channels: list, create, join, leave, history, post.
 
-use axum::extract::State;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -9,6 +10,9 @@ use wire::api::{
     Ack, ChannelHistory, ChannelList, ChannelRequest, ChannelView, HistoryRequest, Member, MessageStored,
     SendChannelMessage, Status,
 };
+
+use serde::Deserialize;
+use wire::names::Username;
 
 use crate::AppState;
 use crate::caller::{Authed, Caller};
@@ -29,8 +33,23 @@ async fn all_channels(State(state): State<AppState>, _caller: Caller) -> Json<Ch
     Json(ChannelList { status: Status::Success, channels: state.store.channels() })
 }
 
-async fn joined_channels(State(state): State<AppState>, caller: Caller) -> Result<Json<ChannelList>, ApiError> {
-    let user = caller.user()?;
+#[derive(Deserialize)]
+struct JoinedQuery {
+    username: Option<Username>,
+}
+
+/// A user's own channels; a peer (signed) asks for a user it hosts with `?username=`.
+async fn joined_channels(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Result<Query<JoinedQuery>, QueryRejection>,
+) -> Result<Json<ChannelList>, ApiError> {
+    let Query(query) = query.map_err(|err| ApiError::bad_request(err.body_text()))?;
+    let user = match (&caller, &query.username) {
+        (Caller::Service, Some(user)) => user,
+        (Caller::Service, None) => return Err(ApiError::bad_request("a service must say which user: ?username=NAME")),
+        (Caller::User(_), _) => caller.user()?,
+    };
     Ok(Json(ChannelList { status: Status::Success, channels: state.store.joined(user) }))
 }
 

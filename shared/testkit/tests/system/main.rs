@@ -1,0 +1,5 @@
+//! System tests: the whole system in-process, every service on 127.0.0.1:0.
+
+mod bad_input;
+mod realtime;
+mod workflow;

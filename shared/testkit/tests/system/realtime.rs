@@ -1,0 +1,103 @@
+//! Server-Sent Events: pushes arrive at once, and a reconnect resumes exactly.
+
+use std::time::Duration;
+
+use eventsource_stream::{Event, Eventsource};
+use futures_util::{Stream, StreamExt};
+use serde_json::Value;
+use testkit::{System, TestUser};
+
+type Events =
+    std::pin::Pin<Box<dyn Stream<Item = Result<Event, eventsource_stream::EventStreamError<reqwest::Error>>> + Send>>;
+
+async fn open(user: &TestUser, last_id: Option<&str>) -> Events {
+    let mut request = user.request(reqwest::Method::GET, "/events");
+    if let Some(id) = last_id {
+        request = request.header("last-event-id", id);
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    Box::pin(response.bytes_stream().eventsource())
+}
+
+/// The next event that is not presence or membership noise.
+async fn next_message(events: &mut Events) -> (String, String, Value) {
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(10), events.next())
+            .await
+            .expect("an event within 10 s")
+            .expect("the stream stays open")
+            .expect("a well-formed event");
+        if event.event == "channel_message" || event.event == "direct_message" || event.event == "reset" {
+            let data = serde_json::from_str(&event.data).unwrap_or(Value::Null);
+            return (event.id, event.event, data);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_arrive_across_peers_and_a_reconnect_gets_exactly_what_it_missed() {
+    let sys = System::builder().peers(2).start().await;
+    let alice = sys.login(0, "user1", "password1").await;
+    let bob = sys.login(1, "user2", "password2").await;
+    alice.post("/join-channel", "channel_name=general").await;
+    bob.post("/join-channel", "channel_name=general").await;
+
+    let mut events = open(&alice, None).await;
+    bob.post("/send-channel-message", "channel_name=general&message=one").await;
+    bob.post("/send-peer", "username=user1&message=dm+one").await;
+    let (first_id, kind, data) = next_message(&mut events).await;
+    assert_eq!((kind.as_str(), data["text"].as_str()), ("channel_message", Some("one")));
+    let (second_id, kind, data) = next_message(&mut events).await;
+    assert_eq!(
+        (kind.as_str(), data["message"].as_str(), data["username"].as_str()),
+        ("direct_message", Some("dm one"), Some("user2"))
+    );
+    assert!(second_id.parse::<u64>().unwrap() > first_id.parse::<u64>().unwrap());
+    drop(events);
+
+    // While alice is away: two channel messages and a direct message.
+    bob.post("/send-channel-message", "channel_name=general&message=two").await;
+    bob.post("/send-peer", "username=user1&message=dm+two").await;
+    bob.post("/send-channel-message", "channel_name=general&message=three").await;
+    // Make sure the last one reached alice's peer before she reconnects.
+    testkit::eventually("alice's peer has message three", || async {
+        let history = alice.post("/get-channel-messages", "channel_name=general&limit=1").await;
+        history.body["messages"]["messages"][0]["text"] == "three"
+    })
+    .await;
+    let mut resumed = open(&alice, Some(&second_id)).await;
+    let mut missed = Vec::new();
+    for _ in 0..3 {
+        let (_, kind, data) = next_message(&mut resumed).await;
+        missed.push(format!("{kind}:{}", data["text"].as_str().or(data["message"].as_str()).unwrap()));
+    }
+    // Then a new one arrives live, and nothing from before was repeated.
+    bob.post("/send-channel-message", "channel_name=general&message=four").await;
+    let (_, _, data) = next_message(&mut resumed).await;
+    assert_eq!(missed, ["channel_message:two", "direct_message:dm two", "channel_message:three"]);
+    assert_eq!(data["text"], "four");
+
+    // An id from an earlier run of the peer gets a reset, so the page reloads.
+    let mut stale = open(&alice, Some("5")).await;
+    let (_, kind, _) = next_message(&mut stale).await;
+    assert_eq!(kind, "reset");
+    sys.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channel_pushes_reach_only_members() {
+    let sys = System::builder().peers(1).start().await;
+    let alice = sys.login(0, "user1", "password1").await;
+    let carol = sys.login(0, "user3", "password3").await;
+    alice.post("/join-channel", "channel_name=general").await;
+    alice.post("/join-channel", "channel_name=random").await;
+    carol.post("/join-channel", "channel_name=random").await;
+    let mut carols = open(&carol, None).await;
+    alice.post("/send-channel-message", "channel_name=general&message=secret").await;
+    alice.post("/send-channel-message", "channel_name=random&message=public").await;
+    let (_, _, data) = next_message(&mut carols).await;
+    assert_eq!(data["text"], "public", "carol never sees general, which she did not join");
+    sys.shutdown().await;
+}
