@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# bench/proxy.sh - build the WeApRous proxy in release mode and run it side by side
+# with a tuned nginx reverse proxy over the same two backends (bench/proxy_vs_nginx.sh:
+# wrk, alternating rounds, medians, ratios of requests/s, p99 and CPU per request).
+#
+# Usage: bench/proxy.sh [--rounds N] [--duration S] [--connections C] [--direct]
+# Needs nginx and wrk: apt-get install -y nginx-light wrk
+# Settings of proxy_vs_nginx.sh (ROUNDS, DURATION, ORDER, CAND_PORT...) pass through.
+# PROXY_BIN=path skips the build and runs that binary.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+for tool in nginx wrk curl; do
+  command -v "$tool" >/dev/null || { echo "error: $tool not found (apt-get install -y nginx-light wrk curl)" >&2; exit 2; }
+done
+
+if [[ -z ${PROXY_BIN:-} ]]; then
+  export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target}
+  cargo build --release --locked -p proxy --manifest-path "$root/Cargo.toml"
+  PROXY_BIN=$CARGO_TARGET_DIR/release/proxy
+fi
+[[ -x $PROXY_BIN ]] || { echo "error: $PROXY_BIN is not an executable" >&2; exit 2; }
+
+# Warnings only: the proxy logs no line per request, like nginx with access_log off.
+export CANDIDATE_CMD="RUST_LOG=warn exec $PROXY_BIN --config {config} --server-ip 127.0.0.1 --server-port {port}"
+export ORDER=${ORDER:-abba}
+exec "$root/bench/proxy_vs_nginx.sh" "$@"
