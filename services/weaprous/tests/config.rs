@@ -12,9 +12,12 @@ fn run(args: &[&str], envs: &[(&str, &str)]) -> (Option<i32>, String) {
     (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
 }
 
+/// Arguments, environment, and what the error must mention.
+type Case = (&'static [&'static str], &'static [(&'static str, &'static str)], &'static str);
+
 #[test]
 fn bad_values_fail_before_binding_with_exit_code_64() {
-    let cases: [(&[&str], &[(&str, &str)], &str); 5] = [
+    let cases: [Case; 5] = [
         (&["tracker"], &[("TRACKER_PEER_TTL_SECS", "1")], "peer_ttl_secs"),
         (&["tracker"], &[("TRACKER_SERVER_PORT", "nine thousand")], "server_port"),
         (&["peer", "--tracker-ip", "ftp://x"], &[], "ftp://x"),
