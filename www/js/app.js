@@ -706,7 +706,6 @@ function renderDMs() {
       const t = thread('dm', name);
       const active = isCurrentKey(t.key);
       const n = active ? 0 : unreadCount(t);
-      const contact = state.contacts.has(name);
       return el(
         'li',
         {},
@@ -723,7 +722,6 @@ function renderDMs() {
           },
           el('span', { class: 'avatar-wrap' }, avatar(name, 'sm'), presenceDot(name)),
           el('span', { class: 'nav-label' }, name),
-          contact ? null : el('span', { class: 'tag', title: 'Not in your contacts' }, 'guest'),
           badge(n, 'messages'),
         ),
       );

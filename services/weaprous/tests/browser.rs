@@ -1,0 +1,408 @@
+//! The chat page in a real browser: headless Chromium driven through chromedriver.
+//!
+//! Two users on two peers log in through the log-in page, chat in `general`, and
+//! exchange a direct message, with Vietnamese text, emoji, newlines and markup that
+//! must show literally. Screenshots of both windows go to `target/screenshots/`.
+//!
+//! It needs Chromium and chromedriver (`apt-get install chromium chromium-driver`),
+//! so it only runs with `WEAPROUS_BROWSER_TEST=1`; without it, it passes at once.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+use testkit::System;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+/// How long the page may take to show something (a message, a list item).
+const PAGE_WAIT: Duration = Duration::from_secs(10);
+/// How long chromedriver may take to start listening.
+const DRIVER_WAIT: Duration = Duration::from_secs(15);
+
+// WebDriver key codes: `send_keys` turns these into key presses.
+const ENTER: &str = "\u{E007}";
+/// Shift+Enter: Shift is a toggle within one `send_keys`.
+const SHIFT_ENTER: &str = "\u{E008}\u{E007}\u{E008}";
+
+/// What user1 says in `general`: Vietnamese, emoji, a script tag, a second line.
+const CHANNEL_LINE_1: &str = "Xin chào các bạn! 🎉 <script>window.__pwned = 1</script>";
+const CHANNEL_LINE_2: &str = "Dòng thứ hai: \"ngoặc kép\" & 'nháy đơn'";
+/// user2's reply in `general`.
+const REPLY: &str = "Chào user1 👋 đã nhận được rồi <img src=x onerror=\"window.__pwned = 2\">";
+/// user1's direct message to user2.
+const DIRECT: &str = "Tin nhắn riêng: <b>x</b> — Tiếng Việt có dấu: ắ ằ ẳ ẵ ặ";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_users_chat_in_a_channel_and_by_direct_message_in_real_browsers() {
+    if std::env::var("WEAPROUS_BROWSER_TEST").as_deref() != Ok("1") {
+        eprintln!("browser test skipped: set WEAPROUS_BROWSER_TEST=1 to run it (needs chromium and chromium-driver)");
+        return;
+    }
+    for tool in [CHROMIUM, CHROMEDRIVER] {
+        assert!(Path::new(tool).exists(), "{tool} is missing: apt-get install -y chromium chromium-driver");
+    }
+
+    let sys = System::builder().peers(2).start().await;
+    let driver = Driver::start().expect("chromedriver starts");
+    let profiles = tempfile::tempdir().expect("a temporary folder for browser profiles");
+    let user1 = Browser::open(&driver, &profiles.path().join("user1"), "user1").await.expect("browser 1 opens");
+    let user2 = match Browser::open(&driver, &profiles.path().join("user2"), "user2").await {
+        Ok(browser) => browser,
+        Err(err) => {
+            user1.close().await;
+            panic!("browser 2 opens: {err:#}");
+        }
+    };
+
+    let outcome = scenario(&sys, &user1, &user2).await;
+
+    let shots = screenshot_dir();
+    let label = if outcome.is_ok() { "chat" } else { "failure" };
+    for browser in [&user1, &user2] {
+        if let Err(err) = browser.screenshot(&shots.join(format!("{label}-{}.png", browser.name))).await {
+            eprintln!("no screenshot of {}: {err:#}", browser.name);
+        }
+    }
+    // The phone-width layout, once the rest passed.
+    let narrow = match &outcome {
+        Ok(()) => phone_width(&user2, &shots).await,
+        Err(_) => Ok(()),
+    };
+    if std::fs::read_dir(&shots).is_ok() {
+        eprintln!("screenshots in {}", shots.display());
+    }
+
+    user1.close().await;
+    user2.close().await;
+    drop(driver);
+    sys.shutdown().await;
+
+    if let Err(err) = outcome.and(narrow) {
+        panic!("{err:#}");
+    }
+}
+
+/// The story: log in, join `general`, talk there, then a direct message.
+async fn scenario(sys: &System, user1: &Browser, user2: &Browser) -> Result<()> {
+    user1.log_in(&sys.peer_url(0), "password1").await?;
+    user2.log_in(&sys.peer_url(1), "password2").await?;
+
+    for browser in [user1, user2] {
+        browser.click("[data-testid=join-channel][data-channel=general]").await?;
+        browser
+            .wait_for(
+                "general to be open",
+                "return document.querySelector('#chat-title').textContent.includes('general')
+                    && !!document.querySelector('[data-testid=channel-item][data-channel=general]')
+                    && !document.querySelector('#composer').closest('[hidden]')",
+                vec![],
+            )
+            .await?;
+    }
+
+    // user1 writes two lines (Shift+Enter) and sends with Enter.
+    user1.type_into("#composer-input", &format!("{CHANNEL_LINE_1}{SHIFT_ENTER}{CHANNEL_LINE_2}{ENTER}")).await?;
+    let channel_text = format!("{CHANNEL_LINE_1}\n{CHANNEL_LINE_2}");
+    user2.wait_for_message("user1's channel message", &channel_text, "user1").await?;
+
+    // user2 replies with the send button.
+    user2.type_into("#composer-input", REPLY).await?;
+    user2.click("#composer-send").await?;
+    user1.wait_for_message("user2's reply", REPLY, "user2").await?;
+    user2.wait_for_message("user2's own reply", REPLY, "user2").await?;
+
+    // Each message shows once, even though the sender gets it both in the reply to
+    // its send and on its event stream.
+    for browser in [user1, user2] {
+        for text in [channel_text.as_str(), REPLY] {
+            let count = browser.count_messages(text).await?;
+            if count != 1 {
+                bail!("{} shows {count} copies of {text:?} in general, expected 1", browser.name);
+            }
+        }
+    }
+
+    for browser in [user1, user2] {
+        browser.screenshot(&screenshot_dir().join(format!("general-{}.png", browser.name))).await?;
+    }
+
+    // user1 adds user2 as a contact, opens the conversation and sends.
+    user1
+        .wait_for(
+            "user2 in the online list",
+            "return !!document.querySelector('[data-testid=user-item][data-user=user2]')",
+            vec![],
+        )
+        .await?;
+    user1.click("[data-testid=connect-user][data-user=user2]").await?;
+    user1
+        .wait_for(
+            "user2 to become a contact",
+            "return !document.querySelector('[data-testid=connect-user][data-user=user2]')
+                && !!document.querySelector('[data-testid=dm-item][data-user=user2]')",
+            vec![],
+        )
+        .await?;
+    user1.click("[data-testid=message-user][data-user=user2]").await?;
+    user1
+        .wait_for(
+            "the conversation with user2",
+            "return document.querySelector('#chat-title').textContent.includes('user2')",
+            vec![],
+        )
+        .await?;
+    user1.type_into("#composer-input", DIRECT).await?;
+    user1.click("#composer-send").await?;
+    user1.wait_for_message("the direct message, sent", DIRECT, "user1").await?;
+    user1
+        .wait_for(
+            "the direct message marked delivered",
+            "return [...document.querySelectorAll('[data-testid=message]')].some(li =>
+                li.querySelector('[data-testid=message-text]').textContent === arguments[0]
+                && li.querySelector('[data-testid=delivery]')?.dataset.state === 'delivered')",
+            vec![json!(DIRECT)],
+        )
+        .await?;
+
+    // user2, still in general, sees a new conversation with one unread message.
+    user2
+        .wait_for(
+            "an unread conversation with user1",
+            "const item = document.querySelector('[data-testid=dm-item][data-user=user1]');
+             return !!item && item.querySelector('[data-testid=unread]')?.textContent === '1'",
+            vec![],
+        )
+        .await?;
+    user2.click("[data-testid=dm-item][data-user=user1]").await?;
+    user2.wait_for_message("user1's direct message", DIRECT, "user1").await?;
+
+    // Markup in messages is text: no element came from it and no script ran.
+    for browser in [user1, user2] {
+        let injected = browser
+            .run(
+                "return document.querySelectorAll('#message-list script, #message-list b, #message-list img').length > 0
+                    || window.__pwned !== undefined",
+                vec![],
+            )
+            .await?;
+        if injected != Value::Bool(false) {
+            bail!("{}'s page turned message text into markup", browser.name);
+        }
+    }
+    Ok(())
+}
+
+/// At 375 px the sidebar hides behind a button and nothing overflows sideways.
+async fn phone_width(browser: &Browser, shots: &Path) -> Result<()> {
+    browser.client.set_window_size(375, 740).await.context("resizing the window")?;
+    browser
+        .wait_for(
+            "the narrow layout",
+            "return window.innerWidth <= 400
+                && getComputedStyle(document.querySelector('#sidebar-toggle')).display !== 'none'
+                && getComputedStyle(document.querySelector('#sidebar')).visibility === 'hidden'
+                && document.documentElement.scrollWidth <= window.innerWidth",
+            vec![],
+        )
+        .await?;
+    browser.screenshot(&shots.join(format!("narrow-{}.png", browser.name))).await?;
+    browser.click("#sidebar-toggle").await?;
+    browser
+        .wait_for(
+            "the sidebar to slide in",
+            "const r = document.querySelector('#sidebar').getBoundingClientRect();
+             return getComputedStyle(document.querySelector('#sidebar')).visibility === 'visible' && r.left >= -1",
+            vec![],
+        )
+        .await?;
+    browser.screenshot(&shots.join(format!("narrow-{}-menu.png", browser.name))).await?;
+    Ok(())
+}
+
+fn screenshot_dir() -> PathBuf {
+    testkit::repo_root().join("target").join("screenshots")
+}
+
+/// One chromedriver process, on a free port, killed on drop.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Driver {
+    fn start() -> Result<Self> {
+        let port = free_port()?;
+        let child = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {CHROMEDRIVER}"))?;
+        let driver = Self { child, url: format!("http://127.0.0.1:{port}") };
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let deadline = Instant::now() + DRIVER_WAIT;
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            if Instant::now() > deadline {
+                bail!("chromedriver did not listen on {addr} within {DRIVER_WAIT:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(driver)
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// One browser window (its own profile, so its own cookies) for one user.
+struct Browser {
+    client: Client,
+    name: &'static str,
+}
+
+impl Browser {
+    async fn open(driver: &Driver, profile: &Path, name: &'static str) -> Result<Self> {
+        let capabilities = json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless=new",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-dev-shm-usage",
+                    "--disable-quic",
+                    "--no-first-run",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--window-size=1280,800",
+                    format!("--user-data-dir={}", profile.display()),
+                ],
+            },
+        });
+        let Value::Object(capabilities) = capabilities else { unreachable!("a JSON object") };
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let client = ClientBuilder::new(connector)
+            .capabilities(capabilities)
+            .connect(&driver.url)
+            .await
+            .with_context(|| format!("opening a Chromium session for {name}"))?;
+        Ok(Self { client, name })
+    }
+
+    async fn log_in(&self, peer: &str, password: &str) -> Result<()> {
+        self.client
+            .goto(&format!("{peer}/login"))
+            .await
+            .with_context(|| format!("{}: opening {peer}/login", self.name))?;
+        self.type_into("#username", self.name).await?;
+        self.type_into("#password", password).await?;
+        self.click("#login-submit").await?;
+        self.wait_for(
+            "the chat page after log-in",
+            "return location.pathname === '/' && document.querySelector('#me-name')?.textContent === arguments[0]
+                && document.querySelector('#app').dataset.state === 'ready'",
+            vec![json!(self.name)],
+        )
+        .await
+    }
+
+    /// Clicks the element, finding it again if the page rebuilt it meanwhile.
+    async fn click(&self, css: &str) -> Result<()> {
+        let deadline = Instant::now() + PAGE_WAIT;
+        loop {
+            let attempt = async { self.client.find(Locator::Css(css)).await?.click().await };
+            match attempt.await {
+                Ok(()) => return Ok(()),
+                Err(err) if Instant::now() > deadline => {
+                    return Err(anyhow!("{}: could not click {css} within {PAGE_WAIT:?}: {err}", self.name));
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
+    async fn type_into(&self, css: &str, text: &str) -> Result<()> {
+        let element =
+            self.client.find(Locator::Css(css)).await.with_context(|| format!("{}: finding {css}", self.name))?;
+        element.send_keys(text).await.with_context(|| format!("{}: typing into {css}", self.name))
+    }
+
+    async fn run(&self, script: &str, args: Vec<Value>) -> Result<Value> {
+        self.client.execute(script, args).await.with_context(|| format!("{}: running a script", self.name))
+    }
+
+    /// Polls `script` until it returns `true`, for at most [`PAGE_WAIT`].
+    async fn wait_for(&self, what: &str, script: &str, args: Vec<Value>) -> Result<()> {
+        let deadline = Instant::now() + PAGE_WAIT;
+        loop {
+            let last = self.client.execute(script, args.clone()).await;
+            if matches!(last, Ok(Value::Bool(true))) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let url = self.client.current_url().await.map(|url| url.to_string()).unwrap_or_default();
+                let detail = match last {
+                    Ok(value) => format!("last result {value}"),
+                    Err(err) => format!("last error {err}"),
+                };
+                bail!("{}: timed out after {PAGE_WAIT:?} waiting for {what} (at {url}; {detail})", self.name);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until the open thread shows `text` (exactly) from `sender`.
+    async fn wait_for_message(&self, what: &str, text: &str, sender: &str) -> Result<()> {
+        self.wait_for(
+            what,
+            "return [...document.querySelectorAll('#message-list [data-testid=message]')].some(li =>
+                li.dataset.sender === arguments[1]
+                && li.querySelector('[data-testid=message-text]').textContent === arguments[0])",
+            vec![json!(text), json!(sender)],
+        )
+        .await
+    }
+
+    async fn count_messages(&self, text: &str) -> Result<u64> {
+        let count = self
+            .run(
+                "return [...document.querySelectorAll('#message-list [data-testid=message-text]')]
+                    .filter(node => node.textContent === arguments[0]).length",
+                vec![json!(text)],
+            )
+            .await?;
+        count.as_u64().ok_or_else(|| anyhow!("{}: counting messages returned {count}", self.name))
+    }
+
+    async fn screenshot(&self, path: &Path) -> Result<()> {
+        let png = self.client.screenshot().await.with_context(|| format!("{}: taking a screenshot", self.name))?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        std::fs::write(path, png).with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// Ends the session, which quits this Chromium.
+    async fn close(&self) {
+        if let Err(err) = self.client.clone().close().await {
+            eprintln!("{}: closing the browser: {err}", self.name);
+        }
+    }
+}
