@@ -396,6 +396,11 @@ function onMembership(ev) {
     renderChannels();
     return;
   }
+  if (!state.allChannels.includes(channel)) {
+    // A channel someone just created (its creator joins it).
+    state.allChannels = [...state.allChannels, channel].sort();
+    renderChannels();
+  }
   const t = state.threads.get(keyOf('channel', channel));
   if (t) {
     const rest = t.members.filter((m) => m.username !== username);
@@ -887,11 +892,20 @@ function renderThread() {
   if (canAppend) {
     for (let i = shown.count; i < n; i++) list.append(...messageNodes(t, t.list[i], t.list[i - 1]));
   } else {
+    // Rebuilding empties the list for a moment, which would reset the scroll position:
+    // keep the reader where they were, measured from the bottom (older messages are
+    // inserted above).
+    const scroller = $('message-scroller');
+    const sameThread = shown.key === t.key;
+    const atBottom = isAtBottom();
+    const fromBottom = scroller.scrollHeight - scroller.scrollTop;
     list.setAttribute('aria-busy', 'true');
     const nodes = [];
     for (let i = 0; i < n; i++) nodes.push(...messageNodes(t, t.list[i], t.list[i - 1]));
     replaceChildren(list, nodes);
     list.removeAttribute('aria-busy');
+    if (!sameThread || atBottom) scroller.scrollTop = scroller.scrollHeight;
+    else scroller.scrollTop = scroller.scrollHeight - fromBottom;
   }
   shown.key = t.key;
   shown.count = n;
@@ -1294,20 +1308,19 @@ function wireUp() {
   input.addEventListener('input', updateComposer);
 
   const scroller = $('message-scroller');
-  let ticking = false;
-  scroller.addEventListener('scroll', () => {
-    if (ticking) return;
-    ticking = true;
-    requestAnimationFrame(() => {
-      ticking = false;
+  // Cheap checks on every scroll (no requestAnimationFrame: hidden windows throttle it).
+  scroller.addEventListener(
+    'scroll',
+    () => {
       if (isAtBottom()) {
         $('jump-latest').hidden = true;
         markCurrentSeen();
       }
       const t = currentThread();
       if (t && scroller.scrollTop < 80 && t.hasMore && !t.loading && t.loaded) loadOlder();
-    });
-  });
+    },
+    { passive: true },
+  );
   $('load-older').addEventListener('click', loadOlder);
   $('jump-latest').addEventListener('click', () => {
     scrollToBottom();
