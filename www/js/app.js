@@ -228,9 +228,9 @@ async function refreshChannels() {
 }
 
 /** Direct messages received and not yet fetched this way: who wrote while we were away. */
-async function fetchReceived() {
+async function fetchReceived({ live = false } = {}) {
   const list = await api.received();
-  ingestDirect(Array.isArray(list) ? list : [], { live: false });
+  ingestDirect(Array.isArray(list) ? list : [], { live });
 }
 
 async function refreshAll() {
@@ -558,7 +558,7 @@ function startPolling() {
     if (!live.polling) return;
     live.tick++;
     try {
-      const jobs = [fetchReceived()];
+      const jobs = [fetchReceived({ live: true })];
       const cur = state.current;
       if (cur && cur.kind === 'channel' && state.joined.has(cur.name)) jobs.push(catchUpChannel(cur.name));
       // Other joined channels less often, to keep their unread counts honest.

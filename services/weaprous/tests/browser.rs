@@ -91,6 +91,16 @@ async fn two_users_chat_in_a_channel_and_by_direct_message_in_real_browsers() {
 async fn scenario(sys: &System, user1: &Browser, user2: &Browser) -> Result<()> {
     user1.log_in(&sys.peer_url(0), "password1").await?;
     user2.log_in(&sys.peer_url(1), "password2").await?;
+    // The pages follow /events (not the 3 s polling fallback).
+    for browser in [user1, user2] {
+        browser
+            .wait_for(
+                "the live event stream",
+                "return document.querySelector('#conn-status').dataset.state === 'live'",
+                vec![],
+            )
+            .await?;
+    }
 
     for browser in [user1, user2] {
         browser.click("[data-testid=join-channel][data-channel=general]").await?;
