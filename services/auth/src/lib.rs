@@ -18,6 +18,10 @@ use axum::Router;
 use axum::extract::FromRef;
 use kit::health::Readiness;
 use kit::session::TokenKeys;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
 pub use config::Config;
@@ -31,6 +35,34 @@ pub struct AppState {
     pub revoked: Revoked,
     pub allow_registration: bool,
     pub readiness: Readiness,
+    pub metrics: AuthMetrics,
+}
+
+/// Auth's metrics, and the registry they render from.
+#[derive(Clone)]
+pub struct AuthMetrics {
+    pub registry: kit::metrics::Metrics,
+    pub http: kit::metrics::HttpMetrics,
+    /// Log-in attempts by outcome (`ok`, `refused`).
+    pub logins: Family<OutcomeLabel, Counter>,
+    pub sign_ups: Counter,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: &'static str,
+}
+
+impl AuthMetrics {
+    fn new() -> Self {
+        let mut registry = Registry::default();
+        let http = kit::metrics::HttpMetrics::register(&mut registry);
+        let logins = Family::<OutcomeLabel, Counter>::default();
+        let sign_ups = Counter::default();
+        registry.register("auth_logins", "Log-in attempts, by outcome", logins.clone());
+        registry.register("auth_sign_ups", "Users signed up", sign_ups.clone());
+        Self { registry: kit::metrics::Metrics::new(registry), http, logins, sign_ups }
+    }
 }
 
 impl AppState {
@@ -41,6 +73,7 @@ impl AppState {
             revoked: Revoked::default(),
             allow_registration: config.allow_registration,
             readiness: Readiness::ready(),
+            metrics: AuthMetrics::new(),
         })
     }
 }
@@ -48,6 +81,12 @@ impl AppState {
 impl FromRef<AppState> for TokenKeys {
     fn from_ref(state: &AppState) -> Self {
         state.tokens.clone()
+    }
+}
+
+impl FromRef<AppState> for kit::metrics::Metrics {
+    fn from_ref(state: &AppState) -> Self {
+        state.metrics.registry.clone()
     }
 }
 
@@ -76,7 +115,11 @@ impl Revoked {
 
 /// The whole HTTP surface of auth; no IO happens here.
 pub fn router(state: AppState) -> Router {
-    routes::router().merge(kit::health::router()).fallback(kit::error::no_route).with_state(state)
+    routes::router()
+        .merge(kit::health::router())
+        .merge(kit::metrics::router())
+        .fallback(kit::error::no_route)
+        .with_state(state)
 }
 
 /// Serves auth on a bound listener until `shutdown` completes.
@@ -87,6 +130,7 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, users = state.users.len(), db = %state.users.path().display(), "listening");
-    let app = kit::http::common_layers(router(state), &format!("auth@{addr}"));
+    let http_metrics = state.metrics.http.clone();
+    let app = kit::http::common_layers(router(state), &format!("auth@{addr}"), http_metrics);
     kit::http::serve(listener, app, shutdown).await
 }

@@ -9,8 +9,8 @@ use kit::error::ApiError;
 use wire::api::{Ack, Credentials, SessionGrant, SessionInfo, Status};
 use wire::names::Username;
 
-use crate::AppState;
 use crate::users::AddUserError;
+use crate::{AppState, OutcomeLabel};
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
@@ -26,11 +26,16 @@ async fn login(
     Input(credentials): Input<Credentials>,
 ) -> Result<Json<SessionGrant>, ApiError> {
     let wrong = || ApiError::Unauthorized("wrong username or password".into());
-    let username = Username::parse(&credentials.username).map_err(|_| wrong())?;
+    let username = Username::parse(&credentials.username).map_err(|_| {
+        state.metrics.logins.get_or_create(&OutcomeLabel { outcome: "refused" }).inc();
+        wrong()
+    })?;
     if !state.users.verify(username.as_str(), &credentials.password).await? {
         tracing::info!("login refused");
+        state.metrics.logins.get_or_create(&OutcomeLabel { outcome: "refused" }).inc();
         return Err(wrong());
     }
+    state.metrics.logins.get_or_create(&OutcomeLabel { outcome: "ok" }).inc();
     let grant = grant(&state, &username)?;
     tracing::info!("logged in");
     Ok(Json(grant))
@@ -51,6 +56,7 @@ async fn register(
         AddUserError::Io(cause) => ApiError::Internal(cause),
     })?;
     tracing::info!("signed up");
+    state.metrics.sign_ups.inc();
     Ok((StatusCode::CREATED, Json(grant(&state, &username)?)))
 }
 

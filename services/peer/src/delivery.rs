@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use kit::backoff::delay_for;
 use kit::error::ApiError;
+use tracing::Instrument;
 use wire::addr::PeerAddr;
 use wire::api::{Ack, DirectMessage, Location};
 use wire::events::Event;
@@ -49,6 +50,7 @@ pub async fn send(
         seq: None,
     };
     let seq = state.store.save_outgoing(&message).await.map_err(anyhow::Error::from)?;
+    state.metrics.dms_sent.inc();
     state.hub.publish(
         Audience::Users(vec![from.clone()]),
         &Event::DirectMessage(DirectMessage { seq: Some(seq), ..message.clone() }),
@@ -56,12 +58,14 @@ pub async fn send(
     let delivered = match attempt(state, &message, hint.as_ref()).await {
         Ok(()) => {
             state.store.delivered(&message.id).await.map_err(anyhow::Error::from)?;
+            state.metrics.dms_delivered.inc();
             true
         }
         Err(err) => {
             tracing::info!(id = %message.id, %err, "direct message not delivered yet; queued");
             let next = kit::now_ms() + delay_for(0, RETRY_MIN, RETRY_MAX).as_millis() as u64;
             state.store.retry_later(&message.id, 1, next, &err.to_string()).await.map_err(anyhow::Error::from)?;
+            state.metrics.outbox_depth.inc();
             state.outbox_wake.notify_one();
             false
         }
@@ -77,6 +81,7 @@ pub async fn deliver_here(state: &AppState, message: &DirectMessage) -> Result<b
     }
     match state.store.save_incoming(message).await.map_err(anyhow::Error::from)? {
         Some(seq) => {
+            state.metrics.dms_received.inc();
             let filed = DirectMessage { seq: Some(seq), ..message.clone() };
             state.hub.publish(Audience::Users(vec![message.to.clone()]), &Event::DirectMessage(filed));
             Ok(true)
@@ -120,6 +125,9 @@ pub async fn outbox_worker(state: AppState) {
             }
             Err(err) => tracing::error!(%err, "could not read the outbox"),
         }
+        if let Ok(depth) = state.store.outbox_len().await {
+            state.metrics.outbox_depth.set(depth as i64);
+        }
         let next_due = state.store.next_due().await.ok().flatten();
         let wait = next_due.map_or(RETRY_MAX, |due| Duration::from_millis(due.saturating_sub(kit::now_ms())));
         tokio::select! {
@@ -130,8 +138,24 @@ pub async fn outbox_worker(state: AppState) {
     }
 }
 
+/// One retry, in its own trace linked to the trace of the original send.
 async fn retry(state: &AppState, pending: crate::store::Pending) {
+    let span = tracing::info_span!(
+        "outbox retry",
+        otel.name = "outbox retry",
+        otel.kind = "internal",
+        message.id = %pending.message.id,
+        attempt = pending.attempts + 1,
+    );
+    if let Some(traceparent) = &pending.traceparent {
+        kit::telemetry::add_link(&span, traceparent);
+    }
+    retry_in_span(state, pending).instrument(span).await;
+}
+
+async fn retry_in_span(state: &AppState, pending: crate::store::Pending) {
     let id = pending.message.id.clone();
+    state.metrics.outbox_retries.inc();
     let age = Duration::from_millis(kit::now_ms().saturating_sub(pending.created_at));
     if age > state.outbox_ttl {
         tracing::warn!(%id, to = %pending.message.to, attempts = pending.attempts, "giving up on a direct message");

@@ -33,6 +33,9 @@ use kit::client::Client;
 use kit::health::Readiness;
 use kit::session::TokenKeys;
 use kit::sign::ClusterKey;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use reqwest::Url;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -66,6 +69,69 @@ pub struct AppState {
     pub readiness: Readiness,
     /// Cancelled at shutdown: background tasks and event streams end.
     pub shutdown: CancellationToken,
+    pub metrics: PeerMetrics,
+}
+
+/// The peer's metrics, and the registry they render from.
+#[derive(Clone)]
+pub struct PeerMetrics {
+    pub registry: kit::metrics::Metrics,
+    pub http: kit::metrics::HttpMetrics,
+    /// Browsers' event streams open now.
+    pub sse_streams: Gauge,
+    /// Direct messages users of this peer sent.
+    pub dms_sent: Counter,
+    /// Direct messages handed to the recipient's peer (at once or from the outbox).
+    pub dms_delivered: Counter,
+    /// Direct messages filed for users of this peer.
+    pub dms_received: Counter,
+    /// Delivery attempts from the outbox.
+    pub outbox_retries: Counter,
+    /// Messages waiting in the outbox.
+    pub outbox_depth: Gauge,
+    /// Events received on the tracker's push stream.
+    pub pushes_received: Counter,
+}
+
+impl PeerMetrics {
+    fn new() -> Self {
+        let mut registry = Registry::default();
+        let metrics = Self {
+            registry: kit::metrics::Metrics::new(Registry::default()),
+            http: kit::metrics::HttpMetrics::register(&mut registry),
+            sse_streams: Gauge::default(),
+            dms_sent: Counter::default(),
+            dms_delivered: Counter::default(),
+            dms_received: Counter::default(),
+            outbox_retries: Counter::default(),
+            outbox_depth: Gauge::default(),
+            pushes_received: Counter::default(),
+        };
+        registry.register("peer_sse_streams_open", "Browser event streams open", metrics.sse_streams.clone());
+        registry.register(
+            "peer_direct_messages_sent",
+            "Direct messages sent by users of this peer",
+            metrics.dms_sent.clone(),
+        );
+        registry.register(
+            "peer_direct_messages_delivered",
+            "Direct messages handed to the recipient's peer",
+            metrics.dms_delivered.clone(),
+        );
+        registry.register(
+            "peer_direct_messages_received",
+            "Direct messages filed for users of this peer",
+            metrics.dms_received.clone(),
+        );
+        registry.register("peer_outbox_retries", "Delivery attempts from the outbox", metrics.outbox_retries.clone());
+        registry.register("peer_outbox_depth", "Direct messages waiting in the outbox", metrics.outbox_depth.clone());
+        registry.register(
+            "peer_tracker_pushes_received",
+            "Events received from the tracker",
+            metrics.pushes_received.clone(),
+        );
+        Self { registry: kit::metrics::Metrics::new(registry), ..metrics }
+    }
 }
 
 impl AppState {
@@ -93,6 +159,7 @@ impl AppState {
             outbox_wake: Arc::new(Notify::new()),
             readiness: Readiness::default(),
             shutdown: CancellationToken::new(),
+            metrics: PeerMetrics::new(),
         })
     }
 
@@ -120,6 +187,12 @@ impl FromRef<AppState> for ClusterKey {
     }
 }
 
+impl FromRef<AppState> for kit::metrics::Metrics {
+    fn from_ref(state: &AppState) -> Self {
+        state.metrics.registry.clone()
+    }
+}
+
 impl FromRef<AppState> for Readiness {
     fn from_ref(state: &AppState) -> Self {
         state.readiness.clone()
@@ -129,7 +202,11 @@ impl FromRef<AppState> for Readiness {
 /// The whole HTTP surface of the peer; no IO happens here.
 pub fn router(state: AppState) -> Router {
     let www = state.www_dir.clone();
-    routes::router().merge(kit::health::router()).merge(kit::www::files(&www)).with_state(state)
+    routes::router()
+        .merge(kit::health::router())
+        .merge(kit::metrics::router())
+        .merge(kit::www::files(&www))
+        .with_state(state)
 }
 
 /// Serves the peer on a bound listener until `shutdown` completes, with its
@@ -145,7 +222,8 @@ pub async fn serve(
     tokio::spawn(tracker_link::keep_registered(state.clone()));
     tokio::spawn(delivery::outbox_worker(state.clone()));
     let token = state.shutdown.clone();
-    let app = kit::http::common_layers(router(state), &format!("peer@{addr}"));
+    let http_metrics = state.metrics.http.clone();
+    let app = kit::http::common_layers(router(state), &format!("peer@{addr}"), http_metrics);
     kit::http::serve(listener, app, async move {
         shutdown.await;
         token.cancel();

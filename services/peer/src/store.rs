@@ -10,7 +10,8 @@ use wire::addr::PeerAddr;
 use wire::api::{Contact, DirectMessage};
 use wire::names::{MessageText, Username};
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
     CREATE TABLE hosted (
         username TEXT PRIMARY KEY,
         since    INTEGER NOT NULL
@@ -56,7 +57,12 @@ const MIGRATIONS: &[&str] = &[r#"
         last_error   TEXT
     );
     CREATE INDEX outbox_due ON outbox(next_attempt);
-"#];
+"#,
+    r#"
+    -- The trace context of the send, so retries link to it.
+    ALTER TABLE outbox ADD COLUMN traceparent TEXT;
+"#,
+];
 
 /// How long the outbox worker leaves a new message to its sender's own first attempt.
 const FIRST_ATTEMPT_GRACE_MS: i64 = 15_000;
@@ -78,6 +84,8 @@ pub struct Loaded {
 #[derive(Debug, Clone)]
 pub struct Pending {
     pub message: DirectMessage,
+    /// The trace context of the original send.
+    pub traceparent: Option<String>,
     pub attempts: u32,
     /// When it entered the outbox, ms since the epoch.
     pub created_at: u64,
@@ -174,6 +182,7 @@ impl PeerStore {
     /// Returns its place in the sender's mailbox.
     pub async fn save_outgoing(&self, message: &DirectMessage) -> Result<u64, DbError> {
         let message = message.clone();
+        let traceparent = kit::telemetry::current_traceparent();
         self.db
             .write(move |conn| {
                 let seq = insert_dm(conn, &message, true)?.unwrap_or_default();
@@ -183,9 +192,9 @@ impl PeerStore {
                 // or if the peer dies before it knows.
                 let now = kit::now_ms() as i64;
                 conn.execute(
-                    "INSERT OR IGNORE INTO outbox (id, message, attempts, next_attempt, created_at)
-                     VALUES (?1, ?2, 0, ?3, ?4)",
-                    params![message.id, json, now + FIRST_ATTEMPT_GRACE_MS, now],
+                    "INSERT OR IGNORE INTO outbox (id, message, attempts, next_attempt, created_at, traceparent)
+                     VALUES (?1, ?2, 0, ?3, ?4, ?5)",
+                    params![message.id, json, now + FIRST_ATTEMPT_GRACE_MS, now, traceparent],
                 )?;
                 Ok(seq)
             })
@@ -204,7 +213,7 @@ impl PeerStore {
         self.db
             .read(move |conn| {
                 let mut statement = conn.prepare_cached(
-                    "SELECT message, attempts, created_at FROM outbox WHERE next_attempt <= ?1
+                    "SELECT message, attempts, created_at, traceparent FROM outbox WHERE next_attempt <= ?1
                      ORDER BY next_attempt, created_at LIMIT ?2",
                 )?;
                 let rows = statement.query_map(params![kit::now_ms() as i64, limit as i64], |row| {
@@ -212,7 +221,12 @@ impl PeerStore {
                     let message = serde_json::from_str(&json).map_err(|err| {
                         rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, err.into())
                     })?;
-                    Ok(Pending { message, attempts: row.get(1)?, created_at: row.get::<_, i64>(2)? as u64 })
+                    Ok(Pending {
+                        message,
+                        attempts: row.get(1)?,
+                        created_at: row.get::<_, i64>(2)? as u64,
+                        traceparent: row.get(3)?,
+                    })
                 })?;
                 rows.collect()
             })

@@ -12,7 +12,7 @@ use futures_util::StreamExt;
 use kit::backoff::Backoff;
 use kit::error::ApiError;
 use wire::api::{Done, PeerRegistration};
-use wire::events::Event;
+use wire::events::{Event, Pushed};
 
 use crate::AppState;
 use crate::hub::Audience;
@@ -127,15 +127,23 @@ pub async fn follow_stream(state: AppState) {
     }
 }
 
-/// Hands one pushed event to this peer's browsers.
+/// Hands one pushed event to this peer's browsers, in a span that joins the trace of
+/// the request that caused it.
 fn dispatch(state: &AppState, data: &str) {
-    let event: Event = match serde_json::from_str(data) {
-        Ok(event) => event,
+    let Pushed { event, traceparent } = match serde_json::from_str(data) {
+        Ok(pushed) => pushed,
         Err(err) => {
             tracing::warn!(%err, "ignoring an event the tracker sent that this peer does not understand");
             return;
         }
     };
+    state.metrics.pushes_received.inc();
+    let span =
+        tracing::info_span!("tracker push", otel.name = %format!("push {}", event.name()), otel.kind = "consumer");
+    if let Some(parent) = traceparent.as_deref().and_then(kit::telemetry::context_from_traceparent) {
+        kit::telemetry::set_parent(&span, parent);
+    }
+    let _entered = span.enter();
     match &event {
         Event::ChannelMessage(message) => {
             state.hub.publish(Audience::Channel(message.channel.clone()), &event);

@@ -28,6 +28,9 @@ use kit::client::Client;
 use kit::health::Readiness;
 use kit::session::TokenKeys;
 use kit::sign::ClusterKey;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use reqwest::Url;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -49,6 +52,46 @@ pub struct AppState {
     pub readiness: Readiness,
     /// Cancelled at shutdown, so peer streams end and the drain can finish.
     pub shutdown: CancellationToken,
+    pub metrics: TrackerMetrics,
+}
+
+/// The tracker's metrics, and the registry they render from.
+#[derive(Clone)]
+pub struct TrackerMetrics {
+    pub registry: kit::metrics::Metrics,
+    pub http: kit::metrics::HttpMetrics,
+    pub messages_stored: Counter,
+    pub events_pushed: Counter,
+    pub peers_live: Gauge,
+    pub peer_streams: Gauge,
+}
+
+impl TrackerMetrics {
+    fn new() -> Self {
+        let mut registry = Registry::default();
+        let http = kit::metrics::HttpMetrics::register(&mut registry);
+        let metrics = Self {
+            registry: kit::metrics::Metrics::new(Registry::default()),
+            http,
+            messages_stored: Counter::default(),
+            events_pushed: Counter::default(),
+            peers_live: Gauge::default(),
+            peer_streams: Gauge::default(),
+        };
+        registry.register(
+            "tracker_channel_messages_stored",
+            "Channel messages stored",
+            metrics.messages_stored.clone(),
+        );
+        registry.register(
+            "tracker_events_pushed",
+            "Events pushed to peers over their streams",
+            metrics.events_pushed.clone(),
+        );
+        registry.register("tracker_peers_live", "Peers in the pool", metrics.peers_live.clone());
+        registry.register("tracker_peer_streams_open", "Peer push streams open", metrics.peer_streams.clone());
+        Self { registry: kit::metrics::Metrics::new(registry), ..metrics }
+    }
 }
 
 impl AppState {
@@ -65,6 +108,7 @@ impl AppState {
             www_dir: Arc::new(config.www_dir.clone()),
             readiness: Readiness::ready(),
             shutdown: CancellationToken::new(),
+            metrics: TrackerMetrics::new(),
         })
     }
 }
@@ -81,6 +125,12 @@ impl FromRef<AppState> for ClusterKey {
     }
 }
 
+impl FromRef<AppState> for kit::metrics::Metrics {
+    fn from_ref(state: &AppState) -> Self {
+        state.metrics.registry.clone()
+    }
+}
+
 impl FromRef<AppState> for Readiness {
     fn from_ref(state: &AppState) -> Self {
         state.readiness.clone()
@@ -90,7 +140,11 @@ impl FromRef<AppState> for Readiness {
 /// The whole HTTP surface of the tracker; no IO happens here.
 pub fn router(state: AppState) -> Router {
     let www = state.www_dir.clone();
-    routes::router().merge(kit::health::router()).merge(kit::www::files(&www)).with_state(state)
+    routes::router()
+        .merge(kit::health::router())
+        .merge(kit::metrics::router())
+        .merge(kit::www::files(&www))
+        .with_state(state)
 }
 
 /// Serves the tracker on a bound listener until `shutdown` completes; expires silent
@@ -104,7 +158,8 @@ pub async fn serve(
     tracing::info!(%addr, db = %state.store.path().display(), "listening");
     let token = state.shutdown.clone();
     tokio::spawn(routes::peers::expire_silent_peers(state.clone()));
-    let app = kit::http::common_layers(router(state), &format!("tracker@{addr}"));
+    let http_metrics = state.metrics.http.clone();
+    let app = kit::http::common_layers(router(state), &format!("tracker@{addr}"), http_metrics);
     kit::http::serve(listener, app, async move {
         shutdown.await;
         token.cancel();

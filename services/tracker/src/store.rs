@@ -68,6 +68,8 @@ pub struct Push {
     pub id: Option<u64>,
     pub event: Event,
     pub targets: Targets,
+    /// The trace context of the request that caused it.
+    pub traceparent: Option<String>,
 }
 
 /// Which peers a [`Push`] is for.
@@ -288,6 +290,7 @@ impl Store {
         };
         let view = self.view.clone();
         let events = self.events.clone();
+        let traceparent = kit::telemetry::current_traceparent();
         let stored = self
             .db
             .write_then(
@@ -320,8 +323,12 @@ impl Store {
                 move |stored: &Option<ChannelMessage>| {
                     if let Some(message) = stored {
                         let targets = Targets::Peers(hosts_of_members(&read_view(&view), &message.channel));
-                        let push =
-                            Push { id: Some(message.id), event: Event::ChannelMessage(message.clone()), targets };
+                        let push = Push {
+                            id: Some(message.id),
+                            event: Event::ChannelMessage(message.clone()),
+                            targets,
+                            traceparent,
+                        };
                         let _ = events.send(Arc::new(push));
                     }
                 },
@@ -482,11 +489,21 @@ impl Store {
 
 /// A presence change, for every peer.
 pub fn presence(username: Username, online: bool) -> Push {
-    Push { id: None, event: Event::Presence(Presence { username, online }), targets: Targets::Everyone }
+    Push {
+        id: None,
+        event: Event::Presence(Presence { username, online }),
+        targets: Targets::Everyone,
+        traceparent: kit::telemetry::current_traceparent(),
+    }
 }
 
 fn membership(channel: ChannelName, username: Username, joined: bool) -> Push {
-    Push { id: None, event: Event::Membership(Membership { channel, username, joined }), targets: Targets::Everyone }
+    Push {
+        id: None,
+        event: Event::Membership(Membership { channel, username, joined }),
+        targets: Targets::Everyone,
+        traceparent: None,
+    }
 }
 
 fn hosts_of_members(view: &View, channel: &ChannelName) -> HashSet<PeerAddr> {

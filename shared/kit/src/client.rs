@@ -7,6 +7,7 @@ use axum::http::{Method, StatusCode, header};
 use reqwest::{RequestBuilder, Response, Url};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tracing::Instrument;
 use wire::api::ErrorBody;
 use wire::headers::SIGNATURE;
 
@@ -112,8 +113,37 @@ pub async fn call_ok(request: RequestBuilder, service: &str) -> Result<(), ApiEr
     Err(upstream_error(status, &bytes, service))
 }
 
-async fn send(request: RequestBuilder, service: &str) -> Result<Response, ApiError> {
-    request.send().await.map_err(|err| transport_error(&err, service))
+/// Sends a request in a client span, with the trace context injected, so the callee's
+/// span is this one's child.
+pub async fn send(request: RequestBuilder, service: &str) -> Result<Response, ApiError> {
+    let (client, request) = request.build_split();
+    let mut request = request.map_err(|err| ApiError::Internal(anyhow::anyhow!("bad request to {service}: {err}")))?;
+    let method = request.method().clone();
+    let span = tracing::info_span!(
+        "call",
+        otel.name = %format!("{method} {}", request.url().path()),
+        otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = %method,
+        server.address = request.url().host_str().unwrap_or_default(),
+        server.port = request.url().port_or_known_default().unwrap_or_default(),
+        peer.service = service,
+        http.response.status_code = tracing::field::Empty,
+    );
+    crate::telemetry::inject(&span, request.headers_mut());
+    let outcome = client.execute(request).instrument(span.clone()).await;
+    match &outcome {
+        Ok(response) => {
+            span.record("http.response.status_code", response.status().as_u16());
+            if response.status().is_server_error() {
+                span.record("otel.status_code", "ERROR");
+            }
+        }
+        Err(_) => {
+            span.record("otel.status_code", "ERROR");
+        }
+    }
+    outcome.map_err(|err| transport_error(&err, service))
 }
 
 /// What a failed send means for our caller.

@@ -18,6 +18,7 @@ use wire::headers::SERVED_BY;
 
 use crate::body::MAX_BODY_BYTES;
 use crate::error::ApiError;
+use crate::metrics::HttpMetrics;
 
 /// How long one request may take before the service gives up on it.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -26,30 +27,43 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DRAIN_GRACE: Duration = Duration::from_secs(10);
 
 /// Adds what every service wants around its routes: a request span named by the
-/// matched route, JSON replies for wrong methods and panics, a body size limit, a
-/// request timeout, and `x-served-by: <service>@<addr>`.
-pub fn common_layers(router: Router, served_by: &str) -> Router {
+/// matched route (the child of the caller's trace, if any), request metrics, JSON
+/// replies for wrong methods and panics, a body size limit, a request timeout, and
+/// `x-served-by: <service>@<addr>`.
+pub fn common_layers(router: Router, served_by: &str, http_metrics: HttpMetrics) -> Router {
+    let service = served_by.split('@').next().unwrap_or(served_by).to_owned();
     let served_by = HeaderValue::from_str(served_by).unwrap_or_else(|_| HeaderValue::from_static("weaprous"));
     router
         .method_not_allowed_fallback(crate::error::wrong_method)
+        .layer(axum::middleware::from_fn_with_state(http_metrics, HttpMetrics::record))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, REQUEST_TIMEOUT))
         .layer(CatchPanicLayer::custom(|_| ApiError::Internal(anyhow::anyhow!("handler panicked")).into_response()))
         .layer(SetResponseHeaderLayer::overriding(HeaderName::from_static(SERVED_BY), served_by))
         .layer(
             TraceLayer::new_for_http()
-                .make_span_with(|request: &Request| {
+                .make_span_with(move |request: &Request| {
                     let route = request.extensions().get::<MatchedPath>().map_or("", MatchedPath::as_str);
-                    tracing::info_span!(
+                    let method = request.method();
+                    let span = tracing::info_span!(
                         "request",
-                        method = %request.method(),
-                        route,
-                        status = tracing::field::Empty,
-                    )
+                        otel.name = %format!("{method} {route}"),
+                        otel.kind = "server",
+                        otel.status_code = tracing::field::Empty,
+                        http.request.method = %method,
+                        http.route = route,
+                        http.response.status_code = tracing::field::Empty,
+                        service = %service,
+                    );
+                    crate::telemetry::set_parent(&span, crate::telemetry::extract(request.headers()));
+                    span
                 })
                 .on_request(())
                 .on_response(|response: &Response<_>, latency: Duration, span: &Span| {
-                    span.record("status", response.status().as_u16());
+                    span.record("http.response.status_code", response.status().as_u16());
+                    if response.status().is_server_error() {
+                        span.record("otel.status_code", "ERROR");
+                    }
                     tracing::debug!(latency_ms = latency.as_secs_f64() * 1000.0, "finished");
                 })
                 .on_failure(()),

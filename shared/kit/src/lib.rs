@@ -12,6 +12,7 @@
 //! - [`session`]: issuing and verifying signed, expiring session tokens.
 //! - [`sign`]: signing and verifying service-to-service requests.
 //! - [`client`]: the outgoing HTTP client, which signs and relays.
+//! - [`metrics`]: Prometheus metrics and `/metrics`.
 //! - [`health`]: `/healthz` and `/readyz`.
 //! - [`www`]: static files of the web UI.
 //! - `db` (feature `sqlite`): an embedded SQLite store with group commit.
@@ -25,6 +26,7 @@ pub mod db;
 pub mod error;
 pub mod health;
 pub mod http;
+pub mod metrics;
 pub mod session;
 pub mod shutdown;
 pub mod sign;

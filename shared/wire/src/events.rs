@@ -24,6 +24,16 @@ pub enum Event {
     Reset,
 }
 
+/// An event on the tracker's stream to a peer, with the W3C `traceparent` of the
+/// request that caused it, so the peer's handling joins that trace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pushed {
+    #[serde(flatten)]
+    pub event: Event,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Membership {
     pub channel: ChannelName,
@@ -67,5 +77,15 @@ mod tests {
             joined: false,
         });
         check(&membership, r#"{"type":"membership","channel":"general","username":"bob","joined":false}"#);
+    }
+
+    #[test]
+    fn pushed_events_carry_an_optional_traceparent_beside_the_type() {
+        let pushed = Pushed { event: Event::Reset, traceparent: Some("00-abc-def-01".into()) };
+        check(&pushed, r#"{"type":"reset","traceparent":"00-abc-def-01"}"#);
+        let presence = r#"{"type":"presence","username":"bob","online":false}"#;
+        let parsed: Pushed = serde_json::from_str(presence).unwrap();
+        assert_eq!(parsed.traceparent, None);
+        assert!(matches!(parsed.event, Event::Presence(_)));
     }
 }

@@ -92,7 +92,8 @@ async fn connect_peer(
         resolve(&state, session.username(), request.ip.as_deref(), request.port, request.username.as_ref()).await?;
     if addr != state.me {
         let health = reqwest::Url::parse(&format!("{}/healthz", addr.url())).map_err(anyhow::Error::from)?;
-        let answered = state.client.http().get(health).timeout(Duration::from_secs(3)).send().await;
+        let request = state.client.http().get(health).timeout(Duration::from_secs(3));
+        let answered = kit::client::send(request, &format!("peer {addr}")).await;
         if !answered.is_ok_and(|response| response.status().is_success()) {
             return Err(ApiError::BadGateway(format!("peer {addr} does not answer")));
         }

@@ -120,6 +120,7 @@ async fn send_channel_message(
         ApiError::Conflict("you are not on any peer: open the chat page of a peer (or log in there) first".into())
     })?;
     let stored = state.store.post(&channel_name, user, &sender, &message).await?;
+    state.metrics.messages_stored.inc();
     tracing::debug!(id = stored.id, "channel message stored");
     Ok(Json(MessageStored {
         status: Status::Success,

@@ -40,6 +40,7 @@ async fn register_peer(
     if state.pool.register(&addr) {
         tracing::info!("peer registered");
     }
+    state.metrics.peers_live.set(state.pool.live().len() as i64);
     Ok(Json(Done::success()))
 }
 
@@ -138,7 +139,9 @@ pub(crate) async fn expire_silent_peers(state: AppState) {
             () = state.shutdown.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        for peer in state.pool.expire() {
+        let expired = state.pool.expire();
+        state.metrics.peers_live.set(state.pool.live().len() as i64);
+        for peer in expired {
             let users = state.store.users_on(&peer);
             tracing::warn!(%peer, users = users.len(), "peer stopped beating; removed from the pool");
             for user in users {

@@ -23,7 +23,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use wire::api::PeerRegistration;
-use wire::events::Event;
+use wire::events::{Event, Pushed};
 
 use crate::AppState;
 use wire::addr::PeerAddr;
@@ -63,6 +63,8 @@ async fn feed(
     resume_from: Option<u64>,
     sender: mpsc::Sender<Result<SseEvent, Infallible>>,
 ) {
+    state.metrics.peer_streams.inc();
+    let _open = scopeguard(state.metrics.peer_streams.clone());
     // Subscribe before reading the backlog, so nothing falls between the two.
     let mut live = state.store.subscribe();
     let mut last = match resume_from {
@@ -99,8 +101,11 @@ async fn feed(
                     }
                     last = id;
                 }
-                if push.is_for(&peer) && sender.send(Ok(sse_event(push.id, &push.event))).await.is_err() {
-                    return;
+                if push.is_for(&peer) {
+                    if sender.send(Ok(sse_event(push.id, &push.event, push.traceparent.as_deref()))).await.is_err() {
+                        return;
+                    }
+                    state.metrics.events_pushed.inc();
                 }
             }
             Err(RecvError::Lagged(missed)) => {
@@ -131,7 +136,7 @@ async fn replay(
                 .or_insert_with(|| state.store.hosts_of_members(&message.channel).contains(peer));
             if concerns_peer {
                 let id = message.id;
-                if sender.send(Ok(sse_event(Some(id), &Event::ChannelMessage(message)))).await.is_err() {
+                if sender.send(Ok(sse_event(Some(id), &Event::ChannelMessage(message), None))).await.is_err() {
                     return Ok(false);
                 }
             }
@@ -139,12 +144,26 @@ async fn replay(
     }
 }
 
-fn sse_event(id: Option<u64>, event: &Event) -> SseEvent {
+/// One SSE frame; the event's JSON carries the trace context of the request that
+/// caused it, so the peer's handling joins that trace.
+fn sse_event(id: Option<u64>, event: &Event, traceparent: Option<&str>) -> SseEvent {
     let sse = SseEvent::default().event(event.name());
     let sse = match id {
         Some(id) => sse.id(id.to_string()),
         None => sse,
     };
+    let pushed = Pushed { event: event.clone(), traceparent: traceparent.map(str::to_owned) };
     // Wire events always serialize.
-    sse.json_data(event).expect("wire events serialize to JSON")
+    sse.json_data(pushed).expect("wire events serialize to JSON")
+}
+
+/// Decrements the open-streams gauge when a stream's feed ends, however it ends.
+fn scopeguard(gauge: prometheus_client::metrics::gauge::Gauge) -> impl Drop {
+    struct Closing(prometheus_client::metrics::gauge::Gauge);
+    impl Drop for Closing {
+        fn drop(&mut self) {
+            self.0.dec();
+        }
+    }
+    Closing(gauge)
 }
