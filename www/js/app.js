@@ -1272,6 +1272,7 @@ function closeSidebar({ restoreFocus = true } = {}) {
 
 function wireUp() {
   $('sidebar-toggle').addEventListener('click', openSidebar);
+  $('welcome-menu').addEventListener('click', openSidebar);
   $('sidebar-close').addEventListener('click', () => closeSidebar());
   $('backdrop').addEventListener('click', () => closeSidebar());
   document.addEventListener('keydown', (e) => {
