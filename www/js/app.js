@@ -215,11 +215,28 @@ async function refreshContacts() {
   renderHeader();
 }
 
+/** Channels joined or left here in the last few seconds: a list fetched just before
+ * that change must not undo it. name -> {joined, at} */
+const recentChanges = new Map();
+const RECENT_MS = 5000;
+
+function noteMembershipChange(name, joined) {
+  recentChanges.set(name, { joined, at: Date.now() });
+}
+
 async function refreshChannels() {
   const [all, joined] = await Promise.all([api.allChannels(), api.joinedChannels()]);
-  state.allChannels = [...new Set(all.channels || [])].sort();
+  state.allChannels = [...new Set([...(all.channels || []), ...(joined.channels || [])])].sort();
   const before = state.joined;
-  state.joined = new Set(joined.channels || []);
+  const next = new Set(joined.channels || []);
+  for (const [name, change] of recentChanges) {
+    if (Date.now() - change.at > RECENT_MS) recentChanges.delete(name);
+    else if (change.joined) next.add(name);
+    else next.delete(name);
+  }
+  for (const name of next) if (!state.allChannels.includes(name)) state.allChannels.push(name);
+  state.allChannels.sort();
+  state.joined = next;
   for (const name of state.joined) if (!before.has(name)) prefetchChannel(name);
   if (state.current && state.current.kind === 'channel' && !state.joined.has(state.current.name)) {
     closeThread();
@@ -1049,6 +1066,7 @@ async function withBusy(button, job) {
 async function joinChannel(name, button) {
   try {
     await withBusy(button, () => api.joinChannel(name));
+    noteMembershipChange(name, true);
     state.joined.add(name);
     renderChannels();
     notify(`Joined #${name}`);
@@ -1066,6 +1084,7 @@ async function leaveCurrentChannel() {
   if (!window.confirm(`Leave #${cur.name}? You can join it again later.`)) return;
   try {
     await withBusy($('leave-channel'), () => api.leaveChannel(cur.name));
+    noteMembershipChange(cur.name, false);
     state.joined.delete(cur.name);
     state.threads.delete(keyOf('channel', cur.name));
     closeThread();
@@ -1096,6 +1115,7 @@ async function createChannel(event) {
     await withBusy(event.submitter || null, () => api.createChannel(name));
     input.value = '';
     toggleCreateForm(false);
+    noteMembershipChange(name, true);
     state.joined.add(name);
     if (!state.allChannels.includes(name)) state.allChannels = [...state.allChannels, name].sort();
     renderChannels();
