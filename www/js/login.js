@@ -48,8 +48,14 @@ function hideError() {
 
 function validate() {
   const name = username.value.trim();
-  if (!name) return showError('Enter your username.', username), false;
-  if (!password.value) return showError('Enter your password.', password), false;
+  if (!name) {
+    showError('Enter your username.', username);
+    return false;
+  }
+  if (!password.value) {
+    showError('Enter your password.', password);
+    return false;
+  }
   if (mode === 'register') {
     if (!NAME_RE.test(name)) {
       showError('A username is up to 32 letters, digits, “_”, “-” or “.”, without spaces.', username);
