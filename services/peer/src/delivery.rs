@@ -27,14 +27,22 @@ const RETRY_MAX: Duration = Duration::from_secs(60);
 /// How many due messages the worker takes at a time.
 const BATCH: usize = 64;
 
-/// Sends a direct message from `from` to `to`. `hint` is an address to try when the
-/// tracker cannot say where `to` is. Returns the message and whether it was delivered
-/// now (else it waits in the outbox).
+/// Where a message goes first.
+#[derive(Debug, Clone)]
+pub enum Destination {
+    /// The tracker was just asked: the recipient is here.
+    Located(PeerAddr),
+    /// Ask the tracker; if it cannot say, try this (a contact's last address).
+    Hint(PeerAddr),
+}
+
+/// Sends a direct message from `from` to `to`. Returns the message and whether it was
+/// delivered now (else it waits in the outbox).
 pub async fn send(
     state: &AppState,
     from: &Username,
     to: &Username,
-    hint: Option<PeerAddr>,
+    destination: Destination,
     text: MessageText,
     broadcast: bool,
 ) -> Result<(DirectMessage, bool), ApiError> {
@@ -55,7 +63,11 @@ pub async fn send(
         Audience::Users(vec![from.clone()]),
         &Event::DirectMessage(DirectMessage { seq: Some(seq), ..message.clone() }),
     );
-    let delivered = match attempt(state, &message, hint.as_ref()).await {
+    let first = match destination {
+        Destination::Located(home) => hand_over(state, &message, &home).await,
+        Destination::Hint(hint) => attempt(state, &message, Some(&hint)).await,
+    };
+    let delivered = match first {
         Ok(()) => {
             state.store.delivered(&message.id).await.map_err(anyhow::Error::from)?;
             state.metrics.dms_delivered.inc();
@@ -99,7 +111,12 @@ async fn attempt(state: &AppState, message: &DirectMessage, hint: Option<&PeerAd
             None => return Err(err),
         },
     };
-    if home == state.me {
+    hand_over(state, message, &home).await
+}
+
+/// Gives a message to the peer at `home` (this one, or another, signed).
+async fn hand_over(state: &AppState, message: &DirectMessage, home: &PeerAddr) -> Result<(), ApiError> {
+    if *home == state.me {
         return deliver_here(state, message).await.map(drop);
     }
     let url = reqwest::Url::parse(&format!("{}/receive-message", home.url())).map_err(anyhow::Error::from)?;

@@ -15,6 +15,7 @@
 //! # }
 //! ```
 
+pub mod otlp;
 mod process;
 
 use std::path::{Path, PathBuf};
@@ -60,6 +61,8 @@ pub struct Builder {
     peer_ttl_secs: u64,
     heartbeat_secs: u64,
     processes: Option<PathBuf>,
+    /// Environment for every child process (process mode).
+    env: Vec<(String, String)>,
 }
 
 impl Builder {
@@ -85,6 +88,13 @@ impl Builder {
     pub fn liveness(mut self, peer_ttl_secs: u64, heartbeat_secs: u64) -> Self {
         self.peer_ttl_secs = peer_ttl_secs;
         self.heartbeat_secs = heartbeat_secs;
+        self
+    }
+
+    /// Sets an environment variable of every child process (process mode), e.g.
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
         self
     }
 
@@ -177,6 +187,7 @@ impl System {
             peer_ttl_secs: 15,
             heartbeat_secs: 1,
             processes: None,
+            env: Vec::new(),
         }
     }
 
@@ -257,6 +268,21 @@ impl System {
                 self.wait_registered(index).await;
             }
         }
+    }
+
+    /// Every log line the child processes wrote so far (process mode).
+    pub fn logs(&self) -> Vec<String> {
+        let services = [&self.auth, &self.tracker, &self.proxy]
+            .into_iter()
+            .flatten()
+            .chain(self.peers.iter().filter_map(|(_, peer)| peer.as_ref()));
+        services
+            .filter_map(|service| match &service.running {
+                Running::Process(child) => Some(child.logs()),
+                Running::InProcess { .. } => None,
+            })
+            .flatten()
+            .collect()
     }
 
     /// Stops everything gracefully, proxy first, auth last.
@@ -350,7 +376,7 @@ impl System {
             }
         };
         args.extend(["--server-ip".into(), "127.0.0.1".into(), "--server-port".into(), port_arg]);
-        let envs = [
+        let mut envs = vec![
             ("WEAPROUS_SESSION_SECRET", secrecy::ExposeSecret::expose_secret(&self.secrets.session_secret).to_owned()),
             ("WEAPROUS_CLUSTER_SECRET", secrecy::ExposeSecret::expose_secret(&self.secrets.cluster_secret).to_owned()),
             ("WEAPROUS_LOG_FORMAT", "json".to_owned()),
@@ -358,6 +384,7 @@ impl System {
             ("PEER_HEARTBEAT_SECS", self.settings.heartbeat_secs.to_string()),
             ("AUTH_ALLOW_REGISTRATION", self.settings.allow_registration.to_string()),
         ];
+        envs.extend(self.settings.env.iter().map(|(key, value)| (key.as_str(), value.clone())));
         let child = Child::spawn(binary, &format!("{role:?}").to_lowercase(), &args, &envs).await;
         let port = child.port();
         Service { url: format!("http://127.0.0.1:{port}"), port, running: Running::Process(child) }
@@ -502,6 +529,8 @@ pub struct TestUser {
     pub token: String,
     client: reqwest::Client,
     host: Option<String>,
+    /// More cookies to send (the proxy's sticky cookie).
+    extra_cookies: Option<String>,
 }
 
 impl TestUser {
@@ -517,12 +546,26 @@ impl TestUser {
         let status = response.status();
         let token = session_token(response.headers())
             .unwrap_or_else(|| panic!("log-in of {user} on {base} gave {status} and no session cookie"));
-        Self { name: user.to_owned(), base: base.to_owned(), token, client: client.clone(), host: None }
+        Self {
+            name: user.to_owned(),
+            base: base.to_owned(),
+            token,
+            client: client.clone(),
+            host: None,
+            extra_cookies: None,
+        }
     }
 
     /// A user holding `token` (from a cookie), talking to `base`.
     pub fn from_token(client: &reqwest::Client, base: &str, name: &str, token: impl Into<String>) -> Self {
-        Self { name: name.to_owned(), base: base.to_owned(), token: token.into(), client: client.clone(), host: None }
+        Self {
+            name: name.to_owned(),
+            base: base.to_owned(),
+            token: token.into(),
+            client: client.clone(),
+            host: None,
+            extra_cookies: None,
+        }
     }
 
     /// The same client and base with another token (forged, expired, empty).
@@ -535,16 +578,22 @@ impl TestUser {
         Self { base: base.to_owned(), ..self.clone() }
     }
 
+    /// Sends these cookies too (`a=1; b=2`).
+    pub fn with_extra_cookies(&self, cookies: &str) -> Self {
+        Self { extra_cookies: (!cookies.is_empty()).then(|| cookies.to_owned()), ..self.clone() }
+    }
+
     /// The same session through the proxy with this `Host` header.
     pub fn via(&self, base: &str, host: &str) -> Self {
         Self { base: base.to_owned(), host: Some(host.to_owned()), ..self.clone() }
     }
 
     pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let mut request = self
-            .client
-            .request(method, format!("{}{path}", self.base))
-            .header("cookie", format!("{}={}", wire::headers::SESSION_COOKIE, self.token));
+        let mut cookie = format!("{}={}", wire::headers::SESSION_COOKIE, self.token);
+        if let Some(extra) = &self.extra_cookies {
+            cookie = format!("{cookie}; {extra}");
+        }
+        let mut request = self.client.request(method, format!("{}{path}", self.base)).header("cookie", cookie);
         if let Some(host) = &self.host {
             request = request.header("host", host);
         }

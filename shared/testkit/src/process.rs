@@ -2,6 +2,7 @@
 
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -13,6 +14,8 @@ pub struct Child {
     child: tokio::process::Child,
     port: u16,
     name: String,
+    /// Every line the child wrote to stderr.
+    logs: Arc<Mutex<Vec<String>>>,
 }
 
 impl Child {
@@ -32,12 +35,16 @@ impl Child {
         let stderr = child.stderr.take().expect("stderr is piped");
         let mut lines = BufReader::new(stderr).lines();
         let echo = std::env::var_os("TEST_LOG").is_some();
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let kept = logs.clone();
         let port = tokio::time::timeout(Duration::from_secs(30), async {
             while let Ok(Some(line)) = lines.next_line().await {
                 if echo {
                     eprintln!("[{name}] {line}");
                 }
-                if let Some(port) = listening_port(&line) {
+                let port = listening_port(&line);
+                kept.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(line);
+                if let Some(port) = port {
                     return Some(port);
                 }
             }
@@ -49,14 +56,21 @@ impl Child {
         .unwrap_or_else(|| panic!("{name} did not report `listening` (did `cargo build --workspace` run?)"));
         // Keep draining the child's logs so it never blocks on a full pipe.
         let tag = name.to_owned();
+        let kept = logs.clone();
         tokio::spawn(async move {
             while let Ok(Some(line)) = lines.next_line().await {
                 if echo {
                     eprintln!("[{tag}] {line}");
                 }
+                kept.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(line);
             }
         });
-        Self { child, port, name: name.to_owned() }
+        Self { child, port, name: name.to_owned(), logs }
+    }
+
+    /// Every line the child wrote so far.
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
     pub fn port(&self) -> u16 {

@@ -39,8 +39,9 @@ async fn send_peer(
 ) -> Result<(StatusCode, Json<DirectSent>), ApiError> {
     let (to, addr) =
         resolve(&state, session.username(), request.ip.as_deref(), request.port, request.username.as_ref()).await?;
+    let destination = delivery::Destination::Located(addr.clone());
     let (message, delivered) =
-        delivery::send(&state, session.username(), &to, Some(addr.clone()), request.message, false).await?;
+        delivery::send(&state, session.username(), &to, destination, request.message, false).await?;
     let (status, text) = if delivered {
         (StatusCode::OK, format!("Sent to {addr}"))
     } else {
@@ -73,8 +74,8 @@ async fn broadcast(
 ) -> Result<Json<BroadcastSent>, ApiError> {
     let contacts = state.store.contacts(session.username()).await.map_err(anyhow::Error::from)?;
     let sends = contacts.iter().map(|contact| {
-        let hint = PeerAddr { ip: contact.ip.clone(), port: contact.port };
-        delivery::send(&state, session.username(), &contact.username, Some(hint), request.message.clone(), true)
+        let hint = delivery::Destination::Hint(PeerAddr { ip: contact.ip.clone(), port: contact.port });
+        delivery::send(&state, session.username(), &contact.username, hint, request.message.clone(), true)
     });
     let (mut delivered, mut queued) = (0, 0);
     for outcome in join_all(sends).await {

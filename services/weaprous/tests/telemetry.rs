@@ -1,0 +1,165 @@
+//! One trace per user action across every service, exported over OTLP; metrics that
+//! move with traffic; nothing secret in spans or logs; a dead collector is harmless.
+
+use std::collections::HashMap;
+
+use testkit::otlp::{Collector, Span};
+use testkit::{System, TestUser};
+
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const CALLER_SPAN: &str = "00f067aa0ba902b7";
+const SECRET_TEXT: &str = "the-eagle-lands-at-midnight";
+
+fn system(collector: &Collector) -> testkit::Builder {
+    System::builder()
+        .processes(env!("CARGO_BIN_EXE_weaprous"))
+        .proxy()
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.endpoint)
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+}
+
+/// Logs a user in through the proxy and returns them with the peer that holds them.
+async fn login_via_proxy(sys: &System, user: &str, password: &str) -> (TestUser, String) {
+    let response = sys
+        .client()
+        .post(format!("{}/login", sys.proxy_url()))
+        .header("host", "localhost")
+        .header("accept", "application/json")
+        .body(format!("username={user}&password={password}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let served_by = response.headers()["x-served-by"].to_str().unwrap().to_owned();
+    let sticky: Vec<String> = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .filter(|cookie| !cookie.starts_with(wire::headers::SESSION_COOKIE))
+        .map(|cookie| cookie.split(';').next().unwrap().to_owned())
+        .collect();
+    let token = testkit::session_token(response.headers()).unwrap();
+    let user = TestUser::from_token(sys.client(), &sys.proxy_url(), user, token).via(&sys.proxy_url(), "localhost");
+    (user.with_extra_cookies(&sticky.join("; ")), served_by)
+}
+
+fn by_service(spans: &[Span]) -> HashMap<&str, Vec<&Span>> {
+    let mut map: HashMap<&str, Vec<&Span>> = HashMap::new();
+    for span in spans {
+        map.entry(span.service.as_str()).or_default().push(span);
+    }
+    map
+}
+
+fn find<'a>(spans: &'a [Span], service: &str, name: &str) -> &'a Span {
+    spans.iter().find(|span| span.service == service && span.name == name).unwrap_or_else(|| {
+        panic!(
+            "no `{name}` span from {service}; got {:#?}",
+            spans.iter().map(|s| (&s.service, &s.name)).collect::<Vec<_>>()
+        )
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_direct_message_through_the_proxy_is_one_trace_across_every_service() {
+    let collector = Collector::start().await;
+    let sys = system(&collector).peers(2).start().await;
+    let (alice, alice_peer) = login_via_proxy(&sys, "user1", "password1").await;
+    let (mut bob, mut bob_peer) = login_via_proxy(&sys, "user2", "password2").await;
+    if bob_peer == alice_peer {
+        // Sticky spreading put both on one peer: log bob in directly on the other.
+        let other = if alice_peer.ends_with(&sys.peer_port(0).to_string()) { 1 } else { 0 };
+        bob = sys.login(other, "user2", "password2").await;
+        bob_peer = format!("peer@127.0.0.1:{}", sys.peer_port(other));
+    }
+    assert_ne!(alice_peer, bob_peer);
+    let _ = bob.get("/me").await;
+
+    let sent = alice
+        .request(reqwest::Method::POST, "/send-peer")
+        .header("traceparent", format!("00-{TRACE_ID}-{CALLER_SPAN}-01"))
+        .body(format!("username=user2&message={SECRET_TEXT}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 200, "{:?}", sent.text().await);
+
+    testkit::eventually("the DM's spans from proxy, both peers and the tracker", || async {
+        let services = by_service(&collector.trace(TRACE_ID)).keys().map(|s| s.to_string()).collect::<Vec<_>>();
+        ["proxy", "peer", "tracker"].iter().all(|wanted| services.iter().any(|s| s == wanted))
+            && collector.trace(TRACE_ID).iter().any(|span| span.name == "POST /receive-message" && span.kind == 2)
+    })
+    .await;
+    let trace = collector.trace(TRACE_ID);
+    let parent_of = |span: &Span| trace.iter().find(|candidate| candidate.span_id == span.parent_span_id).cloned();
+    let descends_from = |span: &Span, ancestor: &Span| {
+        let mut current = span.clone();
+        while let Some(parent) = parent_of(&current) {
+            if parent.span_id == ancestor.span_id {
+                return true;
+            }
+            current = parent;
+        }
+        false
+    };
+
+    // The proxy continues the caller's trace; the sender's peer continues the proxy's.
+    let proxy = trace.iter().find(|span| span.service == "proxy").expect("a proxy span");
+    assert_eq!(proxy.parent_span_id, CALLER_SPAN, "the proxy's span is the caller's child");
+    let send = find(&trace, "peer", "POST /send-peer");
+    assert!(descends_from(send, proxy), "the peer's span descends from the proxy's");
+    // The sender's peer asks the tracker where bob is: a client span, then the
+    // tracker's server span under it.
+    let lookup = find(&trace, "tracker", "GET /lookup");
+    let lookup_call = parent_of(lookup).expect("the lookup's client span");
+    assert_eq!((lookup_call.service.as_str(), lookup_call.kind), ("peer", 3));
+    assert!(descends_from(&lookup_call, send));
+    // Then it hands the message to bob's peer.
+    let receive = trace.iter().find(|span| span.name == "POST /receive-message" && span.kind == 2).unwrap();
+    let delivery = parent_of(receive).expect("the delivery's client span");
+    assert_eq!(delivery.kind, 3);
+    assert!(descends_from(&delivery, send));
+    assert_ne!(receive.attributes.get("service"), None);
+    assert_eq!(
+        trace.iter().filter(|span| span.name == "GET /lookup" && span.kind == 2).count(),
+        1,
+        "one lookup per DM"
+    );
+
+    // Nothing secret in any span, from any service.
+    let everything = format!("{:?}", collector.spans());
+    for secret in ["password1", "password2", SECRET_TEXT, alice.token.as_str(), bob.token.as_str()] {
+        assert!(!everything.contains(secret), "a span carries a secret: {secret}");
+    }
+    // Nor in any log line.
+    let logs = sys.logs().join("\n");
+    for secret in ["password1", "password2", SECRET_TEXT, alice.token.as_str(), bob.token.as_str()] {
+        assert!(!logs.contains(secret), "a log line carries a secret: {secret}");
+    }
+    sys.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_serve_normally_with_the_collector_down_and_do_not_flood_the_logs() {
+    let sys = System::builder()
+        .processes(env!("CARGO_BIN_EXE_weaprous"))
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
+        .env("OTEL_BSP_SCHEDULE_DELAY", "50")
+        .peers(2)
+        .start()
+        .await;
+    let alice = sys.login(0, "user1", "password1").await;
+    let bob = sys.login(1, "user2", "password2").await;
+    for i in 0..30 {
+        assert_eq!(alice.post("/send-peer", &format!("username=user2&message=m{i}")).await.status, 200);
+    }
+    assert_eq!(bob.get("/get-received-messages").await.body.as_array().unwrap().len(), 30);
+    let logs = sys.logs();
+    let complaints = logs
+        .iter()
+        .filter(|line| line.to_lowercase().contains("otlp") || line.to_lowercase().contains("export"))
+        .count();
+    assert!(complaints <= 5, "{complaints} log lines about exporting:\n{}", logs.join("\n"));
+    sys.shutdown().await;
+}
