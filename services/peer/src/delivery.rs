@@ -14,7 +14,7 @@ use kit::error::ApiError;
 use tracing::Instrument;
 use wire::addr::PeerAddr;
 use wire::api::{Ack, DirectMessage, Location};
-use wire::events::Event;
+use wire::events::{Delivered, Event};
 use wire::names::{MessageText, Username};
 
 use crate::AppState;
@@ -56,6 +56,7 @@ pub async fn send(
         ts: kit::now_ms(),
         broadcast,
         seq: None,
+        delivered: None,
     };
     let seq = state.store.save_outgoing(&message).await.map_err(anyhow::Error::from)?;
     state.metrics.dms_sent.inc();
@@ -71,6 +72,7 @@ pub async fn send(
         Ok(()) => {
             state.store.delivered(&message.id).await.map_err(anyhow::Error::from)?;
             state.metrics.dms_delivered.inc();
+            announce_delivery(state, &message);
             true
         }
         Err(err) => {
@@ -83,6 +85,12 @@ pub async fn send(
         }
     };
     Ok((message, delivered))
+}
+
+/// Tells the sender's browsers that a message reached the recipient's peer.
+fn announce_delivery(state: &AppState, message: &DirectMessage) {
+    let receipt = Event::Delivered(Delivered { id: message.id.clone(), to: message.to.clone() });
+    state.hub.publish(Audience::Users(vec![message.username.clone()]), &receipt);
 }
 
 /// Files a message for a user hosted here. Returns whether it is new (not a retry of

@@ -302,24 +302,26 @@ impl PeerStore {
     }
 
     /// The messages between `owner` and `other`, both ways, oldest first: the latest
-    /// `limit`, or the `limit` before `before`.
+    /// `limit`, or the `limit` before `before`; and whether older ones exist.
     pub async fn conversation(
         &self,
         owner: &Username,
         other: &Username,
         before: Option<u64>,
         limit: u64,
-    ) -> Result<Vec<DirectMessage>, DbError> {
+    ) -> Result<(Vec<DirectMessage>, bool), DbError> {
         let (owner, other) = (owner.clone(), other.clone());
         self.db
             .read(move |conn| {
                 let mut messages = query_dms(
                     conn,
                     "WHERE owner = ?1 AND other = ?2 AND seq < ?3 ORDER BY seq DESC LIMIT ?4",
-                    params![owner.as_str(), other.as_str(), before.map_or(i64::MAX, |seq| seq as i64), limit as i64],
+                    params![owner.as_str(), other.as_str(), before.map_or(i64::MAX, |seq| seq as i64), limit as i64 + 1],
                 )?;
+                let has_more = messages.len() as u64 > limit;
+                messages.truncate(limit as usize);
                 messages.reverse();
-                Ok(messages)
+                Ok((messages, has_more))
             })
             .await
     }
@@ -380,6 +382,7 @@ fn query_dms(conn: &Connection, clause: &str, params: impl rusqlite::Params) -> 
             sender_ip: row.get(6)?,
             sender_port: row.get(7)?,
             broadcast: row.get(8)?,
+            delivered: row.get(9)?,
         })
     })?;
     rows.collect()
@@ -426,6 +429,8 @@ mod tests {
             ts: 1,
             broadcast: false,
             seq: None,
+        delivered: None,
+            delivered: None,
         }
     }
 
@@ -439,7 +444,7 @@ mod tests {
         let unread = store.take_unread(&user("bob")).await.unwrap();
         assert_eq!(unread.iter().map(|m| m.message.as_str()).collect::<Vec<_>>(), ["one", "two"]);
         assert!(store.take_unread(&user("bob")).await.unwrap().is_empty());
-        assert_eq!(store.conversation(&user("bob"), &user("alice"), None, 10).await.unwrap().len(), 2);
+        assert_eq!(store.conversation(&user("bob"), &user("alice"), None, 10).await.unwrap().0.len(), 2);
     }
 
     #[tokio::test]
@@ -462,8 +467,8 @@ mod tests {
         store.retry_later("y", 1, kit::now_ms() + 60_000, "down").await.unwrap();
         assert!(store.due(10).await.unwrap().is_empty());
         assert_eq!(store.outbox_len().await.unwrap(), 1);
-        let sent = store.conversation(&user("alice"), &user("bob"), None, 10).await.unwrap();
-        assert_eq!(sent.len(), 2);
+        let (sent, _) = store.conversation(&user("alice"), &user("bob"), None, 10).await.unwrap();
+        assert_eq!(sent.iter().map(|m| m.delivered).collect::<Vec<_>>(), [Some(true), Some(false)]);
     }
 
     #[tokio::test]
@@ -473,9 +478,10 @@ mod tests {
         for i in 0..5 {
             store.save_incoming(&dm(&format!("m{i}"), "alice", "bob", &format!("{i}"))).await.unwrap();
         }
-        let latest = store.conversation(&user("bob"), &user("alice"), None, 2).await.unwrap();
-        assert_eq!(latest.iter().map(|m| m.message.as_str()).collect::<Vec<_>>(), ["3", "4"]);
-        let older = store.conversation(&user("bob"), &user("alice"), latest[0].seq, 10).await.unwrap();
-        assert_eq!(older.iter().map(|m| m.message.as_str()).collect::<Vec<_>>(), ["0", "1", "2"]);
+        let (latest, more) = store.conversation(&user("bob"), &user("alice"), None, 2).await.unwrap();
+        assert_eq!((latest.iter().map(|m| m.message.as_str()).collect::<Vec<_>>(), more), (vec!["3", "4"], true));
+        let (older, more) = store.conversation(&user("bob"), &user("alice"), latest[0].seq, 10).await.unwrap();
+        assert_eq!((older.iter().map(|m| m.message.as_str()).collect::<Vec<_>>(), more), (vec!["0", "1", "2"], false));
+        assert_eq!(older[0].delivered, None, "received copies have no delivery state");
     }
 }

@@ -155,7 +155,7 @@ fn dispatch(state: &AppState, data: &str) {
         Event::Presence(_) => {
             state.hub.publish(Audience::Everyone, &event);
         }
-        Event::DirectMessage(_) | Event::Reset => {}
+        Event::DirectMessage(_) | Event::Delivered(_) | Event::Reset => {}
     }
 }
 

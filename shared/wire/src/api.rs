@@ -328,6 +328,9 @@ pub struct DirectMessage {
     /// that peer, absent between peers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seq: Option<u64>,
+    /// For the sender's own copies: whether the recipient's peer has it yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered: Option<bool>,
 }
 
 /// The reply to `POST /send-peer`.
@@ -357,6 +360,9 @@ pub struct Conversation {
     pub status: Status,
     pub with: Username,
     pub messages: Vec<DirectMessage>,
+    /// Whether older messages exist before the first of this page.
+    #[serde(default)]
+    pub has_more: bool,
 }
 
 #[cfg(test)]

@@ -19,6 +19,8 @@ pub enum Event {
     Membership(Membership),
     /// A user came online or went offline.
     Presence(Presence),
+    /// A direct message the user sent reached the recipient's peer.
+    Delivered(Delivered),
     /// The stream could not resume from the given id (too old): the client should
     /// reload what it shows.
     Reset,
@@ -42,6 +44,13 @@ pub struct Membership {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivered {
+    /// The direct message's id.
+    pub id: String,
+    pub to: Username,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Presence {
     pub username: Username,
     pub online: bool,
@@ -55,6 +64,7 @@ impl Event {
             Event::DirectMessage(_) => "direct_message",
             Event::Membership(_) => "membership",
             Event::Presence(_) => "presence",
+            Event::Delivered(_) => "delivered",
             Event::Reset => "reset",
         }
     }

@@ -115,10 +115,10 @@ async fn conversation(
     let Query(query) =
         query.map_err(|err| ApiError::bad_request(format!("expected ?with=NAME: {}", err.body_text())))?;
     let limit = query.limit.unwrap_or(100).clamp(1, MAX_PAGE);
-    let messages = state
+    let (messages, has_more) = state
         .store
         .conversation(session.username(), &query.with, query.before, limit)
         .await
         .map_err(anyhow::Error::from)?;
-    Ok(Json(Conversation { status: Status::Success, with: query.with, messages }))
+    Ok(Json(Conversation { status: Status::Success, with: query.with, messages, has_more }))
 }

@@ -7,12 +7,12 @@ use std::collections::HashMap;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use kit::body::Input;
 use kit::error::ApiError;
 use kit::session::AuthUser;
-use wire::api::{Credentials, LoginRedirect, SessionGrant, Status};
+use wire::api::{Credentials, LoginRedirect, SessionGrant, SessionInfo, Status};
 
 use crate::AppState;
 use wire::addr::PeerAddr;
@@ -20,7 +20,9 @@ use wire::addr::PeerAddr;
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/login", get(login_page).post(login))
+        .route("/register", post(register))
         .route("/login.html", get(login_page))
+        .route("/me", get(me))
         .route("/", get(home))
         .route("/index.html", get(home))
 }
@@ -44,16 +46,42 @@ async fn login(
     headers: HeaderMap,
     Input(credentials): Input<Credentials>,
 ) -> Result<Response, ApiError> {
-    let url = state.auth_url.join("login").map_err(anyhow::Error::from)?;
-    let grant: SessionGrant = kit::client::call(state.client.http().post(url).json(&credentials), "auth").await?;
-    let peer = assign_peer(&state, &grant)?;
+    sign_in(&state, &headers, &credentials, "login").await
+}
+
+/// Sign-up through auth, then as log-in.
+#[tracing::instrument(skip_all, fields(username = %credentials.username))]
+async fn register(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Input(credentials): Input<Credentials>,
+) -> Result<Response, ApiError> {
+    sign_in(&state, &headers, &credentials, "register").await
+}
+
+/// Who the session belongs to, and their peer.
+async fn me(State(state): State<AppState>, user: AuthUser) -> Json<SessionInfo> {
+    let peer = state.store.home(user.username()).map(|(addr, _)| addr.to_string());
+    Json(SessionInfo { status: Status::Success, username: user.claims.sub, expires_at: user.claims.exp, peer })
+}
+
+/// Asks auth (`login` or `register`), assigns a peer, sets the cookie.
+async fn sign_in(
+    state: &AppState,
+    headers: &HeaderMap,
+    credentials: &Credentials,
+    route: &str,
+) -> Result<Response, ApiError> {
+    let url = state.auth_url.join(route).map_err(anyhow::Error::from)?;
+    let grant: SessionGrant = kit::client::call(state.client.http().post(url).json(credentials), "auth").await?;
+    let peer = assign_peer(state, &grant)?;
     state.store.set_home(&grant.username, &peer).await?;
     let location = format!("{}/", peer.url());
     tracing::info!(%peer, "logged in; sent to a peer");
     let max_age = std::time::Duration::from_secs(grant.expires_at.saturating_sub(kit::now_secs()));
     let cookie = kit::session::session_cookie(&grant.token, max_age);
     let body = Json(LoginRedirect { status: Status::Success, username: grant.username, location: location.clone() });
-    if kit::www::wants_json(&headers) {
+    if kit::www::wants_json(headers) {
         Ok(([(header::SET_COOKIE, cookie)], body).into_response())
     } else {
         Ok((StatusCode::FOUND, [(header::SET_COOKIE, cookie.clone())], [(header::LOCATION, location)], body)
