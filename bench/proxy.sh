@@ -16,7 +16,7 @@ done
 
 if [[ -z ${PROXY_BIN:-} ]]; then
   export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target}
-  cargo build --release --locked -p proxy --manifest-path "$root/Cargo.toml"
+  cargo build --release -p proxy --manifest-path "$root/Cargo.toml"
   PROXY_BIN=$CARGO_TARGET_DIR/release/proxy
 fi
 [[ -x $PROXY_BIN ]] || { echo "error: $PROXY_BIN is not an executable" >&2; exit 2; }

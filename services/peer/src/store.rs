@@ -429,7 +429,6 @@ mod tests {
             ts: 1,
             broadcast: false,
             seq: None,
-        delivered: None,
             delivered: None,
         }
     }

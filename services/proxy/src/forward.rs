@@ -42,7 +42,7 @@ use crate::trace_context;
 /// The one pooled, keep-alive client every request and health probe goes through.
 pub type UpstreamClient = Client<HttpConnector, UpstreamBody>;
 
-/// Builds the shared client: HTTP/1.1 with keep-alive, `TCP_NODELAY`, a connect
+/// Builds a pooled client: HTTP/1.1 with keep-alive, `TCP_NODELAY`, a connect
 /// timeout, and up to `pool_max_idle_per_backend` idle connections per backend.
 pub fn client(config: &Config) -> UpstreamClient {
     let mut connector = HttpConnector::new();
@@ -59,19 +59,27 @@ pub fn client(config: &Config) -> UpstreamClient {
         .build(connector)
 }
 
-/// Routes and forwards the requests of one client connection.
+/// Routes and forwards the requests of one client connection. Cloned for every
+/// request, so it is one reference count.
 #[derive(Clone)]
 pub struct RouteForward {
+    connection: Arc<ClientConnection>,
+}
+
+/// What the requests of one client connection share.
+struct ClientConnection {
     shared: Arc<Shared>,
+    /// The pooled client of the worker that accepted the connection.
+    client: UpstreamClient,
     /// The client's address, ready for `X-Forwarded-For`.
     client_ip: HeaderValue,
 }
 
 impl RouteForward {
-    pub(crate) fn new(shared: Arc<Shared>, client_ip: IpAddr) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>, client: UpstreamClient, client_ip: IpAddr) -> Self {
         // An IP address prints as visible ASCII.
         let client_ip = HeaderValue::try_from(client_ip.to_string()).expect("an IP address is a header value");
-        Self { shared, client_ip }
+        Self { connection: Arc::new(ClientConnection { shared, client, client_ip }) }
     }
 }
 
@@ -85,19 +93,18 @@ impl tower::Service<Request<Incoming>> for RouteForward {
     }
 
     fn call(&mut self, request: Request<Incoming>) -> Self::Future {
-        let shared = self.shared.clone();
-        let client_ip = self.client_ip.clone();
-        Box::pin(async move {
-            Ok(route_and_forward(&shared, client_ip, request).await.unwrap_or_else(ProxyError::into_response))
-        })
+        let connection = self.connection.clone();
+        Box::pin(
+            async move { Ok(route_and_forward(&connection, request).await.unwrap_or_else(ProxyError::into_response)) },
+        )
     }
 }
 
 async fn route_and_forward(
-    shared: &Arc<Shared>,
-    client_ip: HeaderValue,
+    connection: &ClientConnection,
     mut request: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
+    let shared = &connection.shared;
     let upgrade = wants_upgrade(request.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
     let (mut parts, body) = request.into_parts();
@@ -126,7 +133,7 @@ async fn route_and_forward(
         _ => None,
     };
     let pick = vhost.pick(sticky_id).ok_or(ProxyError::NoBackend)?;
-    prepare_request_headers(&mut parts, client_ip, upgrade);
+    prepare_request_headers(&mut parts, connection.client_ip.clone(), upgrade);
 
     let (body, replay) = UpstreamBody::new(body, limit);
     let mut body = Some(body);
@@ -154,7 +161,7 @@ async fn route_and_forward(
         *upstream_request.headers_mut() = headers;
         let in_flight = (vhost.policy == Policy::LeastConn).then(|| InFlight::start(backend));
 
-        match shared.client.request(upstream_request).await {
+        match connection.client.request(upstream_request).await {
             Ok(response) => {
                 let pinned = pick.pinned && Arc::ptr_eq(backend, &vhost.backends[pick.first]);
                 return Ok(relay_response(shared, response, backend, &vhost, pinned, client_upgrade, in_flight));
@@ -292,6 +299,11 @@ fn append_forwarded_for(headers: &mut HeaderMap, client_ip: HeaderValue) {
 /// list and every header the `Connection` header names. `keep_upgrade` keeps
 /// `Upgrade` for a WebSocket handshake.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    // Most messages carry none or only `Connection`: one pass over the few names
+    // present is cheaper than hashing every name of the list.
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     if headers.contains_key(header::CONNECTION) {
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
@@ -313,6 +325,16 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     if !keep_upgrade {
         headers.remove(header::UPGRADE);
     }
+}
+
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == header::CONNECTION
+        || name == header::TRANSFER_ENCODING
+        || name == header::UPGRADE
+        || name == header::TE
+        || name == header::TRAILER
+        || name == KEEP_ALIVE
+        || name == PROXY_CONNECTION
 }
 
 /// Whether a request asks to switch protocols (a WebSocket handshake).

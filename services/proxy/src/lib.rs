@@ -83,7 +83,10 @@ pub struct Proxy {
 pub(crate) struct Shared {
     /// What requests read: swapped whole on reload and DNS changes.
     pub(crate) table: ArcSwap<RoutingTable>,
+    /// The client of the health probes; each `serve` builds its own for requests.
     pub(crate) client: UpstreamClient,
+    /// The configuration at start, for what is read once (clients, listener).
+    started_with: Config,
     pub(crate) settings: Settings,
     /// WebSocket tunnels, which outlive the request that opened them.
     pub(crate) tunnels: TaskTracker,
@@ -129,6 +132,7 @@ impl Proxy {
             table: ArcSwap::from_pointee(RoutingTable::default()),
             client: forward::client(&config),
             settings,
+            started_with: Config { vhosts: Vec::new(), ..config.clone() },
             tunnels: TaskTracker::new(),
             shutdown: CancellationToken::new(),
             vhosts: Mutex::new(Arc::new(config.vhosts)),
@@ -208,18 +212,93 @@ impl Proxy {
 }
 
 /// Serves `proxy` on an already bound listener until `shutdown` completes, then
-/// drains (see the crate documentation).
+/// drains (see the crate documentation). All connections share one pooled client.
 pub async fn serve(
     listener: TcpListener,
     proxy: Proxy,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    serve_worker(listener, proxy, shutdown, true).await
+}
+
+/// Runs the `proxy` binary: one worker thread per core, each with a single-threaded
+/// runtime, its own listening socket on the same address (`SO_REUSEPORT`, so the
+/// kernel spreads connections) and its own connection pool, as nginx runs one
+/// process per core with its own upstream pool. Requests then never cross threads:
+/// no work stealing, no cross-thread wake-ups, no contended pool lock. Routing,
+/// health and counters are shared. Reloads on SIGHUP; stops on SIGINT/SIGTERM.
+pub fn run(config: Config, args: Args) -> anyhow::Result<()> {
+    let workers = config.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from)).max(1);
+    let requested = config.listen()?;
+    let first = bind_socket(requested, true)?;
+    // With port 0 the first socket chose the port; the others join it.
+    let addr = first.local_addr().context("failed to read the bound address")?;
+    let mut sockets = vec![first];
+    for _ in 1..workers {
+        sockets.push(bind_socket(addr, true)?);
+    }
+    let vhosts: Vec<&str> = config.vhosts.iter().map(|vhost| vhost.name.as_str()).collect();
+    tracing::info!(%addr, workers, ?vhosts, "listening");
+    let proxy = Proxy::new(config)?;
+    let stop = CancellationToken::new();
+    let mut threads = Vec::with_capacity(workers);
+    for (index, socket) in sockets.into_iter().enumerate() {
+        let (proxy, stop, args) = (proxy.clone(), stop.clone(), args.clone());
+        let thread = std::thread::Builder::new().name(format!("proxy-worker-{index}")).spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("failed to start a worker runtime")?;
+            runtime.block_on(async move {
+                let listener = TcpListener::from_std(socket).context("failed to register the listener")?;
+                let leader = index == 0;
+                if leader {
+                    let stop = stop.clone();
+                    tokio::spawn(async move {
+                        kit::shutdown::signal().await;
+                        stop.cancel();
+                    });
+                    tokio::spawn(reload_on_sighup(proxy.clone(), args));
+                }
+                serve_worker(listener, proxy, stop.cancelled_owned(), leader).await
+            })
+        });
+        threads.push(thread.context("failed to start a worker thread")?);
+    }
+    let mut outcome = Ok(());
+    for thread in threads {
+        match thread.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
+                tracing::error!(cause = ?err, "a worker failed");
+                stop.cancel();
+                outcome = Err(err);
+            }
+            Err(_) => {
+                stop.cancel();
+                outcome = Err(anyhow::anyhow!("a worker thread panicked"));
+            }
+        }
+    }
+    outcome
+}
+
+/// One worker's accept loop. The leader also runs the health and DNS tasks.
+async fn serve_worker(
+    listener: TcpListener,
+    proxy: Proxy,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    leader: bool,
+) -> anyhow::Result<()> {
     let shared = proxy.shared;
-    refresh(&shared).await;
     let background = TaskTracker::new();
-    background.spawn(health::run(shared.clone(), shared.shutdown.clone()));
-    background.spawn(resolve::run(shared.clone(), shared.shutdown.clone()));
+    if leader {
+        refresh(&shared).await;
+        background.spawn(health::run(shared.clone(), shared.shutdown.clone()));
+        background.spawn(resolve::run(shared.clone(), shared.shutdown.clone()));
+    }
     background.close();
+    let client = forward::client(&shared.started_with);
 
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -246,7 +325,8 @@ pub async fn serve(
         };
         // Small writes (SSE events, WebSocket frames) must not wait for Nagle.
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(stack.service(RouteForward::new(shared.clone(), remote.ip())));
+        let route_forward = RouteForward::new(shared.clone(), client.clone(), remote.ip());
+        let service = TowerToHyperService::new(stack.service(route_forward));
         let connection = http.serve_connection(TokioIo::new(stream), service).with_upgrades();
         let stop = shared.shutdown.clone();
         connections.spawn(async move {
@@ -287,13 +367,22 @@ pub async fn serve(
 /// Binds the listening socket the way a proxy wants it: `SO_REUSEADDR` (a restart
 /// does not wait for TIME_WAIT), a deep accept backlog. Needs a tokio runtime.
 pub fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::from_std(bind_socket(addr, false)?).context("failed to register the listener")
+}
+
+/// A non-blocking listening socket; `reuse_port` lets several workers bind the same
+/// address, each with its own accept queue.
+fn bind_socket(addr: SocketAddr, reuse_port: bool) -> anyhow::Result<std::net::TcpListener> {
     let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)
         .context("failed to create the listening socket")?;
     socket.set_reuse_address(true).context("failed to set SO_REUSEADDR")?;
+    if reuse_port {
+        socket.set_reuse_port(true).context("failed to set SO_REUSEPORT")?;
+    }
     socket.set_nonblocking(true).context("failed to make the socket non-blocking")?;
     socket.bind(&addr.into()).with_context(|| format!("failed to bind {addr}"))?;
     socket.listen(4096).with_context(|| format!("failed to listen on {addr}"))?;
-    TcpListener::from_std(socket.into()).context("failed to register the listener")
+    Ok(socket.into())
 }
 
 /// Reloads on every SIGHUP until the process ends.
