@@ -368,8 +368,12 @@ fn insert_dm(conn: &Connection, message: &DirectMessage, outgoing: bool) -> rusq
 }
 
 fn query_dms(conn: &Connection, clause: &str, params: impl rusqlite::Params) -> rusqlite::Result<Vec<DirectMessage>> {
-    let sql =
-        format!("SELECT seq, id, sender, recipient, text, ts, sender_ip, sender_port, broadcast FROM dms {clause}");
+    // An outgoing message is delivered once it has left the outbox.
+    let sql = format!(
+        "SELECT seq, id, sender, recipient, text, ts, sender_ip, sender_port, broadcast,
+                CASE WHEN outgoing = 1 THEN NOT EXISTS (SELECT 1 FROM outbox WHERE outbox.id = dms.id) END
+         FROM dms {clause}"
+    );
     let mut statement = conn.prepare_cached(&sql)?;
     let rows = statement.query_map(params, |row| {
         Ok(DirectMessage {
