@@ -1,5 +1,6 @@
 //! The proxy's service tests: real backends and the real proxy on 127.0.0.1:0.
 
+mod binary;
 mod failover;
 mod helpers;
 mod http;
