@@ -85,3 +85,18 @@ async fn the_default_vhost_answers_unknown_hosts_and_the_proxy_answers_its_own_h
     assert_eq!(backend_health.status(), 200);
     assert_eq!(backend_health.headers()["x-backend"], "other");
 }
+
+#[tokio::test]
+async fn least_conn_sends_new_requests_away_from_a_busy_backend() {
+    let (b1, b2) = (Backend::start("b1").await, Backend::start("b2").await);
+    let proxy = TestProxy::start(config(vec![vhost("app.test", Policy::LeastConn, &[&b1, &b2])])).await;
+
+    // Both idle: the first request goes to b1 and stays there for 700 ms.
+    let slow = tokio::spawn(proxy.client.get(proxy.url("/slow")).header("host", "app.test").send());
+    b1.slow_started.notified().await;
+    for _ in 0..4 {
+        assert_eq!(proxy.backend_for("app.test").await, "b2");
+    }
+    let slow = slow.await.unwrap().unwrap();
+    assert_eq!(slow.headers()["x-backend"], "b1");
+}
