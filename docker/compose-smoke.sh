@@ -1,0 +1,374 @@
+#!/usr/bin/env bash
+# End-to-end test of the compose deployment, through the proxy on 127.0.0.1 only:
+#
+#   1. `docker compose up -d --wait` (auth, tracker, 2 peers, proxy; Jaeger is left
+#      out because its image cannot be pulled on our machines), timed;
+#   2. two users log in and land on two different peer replicas, exchange a channel
+#      message and a direct message; tracker.localhost and auth.localhost answer;
+#   3. `--scale peer=3`: the new replica joins the tracker's pool and gets traffic;
+#   4. the peer container hosting one user is killed (SIGKILL): requests go on
+#      through the other replicas, and no acknowledged message is lost, channel or
+#      direct, once the container is started again;
+#   5. `docker compose down` finishes in under 10 s.
+#
+# Usage: docker/compose-smoke.sh [--engine] [--offline-base] [--build]
+#   --engine        install and start a Docker engine, stop it and restore the host
+#                   firewall at exit (docker/engine.sh); for CI machines without one
+#   --offline-base  build the base images without a registry (docker/offline-base-images.sh)
+#   --build         `docker compose build` first (timed)
+# Environment: WEAPROUS_HTTP_PORT (8080), SMOKE_PROJECT (compose project, weaprous-smoke).
+# Needs curl and jq. Whatever happens, the exit trap runs `docker compose down -v`
+# and, with --engine, stops the engine it started.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ENGINE=0 OFFLINE=0 BUILD=0
+for arg in "$@"; do
+  case $arg in
+    --engine) ENGINE=1 ;;
+    --offline-base) OFFLINE=1 ;;
+    --build) BUILD=1 ;;
+    -h | --help) sed -n '2,25p' "$0"; exit 0 ;;
+    *) echo "unknown argument: $arg" >&2; exit 64 ;;
+  esac
+done
+
+DOCKER=${DOCKER:-/usr/bin/docker}
+[[ -x $DOCKER ]] || DOCKER=docker
+PROJECT=${SMOKE_PROJECT:-weaprous-smoke}
+PORT=${WEAPROUS_HTTP_PORT:-8080}
+BASE="http://127.0.0.1:$PORT"
+SERVICES=(auth tracker peer proxy)
+# Jaeger is not started here: nothing to export to.
+export OTEL_EXPORTER_OTLP_ENDPOINT=
+export WEAPROUS_HTTP_BIND=127.0.0.1 WEAPROUS_HTTP_PORT=$PORT
+WORK=$(mktemp -d /tmp/weaprous-smoke.XXXXXX)
+PASSED=0
+FIGURES=()
+
+log() { printf '\n== %s (%s)\n' "$*" "$(date +%H:%M:%S)"; }
+pass() { PASSED=$((PASSED + 1)); printf 'ok %d - %s\n' "$PASSED" "$*"; }
+fail() {
+  printf 'not ok - %s\n' "$*"
+  [[ -s $WORK/body ]] && { printf '  last response: '; head -c 600 "$WORK/body"; echo; }
+  exit 1
+}
+figure() { FIGURES+=("$1: $2"); printf '   %s: %s\n' "$1" "$2"; }
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+compose() { "$DOCKER" compose -p "$PROJECT" "$@"; }
+
+cleanup() {
+  local rc=$?
+  set +e
+  if ((rc != 0)) && "$DOCKER" info >/dev/null 2>&1; then
+    log "failure: state and recent logs"
+    compose ps -a
+    compose logs --no-color --tail 40
+  fi
+  if "$DOCKER" info >/dev/null 2>&1; then
+    compose down -v --remove-orphans -t 10 >/dev/null 2>&1
+  fi
+  ((ENGINE)) && bash docker/engine.sh stop
+  rm -rf "$WORK"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+for tool in curl jq; do command -v $tool >/dev/null || { echo "$tool is required" >&2; exit 1; }; done
+
+if ((ENGINE)); then
+  log "Docker engine"
+  bash docker/engine.sh start
+fi
+if ((OFFLINE)); then
+  log "base images, built offline"
+  t=$(now)
+  bash docker/offline-base-images.sh
+  figure "offline base images" "$(since "$t") s"
+fi
+
+log "docker compose config"
+compose config --quiet && pass "docker compose config is valid"
+compose down -v --remove-orphans -t 5 >/dev/null 2>&1 || true
+
+if ((BUILD)); then
+  log "docker compose build"
+  t=$(now)
+  compose --progress=plain build >"$WORK/build.log" 2>&1 || { tail -60 "$WORK/build.log"; fail "docker compose build"; }
+  grep -E 'Finished `release`' "$WORK/build.log" || true
+  figure "docker compose build" "$(since "$t") s"
+  pass "docker compose build"
+fi
+for service in "${SERVICES[@]}"; do
+  figure "image weaprous/$service" "$("$DOCKER" image inspect --format '{{.Size}}' "weaprous/$service:${WEAPROUS_IMAGE_TAG:-dev}" |
+    awk '{ printf "%.1f MB", $1 / 1e6 }')"
+done
+
+log "docker compose up -d --wait ${SERVICES[*]}"
+t=$(now)
+compose up -d --wait --wait-timeout 120 "${SERVICES[@]}" || fail "compose up --wait"
+figure "up to healthy" "$(since "$t") s"
+pass "every service healthy (2 peer replicas)"
+[[ $(compose ps -q peer | wc -l) == 2 ]] || fail "two peer replicas by default"
+
+# --- HTTP helpers: every request goes to the published port on 127.0.0.1 ----------
+
+# call JAR METHOD PATH [FORM] [HOST]: sets STATUS; the body is in $WORK/body.
+call() {
+  local jar=$1 method=$2 path=$3 form=${4-} host=${5-}
+  local args=(-sS --max-time 15 -o "$WORK/body" -D "$WORK/headers" -w '%{http_code}'
+    -b "$jar" -c "$jar" -H 'Accept: application/json' -X "$method")
+  [[ -n $form ]] && args+=(--data "$form")
+  [[ -n $host ]] && args+=(-H "Host: $host")
+  rm -f "$WORK/body" "$WORK/headers"
+  STATUS=$(curl "${args[@]}" "$BASE$path" 2>"$WORK/curl.err") || STATUS=${STATUS:-000}
+}
+expect() { # STATUS... (one of)
+  local want
+  for want in "$@"; do [[ $STATUS == "$want" ]] && return 0; done
+  fail "expected HTTP $* from the last request, got $STATUS"
+}
+body() { jq -r "$1" "$WORK/body"; }
+cookie() { awk -v name="$2" '$6 == name { print $7 }' "$1"; }
+new_jar() { local jar="$WORK/$1.jar"; : >"$jar"; echo "$jar"; }
+pin_jar() { # JAR BACKEND_COOKIE: a jar that the proxy sends to that replica
+  printf '127.0.0.1\tFALSE\t/\tFALSE\t0\tweaprous_backend\t%s\n' "$2" >"$1"
+}
+replica() { # JAR: the replica that serves this jar (its advertised address)
+  call "$1" GET /me
+  expect 200
+  body .peer
+}
+login() { # JAR USER PASSWORD
+  call "$1" POST /login "username=$2&password=$3"
+  expect 200
+  [[ $(body .status) == success && $(body .username) == "$2" ]] || fail "log-in of $2"
+  [[ -n $(cookie "$1" weaprous_session) ]] || fail "log-in of $2 set no session cookie"
+}
+
+# Which replica answers an unpinned request, and the sticky cookie that leads there.
+# The probe user (user4) does it, so the users of the test stay where they are.
+declare -A STICKY=()
+PROBE_TOKEN=""
+discover() { # WANT: probe until WANT replicas are known (bounded)
+  local want=$1 tries=0 jar peer id
+  jar=$(new_jar probe)
+  if [[ -z $PROBE_TOKEN ]]; then
+    login "$jar" user4 password4
+    PROBE_TOKEN=$(cookie "$jar" weaprous_session)
+  fi
+  STICKY=()
+  while ((${#STICKY[@]} < want && tries < 40)); do
+    tries=$((tries + 1))
+    printf '127.0.0.1\tFALSE\t/\tFALSE\t0\tweaprous_session\t%s\n' "$PROBE_TOKEN" >"$jar"
+    call "$jar" GET /me
+    if [[ $STATUS == 200 ]]; then
+      peer=$(body .peer)
+      id=$(cookie "$jar" weaprous_backend)
+      [[ -n $id ]] && STICKY[$peer]=$id
+    fi
+    ((${#STICKY[@]} < want)) && sleep 0.5
+  done
+  ((${#STICKY[@]} >= want))
+}
+
+log "log-in through the proxy: two users, two replicas"
+discover 2 || fail "the proxy spreads unpinned requests over 2 replicas (saw ${#STICKY[@]})"
+pass "the proxy round-robins over both replicas: ${!STICKY[*]}"
+peers=("${!STICKY[@]}")
+ALICE=$(new_jar alice)
+BOB=$(new_jar bob)
+pin_jar "$ALICE" "${STICKY[${peers[0]}]}"
+pin_jar "$BOB" "${STICKY[${peers[1]}]}"
+login "$ALICE" user1 password1
+login "$BOB" user2 password2
+alice_peer=$(replica "$ALICE")
+bob_peer=$(replica "$BOB")
+[[ $alice_peer != "$bob_peer" ]] || fail "user1 and user2 on different replicas ($alice_peer, $bob_peer)"
+pass "user1 is on $alice_peer, user2 on $bob_peer"
+grep -qi '^x-served-by: peer@' "$WORK/headers" || fail "x-served-by names the peer"
+
+log "vhosts: tracker.localhost and auth.localhost"
+call "$ALICE" GET /healthz "" "tracker.localhost:$PORT"
+expect 200
+grep -qi '^x-served-by: tracker@' "$WORK/headers" || fail "tracker.localhost reaches the tracker"
+call "$ALICE" GET /healthz "" "auth.localhost:$PORT"
+expect 200
+grep -qi '^x-served-by: auth@' "$WORK/headers" || fail "auth.localhost reaches auth"
+pass "tracker.localhost:$PORT and auth.localhost:$PORT reach the tracker and auth"
+
+log "a channel message and a direct message"
+CHANNEL="smoke-$(date +%s)"
+call "$ALICE" POST /create-channel "channel_name=$CHANNEL"
+expect 201
+call "$BOB" POST /join-channel "channel_name=$CHANNEL"
+expect 200
+call "$ALICE" POST /send-channel-message "channel_name=$CHANNEL&message=Xin+ch%C3%A0o+from+alice"
+expect 200
+CHANNEL_IDS=("$(body .id)")
+call "$BOB" POST /get-channel-messages "channel_name=$CHANNEL"
+expect 200
+[[ $(body '[.messages.messages[] | select(.username == "user1")] | .[0].text') == "Xin chào from alice" ]] ||
+  fail "user2 reads user1's channel message"
+call "$BOB" POST /send-channel-message "channel_name=$CHANNEL&message=hi+alice"
+expect 200
+CHANNEL_IDS+=("$(body .id)")
+pass "channel $CHANNEL: user1 and user2 read each other"
+
+call "$ALICE" POST /connect-peer "username=user2"
+expect 200
+call "$ALICE" POST /send-peer "username=user2&message=dm-hello"
+expect 200
+[[ $(body .delivered) == true ]] || fail "the direct message is delivered at once"
+DM_IDS=("$(body .id)")
+call "$BOB" GET "/get-conversation?with=user1"
+expect 200
+[[ $(body '[.messages[] | select(.message == "dm-hello")] | length') == 1 ]] || fail "user2 has user1's direct message"
+call "$BOB" POST /send-peer "username=user1&message=dm-reply"
+expect 200
+call "$ALICE" GET "/get-conversation?with=user2"
+expect 200
+[[ $(body '[.messages[] | select(.message == "dm-reply")] | length') == 1 ]] || fail "user1 has user2's reply"
+pass "direct messages both ways between the two replicas"
+
+log "docker compose up -d --scale peer=3"
+t=$(now)
+compose up -d --wait --wait-timeout 120 --no-recreate --scale peer=3 "${SERVICES[@]}" || fail "scale to 3"
+figure "scale peer=3 to healthy" "$(since "$t") s"
+[[ $(compose ps -q peer | wc -l) == 3 ]] || fail "three peer replicas"
+bearer=$(cookie "$ALICE" weaprous_session)
+in_pool=0
+for _ in $(seq 1 30); do
+  STATUS=$(curl -sS --max-time 10 -o "$WORK/body" -w '%{http_code}' -H "Host: tracker.localhost:$PORT" \
+    -H "Authorization: Bearer $bearer" "$BASE/get-peers" 2>/dev/null) || STATUS=000
+  if [[ $STATUS == 200 ]]; then
+    in_pool=$(jq 'length' "$WORK/body")
+    ((in_pool >= 3)) && break
+  fi
+  sleep 1
+done
+((in_pool == 3)) || fail "the tracker's pool has the 3 replicas (has $in_pool)"
+pass "the tracker's pool lists 3 live peers"
+discover 3 || fail "the proxy sends traffic to the new replica (saw ${!STICKY[*]})"
+new_peer=""
+for peer in "${!STICKY[@]}"; do
+  [[ $peer != "$alice_peer" && $peer != "$bob_peer" ]] && new_peer=$peer
+done
+[[ -n $new_peer ]] || fail "a third replica answers"
+CAROL=$(new_jar carol)
+pin_jar "$CAROL" "${STICKY[$new_peer]}"
+login "$CAROL" user3 password3
+[[ $(replica "$CAROL") == "$new_peer" ]] || fail "user3 lands on the new replica"
+call "$CAROL" POST /join-channel "channel_name=$CHANNEL"
+expect 200
+call "$CAROL" POST /send-channel-message "channel_name=$CHANNEL&message=carol+joined"
+expect 200
+CHANNEL_IDS+=("$(body .id)")
+call "$CAROL" POST /send-peer "username=user2&message=dm-from-carol"
+expect 200 202
+DM_IDS+=("$(body .id)")
+pass "the new replica $new_peer serves user3: channel and direct messages"
+
+log "kill the replica of user2 ($bob_peer)"
+# Acknowledged before the kill: more direct messages to user2, stored on its replica.
+for i in 1 2 3 4 5; do
+  call "$ALICE" POST /send-peer "username=user2&message=dm-before-$i"
+  expect 200
+  [[ $(body .delivered) == true ]] || fail "dm-before-$i delivered"
+  DM_IDS+=("$(body .id)")
+done
+victim=""
+for id in $(compose ps -q peer); do
+  # The replica advertises its host name (the container id, 12 characters).
+  [[ $bob_peer == "${id:0:12}":* ]] && victim=$id
+done
+[[ -n $victim ]] || fail "the container of $bob_peer"
+"$DOCKER" kill --signal KILL "$victim" >/dev/null
+killed_at=$(now)
+
+# user2's next requests carry a sticky cookie for the dead replica: the proxy must
+# route them around it. Count the failures on the way (bounded wait).
+failures=0
+for _ in $(seq 1 20); do
+  call "$BOB" POST /get-channel-messages "channel_name=$CHANNEL"
+  [[ $STATUS == 200 ]] && break
+  failures=$((failures + 1))
+  sleep 1
+done
+expect 200
+figure "requests failed while routing around the dead replica" "$failures"
+figure "first answer after the kill" "$(since "$killed_at") s"
+bob_now=$(replica "$BOB")
+[[ $bob_now != "$bob_peer" ]] || fail "user2 is served by another replica"
+pass "with its replica dead, user2 is served by $bob_now"
+
+# Acknowledged while the replica is down: channel messages, and direct messages to
+# user2 (delivered to its new replica, or queued in user1's outbox: 202).
+for i in 1 2 3; do
+  call "$ALICE" POST /send-channel-message "channel_name=$CHANNEL&message=during-$i"
+  expect 200
+  CHANNEL_IDS+=("$(body .id)")
+  call "$ALICE" POST /send-peer "username=user2&message=dm-during-$i"
+  expect 200 202
+  DM_IDS+=("$(body .id)")
+done
+call "$BOB" POST /get-channel-messages "channel_name=$CHANNEL"
+expect 200
+for id in "${CHANNEL_IDS[@]}"; do
+  [[ $(jq --arg id "$id" '[.messages.messages[] | select((.id | tostring) == $id)] | length' "$WORK/body") == 1 ]] ||
+    fail "channel message $id is in the history once"
+done
+pass "every acknowledged channel message (${#CHANNEL_IDS[@]}) is in the history, once"
+
+log "start the killed container again"
+if [[ $("$DOCKER" inspect --format '{{.State.Running}}' "$victim") != true ]]; then
+  "$DOCKER" start "$victim" >/dev/null
+fi
+healthy=""
+for _ in $(seq 1 60); do
+  healthy=$("$DOCKER" inspect --format '{{.State.Health.Status}}' "$victim")
+  [[ $healthy == healthy ]] && break
+  sleep 1
+done
+[[ $healthy == healthy ]] || fail "the restarted replica is healthy again"
+pass "the killed replica is back ($bob_peer, same database)"
+
+# Every direct message acknowledged to user1 (200 or 202) is readable by user2 on
+# one of the replicas: the one it was delivered to. Queued ones arrive after the
+# restart; retried with backoff, so wait a bounded while.
+missing=()
+for _ in $(seq 1 45); do
+  discover 3 || true
+  declare -A seen=()
+  dup=""
+  for peer in "${!STICKY[@]}"; do
+    jar=$(new_jar "bob-at-$RANDOM")
+    pin_jar "$jar" "${STICKY[$peer]}"
+    printf '127.0.0.1\tFALSE\t/\tFALSE\t0\tweaprous_session\t%s\n' "$(cookie "$BOB" weaprous_session)" >>"$jar"
+    call "$jar" GET "/get-conversation?with=user1&limit=500"
+    [[ $STATUS == 200 ]] || continue
+    while read -r id; do seen[$id]=1; done < <(body '.messages[].id')
+    [[ $(body '[.messages[].id] | length') == $(body '[.messages[].id] | unique | length') ]] || dup=$peer
+  done
+  missing=()
+  for id in "${DM_IDS[@]}"; do [[ -n ${seen[$id]:-} ]] || missing+=("$id"); done
+  ((${#missing[@]} == 0)) && break
+  sleep 2
+done
+[[ -z $dup ]] || fail "a direct message appears twice on $dup"
+((${#missing[@]} == 0)) || fail "acknowledged direct messages missing: ${missing[*]}"
+pass "every acknowledged direct message to user2 (${#DM_IDS[@]}) is there, once"
+
+log "docker compose down"
+t=$(now)
+compose down -t 10
+down_s=$(since "$t")
+figure "docker compose down" "$down_s s"
+awk -v s="$down_s" 'BEGIN { exit !(s < 10) }' || fail "compose down took $down_s s (limit 10 s)"
+pass "docker compose down in $down_s s"
+
+log "figures"
+printf '  %s\n' "${FIGURES[@]}"
+echo "compose-smoke: $PASSED passed, 0 failed"
