@@ -36,12 +36,22 @@ struct Hosted {
     joined: Option<BTreeSet<ChannelName>>,
     /// Whether the tracker knows this peer hosts the user.
     announced: bool,
+    /// When the latest session seen here expires (Unix seconds).
+    expires_at: u64,
 }
 
 impl Sessions {
-    pub fn restore(hosted: Vec<Username>, revoked: Vec<(String, u64)>) -> Self {
+    /// The state saved by an earlier run. Users whose expiry is unknown get a day.
+    pub fn restore(hosted: Vec<(Username, u64)>, revoked: Vec<(String, u64)>) -> Self {
+        let unknown = kit::now_secs() + 24 * 60 * 60;
         let inner = Inner {
-            hosted: hosted.into_iter().map(|user| (user, Hosted::default())).collect(),
+            hosted: hosted
+                .into_iter()
+                .map(|(user, expires_at)| {
+                    let expires_at = if expires_at == 0 { unknown } else { expires_at };
+                    (user, Hosted { expires_at, ..Hosted::default() })
+                })
+                .collect(),
             revoked: revoked.into_iter().collect(),
         };
         Self { inner: Arc::new(Mutex::new(inner)) }
@@ -49,6 +59,17 @@ impl Sessions {
 
     pub fn is_hosted(&self, user: &Username) -> bool {
         self.lock().hosted.contains_key(user)
+    }
+
+    /// Whether `user` is hosted here with a session that lasts at least until
+    /// `expires_at`.
+    fn is_hosted_until(&self, user: &Username, expires_at: u64) -> bool {
+        self.lock().hosted.get(user).is_some_and(|hosted| hosted.expires_at >= expires_at)
+    }
+
+    /// Hosted users whose every session has expired.
+    pub fn expired(&self, now: u64) -> Vec<Username> {
+        self.lock().hosted.iter().filter(|(_, hosted)| hosted.expires_at < now).map(|(user, _)| user.clone()).collect()
     }
 
     pub fn hosted(&self) -> Vec<Username> {
@@ -110,18 +131,27 @@ impl Sessions {
         }
     }
 
-    fn insert(&self, user: &Username) -> bool {
+    /// Hosts `user` until at least `expires_at`. Returns true when they were not hosted.
+    fn insert(&self, user: &Username, expires_at: u64) -> bool {
         let mut inner = self.lock();
-        if inner.hosted.contains_key(user) {
-            return false;
+        match inner.hosted.get_mut(user) {
+            Some(hosted) => {
+                hosted.expires_at = hosted.expires_at.max(expires_at);
+                false
+            }
+            None => {
+                inner.hosted.insert(user.clone(), Hosted { expires_at, ..Hosted::default() });
+                true
+            }
         }
-        inner.hosted.insert(user.clone(), Hosted::default());
-        true
     }
 
-    fn remove(&self, user: &Username, sid: &str, expires_at: u64) {
+    fn remove(&self, user: &Username) {
+        self.lock().hosted.remove(user);
+    }
+
+    fn revoke(&self, sid: &str, expires_at: u64) {
         let mut inner = self.lock();
-        inner.hosted.remove(user);
         let now = kit::now_secs();
         inner.revoked.retain(|_, expiry| *expiry >= now);
         inner.revoked.insert(sid.to_owned(), expires_at);
@@ -157,7 +187,8 @@ impl FromRequestParts<AppState> for Session {
             return Err(ApiError::Unauthorized("session ended: log in again".into()));
         }
         let session = Session { claims, token };
-        if !state.sessions.is_hosted(session.username()) {
+        // New here, or a newer session than any seen: (re)host, which records it.
+        if !state.sessions.is_hosted_until(session.username(), session.claims.exp) {
             host(state, &session).await?;
         }
         Ok(session)
@@ -168,10 +199,11 @@ impl FromRequestParts<AppState> for Session {
 /// part is retried by the heartbeat loop when the tracker is down.
 pub async fn host(state: &AppState, session: &Session) -> Result<(), ApiError> {
     let user = session.username();
-    state.store.host(user).await.map_err(anyhow::Error::from)?;
-    if state.sessions.insert(user) {
-        tracing::info!(username = %user, "hosting user");
+    state.store.host(user, session.claims.exp).await.map_err(anyhow::Error::from)?;
+    if !state.sessions.insert(user, session.claims.exp) {
+        return Ok(());
     }
+    tracing::info!(username = %user, "hosting user");
     announce(state, user).await;
     learn_channels(state, user).await;
     Ok(())
@@ -204,18 +236,34 @@ pub async fn learn_channels(state: &AppState, user: &Username) {
     }
 }
 
-/// Ends a session: revoked here for good, the user no longer hosted, the tracker told.
+/// Ends a session: revoked here for good, and the user released.
 pub async fn end(state: &AppState, session: &Session) -> Result<(), ApiError> {
-    let user = session.username();
     state.store.revoke(&session.claims.sid, session.claims.exp).await.map_err(anyhow::Error::from)?;
-    state.store.unhost(user).await.map_err(anyhow::Error::from)?;
-    state.sessions.remove(user, &session.claims.sid, session.claims.exp);
-    let release = ReleaseUser { ip: state.me.ip.clone(), port: state.me.port, username: user.clone() };
-    if let Err(err) =
-        kit::client::call_ok(state.client.signed_post(state.tracker_url("release-user"), &release), "tracker").await
-    {
-        tracing::warn!(username = %user, %err, "could not tell the tracker about a logout");
-    }
-    tracing::info!(username = %user, "logged out");
+    state.sessions.revoke(&session.claims.sid, session.claims.exp);
+    release(state, session.username()).await?;
+    tracing::info!(username = %session.username(), "logged out");
     Ok(())
+}
+
+/// Stops hosting `user` and tells the tracker they left (logout, or every session
+/// expired). Direct messages to them then wait in their senders' outboxes.
+pub async fn release(state: &AppState, user: &Username) -> Result<(), ApiError> {
+    state.store.unhost(user).await.map_err(anyhow::Error::from)?;
+    state.sessions.remove(user);
+    let release = ReleaseUser { ip: state.me.ip.clone(), port: state.me.port, username: user.clone() };
+    let request = state.client.signed_post(state.tracker_url("release-user"), &release);
+    if let Err(err) = kit::client::call_ok(request, "tracker").await {
+        tracing::warn!(username = %user, %err, "could not tell the tracker a user left");
+    }
+    Ok(())
+}
+
+/// Releases the users whose every session has expired.
+pub async fn release_expired(state: &AppState) {
+    for user in state.sessions.expired(kit::now_secs()) {
+        tracing::info!(username = %user, "session expired; releasing the user");
+        if let Err(err) = release(state, &user).await {
+            tracing::warn!(username = %user, %err, "could not release an expired user");
+        }
+    }
 }

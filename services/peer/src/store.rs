@@ -62,6 +62,10 @@ const MIGRATIONS: &[&str] = &[
     -- The trace context of the send, so retries link to it.
     ALTER TABLE outbox ADD COLUMN traceparent TEXT;
 "#,
+    r#"
+    -- When the user's latest session here expires (Unix seconds; 0: unknown).
+    ALTER TABLE hosted ADD COLUMN expires_at INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
 
 /// How long the outbox worker leaves a new message to its sender's own first attempt.
@@ -76,7 +80,8 @@ pub struct PeerStore {
 /// What the peer keeps in memory from its database.
 #[derive(Debug, Default)]
 pub struct Loaded {
-    pub hosted: Vec<Username>,
+    /// Hosted users and when their latest session expires (0: unknown).
+    pub hosted: Vec<(Username, u64)>,
     pub revoked: Vec<(String, u64)>,
 }
 
@@ -103,13 +108,15 @@ impl PeerStore {
 
     // === Sessions ===
 
-    pub async fn host(&self, user: &Username) -> Result<(), DbError> {
+    /// Records that this peer hosts `user` until at least `expires_at`.
+    pub async fn host(&self, user: &Username, expires_at: u64) -> Result<(), DbError> {
         let user = user.clone();
         self.db
             .write(move |conn| {
                 conn.execute(
-                    "INSERT OR IGNORE INTO hosted (username, since) VALUES (?1, ?2)",
-                    params![user.as_str(), kit::now_ms() as i64],
+                    "INSERT INTO hosted (username, since, expires_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT(username) DO UPDATE SET expires_at = MAX(expires_at, ?3)",
+                    params![user.as_str(), kit::now_ms() as i64, expires_at as i64],
                 )
             })
             .await
@@ -316,7 +323,12 @@ impl PeerStore {
                 let mut messages = query_dms(
                     conn,
                     "WHERE owner = ?1 AND other = ?2 AND seq < ?3 ORDER BY seq DESC LIMIT ?4",
-                    params![owner.as_str(), other.as_str(), before.map_or(i64::MAX, |seq| seq as i64), limit as i64 + 1],
+                    params![
+                        owner.as_str(),
+                        other.as_str(),
+                        before.map_or(i64::MAX, |seq| seq as i64),
+                        limit as i64 + 1
+                    ],
                 )?;
                 let has_more = messages.len() as u64 > limit;
                 messages.truncate(limit as usize);
@@ -394,8 +406,8 @@ fn query_dms(conn: &Connection, clause: &str, params: impl rusqlite::Params) -> 
 
 fn load(conn: &Connection) -> rusqlite::Result<Loaded> {
     let mut loaded = Loaded::default();
-    let mut hosted = conn.prepare("SELECT username FROM hosted")?;
-    for user in hosted.query_map([], |row| parse_col(row, 0, Username::parse))? {
+    let mut hosted = conn.prepare("SELECT username, expires_at FROM hosted")?;
+    for user in hosted.query_map([], |row| Ok((parse_col(row, 0, Username::parse)?, row.get::<_, i64>(1)? as u64)))? {
         loaded.hosted.push(user?);
     }
     let mut revoked = conn.prepare("SELECT sid, expires_at FROM revoked WHERE expires_at >= ?1")?;
@@ -456,13 +468,14 @@ mod tests {
         let path = dir.path().join("peer.db");
         {
             let (store, _) = PeerStore::open(&path).unwrap();
-            store.host(&user("alice")).await.unwrap();
+            store.host(&user("alice"), 100).await.unwrap();
+            store.host(&user("alice"), 50).await.unwrap();
             store.save_outgoing(&dm("x", "alice", "bob", "hi")).await.unwrap();
             store.save_outgoing(&dm("y", "alice", "bob", "there")).await.unwrap();
             store.delivered("x").await.unwrap();
         }
         let (store, loaded) = PeerStore::open(&path).unwrap();
-        assert_eq!(loaded.hosted, [user("alice")]);
+        assert_eq!(loaded.hosted, [(user("alice"), 100)], "the latest expiry wins");
         assert!(store.due(10).await.unwrap().is_empty(), "the sender's own first attempt comes first");
         store.retry_later("y", 1, kit::now_ms(), "down").await.unwrap();
         let due = store.due(10).await.unwrap();

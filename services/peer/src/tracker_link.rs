@@ -47,6 +47,7 @@ pub async fn keep_registered(state: AppState) {
             tokio::spawn(follow_stream(state.clone()));
         }
         loop {
+            sessions::release_expired(&state).await;
             for user in state.sessions.unannounced() {
                 sessions::announce(&state, &user).await;
             }

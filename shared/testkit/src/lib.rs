@@ -223,9 +223,9 @@ impl System {
         ClusterKey::new(&self.secrets.cluster_secret)
     }
 
-    /// The session secret, to mint tokens in tests.
-    pub fn token_keys(&self) -> kit::session::TokenKeys {
-        kit::session::TokenKeys::new(&self.secrets.session_secret, Duration::from_secs(3600))
+    /// Keys with this system's session secret, to mint tokens that live `ttl`.
+    pub fn token_keys(&self, ttl: Duration) -> kit::session::TokenKeys {
+        kit::session::TokenKeys::new(&self.secrets.session_secret, ttl)
     }
 
     /// A plain HTTP client (no redirects followed, 20 s timeout).

@@ -180,3 +180,19 @@ async fn logout_ends_the_session_and_shows_the_user_offline() {
     .await;
     sys.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_whose_sessions_all_expired_is_released() {
+    let sys = System::builder().peers(1).start().await;
+    let bob = sys.login(0, "user2", "password2").await;
+    let keys = sys.token_keys(std::time::Duration::from_secs(1));
+    let (token, _) = keys.issue(&wire::names::Username::parse("user1").unwrap()).unwrap();
+    let alice = TestUser::from_token(sys.client(), &sys.peer_url(0), "user1", token);
+    assert_eq!(alice.get("/me").await.status, 200, "a fresh short session is hosted");
+    assert_eq!(bob.get("/get-list").await.body.as_array().unwrap().len(), 1);
+    testkit::eventually("alice is released once her session expired", || async {
+        bob.get("/get-list").await.body == json!([])
+    })
+    .await;
+    sys.shutdown().await;
+}
