@@ -167,7 +167,7 @@ enum Running {
         task: JoinHandle<anyhow::Result<()>>,
         readiness: Option<kit::health::Readiness>,
     },
-    Process(Child),
+    Process(Box<Child>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -387,7 +387,7 @@ impl System {
         envs.extend(self.settings.env.iter().map(|(key, value)| (key.as_str(), value.clone())));
         let child = Child::spawn(binary, &format!("{role:?}").to_lowercase(), &args, &envs).await;
         let port = child.port();
-        Service { url: format!("http://127.0.0.1:{port}"), port, running: Running::Process(child) }
+        Service { url: format!("http://127.0.0.1:{port}"), port, running: Running::Process(Box::new(child)) }
     }
 
     fn tracker_config(&self) -> tracker::Config {
