@@ -304,7 +304,7 @@ async fn serve_worker(
     http.timer(TokioTimer::new())
         .keep_alive(true)
         .header_read_timeout(shared.settings.header_read_timeout)
-        .max_buf_size(shared.settings.max_header_bytes.max(8192));
+        .max_header_size(shared.settings.max_header_bytes);
     let stack = ServiceBuilder::new().layer(TraceLayer).layer(TimeoutLayer::new(shared.settings.upstream_timeout));
 
     let connections = TaskTracker::new();

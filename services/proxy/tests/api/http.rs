@@ -83,3 +83,16 @@ async fn shutdown_lets_an_in_flight_request_finish_and_refuses_new_ones() {
     assert_eq!(response.text().await.unwrap(), "slow");
     assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "the listener is closed");
 }
+
+#[tokio::test]
+async fn a_request_head_over_the_limit_is_a_431() {
+    let backend = Backend::start("b").await;
+    let mut config = config(vec![vhost("app.test", Policy::RoundRobin, &[&backend])]);
+    config.limits = Limits { max_header_bytes: 4096, ..Limits::default() };
+    let proxy = TestProxy::start(config).await;
+
+    let big = proxy.client.get(proxy.url("/")).header("host", "app.test").header("x-big", "a".repeat(5000)).send();
+    assert_eq!(big.await.unwrap().status(), 431);
+    let fits = proxy.client.get(proxy.url("/")).header("host", "app.test").header("x-big", "a".repeat(3000)).send();
+    assert_eq!(fits.await.unwrap().status(), 200);
+}
