@@ -37,6 +37,9 @@ pub struct Config {
     pub heartbeat_secs: u64,
     /// How long an undelivered direct message is retried before it is given up.
     pub outbox_ttl_secs: u64,
+    /// How long a user still shows active after closing the chat (a reload is not
+    /// leaving).
+    pub activity_grace_secs: u64,
     #[serde(flatten, skip_serializing)]
     pub secrets: Secrets,
 }
@@ -53,6 +56,7 @@ impl Default for Config {
             www_dir: PathBuf::from("www"),
             heartbeat_secs: 5,
             outbox_ttl_secs: 7 * 24 * 60 * 60,
+            activity_grace_secs: 10,
             secrets: Secrets::default(),
         }
     }

@@ -121,7 +121,7 @@ mod tests {
     use wire::events::Presence;
 
     fn presence(name: &str) -> Event {
-        Event::Presence(Presence { username: Username::parse(name).unwrap(), online: true })
+        Event::Presence(Presence { username: Username::parse(name).unwrap(), online: true, active: false })
     }
 
     #[tokio::test]

@@ -63,6 +63,8 @@ pub struct AppState {
     pub www_dir: Arc<PathBuf>,
     pub heartbeat: Duration,
     pub outbox_ttl: Duration,
+    /// How long a user still shows active after their last event stream closed.
+    pub activity_grace: Duration,
     /// Wakes the outbox worker when a message could not be delivered at once.
     pub outbox_wake: Arc<Notify>,
     /// Ready once the tracker has the peer in its pool.
@@ -156,6 +158,7 @@ impl AppState {
             www_dir: Arc::new(config.www_dir.clone()),
             heartbeat: config.heartbeat(),
             outbox_ttl: Duration::from_secs(config.outbox_ttl_secs),
+            activity_grace: Duration::from_secs(config.activity_grace_secs),
             outbox_wake: Arc::new(Notify::new()),
             readiness: Readiness::default(),
             shutdown: CancellationToken::new(),

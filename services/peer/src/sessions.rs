@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use kit::error::ApiError;
-use wire::api::{ChannelList, Done, ReleaseUser, UserInfo};
+use wire::api::{ActivityReport, ChannelList, Done, ReleaseUser, UserInfo};
 use wire::names::{ChannelName, Username};
 use wire::token::Claims;
 
@@ -26,6 +26,8 @@ pub struct Sessions {
 #[derive(Default)]
 struct Inner {
     hosted: HashMap<Username, Hosted>,
+    /// Open event streams per user (browser tabs with the chat open).
+    streams: HashMap<Username, usize>,
     /// Session id to expiry (Unix seconds).
     revoked: HashMap<String, u64>,
 }
@@ -53,6 +55,7 @@ impl Sessions {
                 })
                 .collect(),
             revoked: revoked.into_iter().collect(),
+            streams: HashMap::new(),
         };
         Self { inner: Arc::new(Mutex::new(inner)) }
     }
@@ -76,6 +79,36 @@ impl Sessions {
         let mut users: Vec<_> = self.lock().hosted.keys().cloned().collect();
         users.sort();
         users
+    }
+
+    /// Counts a new event stream of `user`; true when it is their first.
+    pub fn stream_opened(&self, user: &Username) -> bool {
+        let mut inner = self.lock();
+        let count = inner.streams.entry(user.clone()).or_default();
+        *count += 1;
+        *count == 1
+    }
+
+    /// Counts a closed event stream of `user`; true when it was their last.
+    pub fn stream_closed(&self, user: &Username) -> bool {
+        let mut inner = self.lock();
+        let Some(count) = inner.streams.get_mut(user) else { return false };
+        *count = count.saturating_sub(1);
+        if *count == 0 {
+            inner.streams.remove(user);
+            true
+        } else {
+            false
+        }
+    }
+
+    pub fn has_streams(&self, user: &Username) -> bool {
+        self.lock().streams.contains_key(user)
+    }
+
+    /// Users with at least one event stream open.
+    pub fn active(&self) -> Vec<Username> {
+        self.lock().streams.keys().cloned().collect()
     }
 
     pub fn is_revoked(&self, sid: &str) -> bool {
@@ -211,7 +244,7 @@ pub async fn host(state: &AppState, session: &Session) -> Result<(), ApiError> {
 
 /// Tells the tracker this peer hosts `user`.
 pub async fn announce(state: &AppState, user: &Username) -> bool {
-    let info = UserInfo { ip: state.me.ip.clone(), port: state.me.port, username: user.clone() };
+    let info = UserInfo { ip: state.me.ip.clone(), port: state.me.port, username: user.clone(), active: false };
     let request = state.client.signed_post(state.tracker_url("submit-info"), &info);
     match kit::client::call::<Done>(request, "tracker").await {
         Ok(_) => {
@@ -221,6 +254,54 @@ pub async fn announce(state: &AppState, user: &Username) -> bool {
         Err(err) => {
             tracing::warn!(username = %user, %err, "could not announce a user to the tracker; will retry");
             false
+        }
+    }
+}
+
+/// Tells the tracker whether `user` has the chat open.
+pub async fn report_activity(state: &AppState, user: &Username, active: bool) {
+    let report = ActivityReport { ip: state.me.ip.clone(), port: state.me.port, username: user.clone(), active };
+    if let Err(err) =
+        kit::client::call_ok(state.client.signed_post(state.tracker_url("presence"), &report), "tracker").await
+    {
+        tracing::debug!(username = %user, %err, "could not report activity to the tracker");
+    }
+}
+
+/// An event stream of a user opened: counted until dropped. The first one marks the
+/// user active; the last one, once closed for the activity grace (a page reload or a
+/// network blip is not leaving), inactive.
+pub struct StreamGuard {
+    state: AppState,
+    user: Username,
+}
+
+impl StreamGuard {
+    pub fn open(state: &AppState, user: &Username) -> Self {
+        state.metrics.sse_streams.inc();
+        if state.sessions.stream_opened(user) {
+            let (state, user) = (state.clone(), user.clone());
+            tokio::spawn(async move { report_activity(&state, &user, true).await });
+        }
+        Self { state: state.clone(), user: user.clone() }
+    }
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.state.metrics.sse_streams.dec();
+        if self.state.sessions.stream_closed(&self.user) {
+            let (state, user) = (self.state.clone(), self.user.clone());
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = state.shutdown.cancelled() => {}
+                    () = tokio::time::sleep(state.activity_grace) => {
+                        if !state.sessions.has_streams(&user) {
+                            report_activity(&state, &user, false).await;
+                        }
+                    }
+                }
+            });
         }
     }
 }

@@ -46,6 +46,7 @@ pub async fn keep_registered(state: AppState) {
         if !std::mem::replace(&mut following, true) {
             tokio::spawn(follow_stream(state.clone()));
         }
+        let mut report_activity = true;
         loop {
             sessions::release_expired(&state).await;
             for user in state.sessions.unannounced() {
@@ -53,6 +54,12 @@ pub async fn keep_registered(state: AppState) {
             }
             for user in state.sessions.without_channels() {
                 sessions::learn_channels(&state, &user).await;
+            }
+            // After (re-)registering and announcing, who has the chat open.
+            if std::mem::take(&mut report_activity) {
+                for user in state.sessions.active() {
+                    sessions::report_activity(&state, &user, true).await;
+                }
             }
             if !pause(&state, state.heartbeat).await {
                 return;

@@ -115,6 +115,9 @@ struct View {
     channels: BTreeMap<ChannelName, BTreeSet<Username>>,
     /// User to the peer that hosts them, or hosted them last.
     homes: HashMap<Username, Home>,
+    /// Users with the chat open (an event stream on their peer). Soft state: peers
+    /// report it again after a tracker restart.
+    active: HashSet<Username>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -439,6 +442,35 @@ impl Store {
         hosts_of_members(&self.read(), channel)
     }
 
+    pub fn is_active(&self, user: &Username) -> bool {
+        self.read().active.contains(user)
+    }
+
+    /// Records whether `user`, signed in on `peer`, has the chat open; tells every
+    /// peer when that changes. Returns false when `peer` is not their home.
+    pub fn set_active(&self, user: &Username, peer: &PeerAddr, active: bool) -> bool {
+        let mut view = write(&self.view);
+        if view.homes.get(user).is_none_or(|home| !home.signed_in || home.peer != *peer) {
+            return false;
+        }
+        let changed = if active { view.active.insert(user.clone()) } else { view.active.remove(user) };
+        drop(view);
+        if changed {
+            self.publish(presence(user.clone(), true, active));
+        }
+        true
+    }
+
+    /// Forgets who is active on `peer` (it stopped beating).
+    pub fn clear_active_on(&self, peer: &PeerAddr) {
+        let mut view = write(&self.view);
+        let on_peer: Vec<Username> =
+            view.homes.iter().filter(|(_, home)| home.peer == *peer).map(|(user, _)| user.clone()).collect();
+        for user in on_peer {
+            view.active.remove(&user);
+        }
+    }
+
     /// Records that `peer` hosts `user` (their latest login wins).
     pub async fn set_home(&self, user: &Username, peer: &PeerAddr) -> Result<(), StoreError> {
         self.write_home(user, peer, true).await.map(|_| ())
@@ -463,8 +495,14 @@ impl Store {
         let hook = {
             let name = user.clone();
             move |_: &usize| {
-                write(&view).homes.insert(name.clone(), home);
-                let _ = events.send(Arc::new(presence(name, signed_in)));
+                let mut view = write(&view);
+                view.homes.insert(name.clone(), home);
+                if !signed_in {
+                    view.active.remove(&name);
+                }
+                let active = view.active.contains(&name);
+                drop(view);
+                let _ = events.send(Arc::new(presence(name, signed_in, active)));
             }
         };
         self.db
@@ -488,10 +526,10 @@ impl Store {
 }
 
 /// A presence change, for every peer.
-pub fn presence(username: Username, online: bool) -> Push {
+pub fn presence(username: Username, online: bool, active: bool) -> Push {
     Push {
         id: None,
-        event: Event::Presence(Presence { username, online }),
+        event: Event::Presence(Presence { username, online, active }),
         targets: Targets::Everyone,
         traceparent: kit::telemetry::current_traceparent(),
     }

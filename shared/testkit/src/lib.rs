@@ -382,6 +382,7 @@ impl System {
             ("WEAPROUS_LOG_FORMAT", "json".to_owned()),
             ("TRACKER_PEER_TTL_SECS", self.settings.peer_ttl_secs.to_string()),
             ("PEER_HEARTBEAT_SECS", self.settings.heartbeat_secs.to_string()),
+            ("PEER_ACTIVITY_GRACE_SECS", "1".to_owned()),
             ("AUTH_ALLOW_REGISTRATION", self.settings.allow_registration.to_string()),
         ];
         envs.extend(self.settings.env.iter().map(|(key, value)| (key.as_str(), value.clone())));
@@ -408,6 +409,7 @@ impl System {
             data_dir: self.dir.path().join("peers"),
             www_dir: repo_root().join("www"),
             heartbeat_secs: self.settings.heartbeat_secs,
+            activity_grace_secs: 1,
             secrets: self.secrets.clone(),
             ..peer::Config::default()
         }

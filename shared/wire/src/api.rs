@@ -218,6 +218,19 @@ pub struct UserInfo {
     #[serde(deserialize_with = "de::port")]
     pub port: u16,
     pub username: Username,
+    /// In `GET /get-list`: whether the user has the chat open now.
+    #[serde(default)]
+    pub active: bool,
+}
+
+/// `POST /presence`, signed: a peer says whether a user it hosts has the chat open.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActivityReport {
+    pub ip: String,
+    #[serde(deserialize_with = "de::port")]
+    pub port: u16,
+    pub username: Username,
+    pub active: bool,
 }
 
 /// `POST /release-user`: a peer no longer hosts this user (logout, expiry).
@@ -384,8 +397,8 @@ mod tests {
             r#"{"status":"success","channels":["general"]}"#,
         );
         check(
-            &UserInfo { ip: "127.0.0.1".into(), port: 9002, username: name("bob") },
-            r#"{"ip":"127.0.0.1","port":9002,"username":"bob"}"#,
+            &UserInfo { ip: "127.0.0.1".into(), port: 9002, username: name("bob"), active: true },
+            r#"{"ip":"127.0.0.1","port":9002,"username":"bob","active":true}"#,
         );
     }
 

@@ -50,10 +50,14 @@ pub struct Delivered {
     pub to: Username,
 }
 
+/// A user's presence: `online` while signed in on a live peer, `active` while they
+/// also have the chat open (an event stream).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Presence {
     pub username: Username,
     pub online: bool,
+    #[serde(default)]
+    pub active: bool,
 }
 
 impl Event {
@@ -77,8 +81,9 @@ mod tests {
 
     #[test]
     fn events_are_tagged_by_type() {
-        let event = Event::Presence(Presence { username: Username::parse("bob").unwrap(), online: true });
-        check(&event, r#"{"type":"presence","username":"bob","online":true}"#);
+        let event =
+            Event::Presence(Presence { username: Username::parse("bob").unwrap(), online: true, active: false });
+        check(&event, r#"{"type":"presence","username":"bob","online":true,"active":false}"#);
         assert_eq!(event.name(), "presence");
         check(&Event::Reset, r#"{"type":"reset"}"#);
         let membership = Event::Membership(Membership {

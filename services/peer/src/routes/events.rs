@@ -24,7 +24,7 @@ use wire::names::Username;
 
 use crate::AppState;
 use crate::hub::{Audience, HubEvent};
-use crate::sessions::{Session, Sessions};
+use crate::sessions::{Session, Sessions, StreamGuard};
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new().route("/events", get(events))
@@ -36,9 +36,8 @@ async fn events(State(state): State<AppState>, session: Session, headers: Header
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.trim().parse::<u64>().ok());
     let resume = state.hub.resume(last_id);
-    state.metrics.sse_streams.inc();
     let feed = Feed {
-        _open: OpenStream(state.metrics.sse_streams.clone()),
+        _open: StreamGuard::open(&state, session.username()),
         user: session.claims.sub,
         sessions: state.sessions.clone(),
         reset_first: resume.gap,
@@ -50,7 +49,7 @@ async fn events(State(state): State<AppState>, session: Session, headers: Header
 }
 
 struct Feed {
-    _open: OpenStream,
+    _open: StreamGuard,
     user: Username,
     sessions: Sessions,
     reset_first: bool,
@@ -92,16 +91,6 @@ impl Feed {
             Audience::Users(users) => users.contains(&self.user),
             Audience::Channel(channel) => self.sessions.is_member(&self.user, channel),
         }
-    }
-}
-
-/// Counts a stream as open until its feed is dropped (the client went away, or
-/// shutdown).
-struct OpenStream(prometheus_client::metrics::gauge::Gauge);
-
-impl Drop for OpenStream {
-    fn drop(&mut self) {
-        self.0.dec();
     }
 }
 

@@ -8,7 +8,7 @@ use axum::{Json, Router};
 use kit::error::ApiError;
 use kit::sign::Signed;
 use serde::Deserialize;
-use wire::api::{Done, Location, PeerRegistration, PeerStatus, ReleaseUser, UserInfo};
+use wire::api::{ActivityReport, Done, Location, PeerRegistration, PeerStatus, ReleaseUser, UserInfo};
 use wire::names::Username;
 
 use crate::AppState;
@@ -23,6 +23,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/get-peers", get(peers))
         .route("/submit-info", post(submit_info))
         .route("/release-user", post(release_user))
+        .route("/presence", post(report_activity))
         .route("/get-list", get(online_users))
         .route("/lookup", get(lookup))
 }
@@ -73,7 +74,7 @@ async fn peers(State(state): State<AppState>, _caller: Caller) -> Json<Vec<PeerS
 /// The peer that hosts a user says so (signed), or the user does for themself.
 #[tracing::instrument(skip_all, fields(username = %request.body.username))]
 async fn submit_info(State(state): State<AppState>, request: Authed<UserInfo>) -> Result<Json<Done>, ApiError> {
-    let UserInfo { ip, port, username } = request.body;
+    let UserInfo { ip, port, username, .. } = request.body;
     if let Caller::User(user) = &request.caller
         && user.username() != &username
     {
@@ -99,6 +100,19 @@ async fn release_user(
     Ok(Json(Done::success()))
 }
 
+/// A peer says whether a user it hosts has the chat open.
+async fn report_activity(
+    State(state): State<AppState>,
+    Signed(report): Signed<ActivityReport>,
+) -> Result<Json<Done>, ApiError> {
+    let addr = peer_addr(&report.ip, report.port)?;
+    if state.store.set_active(&report.username, &addr, report.active) {
+        Ok(Json(Done::success()))
+    } else {
+        Err(ApiError::NotFound(format!("{} is not signed in on {addr}", report.username)))
+    }
+}
+
 /// The users online now: their home peer is alive.
 async fn online_users(State(state): State<AppState>, _caller: Caller) -> Json<Vec<UserInfo>> {
     let users = state
@@ -106,7 +120,12 @@ async fn online_users(State(state): State<AppState>, _caller: Caller) -> Json<Ve
         .signed_in()
         .into_iter()
         .filter(|(_, addr)| state.pool.is_live(addr))
-        .map(|(username, addr)| UserInfo { ip: addr.ip, port: addr.port, username })
+        .map(|(username, addr)| UserInfo {
+            active: state.store.is_active(&username),
+            ip: addr.ip,
+            port: addr.port,
+            username,
+        })
         .collect();
     Json(users)
 }
@@ -144,8 +163,9 @@ pub(crate) async fn expire_silent_peers(state: AppState) {
         for peer in expired {
             let users = state.store.users_on(&peer);
             tracing::warn!(%peer, users = users.len(), "peer stopped beating; removed from the pool");
+            state.store.clear_active_on(&peer);
             for user in users {
-                state.store.publish(presence(user, false));
+                state.store.publish(presence(user, false, false));
             }
         }
     }

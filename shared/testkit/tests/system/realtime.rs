@@ -101,3 +101,51 @@ async fn channel_pushes_reach_only_members() {
     assert_eq!(data["text"], "public", "carol never sees general, which she did not join");
     sys.shutdown().await;
 }
+
+/// The next presence event about `user`.
+async fn next_presence(events: &mut Events, user: &str) -> Value {
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(10), events.next())
+            .await
+            .expect("an event within 10 s")
+            .expect("the stream stays open")
+            .expect("a well-formed event");
+        if event.event == "presence" {
+            let data: Value = serde_json::from_str(&event.data).unwrap();
+            if data["username"] == user {
+                return data;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_follows_log_ins_open_chats_and_log_outs() {
+    let sys = System::builder().peers(2).start().await;
+    let bob = sys.login(1, "user2", "password2").await;
+    let mut bobs = open(&bob, None).await;
+    let alice = sys.login(0, "user1", "password1").await;
+    let event = next_presence(&mut bobs, "user1").await;
+    assert_eq!(
+        (event["username"].as_str(), event["online"].as_bool(), event["active"].as_bool()),
+        (Some("user1"), Some(true), Some(false))
+    );
+
+    // Alice opens the chat: active. She closes it: inactive after the grace.
+    let alices = open(&alice, None).await;
+    let event = next_presence(&mut bobs, "user1").await;
+    assert_eq!((event["username"].as_str(), event["active"].as_bool()), (Some("user1"), Some(true)));
+    assert_eq!(bob.get("/get-list").await.body[0]["active"], true);
+    drop(alices);
+    let event = next_presence(&mut bobs, "user1").await;
+    assert_eq!(
+        (event["username"].as_str(), event["online"].as_bool(), event["active"].as_bool()),
+        (Some("user1"), Some(true), Some(false))
+    );
+
+    // She logs out: offline.
+    alice.post("/logout", "").await;
+    let event = next_presence(&mut bobs, "user1").await;
+    assert_eq!((event["username"].as_str(), event["online"].as_bool()), (Some("user1"), Some(false)));
+    sys.shutdown().await;
+}

@@ -50,9 +50,15 @@ async fn two_users_log_in_through_the_tracker_chat_in_a_channel_and_message_each
 
     // They list each other, not themselves.
     let listed = alice.get("/get-list").await;
-    assert_eq!(listed.body, json!([{"ip": "127.0.0.1", "port": sys.peer_port(1), "username": "user2"}]));
+    assert_eq!(
+        listed.body,
+        json!([{"ip": "127.0.0.1", "port": sys.peer_port(1), "username": "user2", "active": false}])
+    );
     let listed = bob.get("/get-list").await;
-    assert_eq!(listed.body, json!([{"ip": "127.0.0.1", "port": sys.peer_port(0), "username": "user1"}]));
+    assert_eq!(
+        listed.body,
+        json!([{"ip": "127.0.0.1", "port": sys.peer_port(0), "username": "user1", "active": false}])
+    );
 
     // The original's registration step still answers.
     assert_eq!(alice.post("/submit-username", "username=user1").await.body, json!({"status": "success"}));
