@@ -15,7 +15,6 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
-use axum::extract::FromRef;
 use kit::health::Readiness;
 use kit::session::TokenKeys;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -78,23 +77,11 @@ impl AppState {
     }
 }
 
-impl FromRef<AppState> for TokenKeys {
-    fn from_ref(state: &AppState) -> Self {
-        state.tokens.clone()
-    }
-}
-
-impl FromRef<AppState> for kit::metrics::Metrics {
-    fn from_ref(state: &AppState) -> Self {
-        state.metrics.registry.clone()
-    }
-}
-
-impl FromRef<AppState> for Readiness {
-    fn from_ref(state: &AppState) -> Self {
-        state.readiness.clone()
-    }
-}
+kit::state_parts!(AppState {
+    tokens: TokenKeys,
+    readiness: Readiness,
+    metrics.registry: kit::metrics::Metrics,
+});
 
 /// Session ids revoked by logout, kept until their tokens would expire anyway.
 #[derive(Clone, Default)]

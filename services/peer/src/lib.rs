@@ -28,7 +28,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use axum::extract::FromRef;
 use kit::client::Client;
 use kit::health::Readiness;
 use kit::session::TokenKeys;
@@ -178,29 +177,12 @@ impl AppState {
     }
 }
 
-impl FromRef<AppState> for TokenKeys {
-    fn from_ref(state: &AppState) -> Self {
-        state.tokens.clone()
-    }
-}
-
-impl FromRef<AppState> for ClusterKey {
-    fn from_ref(state: &AppState) -> Self {
-        state.cluster.clone()
-    }
-}
-
-impl FromRef<AppState> for kit::metrics::Metrics {
-    fn from_ref(state: &AppState) -> Self {
-        state.metrics.registry.clone()
-    }
-}
-
-impl FromRef<AppState> for Readiness {
-    fn from_ref(state: &AppState) -> Self {
-        state.readiness.clone()
-    }
-}
+kit::state_parts!(AppState {
+    tokens: TokenKeys,
+    cluster: ClusterKey,
+    readiness: Readiness,
+    metrics.registry: kit::metrics::Metrics,
+});
 
 /// The whole HTTP surface of the peer; no IO happens here.
 pub fn router(state: AppState) -> Router {

@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
-use kit::db::{Db, DbError};
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use kit::db::{Db, DbError, parse_column};
+use rusqlite::{Connection, OptionalExtension, params};
 use wire::addr::PeerAddr;
 use wire::api::{Contact, DirectMessage};
 use wire::names::{MessageText, Username};
@@ -172,7 +172,7 @@ impl PeerStore {
                 )?;
                 let rows = statement.query_map([owner.as_str()], |row| {
                     Ok(Contact {
-                        username: parse_col(row, 0, Username::parse)?,
+                        username: parse_column(row, 0, Username::parse)?,
                         ip: row.get(1)?,
                         port: row.get(2)?,
                         online: false,
@@ -391,9 +391,9 @@ fn query_dms(conn: &Connection, clause: &str, params: impl rusqlite::Params) -> 
         Ok(DirectMessage {
             seq: Some(row.get::<_, i64>(0)? as u64),
             id: row.get(1)?,
-            username: parse_col(row, 2, Username::parse)?,
-            to: parse_col(row, 3, Username::parse)?,
-            message: parse_col(row, 4, MessageText::parse)?,
+            username: parse_column(row, 2, Username::parse)?,
+            to: parse_column(row, 3, Username::parse)?,
+            message: parse_column(row, 4, MessageText::parse)?,
             ts: row.get::<_, i64>(5)? as u64,
             sender_ip: row.get(6)?,
             sender_port: row.get(7)?,
@@ -407,7 +407,9 @@ fn query_dms(conn: &Connection, clause: &str, params: impl rusqlite::Params) -> 
 fn load(conn: &Connection) -> rusqlite::Result<Loaded> {
     let mut loaded = Loaded::default();
     let mut hosted = conn.prepare("SELECT username, expires_at FROM hosted")?;
-    for user in hosted.query_map([], |row| Ok((parse_col(row, 0, Username::parse)?, row.get::<_, i64>(1)? as u64)))? {
+    for user in
+        hosted.query_map([], |row| Ok((parse_column(row, 0, Username::parse)?, row.get::<_, i64>(1)? as u64)))?
+    {
         loaded.hosted.push(user?);
     }
     let mut revoked = conn.prepare("SELECT sid, expires_at FROM revoked WHERE expires_at >= ?1")?;
@@ -415,15 +417,6 @@ fn load(conn: &Connection) -> rusqlite::Result<Loaded> {
         loaded.revoked.push(row?);
     }
     Ok(loaded)
-}
-
-fn parse_col<T, E>(row: &Row<'_>, index: usize, parse: impl FnOnce(&str) -> Result<T, E>) -> rusqlite::Result<T>
-where
-    E: std::error::Error + Send + Sync + 'static,
-{
-    let text: String = row.get(index)?;
-    parse(&text)
-        .map_err(|err| rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, Box::new(err)))
 }
 
 #[cfg(test)]

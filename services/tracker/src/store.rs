@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
-use kit::db::{Db, DbError};
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use kit::db::{Db, DbError, parse_column};
+use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::broadcast;
 use wire::api::ChannelMessage;
 use wire::events::{Event, Membership, Presence};
@@ -569,12 +569,12 @@ fn write(view: &RwLock<View>) -> std::sync::RwLockWriteGuard<'_, View> {
 fn load_view(conn: &Connection) -> rusqlite::Result<View> {
     let mut view = View::default();
     let mut channels = conn.prepare("SELECT name FROM channels")?;
-    for name in channels.query_map([], |row| parse_col(row, 0, ChannelName::parse))? {
+    for name in channels.query_map([], |row| parse_column(row, 0, ChannelName::parse))? {
         view.channels.insert(name?, BTreeSet::new());
     }
     let mut members = conn.prepare("SELECT channel, username FROM members")?;
     let rows = members
-        .query_map([], |row| Ok((parse_col(row, 0, ChannelName::parse)?, parse_col(row, 1, Username::parse)?)))?;
+        .query_map([], |row| Ok((parse_column(row, 0, ChannelName::parse)?, parse_column(row, 1, Username::parse)?)))?;
     for row in rows {
         let (channel, user) = row?;
         view.channels.entry(channel).or_default().insert(user);
@@ -582,7 +582,7 @@ fn load_view(conn: &Connection) -> rusqlite::Result<View> {
     let mut directory = conn.prepare("SELECT username, ip, port, online FROM directory")?;
     let rows = directory.query_map([], |row| {
         let peer = PeerAddr { ip: row.get(1)?, port: row.get(2)? };
-        Ok((parse_col(row, 0, Username::parse)?, Home { peer, signed_in: row.get(3)? }))
+        Ok((parse_column(row, 0, Username::parse)?, Home { peer, signed_in: row.get(3)? }))
     })?;
     for row in rows {
         let (user, addr) = row?;
@@ -601,26 +601,15 @@ fn query_messages(
     let rows = statement.query_map(params, |row| {
         Ok(ChannelMessage {
             id: row.get::<_, i64>(0)? as u64,
-            channel: parse_col(row, 1, ChannelName::parse)?,
-            username: parse_col(row, 2, Username::parse)?,
+            channel: parse_column(row, 1, ChannelName::parse)?,
+            username: parse_column(row, 2, Username::parse)?,
             sender_ip: row.get(3)?,
             sender_port: row.get(4)?,
-            text: parse_col(row, 5, MessageText::parse)?,
+            text: parse_column(row, 5, MessageText::parse)?,
             ts: row.get::<_, i64>(6)? as u64,
         })
     })?;
     rows.collect()
-}
-
-/// Reads a text column through a wire type's parser; stored data was parsed on the
-/// way in, so a failure means the file was edited by hand.
-fn parse_col<T, E>(row: &Row<'_>, index: usize, parse: impl FnOnce(&str) -> Result<T, E>) -> rusqlite::Result<T>
-where
-    E: std::error::Error + Send + Sync + 'static,
-{
-    let text: String = row.get(index)?;
-    parse(&text)
-        .map_err(|err| rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, Box::new(err)))
 }
 
 #[cfg(test)]

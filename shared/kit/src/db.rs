@@ -137,6 +137,21 @@ impl Db {
     }
 }
 
+/// Reads a text column through a parser (a wire type's `parse`). Stored data was
+/// parsed on the way in, so a failure means the file was edited by hand.
+pub fn parse_column<T, E>(
+    row: &rusqlite::Row<'_>,
+    index: usize,
+    parse: impl FnOnce(&str) -> Result<T, E>,
+) -> rusqlite::Result<T>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let text: String = row.get(index)?;
+    parse(&text)
+        .map_err(|err| rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, Box::new(err)))
+}
+
 fn in_savepoint<R>(conn: &Connection, f: impl FnOnce(&Connection) -> rusqlite::Result<R>) -> rusqlite::Result<R> {
     conn.execute_batch("SAVEPOINT job")?;
     match f(conn) {

@@ -45,3 +45,18 @@ pub fn now_ms() -> u64 {
 pub fn now_secs() -> u64 {
     now_ms() / 1000
 }
+
+/// Implements `FromRef<State>` for the handles that extractors take from a service's
+/// state: `kit::state_parts!(AppState { tokens: TokenKeys, metrics.registry: Metrics })`.
+#[macro_export]
+macro_rules! state_parts {
+    ($state:ty { $($($field:ident).+ : $part:ty),* $(,)? }) => {
+        $(
+            impl ::axum::extract::FromRef<$state> for $part {
+                fn from_ref(state: &$state) -> Self {
+                    state.$($field).+.clone()
+                }
+            }
+        )*
+    };
+}
