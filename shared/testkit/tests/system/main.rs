@@ -2,4 +2,5 @@
 
 mod bad_input;
 mod realtime;
+mod startup;
 mod workflow;

@@ -1,0 +1,63 @@
+//! Start-up order and liveness: a peer that starts before the tracker waits for it;
+//! a peer that goes silent leaves the pool and its users show offline.
+
+use std::time::Duration;
+
+use kit::config::Secrets;
+use testkit::System;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_started_before_the_tracker_registers_once_the_tracker_is_up() {
+    testkit::init_logging();
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = Secrets::random();
+    // Reserve the tracker's port, then leave it closed: connections are refused.
+    let tracker_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+
+    let peer_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let peer_config = peer::Config {
+        tracker_url: format!("http://127.0.0.1:{tracker_port}"),
+        data_dir: dir.path().join("peers"),
+        heartbeat_secs: 1,
+        secrets: secrets.clone(),
+        ..peer::Config::default()
+    };
+    let peer_state = peer::AppState::new(&peer_config, peer_listener.local_addr().unwrap()).unwrap();
+    let readiness = peer_state.readiness.clone();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let peer = tokio::spawn(peer::serve(peer_listener, peer_state, stop.clone().cancelled_owned()));
+
+    // The peer serves, but is not ready: there is no tracker yet.
+    assert!(!readiness.is_ready());
+
+    let tracker_config =
+        tracker::Config { data_dir: dir.path().join("tracker"), secrets, ..tracker::Config::default() };
+    let tracker_listener = tokio::net::TcpListener::bind(("127.0.0.1", tracker_port)).await.unwrap();
+    let tracker = tokio::spawn(tracker::serve(
+        tracker_listener,
+        tracker::AppState::new(&tracker_config).unwrap(),
+        stop.clone().cancelled_owned(),
+    ));
+    testkit::eventually("the peer registers once the tracker is up", || async { readiness.is_ready() }).await;
+
+    stop.cancel();
+    peer.await.unwrap().unwrap();
+    tracker.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_peer_leaves_the_pool_and_its_users_show_offline() {
+    let mut sys = System::builder().peers(2).liveness(3, 1).start().await;
+    let _alice = sys.login(0, "user1", "password1").await;
+    let bob = sys.login(1, "user2", "password2").await;
+    assert_eq!(bob.get("/get-list").await.body.as_array().unwrap().len(), 1);
+    // Stopped without a word to the tracker: it must notice by itself.
+    sys.stop_peer(0).await;
+    let started = tokio::time::Instant::now();
+    testkit::eventually("alice shows offline once her peer stopped beating", || async {
+        bob.get("/get-list").await.body.as_array().is_some_and(|users| users.is_empty())
+    })
+    .await;
+    assert!(started.elapsed() >= Duration::from_secs(2), "offline only after the TTL, not at once");
+    sys.shutdown().await;
+}
