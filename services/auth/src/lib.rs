@@ -32,6 +32,7 @@ pub struct AppState {
     pub users: UserDb,
     pub tokens: TokenKeys,
     pub revoked: Revoked,
+    pub throttle: Throttle,
     pub allow_registration: bool,
     pub readiness: Readiness,
     pub metrics: AuthMetrics,
@@ -70,6 +71,7 @@ impl AppState {
             users: UserDb::open(&config.db)?,
             tokens: TokenKeys::new(&config.secrets.session_secret, config.session_ttl()),
             revoked: Revoked::default(),
+            throttle: Throttle::default(),
             allow_registration: config.allow_registration,
             readiness: Readiness::ready(),
             metrics: AuthMetrics::new(),
@@ -97,6 +99,37 @@ impl Revoked {
 
     pub fn is_revoked(&self, sid: &str) -> bool {
         self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).contains_key(sid)
+    }
+}
+
+/// Failed log-ins per user name: after [`Throttle::MAX_FAILURES`] in a
+/// [`Throttle::WINDOW`], that name is refused for the rest of the window, so passwords
+/// cannot be guessed at the speed of the network.
+#[derive(Clone, Default)]
+pub struct Throttle(Arc<Mutex<HashMap<String, (u32, std::time::Instant)>>>);
+
+impl Throttle {
+    pub const MAX_FAILURES: u32 = 5;
+    pub const WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+
+    /// How long `username` must wait, if it is locked out now.
+    pub fn wait(&self, username: &str) -> Option<std::time::Duration> {
+        let failures = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (count, since) = failures.get(&username.to_lowercase())?;
+        let elapsed = since.elapsed();
+        (*count >= Self::MAX_FAILURES && elapsed < Self::WINDOW).then(|| Self::WINDOW - elapsed)
+    }
+
+    pub fn failed(&self, username: &str) {
+        let mut failures = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let now = std::time::Instant::now();
+        failures.retain(|_, (_, since)| now.duration_since(*since) < Self::WINDOW);
+        let entry = failures.entry(username.to_lowercase()).or_insert((0, now));
+        entry.0 += 1;
+    }
+
+    pub fn succeeded(&self, username: &str) {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&username.to_lowercase());
     }
 }
 

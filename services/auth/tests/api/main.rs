@@ -103,3 +103,16 @@ async fn bad_bodies_get_json_4xx_and_the_server_keeps_answering() {
     assert_eq!(auth.client.get(format!("{}/login", auth.url)).send().await.unwrap().status(), 405);
     assert_eq!(auth.post("/login", "username=alice&password=password1").await.0, 200);
 }
+
+#[tokio::test]
+async fn repeated_failures_lock_a_name_out_for_a_while() {
+    let auth = spawn(true).await;
+    for _ in 0..auth::Throttle::MAX_FAILURES {
+        assert_eq!(auth.post("/login", "username=alice&password=guess").await.0, 401);
+    }
+    let (status, body) = auth.post("/login", "username=alice&password=password1").await;
+    assert_eq!(status, 429, "locked out even with the right password: {body}");
+    assert!(body["message"].as_str().unwrap().contains("try again"));
+    let (status, _) = auth.post("/login", "username=ALICE&password=guess").await;
+    assert_eq!(status, 429, "names are locked regardless of case");
+}
