@@ -306,6 +306,7 @@ pass "with its replica dead, user2 is served by $bob_now"
 
 # Acknowledged while the replica is down: channel messages, and direct messages to
 # user2 (delivered to its new replica, or queued in user1's outbox: 202).
+during_delivered=0
 for i in 1 2 3; do
   call "$ALICE" POST /send-channel-message "channel_name=$CHANNEL&message=during-$i"
   expect 200
@@ -313,7 +314,9 @@ for i in 1 2 3; do
   call "$ALICE" POST /send-peer "username=user2&message=dm-during-$i"
   expect 200 202
   DM_IDS+=("$(body .id)")
+  [[ $STATUS == 200 ]] && during_delivered=$((during_delivered + 1))
 done
+figure "direct messages to user2 while its replica was down: delivered at once" "$during_delivered of 3 (the rest queued)"
 call "$BOB" POST /get-channel-messages "channel_name=$CHANNEL"
 expect 200
 for id in "${CHANNEL_IDS[@]}"; do
@@ -323,6 +326,7 @@ done
 pass "every acknowledged channel message (${#CHANNEL_IDS[@]}) is in the history, once"
 
 log "start the killed container again"
+# `docker kill` counts as a manual stop: the restart policy leaves it down.
 if [[ $("$DOCKER" inspect --format '{{.State.Running}}' "$victim") != true ]]; then
   "$DOCKER" start "$victim" >/dev/null
 fi
@@ -339,24 +343,31 @@ pass "the killed replica is back ($bob_peer, same database)"
 # one of the replicas: the one it was delivered to. Queued ones arrive after the
 # restart; retried with backoff, so wait a bounded while.
 missing=()
-for _ in $(seq 1 45); do
+for _ in $(seq 1 30); do
   discover 3 || true
   declare -A seen=()
   dup=""
+  PLACES=()
   for peer in "${!STICKY[@]}"; do
+    held=0
     jar=$(new_jar "bob-at-$RANDOM")
     pin_jar "$jar" "${STICKY[$peer]}"
     printf '127.0.0.1\tFALSE\t/\tFALSE\t0\tweaprous_session\t%s\n' "$(cookie "$BOB" weaprous_session)" >>"$jar"
-    call "$jar" GET "/get-conversation?with=user1&limit=500"
-    [[ $STATUS == 200 ]] || continue
-    while read -r id; do seen[$id]=1; done < <(body '.messages[].id')
-    [[ $(body '[.messages[].id] | length') == $(body '[.messages[].id] | unique | length') ]] || dup=$peer
+    for sender in user1 user3; do
+      call "$jar" GET "/get-conversation?with=$sender&limit=500"
+      [[ $STATUS == 200 ]] || continue
+      while read -r id; do seen[$id]=1; done < <(body '.messages[] | select(.to == "user2") | .id')
+      held=$((held + $(body '[.messages[] | select(.to == "user2")] | length')))
+      [[ $(body '[.messages[].id] | length') == $(body '[.messages[].id] | unique | length') ]] || dup=$peer
+    done
+    PLACES+=("$peer=$held")
   done
   missing=()
   for id in "${DM_IDS[@]}"; do [[ -n ${seen[$id]:-} ]] || missing+=("$id"); done
   ((${#missing[@]} == 0)) && break
   sleep 2
 done
+figure "user2's direct messages per replica" "$(printf '%s ' "${PLACES[@]}")"
 [[ -z $dup ]] || fail "a direct message appears twice on $dup"
 ((${#missing[@]} == 0)) || fail "acknowledged direct messages missing: ${missing[*]}"
 pass "every acknowledged direct message to user2 (${#DM_IDS[@]}) is there, once"
@@ -368,6 +379,19 @@ down_s=$(since "$t")
 figure "docker compose down" "$down_s s"
 awk -v s="$down_s" 'BEGIN { exit !(s < 10) }' || fail "compose down took $down_s s (limit 10 s)"
 pass "docker compose down in $down_s s"
+
+log "the named volumes keep the data across down and up"
+compose up -d --wait --wait-timeout 120 "${SERVICES[@]}" || fail "compose up again"
+AGAIN=$(new_jar again)
+login "$AGAIN" user1 password1
+call "$AGAIN" POST /get-channel-messages "channel_name=$CHANNEL"
+expect 200
+for id in "${CHANNEL_IDS[@]}"; do
+  [[ $(jq --arg id "$id" '[.messages.messages[] | select((.id | tostring) == $id)] | length' "$WORK/body") == 1 ]] ||
+    fail "channel message $id survives down and up"
+done
+pass "after down and up, user1 logs in and the channel history (${#CHANNEL_IDS[@]} messages) is all there"
+compose down -t 10 >/dev/null 2>&1
 
 log "figures"
 printf '  %s\n' "${FIGURES[@]}"

