@@ -16,7 +16,8 @@
 #                   firewall at exit (docker/engine.sh); for CI machines without one
 #   --offline-base  build the base images without a registry (docker/offline-base-images.sh)
 #   --build         `docker compose build` first (timed)
-# Environment: WEAPROUS_HTTP_PORT (8080), SMOKE_PROJECT (compose project, weaprous-smoke).
+# Environment: WEAPROUS_HTTP_PORT (8080), SMOKE_PROJECT (compose project, weaprous-smoke),
+# SMOKE_DOCKER (the docker client, default /usr/bin/docker, else docker on PATH).
 # Needs curl and jq. Whatever happens, the exit trap runs `docker compose down -v`
 # and, with --engine, stops the engine it started.
 set -euo pipefail
@@ -33,8 +34,13 @@ for arg in "$@"; do
   esac
 done
 
-DOCKER=${DOCKER:-/usr/bin/docker}
-[[ -x $DOCKER ]] || DOCKER=docker
+# Debian's docker.io client (/usr/bin/docker) when there is one: it builds with the
+# engine's own BuildKit, where a newer client may insist on the buildx plugin.
+pick_docker() {
+  DOCKER=${SMOKE_DOCKER:-/usr/bin/docker}
+  [[ -x $DOCKER ]] || DOCKER=docker
+}
+pick_docker
 PROJECT=${SMOKE_PROJECT:-weaprous-smoke}
 PORT=${WEAPROUS_HTTP_PORT:-8080}
 BASE="http://127.0.0.1:$PORT"
@@ -81,6 +87,7 @@ for tool in curl jq; do command -v $tool >/dev/null || { echo "$tool is required
 if ((ENGINE)); then
   log "Docker engine"
   bash docker/engine.sh start
+  pick_docker
 fi
 if ((OFFLINE)); then
   log "base images, built offline"
