@@ -24,7 +24,7 @@ ENV CARGO_PROFILE_RELEASE_DEBUG=${RELEASE_DEBUG} \
 WORKDIR /src
 # The workspace: its manifest and lock file, and every member (cargo needs all of
 # them to load the workspace). .dockerignore keeps target folders and data out.
-COPY Cargo.toml Cargo.lock rustfmt.toml ./
+COPY Cargo.toml Cargo.lock ./
 COPY shared shared
 COPY services services
 # The target folder lives in a cache mount, so the binaries are copied out of it in
