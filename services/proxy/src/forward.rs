@@ -257,6 +257,7 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 pub fn prepare_request_headers(parts: &mut Parts, client_ip: HeaderValue, upgrade: bool) {
     let headers = &mut parts.headers;
     remove_hop_by_hop(headers, upgrade);
+    trace_context::propagate(&parts.extensions, headers);
     if upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
@@ -273,7 +274,6 @@ pub fn prepare_request_headers(parts: &mut Parts, client_ip: HeaderValue, upgrad
     append_forwarded_for(headers, client_ip);
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     headers.insert(X_FORWARDED_HOST, host);
-    trace_context::propagate(headers);
 }
 
 fn append_forwarded_for(headers: &mut HeaderMap, client_ip: HeaderValue) {

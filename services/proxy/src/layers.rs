@@ -15,9 +15,11 @@ use crate::body::ProxyBody;
 use crate::error::ProxyError;
 use crate::trace_context;
 
-/// Puts each request in a `debug` span with its method, host, path and trace id.
-/// Below `debug` the span is disabled and costs a branch, which matters at the
-/// request rates a proxy sees; warnings inside still carry their own fields.
+/// Puts each request in a span. When traces are exported, an `info` server span that
+/// continues the caller's trace (its context goes upstream, see
+/// [`trace_context::propagate`]) and records the status; otherwise a `debug` span with
+/// method, host, path and trace id, which below `debug` is disabled and costs a branch:
+/// that matters at the request rates a proxy sees.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TraceLayer;
 
@@ -36,25 +38,71 @@ impl<S> Layer<S> for TraceLayer {
 
 impl<S, B> Service<Request<B>> for Trace<S>
 where
-    S: Service<Request<B>>,
+    S: Service<Request<B>, Response = Response<ProxyBody>>,
 {
-    type Response = S::Response;
+    type Response = Response<ProxyBody>;
     type Error = S::Error;
-    type Future = Instrumented<S::Future>;
+    type Future = TraceFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<B>) -> Self::Future {
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let host = request.headers().get(http::header::HOST).and_then(|value| value.to_str().ok()).unwrap_or_default();
+        if kit::telemetry::exporting() {
+            let span = tracing::info_span!(
+                "request",
+                otel.name = %format!("{} {host}", request.method()),
+                otel.kind = "server",
+                otel.status_code = tracing::field::Empty,
+                http.request.method = %request.method(),
+                server.address = host,
+                url.path = request.uri().path(),
+                http.response.status_code = tracing::field::Empty,
+                service = "proxy",
+            );
+            kit::telemetry::set_parent(&span, kit::telemetry::extract(request.headers()));
+            request.extensions_mut().insert(trace_context::Upstream(span.clone()));
+            let inner = self.inner.call(request).instrument(span.clone());
+            return TraceFuture { inner, exported: Some(span) };
+        }
         let span = tracing::debug_span!(
             "request",
             method = %request.method(),
-            host = request.headers().get(http::header::HOST).and_then(|value| value.to_str().ok()),
+            host,
             path = request.uri().path(),
             trace_id = trace_context::trace_id(request.headers()),
         );
-        self.inner.call(request).instrument(span)
+        TraceFuture { inner: self.inner.call(request).instrument(span), exported: None }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`Trace`]: records the status on an exported span.
+    pub struct TraceFuture<F> {
+        #[pin]
+        inner: Instrumented<F>,
+        exported: Option<tracing::Span>,
+    }
+}
+
+impl<F, E> Future for TraceFuture<F>
+where
+    F: Future<Output = Result<Response<ProxyBody>, E>>,
+{
+    type Output = Result<Response<ProxyBody>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let output = std::task::ready!(this.inner.poll(cx));
+        if let (Some(span), Ok(response)) = (this.exported.as_ref(), &output) {
+            span.record("http.response.status_code", response.status().as_u16());
+            if response.status().is_server_error() {
+                span.record("otel.status_code", "ERROR");
+            }
+        }
+        Poll::Ready(output)
     }
 }
 

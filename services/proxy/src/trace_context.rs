@@ -1,10 +1,10 @@
 //! W3C trace context across the proxy.
 //!
-//! Today the proxy continues the caller's trace by passing `traceparent` and
-//! `tracestate` through unchanged: they are end-to-end headers, so the header rewrite
-//! in [`crate::forward`] keeps them, and [`propagate`] is the one place that touches
-//! them. When the proxy gets spans of its own, `propagate` is where the current span's
-//! context replaces the caller's `traceparent` (with the caller as its parent).
+//! When traces are exported, the proxy's request span is a child of the caller's, and
+//! [`propagate`] puts that span's context upstream, so the backend's span is the
+//! proxy's child. When they are not, `traceparent` and `tracestate` pass through
+//! unchanged (they are end-to-end headers, which the header rewrite in
+//! [`crate::forward`] keeps), and the trace still continues, one hop shorter.
 
 use http::HeaderMap;
 use http::header::HeaderName;
@@ -12,9 +12,17 @@ use http::header::HeaderName;
 /// `traceparent: 00-<trace id>-<parent id>-<flags>`.
 pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
-/// Sets the trace context of a request on its way upstream. For now the caller's
-/// context goes on as it came.
-pub fn propagate(_headers: &mut HeaderMap) {}
+/// The proxy's request span, kept in the request's extensions for [`propagate`].
+#[derive(Clone, Debug)]
+pub struct Upstream(pub tracing::Span);
+
+/// Sets the trace context of a request on its way upstream: the proxy's own span
+/// when there is one, else the caller's context as it came.
+pub fn propagate(extensions: &http::Extensions, headers: &mut HeaderMap) {
+    if let Some(Upstream(span)) = extensions.get::<Upstream>() {
+        kit::telemetry::inject(span, headers);
+    }
+}
 
 /// The trace id of a request, for log fields: the second field of a well-formed
 /// `traceparent`.

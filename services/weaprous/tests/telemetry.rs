@@ -89,6 +89,7 @@ async fn a_direct_message_through_the_proxy_is_one_trace_across_every_service() 
         let services = by_service(&collector.trace(TRACE_ID)).keys().map(|s| s.to_string()).collect::<Vec<_>>();
         ["proxy", "peer", "tracker"].iter().all(|wanted| services.iter().any(|s| s == wanted))
             && collector.trace(TRACE_ID).iter().any(|span| span.name == "POST /receive-message" && span.kind == 2)
+            && collector.trace(TRACE_ID).iter().any(|span| span.name == "POST /send-peer" && span.kind == 2)
     })
     .await;
     let trace = collector.trace(TRACE_ID);

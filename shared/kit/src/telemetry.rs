@@ -14,6 +14,7 @@
 //! in [`crate::http`] and injected into every outgoing call in [`crate::client`].
 
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use opentelemetry::trace::TracerProvider as _;
@@ -29,6 +30,14 @@ use tracing_subscriber::{EnvFilter, Layer, filter};
 
 /// How long shutdown waits for the last spans to reach the collector.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Whether spans of this process go to a collector.
+static EXPORTING: AtomicBool = AtomicBool::new(false);
+
+/// Whether spans are exported: hot paths (the proxy) make their spans only then.
+pub fn exporting() -> bool {
+    EXPORTING.load(Ordering::Relaxed)
+}
 
 /// Flushes spans when dropped; keep it alive until the servers have drained.
 #[must_use = "telemetry is flushed when the guard drops"]
@@ -94,7 +103,10 @@ pub fn init(service: &str) -> TelemetryGuard {
     global::set_tracer_provider(provider.clone());
     match exporter_error {
         Some(err) => tracing::warn!(%err, "traces are not exported: the OTLP exporter could not be built"),
-        None if exporting => tracing::info!(service, "exporting traces over OTLP"),
+        None if exporting => {
+            EXPORTING.store(true, Ordering::Relaxed);
+            tracing::info!(service, "exporting traces over OTLP");
+        }
         None => tracing::debug!(service, "no OTLP endpoint configured; traces stay local"),
     }
     TelemetryGuard { provider: Some(provider) }
