@@ -1,0 +1,317 @@
+//! The system under test: the tracker and the peers as child processes of the release
+//! `weaprous` binary, on loopback ports the kernel picks, with a fresh data folder and
+//! fresh secrets. Children are killed when their handle drops, so an error or Ctrl-C
+//! in the benchmark leaves nothing running.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use kit::session::TokenKeys;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+/// How long a service may take to report `listening` and then to be ready.
+const START_PATIENCE: Duration = Duration::from_secs(30);
+/// Log lines kept per service, to show when something fails.
+const LOG_TAIL: usize = 40;
+
+/// A running service process. Killed on drop.
+pub struct Service {
+    pub name: String,
+    pub pid: u32,
+    pub url: String,
+    child: tokio::process::Child,
+    logs: Arc<Mutex<Logs>>,
+}
+
+#[derive(Default)]
+struct Logs {
+    tail: VecDeque<String>,
+    warnings: u64,
+    errors: u64,
+}
+
+/// The tracker and the peers, and what is needed to act as their users.
+pub struct Cluster {
+    pub tracker: Service,
+    pub peers: Vec<Service>,
+    binary: PathBuf,
+    dir: tempfile::TempDir,
+    session_secret: SecretString,
+    cluster_secret: SecretString,
+    service_log: String,
+    service_env: Vec<(String, String)>,
+    spare_peers: usize,
+}
+
+impl Cluster {
+    /// Starts the tracker and `peers` peers, and waits until every peer is registered.
+    /// `service_env` goes into every service's environment (for variants: allocator
+    /// settings, log levels).
+    pub async fn start(
+        binary: &Path,
+        peers: usize,
+        service_log: &str,
+        service_env: &[(String, String)],
+    ) -> anyhow::Result<Self> {
+        if !binary.is_file() {
+            bail!("{} not found: build it first (cargo build --release -p weaprous)", binary.display());
+        }
+        let dir = tempfile::Builder::new().prefix("chatbench-").tempdir()?;
+        std::fs::create_dir_all(dir.path().join("www"))?;
+        let session_secret = SecretString::from(random_secret());
+        let cluster_secret = SecretString::from(random_secret());
+        let tracker_args = vec![
+            "tracker".to_owned(),
+            "--auth-url".to_owned(),
+            // Unused: the benchmark mints session tokens itself and never logs in.
+            "http://127.0.0.1:9".to_owned(),
+            "--data-dir".to_owned(),
+            dir.path().join("tracker").display().to_string(),
+            "--www".to_owned(),
+            dir.path().join("www").display().to_string(),
+            "--server-ip".to_owned(),
+            "127.0.0.1".to_owned(),
+            "--server-port".to_owned(),
+            "0".to_owned(),
+        ];
+        let envs = envs(&session_secret, &cluster_secret, service_log, service_env);
+        let tracker = Service::spawn(&[], binary, "tracker", &tracker_args, &envs).await?;
+        let mut cluster = Self {
+            tracker,
+            peers: Vec::new(),
+            binary: binary.to_owned(),
+            dir,
+            session_secret,
+            cluster_secret,
+            service_log: service_log.to_owned(),
+            service_env: service_env.to_vec(),
+            spare_peers: 0,
+        };
+        for index in 0..peers {
+            let peer = cluster.start_peer(&format!("peer{}", index + 1), &[]).await?;
+            cluster.peers.push(peer);
+        }
+        Ok(cluster)
+    }
+
+    /// Starts one more peer with a fresh data folder, and waits until it is ready.
+    /// A non-empty `wrapper` runs it under another program (`heaptrack -o FILE`), for
+    /// profiling.
+    pub async fn start_peer(&mut self, name: &str, wrapper: &[String]) -> anyhow::Result<Service> {
+        self.spare_peers += 1;
+        let data = self.dir.path().join(format!("peer-{name}-{}", self.spare_peers));
+        let args = vec![
+            "peer".to_owned(),
+            "--tracker-ip".to_owned(),
+            self.tracker.url.clone(),
+            "--auth-url".to_owned(),
+            "http://127.0.0.1:9".to_owned(),
+            "--data-dir".to_owned(),
+            data.display().to_string(),
+            "--www".to_owned(),
+            self.dir.path().join("www").display().to_string(),
+            "--server-ip".to_owned(),
+            "127.0.0.1".to_owned(),
+            "--server-port".to_owned(),
+            "0".to_owned(),
+        ];
+        let envs = envs(&self.session_secret, &self.cluster_secret, &self.service_log, &self.service_env);
+        let peer = Service::spawn(wrapper, &self.binary, name, &args, &envs).await?;
+        peer.wait_ready().await?;
+        Ok(peer)
+    }
+
+    /// Keys that sign session tokens the services accept.
+    pub fn token_keys(&self) -> TokenKeys {
+        TokenKeys::new(&self.session_secret, Duration::from_secs(24 * 60 * 60))
+    }
+
+    /// Every service's label and pid, for CPU accounting.
+    pub fn pids(&self) -> Vec<(String, u32)> {
+        std::iter::once(&self.tracker).chain(&self.peers).map(|service| (service.name.clone(), service.pid)).collect()
+    }
+
+    /// Warnings and errors the services logged so far, per service.
+    pub fn log_counts(&self) -> Vec<(String, u64, u64)> {
+        std::iter::once(&self.tracker)
+            .chain(&self.peers)
+            .map(|service| {
+                let logs = lock(&service.logs);
+                (service.name.clone(), logs.warnings, logs.errors)
+            })
+            .collect()
+    }
+
+    /// Stops every service with SIGTERM (SIGKILL after a grace period).
+    pub async fn stop(self) {
+        for peer in self.peers {
+            peer.terminate().await;
+        }
+        self.tracker.terminate().await;
+        drop(self.dir);
+    }
+}
+
+impl Service {
+    /// Starts `[wrapper...] binary args...` and waits (bounded) for its `listening`
+    /// event.
+    async fn spawn(
+        wrapper: &[String],
+        binary: &Path,
+        name: &str,
+        args: &[String],
+        envs: &[(String, String)],
+    ) -> anyhow::Result<Self> {
+        let mut command = match wrapper.split_first() {
+            Some((program, wrapper_args)) => {
+                let mut command = Command::new(program);
+                command.args(wrapper_args).arg(binary);
+                command
+            }
+            None => Command::new(binary),
+        };
+        let mut child = command
+            .args(args)
+            .envs(envs.iter().map(|(key, value)| (key, value)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("failed to start {}", binary.display()))?;
+        let pid = child.id().context("the child exited at once")?;
+        let stderr = child.stderr.take().context("stderr is piped")?;
+        let mut lines = BufReader::new(stderr).lines();
+        let logs = Arc::new(Mutex::new(Logs::default()));
+        let listening = tokio::time::timeout(START_PATIENCE, async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                let port = listening_port(&line);
+                lock(&logs).push(line);
+                if port.is_some() {
+                    return port;
+                }
+            }
+            None
+        })
+        .await
+        .ok()
+        .flatten();
+        let Some(port) = listening else {
+            let tail: Vec<String> = lock(&logs).tail.iter().cloned().collect();
+            bail!("{name} did not report `listening`; its last log lines:\n{}", tail.join("\n"));
+        };
+        // Keep draining the logs so the child never blocks on a full pipe.
+        let kept = logs.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                lock(&kept).push(line);
+            }
+        });
+        eprintln!("started {name} (pid {pid}) on 127.0.0.1:{port}");
+        Ok(Self { name: name.to_owned(), pid, url: format!("http://127.0.0.1:{port}"), child, logs })
+    }
+
+    /// Waits (bounded) until `GET /readyz` answers 200: a peer is registered with the
+    /// tracker.
+    async fn wait_ready(&self) -> anyhow::Result<()> {
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + START_PATIENCE;
+        loop {
+            if let Ok(response) = client.get(format!("{}/readyz", self.url)).send().await
+                && response.status().is_success()
+            {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!("{} was not ready within {START_PATIENCE:?}", self.name);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGTERM, then up to 10 s for a graceful exit, then SIGKILL.
+    pub async fn terminate(mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.pid.to_string()]).status().await;
+        if tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await.is_err() {
+            eprintln!("{} did not stop within 10 s of SIGTERM; killing it", self.name);
+            let _ = self.child.kill().await;
+        }
+    }
+}
+
+impl Logs {
+    fn push(&mut self, line: String) {
+        if line.contains(r#""level":"WARN""#) {
+            self.warnings += 1;
+        } else if line.contains(r#""level":"ERROR""#) {
+            self.errors += 1;
+        }
+        if self.tail.len() == LOG_TAIL {
+            self.tail.pop_front();
+        }
+        self.tail.push_back(line);
+    }
+}
+
+fn envs(
+    session_secret: &SecretString,
+    cluster_secret: &SecretString,
+    service_log: &str,
+    service_env: &[(String, String)],
+) -> Vec<(String, String)> {
+    let mut envs = vec![
+        ("WEAPROUS_SESSION_SECRET".to_owned(), session_secret.expose_secret().to_owned()),
+        ("WEAPROUS_CLUSTER_SECRET".to_owned(), cluster_secret.expose_secret().to_owned()),
+        ("WEAPROUS_LOG_FORMAT".to_owned(), "json".to_owned()),
+        ("RUST_LOG".to_owned(), service_log.to_owned()),
+    ];
+    envs.extend(service_env.iter().cloned());
+    envs
+}
+
+fn random_secret() -> String {
+    format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
+}
+
+/// The port of a `listening` event (`"addr":"127.0.0.1:PORT"`) in a JSON log line.
+fn listening_port(line: &str) -> Option<u16> {
+    let event: Value = serde_json::from_str(line).ok()?;
+    if event["message"] != "listening" {
+        return None;
+    }
+    event["addr"].as_str()?.rsplit(':').next()?.parse().ok()
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_port_comes_from_the_listening_event() {
+        let line = r#"{"timestamp":"x","level":"INFO","message":"listening","addr":"127.0.0.1:41234"}"#;
+        assert_eq!(listening_port(line), Some(41234));
+        assert_eq!(listening_port(r#"{"message":"registered"}"#), None);
+        assert_eq!(listening_port("not json"), None);
+    }
+
+    #[test]
+    fn warnings_and_errors_are_counted_and_the_tail_is_bounded() {
+        let mut logs = Logs::default();
+        for _ in 0..LOG_TAIL + 5 {
+            logs.push(r#"{"level":"WARN","message":"peer fell behind"}"#.to_owned());
+        }
+        logs.push(r#"{"level":"ERROR","message":"x"}"#.to_owned());
+        assert_eq!((logs.warnings, logs.errors, logs.tail.len()), (LOG_TAIL as u64 + 5, 1, LOG_TAIL));
+    }
+}
