@@ -14,6 +14,7 @@ use http::HeaderValue;
 use http::uri::Authority;
 
 use crate::config::{Policy, Upstream};
+use crate::metrics::BackendStats;
 
 /// The cookie that pins a browser to a backend under the `sticky` policy.
 pub const STICKY_COOKIE: &str = "weaprous_backend";
@@ -32,6 +33,8 @@ pub struct Backend {
     pub(crate) set_cookie: HeaderValue,
     up: AtomicBool,
     in_flight: AtomicUsize,
+    /// Its metrics.
+    pub(crate) stats: BackendStats,
 }
 
 /// A vhost with its resolved backends. Immutable: a reload or a change in DNS builds
@@ -61,7 +64,12 @@ pub struct InFlight(Arc<Backend>);
 // === impl Backend ===
 
 impl Backend {
+    /// A backend whose metrics are registered nowhere.
     pub fn new(addr: SocketAddr) -> Self {
+        Self::with_stats(addr, BackendStats::detached())
+    }
+
+    pub fn with_stats(addr: SocketAddr, stats: BackendStats) -> Self {
         let text = addr.to_string();
         // A SocketAddr always prints as a valid authority.
         let authority = Authority::try_from(text.as_str()).expect("a socket address is an authority");
@@ -76,6 +84,7 @@ impl Backend {
             set_cookie,
             up: AtomicBool::new(true),
             in_flight: AtomicUsize::new(0),
+            stats,
         }
     }
 
@@ -85,11 +94,13 @@ impl Backend {
 
     /// Marks the backend down; true when it was up.
     pub fn mark_down(&self) -> bool {
+        self.stats.set_up(false);
         self.up.swap(false, Ordering::Relaxed)
     }
 
     /// Marks the backend up; true when it was down.
     pub fn mark_up(&self) -> bool {
+        self.stats.set_up(true);
         !self.up.swap(true, Ordering::Relaxed)
     }
 

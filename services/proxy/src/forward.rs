@@ -94,9 +94,12 @@ impl tower::Service<Request<Incoming>> for RouteForward {
 
     fn call(&mut self, request: Request<Incoming>) -> Self::Future {
         let connection = self.connection.clone();
-        Box::pin(
-            async move { Ok(route_and_forward(&connection, request).await.unwrap_or_else(ProxyError::into_response)) },
-        )
+        Box::pin(async move {
+            Ok(route_and_forward(&connection, request).await.unwrap_or_else(|err| {
+                connection.shared.metrics.error(err.reason());
+                err.into_response()
+            }))
+        })
     }
 }
 
@@ -161,8 +164,10 @@ async fn route_and_forward(
         *upstream_request.headers_mut() = headers;
         let in_flight = (vhost.policy == Policy::LeastConn).then(|| InFlight::start(backend));
 
+        let sent = std::time::Instant::now();
         match connection.client.request(upstream_request).await {
             Ok(response) => {
+                backend.stats.answered(sent.elapsed());
                 let pinned = pick.pinned && Arc::ptr_eq(backend, &vhost.backends[pick.first]);
                 return Ok(relay_response(shared, response, backend, &vhost, pinned, client_upgrade, in_flight));
             }
@@ -367,6 +372,14 @@ fn own_endpoint(parts: &Parts, shared: &Shared) -> Option<Response<ProxyBody>> {
     }
     match parts.uri.path() {
         "/healthz" => Some(json_response(StatusCode::OK, &Done::success())),
+        "/metrics" => {
+            let mut response = Response::new(ProxyBody::full(bytes::Bytes::from(shared.metrics.registry.render())));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+            );
+            Some(response)
+        }
         "/readyz" => {
             let table = shared.table.load();
             let down = table.vhosts().find(|vhost| !vhost.any_up());

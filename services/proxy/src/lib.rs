@@ -34,6 +34,7 @@
 //! - [`layers`]: the trace and timeout layers around it.
 //! - [`health`], [`resolve`]: active health probes and DNS re-resolution.
 //! - [`body`], [`error`], [`trace_context`]: bodies, proxy-made errors, `traceparent`.
+//! - [`metrics`]: per-backend requests, latency and health, proxy-made errors.
 
 pub mod balance;
 pub mod body;
@@ -43,6 +44,7 @@ pub mod error;
 pub mod forward;
 pub mod health;
 pub mod layers;
+pub mod metrics;
 pub mod resolve;
 pub mod routing;
 pub mod trace_context;
@@ -100,6 +102,7 @@ pub(crate) struct Shared {
     registry: Mutex<HashMap<SocketAddr, Weak<Backend>>>,
     /// One rebuild (reload or re-resolution) at a time.
     rebuild: tokio::sync::Mutex<()>,
+    pub(crate) metrics: metrics::ProxyMetrics,
 }
 
 /// The parts of [`Config`] read while serving.
@@ -140,6 +143,7 @@ impl Proxy {
             resolved: Mutex::new(Resolved::new()),
             registry: Mutex::new(HashMap::new()),
             rebuild: tokio::sync::Mutex::new(()),
+            metrics: metrics::ProxyMetrics::new(),
         };
         let vhosts = lock(&shared.vhosts).clone();
         shared.install(&vhosts, &Resolved::new());
@@ -438,7 +442,7 @@ impl Shared {
                 .map(|address| match registry.get(&address).and_then(Weak::upgrade) {
                     Some(backend) => backend,
                     None => {
-                        let backend = Arc::new(Backend::new(address));
+                        let backend = Arc::new(Backend::with_stats(address, self.metrics.backend(address)));
                         registry.insert(address, Arc::downgrade(&backend));
                         backend
                     }
