@@ -35,10 +35,10 @@ fn parse(text: &str) -> HashMap<String, f64> {
         let value: f64 = value.parse().unwrap_or_else(|_| panic!("not a number in: {line}"));
         let name = series.split('{').next().unwrap();
         assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'), "bad metric name in: {line}");
-        if let Some(labels) = series.strip_prefix(name) {
-            if !labels.is_empty() {
-                assert!(labels.starts_with('{') && labels.ends_with('}'), "bad labels in: {line}");
-            }
+        if let Some(labels) = series.strip_prefix(name)
+            && !labels.is_empty()
+        {
+            assert!(labels.starts_with('{') && labels.ends_with('}'), "bad labels in: {line}");
         }
         assert!(typed.iter().any(|family| name.starts_with(family.as_str())), "sample before its # TYPE: {line}");
         samples.insert(series.to_owned(), value);
