@@ -208,7 +208,9 @@ pub async fn serve(
     tokio::spawn(delivery::outbox_worker(state.clone()));
     let token = state.shutdown.clone();
     let http_metrics = state.metrics.http.clone();
-    let app = kit::http::common_layers(router(state), &format!("peer@{addr}"), http_metrics);
+    // Replicas all bind 0.0.0.0:9001 in containers; the advertised address tells them apart.
+    let served_by = format!("peer@{}", state.me);
+    let app = kit::http::common_layers(router(state), &served_by, http_metrics);
     kit::http::serve(listener, app, async move {
         shutdown.await;
         token.cancel();

@@ -237,19 +237,30 @@ pub async fn host(state: &AppState, session: &Session) -> Result<(), ApiError> {
         return Ok(());
     }
     tracing::info!(username = %user, "hosting user");
-    announce(state, user).await;
+    announce(state, user, false).await;
     learn_channels(state, user).await;
     Ok(())
 }
 
-/// Tells the tracker this peer hosts `user`.
-pub async fn announce(state: &AppState, user: &Username) -> bool {
-    let info = UserInfo { ip: state.me.ip.clone(), port: state.me.port, username: user.clone(), active: false };
+/// Tells the tracker this peer hosts `user`: because their request just arrived, or
+/// (`reclaim`) because it hosted them before. A reclaim of a user who has since signed
+/// in on another live peer is refused, and this peer lets them go.
+pub async fn announce(state: &AppState, user: &Username, reclaim: bool) -> bool {
+    let info =
+        UserInfo { ip: state.me.ip.clone(), port: state.me.port, username: user.clone(), active: false, reclaim };
     let request = state.client.signed_post(state.tracker_url("submit-info"), &info);
     match kit::client::call::<Done>(request, "tracker").await {
         Ok(_) => {
             state.sessions.set_announced(user, true);
             true
+        }
+        Err(ApiError::Upstream { status, message }) if reclaim && status == 409 => {
+            tracing::info!(username = %user, %message, "user moved to another peer; no longer hosted here");
+            if let Err(err) = state.store.unhost(user).await {
+                tracing::warn!(username = %user, %err, "could not forget a user who moved");
+            }
+            state.sessions.remove(user);
+            false
         }
         Err(err) => {
             tracing::warn!(username = %user, %err, "could not announce a user to the tracker; will retry");

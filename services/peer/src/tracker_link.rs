@@ -50,7 +50,7 @@ pub async fn keep_registered(state: AppState) {
         loop {
             sessions::release_expired(&state).await;
             for user in state.sessions.unannounced() {
-                sessions::announce(&state, &user).await;
+                sessions::announce(&state, &user, true).await;
             }
             for user in state.sessions.without_channels() {
                 sessions::learn_channels(&state, &user).await;

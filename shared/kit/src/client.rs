@@ -29,17 +29,19 @@ pub struct Client {
 
 impl Client {
     pub fn new(cluster: ClusterKey, timeout: Duration) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(2).min(timeout))
-            .timeout(timeout)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .tcp_nodelay(true)
-            .build()?;
-        let streaming = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(2).min(timeout))
-            .read_timeout(STREAM_IDLE)
-            .tcp_nodelay(true)
-            .build()?;
+        let http = build(|| {
+            reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(2).min(timeout))
+                .timeout(timeout)
+                .pool_idle_timeout(Duration::from_secs(60))
+                .tcp_nodelay(true)
+        })?;
+        let streaming = build(|| {
+            reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(2).min(timeout))
+                .read_timeout(STREAM_IDLE)
+                .tcp_nodelay(true)
+        })?;
         Ok(Self { http, streaming, cluster })
     }
 
@@ -77,6 +79,19 @@ impl Client {
     /// A GET on behalf of the user whose session token this is.
     pub fn user_get(&self, url: Url, token: &str) -> RequestBuilder {
         self.http.get(url).bearer_auth(token)
+    }
+}
+
+/// Builds a client; where the system has no CA certificates (a minimal container),
+/// builds one without any, so plain-HTTP calls between services still work and only
+/// HTTPS ones fail.
+fn build(builder: impl Fn() -> reqwest::ClientBuilder) -> anyhow::Result<reqwest::Client> {
+    match builder().build() {
+        Ok(client) => Ok(client),
+        Err(err) => {
+            tracing::warn!(%err, "no usable CA certificates: calls over HTTPS will fail, plain HTTP works");
+            Ok(builder().tls_certs_only(Vec::new()).build()?)
+        }
     }
 }
 

@@ -221,6 +221,11 @@ pub struct UserInfo {
     /// In `GET /get-list`: whether the user has the chat open now.
     #[serde(default)]
     pub active: bool,
+    /// In `POST /submit-info`: a peer announcing again a user it hosted before (after a
+    /// restart, or when the tracker forgot it), not one whose request just arrived. The
+    /// tracker refuses it (409) when the user is signed in on another live peer now.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reclaim: bool,
 }
 
 /// `POST /presence`, signed: a peer says whether a user it hosts has the chat open.
@@ -397,7 +402,7 @@ mod tests {
             r#"{"status":"success","channels":["general"]}"#,
         );
         check(
-            &UserInfo { ip: "127.0.0.1".into(), port: 9002, username: name("bob"), active: true },
+            &UserInfo { ip: "127.0.0.1".into(), port: 9002, username: name("bob"), active: true, reclaim: false },
             r#"{"ip":"127.0.0.1","port":9002,"username":"bob","active":true}"#,
         );
     }

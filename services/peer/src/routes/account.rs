@@ -104,7 +104,7 @@ async fn submit_username(
             session.username()
         )));
     }
-    if !sessions::announce(&state, session.username()).await {
+    if !sessions::announce(&state, session.username(), false).await {
         return Err(ApiError::Unavailable("the tracker is unreachable; try again".into()));
     }
     Ok(Json(Done::success()))

@@ -74,7 +74,7 @@ async fn peers(State(state): State<AppState>, _caller: Caller) -> Json<Vec<PeerS
 /// The peer that hosts a user says so (signed), or the user does for themself.
 #[tracing::instrument(skip_all, fields(username = %request.body.username))]
 async fn submit_info(State(state): State<AppState>, request: Authed<UserInfo>) -> Result<Json<Done>, ApiError> {
-    let UserInfo { ip, port, username, .. } = request.body;
+    let UserInfo { ip, port, username, reclaim, .. } = request.body;
     if let Caller::User(user) = &request.caller
         && user.username() != &username
     {
@@ -83,6 +83,13 @@ async fn submit_info(State(state): State<AppState>, request: Authed<UserInfo>) -
     let addr = peer_addr(&ip, port)?;
     if !state.pool.is_live(&addr) {
         return Err(ApiError::NotFound(format!("peer {addr} is not in the pool")));
+    }
+    if reclaim
+        && let Some((home, true)) = state.store.home(&username)
+        && home != addr
+        && state.pool.is_live(&home)
+    {
+        return Err(ApiError::Conflict(format!("{username} is signed in on {home} now")));
     }
     state.store.set_home(&username, &addr).await?;
     tracing::info!(peer = %addr, "user is online");
@@ -125,6 +132,7 @@ async fn online_users(State(state): State<AppState>, _caller: Caller) -> Json<Ve
             ip: addr.ip,
             port: addr.port,
             username,
+            reclaim: false,
         })
         .collect();
     Json(users)

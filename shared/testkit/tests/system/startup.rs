@@ -61,3 +61,32 @@ async fn a_silent_peer_leaves_the_pool_and_its_users_show_offline() {
     assert!(started.elapsed() >= Duration::from_secs(2), "offline only after the TTL, not at once");
     sys.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_peer_does_not_take_back_a_user_who_moved() {
+    let mut sys = System::builder().peers(3).start().await;
+    let _alice_on_0 = sys.login(0, "user1", "password1").await;
+    sys.stop_peer(0).await;
+    // Alice's browser lands on another peer meanwhile (hers is down).
+    let alice = sys.login(1, "user1", "password1").await;
+    let bob = sys.login(2, "user2", "password2").await;
+    sys.restart_peer(0).await;
+    // Peer 0 remembers hosting alice and announces her again; the tracker refuses,
+    // since she is signed in on peer 1 now.
+    let metrics_url = format!("{}/metrics", sys.tracker_url());
+    testkit::eventually("the tracker refused peer 0's claim on alice", || async {
+        let text = sys.client().get(&metrics_url).send().await.unwrap().text().await.unwrap();
+        text.lines().any(|line| {
+            line.starts_with("http_requests_total") && line.contains("/submit-info") && line.contains("status=\"409\"")
+        })
+    })
+    .await;
+    let listed = bob.get("/get-list").await.body;
+    assert!(listed.as_array().unwrap().iter().all(|user| user["port"] != sys.peer_port(0)), "{listed}");
+    let lookup = bob.at(sys.tracker_url()).get("/lookup?username=user1").await;
+    assert_eq!(lookup.body["port"], sys.peer_port(1), "alice's home stays peer 1");
+    let sent = bob.post("/send-peer", "username=user1&message=where+are+you").await;
+    assert_eq!(sent.body["delivered"], true, "{}", sent.body);
+    assert_eq!(alice.get("/get-received-messages").await.body[0]["message"], "where are you");
+    sys.shutdown().await;
+}
