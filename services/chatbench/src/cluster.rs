@@ -12,11 +12,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use kit::session::TokenKeys;
 use secrecy::{ExposeSecret, SecretString};
-use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
-/// How long a service may take to report `listening` and then to be ready.
+use crate::procfs;
+
+/// How long a service may take to be ready.
 const START_PATIENCE: Duration = Duration::from_secs(30);
 /// Log lines kept per service, to show when something fails.
 const LOG_TAIL: usize = 40;
@@ -24,9 +25,13 @@ const LOG_TAIL: usize = 40;
 /// A running service process. Killed on drop.
 pub struct Service {
     pub name: String,
+    /// The service's own pid (under a wrapper, not the wrapper's).
     pub pid: u32,
     pub url: String,
     child: tokio::process::Child,
+    /// Under a wrapper: the service's pid, killed on drop too (the wrapper's death
+    /// would leave it running).
+    wrapped: Option<u32>,
     logs: Arc<Mutex<Logs>>,
 }
 
@@ -78,8 +83,6 @@ impl Cluster {
             dir.path().join("www").display().to_string(),
             "--server-ip".to_owned(),
             "127.0.0.1".to_owned(),
-            "--server-port".to_owned(),
-            "0".to_owned(),
         ];
         let envs = envs(&session_secret, &cluster_secret, service_log, service_env);
         let tracker = Service::spawn(&[], binary, "tracker", &tracker_args, &envs).await?;
@@ -119,13 +122,9 @@ impl Cluster {
             self.dir.path().join("www").display().to_string(),
             "--server-ip".to_owned(),
             "127.0.0.1".to_owned(),
-            "--server-port".to_owned(),
-            "0".to_owned(),
         ];
         let envs = envs(&self.session_secret, &self.cluster_secret, &self.service_log, &self.service_env);
-        let peer = Service::spawn(wrapper, &self.binary, name, &args, &envs).await?;
-        peer.wait_ready().await?;
-        Ok(peer)
+        Service::spawn(wrapper, &self.binary, name, &args, &envs).await
     }
 
     /// Keys that sign session tokens the services accept.
@@ -160,8 +159,10 @@ impl Cluster {
 }
 
 impl Service {
-    /// Starts `[wrapper...] binary args...` and waits (bounded) for its `listening`
-    /// event.
+    /// Starts `[wrapper...] binary args... --server-port PORT` on a free loopback port
+    /// and waits (bounded) until it answers `GET /readyz` (a peer: registered with the
+    /// tracker). Readiness rather than the `listening` log line, so any `RUST_LOG`
+    /// works.
     async fn spawn(
         wrapper: &[String],
         binary: &Path,
@@ -169,6 +170,9 @@ impl Service {
         args: &[String],
         envs: &[(String, String)],
     ) -> anyhow::Result<Self> {
+        // The kernel picks a free port; the service binds it right after (a race only
+        // with another program binding that very port meanwhile).
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let mut command = match wrapper.split_first() {
             Some((program, wrapper_args)) => {
                 let mut command = Command::new(program);
@@ -179,6 +183,7 @@ impl Service {
         };
         let mut child = command
             .args(args)
+            .args(["--server-port", &port.to_string()])
             .envs(envs.iter().map(|(key, value)| (key, value)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -188,60 +193,49 @@ impl Service {
             .with_context(|| format!("failed to start {}", binary.display()))?;
         let pid = child.id().context("the child exited at once")?;
         let stderr = child.stderr.take().context("stderr is piped")?;
-        let mut lines = BufReader::new(stderr).lines();
         let logs = Arc::new(Mutex::new(Logs::default()));
-        let listening = tokio::time::timeout(START_PATIENCE, async {
-            while let Ok(Some(line)) = lines.next_line().await {
-                let port = listening_port(&line);
-                lock(&logs).push(line);
-                if port.is_some() {
-                    return port;
-                }
-            }
-            None
-        })
-        .await
-        .ok()
-        .flatten();
-        let Some(port) = listening else {
-            let tail: Vec<String> = lock(&logs).tail.iter().cloned().collect();
-            bail!("{name} did not report `listening`; its last log lines:\n{}", tail.join("\n"));
-        };
         // Keep draining the logs so the child never blocks on a full pipe.
         let kept = logs.clone();
         tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
             while let Ok(Some(line)) = lines.next_line().await {
                 lock(&kept).push(line);
             }
         });
-        eprintln!("started {name} (pid {pid}) on 127.0.0.1:{port}");
-        Ok(Self { name: name.to_owned(), pid, url: format!("http://127.0.0.1:{port}"), child, logs })
-    }
-
-    /// Waits (bounded) until `GET /readyz` answers 200: a peer is registered with the
-    /// tracker.
-    async fn wait_ready(&self) -> anyhow::Result<()> {
-        let client = reqwest::Client::new();
-        let deadline = Instant::now() + START_PATIENCE;
-        loop {
-            if let Ok(response) = client.get(format!("{}/readyz", self.url)).send().await
-                && response.status().is_success()
-            {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                bail!("{} was not ready within {START_PATIENCE:?}", self.name);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        let url = format!("http://127.0.0.1:{port}");
+        if let Err(err) = wait_ready(&mut child, &url).await {
+            let tail: Vec<String> = lock(&logs).tail.iter().cloned().collect();
+            bail!("{name} did not start: {err}; its last log lines:\n{}", tail.join("\n"));
         }
+        let wrapped = if wrapper.is_empty() {
+            None
+        } else {
+            let exe = binary.canonicalize()?;
+            Some(procfs::descendant_running(pid, &exe).context("the wrapped service process was not found")?)
+        };
+        let pid = wrapped.unwrap_or(pid);
+        eprintln!("started {name} (pid {pid}) on 127.0.0.1:{port}");
+        Ok(Self { name: name.to_owned(), pid, url, child, wrapped, logs })
     }
 
     /// SIGTERM, then up to 10 s for a graceful exit, then SIGKILL.
+    /// Under a wrapper, the service gets the signal and the wrapper up to 60 s to
+    /// finish (a profiler writes its data).
     pub async fn terminate(mut self) {
         let _ = Command::new("kill").args(["-TERM", &self.pid.to_string()]).status().await;
-        if tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await.is_err() {
-            eprintln!("{} did not stop within 10 s of SIGTERM; killing it", self.name);
+        let patience = Duration::from_secs(if self.wrapped.is_some() { 60 } else { 10 });
+        if tokio::time::timeout(patience, self.child.wait()).await.is_err() {
+            eprintln!("{} did not stop within {patience:?} of SIGTERM; killing it", self.name);
             let _ = self.child.kill().await;
+        }
+        self.wrapped = None;
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Some(pid) = self.wrapped.take() {
+            let _ = std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status();
         }
     }
 }
@@ -280,13 +274,24 @@ fn random_secret() -> String {
     format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
 }
 
-/// The port of a `listening` event (`"addr":"127.0.0.1:PORT"`) in a JSON log line.
-fn listening_port(line: &str) -> Option<u16> {
-    let event: Value = serde_json::from_str(line).ok()?;
-    if event["message"] != "listening" {
-        return None;
+/// Polls `GET /readyz` until it answers 200, the child exits, or patience runs out.
+async fn wait_ready(child: &mut tokio::process::Child, url: &str) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + START_PATIENCE;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            bail!("it exited with {status}");
+        }
+        if let Ok(response) = client.get(format!("{url}/readyz")).send().await
+            && response.status().is_success()
+        {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!("not ready within {START_PATIENCE:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    event["addr"].as_str()?.rsplit(':').next()?.parse().ok()
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -296,14 +301,6 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_port_comes_from_the_listening_event() {
-        let line = r#"{"timestamp":"x","level":"INFO","message":"listening","addr":"127.0.0.1:41234"}"#;
-        assert_eq!(listening_port(line), Some(41234));
-        assert_eq!(listening_port(r#"{"message":"registered"}"#), None);
-        assert_eq!(listening_port("not json"), None);
-    }
 
     #[test]
     fn warnings_and_errors_are_counted_and_the_tail_is_bounded() {

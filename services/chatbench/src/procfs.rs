@@ -26,6 +26,23 @@ pub fn memory(pid: u32) -> anyhow::Result<Memory> {
     })
 }
 
+/// The first process under `root` (itself included, depth first) running `exe`.
+pub fn descendant_running(root: u32, exe: &std::path::Path) -> Option<u32> {
+    if std::fs::read_link(format!("/proc/{root}/exe")).is_ok_and(|path| path == exe) {
+        return Some(root);
+    }
+    let tasks = std::fs::read_dir(format!("/proc/{root}/task")).ok()?;
+    for task in tasks.flatten() {
+        let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        for child in children.split_whitespace().filter_map(|pid| pid.parse().ok()) {
+            if let Some(found) = descendant_running(child, exe) {
+                return Some(found);
+            }
+        }
+    }
+    None
+}
+
 /// Bytes the kernel holds for TCP sockets (`/proc/net/sockstat`, `TCP: ... mem N`
 /// pages): loopback connections cost memory outside any process's RSS.
 pub fn tcp_kernel_bytes() -> u64 {
