@@ -21,6 +21,8 @@ use crate::procfs;
 const START_PATIENCE: Duration = Duration::from_secs(30);
 /// Log lines kept per service, to show when something fails.
 const LOG_TAIL: usize = 40;
+/// Warning and error lines kept per service for the report.
+const NOTABLE: usize = 5;
 
 /// A running service process. Killed on drop.
 pub struct Service {
@@ -40,6 +42,18 @@ struct Logs {
     tail: VecDeque<String>,
     warnings: u64,
     errors: u64,
+    /// The first few warning and error lines, to show what went wrong.
+    notable: Vec<String>,
+}
+
+/// Warnings and errors one service logged.
+#[derive(Debug, Clone)]
+pub struct LogSummary {
+    pub service: String,
+    pub warnings: u64,
+    pub errors: u64,
+    /// The first few, as `LEVEL message (fields)`.
+    pub notable: Vec<String>,
 }
 
 /// The tracker and the peers, and what is needed to act as their users.
@@ -138,12 +152,17 @@ impl Cluster {
     }
 
     /// Warnings and errors the services logged so far, per service.
-    pub fn log_counts(&self) -> Vec<(String, u64, u64)> {
+    pub fn log_summaries(&self) -> Vec<LogSummary> {
         std::iter::once(&self.tracker)
             .chain(&self.peers)
             .map(|service| {
                 let logs = lock(&service.logs);
-                (service.name.clone(), logs.warnings, logs.errors)
+                LogSummary {
+                    service: service.name.clone(),
+                    warnings: logs.warnings,
+                    errors: logs.errors,
+                    notable: logs.notable.clone(),
+                }
             })
             .collect()
     }
@@ -242,10 +261,12 @@ impl Drop for Service {
 
 impl Logs {
     fn push(&mut self, line: String) {
-        if line.contains(r#""level":"WARN""#) {
-            self.warnings += 1;
-        } else if line.contains(r#""level":"ERROR""#) {
-            self.errors += 1;
+        let warning = line.contains(r#""level":"WARN""#);
+        let error = line.contains(r#""level":"ERROR""#);
+        self.warnings += u64::from(warning);
+        self.errors += u64::from(error);
+        if (warning || error) && self.notable.len() < NOTABLE {
+            self.notable.push(notable(&line));
         }
         if self.tail.len() == LOG_TAIL {
             self.tail.pop_front();
@@ -272,6 +293,21 @@ fn envs(
 
 fn random_secret() -> String {
     format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
+}
+
+/// `LEVEL message (other fields)` of a JSON log line; the line itself if it is not
+/// JSON. The services never log secrets, so this is safe to print.
+fn notable(line: &str) -> String {
+    let Ok(serde_json::Value::Object(fields)) = serde_json::from_str::<serde_json::Value>(line) else {
+        return line.to_owned();
+    };
+    let text = |key: &str| fields.get(key).and_then(|value| value.as_str()).unwrap_or("").to_owned();
+    let others: Vec<String> = fields
+        .iter()
+        .filter(|(key, _)| !["timestamp", "level", "message", "target", "span", "spans"].contains(&key.as_str()))
+        .map(|(key, value)| format!("{key}={value}"))
+        .collect();
+    format!("{} {} ({})", text("level"), text("message"), others.join(" "))
 }
 
 /// Polls `GET /readyz` until it answers 200, the child exits, or patience runs out.
@@ -310,5 +346,7 @@ mod tests {
         }
         logs.push(r#"{"level":"ERROR","message":"x"}"#.to_owned());
         assert_eq!((logs.warnings, logs.errors, logs.tail.len()), (LOG_TAIL as u64 + 5, 1, LOG_TAIL));
+        assert_eq!(logs.notable.len(), NOTABLE);
+        assert_eq!(logs.notable[0], "WARN peer fell behind ()");
     }
 }

@@ -298,8 +298,11 @@ pub async fn run(args: Args, out: &mut impl Write) -> anyhow::Result<Vec<Round>>
     }
 
     write!(out, "{}", report::summary(&rounds))?;
-    for (service, warnings, errors) in cluster.log_counts() {
-        writeln!(out, "chatbench logs service={service} warnings={warnings} errors={errors}")?;
+    for logs in cluster.log_summaries() {
+        writeln!(out, "chatbench logs service={} warnings={} errors={}", logs.service, logs.warnings, logs.errors)?;
+        for line in &logs.notable {
+            writeln!(out, "chatbench log service={} line={line:?}", logs.service)?;
+        }
     }
     writeln!(out, "chatbench load_average_end={:.2}", procfs::loadavg())?;
     out.flush()?;
