@@ -63,6 +63,11 @@ pub fn fanout_line(round: usize, scenario: &str, system: &str, result: &FanoutRe
         result.skipped,
     );
     push_cpu(&mut line, &result.cpu);
+    // CPU time per delivery, all our processes together: comparable across machines
+    // of the same speed even when the load generator shares the cores.
+    if result.deliveries_per_s > 0.0 {
+        let _ = write!(line, " cpu_us_per_delivery={:.2}", result.cpu.ours * 1e6 / result.deliveries_per_s);
+    }
     if let Some(error) = &result.first_error {
         let _ = write!(line, " first_error={error:?}");
     }
@@ -96,6 +101,18 @@ pub fn ingest_line(round: usize, path: &str, result: &IngestResult) -> String {
         result.errors,
     );
     push_cpu(&mut line, &result.cpu);
+    if result.messages_per_s > 0.0 {
+        for (process, cores) in &result.cpu.processes {
+            if *cores >= 0.005 {
+                let _ = write!(
+                    line,
+                    " us_per_msg_{}={:.1}",
+                    process.replace('-', "_"),
+                    cores * 1e6 / result.messages_per_s
+                );
+            }
+        }
+    }
     if let Some(error) = &result.first_error {
         let _ = write!(line, " first_error={error:?}");
     }
