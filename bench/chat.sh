@@ -6,7 +6,7 @@
 #
 # Usage: bench/chat.sh [chatbench flags]
 #   bench/chat.sh                      # 3 rounds, all scenarios (about 5 minutes)
-#   bench/chat.sh --quick              # a smoke run (about 1 minute)
+#   bench/chat.sh --quick              # a smoke run (under a minute)
 #   bench/chat.sh --only fixed,nats    # some scenarios; see --help
 #   bench/chat.sh --help
 # CHATBENCH_SKIP_BUILD=1 runs the binaries already in the target folder.
