@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use eventsource_stream::Eventsource;
@@ -18,6 +19,9 @@ use crate::probe::Probe;
 
 /// How many set-up calls (hosting, joining, opening streams) run at once.
 const SETUP_CONCURRENCY: usize = 32;
+/// How long one call (or an event stream's response head) may take: a hung service
+/// fails the benchmark instead of hanging it.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A user with a session, hosted on one peer.
 #[derive(Debug, Clone)]
@@ -102,7 +106,13 @@ impl Chat {
     }
 
     async fn host(&self, member: &Member) -> anyhow::Result<()> {
-        let response = self.http.get(format!("{}/me", member.home)).bearer_auth(&member.token).send().await?;
+        let response = self
+            .http
+            .get(format!("{}/me", member.home))
+            .bearer_auth(&member.token)
+            .timeout(CALL_TIMEOUT)
+            .send()
+            .await?;
         expect_success(response, "GET /me").await
     }
 
@@ -113,6 +123,7 @@ impl Chat {
             .post(format!("{}/create-channel", member.home))
             .bearer_auth(&member.token)
             .json(&body)
+            .timeout(CALL_TIMEOUT)
             .send()
             .await?;
         // It exists already: an earlier round made it.
@@ -129,6 +140,7 @@ impl Chat {
             .post(format!("{}/join-channel", member.home))
             .bearer_auth(&member.token)
             .json(&body)
+            .timeout(CALL_TIMEOUT)
             .send()
             .await?;
         expect_success(response, "POST /join-channel").await
@@ -143,8 +155,11 @@ impl Chat {
             let probe = probe.clone();
             let broken = broken.clone();
             async move {
-                let response =
-                    self.http.get(format!("{}/events", member.home)).bearer_auth(&member.token).send().await?;
+                // Only the response head is bounded: the stream itself stays open.
+                let request = self.http.get(format!("{}/events", member.home)).bearer_auth(&member.token).send();
+                let response = tokio::time::timeout(CALL_TIMEOUT, request)
+                    .await
+                    .map_err(|_| anyhow::anyhow!("GET /events did not answer within {CALL_TIMEOUT:?}"))??;
                 if !response.status().is_success() {
                     bail!("GET /events answered {}", response.status());
                 }
@@ -195,6 +210,7 @@ impl Poster for ChannelPoster {
             .post(format!("{base}/send-channel-message"))
             .bearer_auth(&member.token)
             .json(&body)
+            .timeout(CALL_TIMEOUT)
             .send()
             .await?;
         expect_success(response, "POST /send-channel-message").await

@@ -96,6 +96,9 @@ pub struct Args {
     /// Measured window of each ingestion run, seconds.
     #[arg(long, default_value_t = 5.0)]
     pub ingest_duration: f64,
+    /// Stops the benchmark (and the services) if the whole run takes longer, seconds.
+    #[arg(long, default_value_t = 900)]
+    pub max_seconds: u64,
     /// `RUST_LOG` of the services.
     #[arg(long, default_value = "info")]
     pub service_log: String,

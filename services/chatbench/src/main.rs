@@ -6,6 +6,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 fn main() -> anyhow::Result<()> {
     let args = chatbench::Args::parse();
+    let limit = std::time::Duration::from_secs(args.max_seconds);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let mut terminate = signal(SignalKind::terminate())?;
@@ -15,6 +16,7 @@ fn main() -> anyhow::Result<()> {
             outcome = chatbench::run(args, &mut stdout) => outcome.map(drop),
             _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted"),
             _ = terminate.recv() => anyhow::bail!("terminated"),
+            () = tokio::time::sleep(limit) => anyhow::bail!("the run took longer than {limit:?} (--max-seconds)"),
         }
     })
 }
