@@ -40,6 +40,9 @@ pub struct Config {
     /// How long a user still shows active after closing the chat (a reload is not
     /// leaving).
     pub activity_grace_secs: u64,
+    /// How often an idle event stream gets a keep-alive comment; a browser that went
+    /// away is noticed within about two of these.
+    pub sse_keepalive_secs: u64,
     #[serde(flatten, skip_serializing)]
     pub secrets: Secrets,
 }
@@ -57,6 +60,7 @@ impl Default for Config {
             heartbeat_secs: 5,
             outbox_ttl_secs: 7 * 24 * 60 * 60,
             activity_grace_secs: 10,
+            sse_keepalive_secs: 5,
             secrets: Secrets::default(),
         }
     }
@@ -145,6 +149,9 @@ impl Config {
                 "binding {} needs --advertise (PEER_ADVERTISE): the host other peers reach this one at",
                 self.server_ip
             )));
+        }
+        if self.sse_keepalive_secs == 0 {
+            return Err(ConfigError("sse_keepalive_secs must be at least 1".into()));
         }
         if self.heartbeat_secs == 0 {
             return Err(ConfigError("heartbeat_secs must be at least 1".into()));

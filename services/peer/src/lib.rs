@@ -64,6 +64,8 @@ pub struct AppState {
     pub outbox_ttl: Duration,
     /// How long a user still shows active after their last event stream closed.
     pub activity_grace: Duration,
+    /// How often an idle event stream gets a keep-alive comment.
+    pub sse_keepalive: Duration,
     /// Wakes the outbox worker when a message could not be delivered at once.
     pub outbox_wake: Arc<Notify>,
     /// Ready once the tracker has the peer in its pool.
@@ -158,6 +160,7 @@ impl AppState {
             heartbeat: config.heartbeat(),
             outbox_ttl: Duration::from_secs(config.outbox_ttl_secs),
             activity_grace: Duration::from_secs(config.activity_grace_secs),
+            sse_keepalive: Duration::from_secs(config.sse_keepalive_secs),
             outbox_wake: Arc::new(Notify::new()),
             readiness: Readiness::default(),
             shutdown: CancellationToken::new(),

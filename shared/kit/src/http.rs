@@ -1,14 +1,18 @@
 //! Serving: the layers every service shares, and a graceful shutdown with a bounded
 //! drain.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue, Response, StatusCode};
 use axum::response::IntoResponse;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -70,34 +74,70 @@ pub fn common_layers(router: Router, served_by: &str, http_metrics: HttpMetrics)
         )
 }
 
+/// How long a client may take to send a request head (slow clients must not hold
+/// connections open for free).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Serves `router` on an already bound listener until `shutdown` completes, then
 /// lets in-flight requests finish for at most [`DRAIN_GRACE`].
+///
+/// One HTTP/1.1 connection per task, driven by hyper directly rather than through
+/// `axum::serve`, for two settings that matter with thousands of idle event streams:
+/// the router is shared, not rebuilt per connection, and `half_close` stops hyper from
+/// reading (and growing its read buffer) while a streamed response is being written.
+/// A client that vanishes is then noticed at the next keep-alive write.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
-    let signal = async move {
-        shutdown.await;
-        let _ = signalled_tx.send(());
-    };
-    let server = axum::serve(listener, router).with_graceful_shutdown(signal).into_future();
-    tokio::pin!(server);
-    let deadline = async move {
-        match signalled_rx.await {
-            Ok(()) => tokio::time::sleep(DRAIN_GRACE).await,
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        result = &mut server => {
-            result?;
-            tracing::info!("drained");
-        }
-        () = deadline => {
-            tracing::warn!(grace_secs = DRAIN_GRACE.as_secs(), "drain timed out; closing the remaining connections");
-        }
+    let connections = TaskTracker::new();
+    let draining = CancellationToken::new();
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => accepted,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(err) => {
+                // Out of file descriptors and the like: pause rather than spin.
+                tracing::warn!(%err, "failed to accept a connection");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(router.clone());
+        let draining = draining.clone();
+        connections.spawn(async move {
+            let connection = hyper::server::conn::http1::Builder::new()
+                .half_close(true)
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(err) = result {
+                        tracing::debug!(%err, "connection ended with an error");
+                    }
+                }
+                () = draining.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
+        });
+    }
+    drop(listener);
+    draining.cancel();
+    connections.close();
+    if tokio::time::timeout(DRAIN_GRACE, connections.wait()).await.is_ok() {
+        tracing::info!("drained");
+    } else {
+        tracing::warn!(grace_secs = DRAIN_GRACE.as_secs(), "drain timed out; closing the remaining connections");
     }
     Ok(())
 }

@@ -383,6 +383,7 @@ impl System {
             ("TRACKER_PEER_TTL_SECS", self.settings.peer_ttl_secs.to_string()),
             ("PEER_HEARTBEAT_SECS", self.settings.heartbeat_secs.to_string()),
             ("PEER_ACTIVITY_GRACE_SECS", "1".to_owned()),
+            ("PEER_SSE_KEEPALIVE_SECS", "1".to_owned()),
             ("AUTH_ALLOW_REGISTRATION", self.settings.allow_registration.to_string()),
         ];
         envs.extend(self.settings.env.iter().map(|(key, value)| (key.as_str(), value.clone())));
@@ -410,6 +411,7 @@ impl System {
             www_dir: repo_root().join("www"),
             heartbeat_secs: self.settings.heartbeat_secs,
             activity_grace_secs: 1,
+            sse_keepalive_secs: 1,
             secrets: self.secrets.clone(),
             ..peer::Config::default()
         }

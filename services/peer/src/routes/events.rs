@@ -3,13 +3,14 @@
 //! A stream starts from the client's `Last-Event-ID`: first the events it missed
 //! (or one `reset` when it missed too many), then live ones. Only events the user may
 //! see are sent: their own direct messages, messages of channels they joined, and
-//! presence and membership changes. A comment every 15 s keeps proxies from closing
-//! an idle stream.
+//! presence and membership changes. A comment every few seconds (`sse_keepalive_secs`)
+//! keeps proxies from closing an idle stream, and is how a browser that went away is
+//! noticed (the server does not read while it streams), which ends its presence as
+//! active.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
@@ -45,7 +46,8 @@ async fn events(State(state): State<AppState>, session: Session, headers: Header
         live: resume.live,
     };
     let shutdown = state.shutdown.clone().cancelled_owned();
-    Sse::new(feed.into_stream().take_until(shutdown)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+    let keep_alive = state.sse_keepalive;
+    Sse::new(feed.into_stream().take_until(shutdown)).keep_alive(KeepAlive::new().interval(keep_alive))
 }
 
 struct Feed {
