@@ -20,7 +20,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/session", get(session))
 }
 
-#[tracing::instrument(skip_all, fields(username = %credentials.username))]
+#[tracing::instrument(level = "debug", skip_all, fields(username = %credentials.username))]
 async fn login(
     State(state): State<AppState>,
     Input(credentials): Input<Credentials>,
@@ -49,7 +49,7 @@ async fn login(
     Ok(Json(grant))
 }
 
-#[tracing::instrument(skip_all, fields(username = %credentials.username))]
+#[tracing::instrument(level = "debug", skip_all, fields(username = %credentials.username))]
 async fn register(
     State(state): State<AppState>,
     Input(credentials): Input<Credentials>,

@@ -46,9 +46,21 @@ use hub::Hub;
 use sessions::Sessions;
 use store::PeerStore;
 
-/// Everything a handler needs. Cloning is cheap.
+/// Everything a handler needs, behind one reference count: extractors clone the state
+/// for every request.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What [`AppState`] holds.
+pub struct Shared {
     /// Where other peers and the tracker reach this peer.
     pub me: PeerAddr,
     pub store: PeerStore,
@@ -146,7 +158,7 @@ impl AppState {
         let (store, loaded) =
             PeerStore::open(&config.data_dir.join(db_name)).context("failed to open the peer database")?;
         let cluster = ClusterKey::new(&config.secrets.cluster_secret);
-        Ok(Self {
+        Ok(Self(Arc::new(Shared {
             me,
             store,
             sessions: Sessions::restore(loaded.hosted, loaded.revoked),
@@ -165,7 +177,7 @@ impl AppState {
             readiness: Readiness::default(),
             shutdown: CancellationToken::new(),
             metrics: PeerMetrics::new(),
-        })
+        })))
     }
 
     /// A route on the tracker.

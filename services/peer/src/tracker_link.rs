@@ -146,11 +146,16 @@ fn dispatch(state: &AppState, data: &str) {
         }
     };
     state.metrics.pushes_received.inc();
-    let span =
-        tracing::info_span!("tracker push", otel.name = %format!("push {}", event.name()), otel.kind = "consumer");
-    if let Some(parent) = traceparent.as_deref().and_then(kit::telemetry::context_from_traceparent) {
-        kit::telemetry::set_parent(&span, parent);
-    }
+    let span = if kit::telemetry::exporting() {
+        let span =
+            tracing::info_span!("tracker push", otel.name = %format!("push {}", event.name()), otel.kind = "consumer");
+        if let Some(parent) = traceparent.as_deref().and_then(kit::telemetry::context_from_traceparent) {
+            kit::telemetry::set_parent(&span, parent);
+        }
+        span
+    } else {
+        tracing::Span::none()
+    };
     let _entered = span.enter();
     match &event {
         Event::ChannelMessage(message) => {

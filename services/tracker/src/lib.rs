@@ -38,9 +38,21 @@ pub use config::Config;
 use pool::PeerPool;
 use store::Store;
 
-/// Everything a handler needs. Cloning is cheap.
+/// Everything a handler needs, behind one reference count: extractors clone the state
+/// for every request.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What [`AppState`] holds.
+pub struct Shared {
     pub store: Store,
     pub pool: PeerPool,
     pub tokens: TokenKeys,
@@ -97,7 +109,7 @@ impl AppState {
     pub fn new(config: &Config) -> anyhow::Result<Self> {
         config.validate()?;
         let cluster = ClusterKey::new(&config.secrets.cluster_secret);
-        Ok(Self {
+        Ok(Self(Arc::new(Shared {
             store: Store::open(&config.db_path()).context("failed to open the tracker database")?,
             pool: PeerPool::new(config.peer_ttl()),
             tokens: TokenKeys::new(&config.secrets.session_secret, Duration::from_secs(24 * 60 * 60)),
@@ -108,7 +120,7 @@ impl AppState {
             readiness: Readiness::ready(),
             shutdown: CancellationToken::new(),
             metrics: TrackerMetrics::new(),
-        })
+        })))
     }
 }
 

@@ -299,28 +299,25 @@ impl Store {
             .write_then(
                 move |conn| {
                     let member: Option<i64> = conn
-                        .query_row(
-                            "SELECT 1 FROM members WHERE channel = ?1 AND username = ?2",
-                            params![draft.channel.as_str(), draft.username.as_str()],
-                            |row| row.get(0),
-                        )
+                        .prepare_cached("SELECT 1 FROM members WHERE channel = ?1 AND username = ?2")?
+                        .query_row(params![draft.channel.as_str(), draft.username.as_str()], |row| row.get(0))
                         .optional()?;
                     if member.is_none() {
                         return Ok(None);
                     }
                     let ts = kit::now_ms();
-                    conn.execute(
+                    conn.prepare_cached(
                         "INSERT INTO messages (channel, username, sender_ip, sender_port, text, ts)
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                        params![
-                            draft.channel.as_str(),
-                            draft.username.as_str(),
-                            draft.sender_ip,
-                            draft.sender_port,
-                            draft.text.as_str(),
-                            ts as i64
-                        ],
-                    )?;
+                    )?
+                    .execute(params![
+                        draft.channel.as_str(),
+                        draft.username.as_str(),
+                        draft.sender_ip,
+                        draft.sender_port,
+                        draft.text.as_str(),
+                        ts as i64
+                    ])?;
                     Ok(Some(ChannelMessage { id: conn.last_insert_rowid() as u64, ts, ..draft }))
                 },
                 move |stored: &Option<ChannelMessage>| {

@@ -21,7 +21,7 @@ pub(crate) fn router() -> Router<AppState> {
 }
 
 /// Checks the password with auth and makes this peer the user's home.
-#[tracing::instrument(skip_all, fields(username = %credentials.username))]
+#[tracing::instrument(level = "debug", skip_all, fields(username = %credentials.username))]
 pub(crate) async fn login(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -32,7 +32,7 @@ pub(crate) async fn login(
     start_session(&state, &headers, grant, StatusCode::OK).await
 }
 
-#[tracing::instrument(skip_all, fields(username = %credentials.username))]
+#[tracing::instrument(level = "debug", skip_all, fields(username = %credentials.username))]
 async fn register(
     State(state): State<AppState>,
     headers: HeaderMap,

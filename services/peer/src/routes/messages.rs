@@ -31,7 +31,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/get-conversation", get(conversation))
 }
 
-#[tracing::instrument(skip_all, fields(from = %session.username()))]
+#[tracing::instrument(level = "debug", skip_all, fields(from = %session.username()))]
 async fn send_peer(
     State(state): State<AppState>,
     session: Session,
@@ -52,7 +52,7 @@ async fn send_peer(
 
 /// Another peer hands over a message for a user hosted here; only peers that hold
 /// the cluster secret can, so nobody can forge a sender.
-#[tracing::instrument(skip_all, fields(id = %message.id))]
+#[tracing::instrument(level = "debug", skip_all, fields(id = %message.id))]
 async fn receive_message(
     State(state): State<AppState>,
     Signed(message): Signed<DirectMessage>,
@@ -66,7 +66,7 @@ async fn receive_message(
 }
 
 /// One direct message to each of the caller's contacts.
-#[tracing::instrument(skip_all, fields(from = %session.username()))]
+#[tracing::instrument(level = "debug", skip_all, fields(from = %session.username()))]
 async fn broadcast(
     State(state): State<AppState>,
     session: Session,

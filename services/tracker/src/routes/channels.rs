@@ -53,7 +53,7 @@ async fn joined_channels(
     Ok(Json(ChannelList { status: Status::Success, channels: state.store.joined(user) }))
 }
 
-#[tracing::instrument(skip_all, fields(channel = %request.body.channel_name))]
+#[tracing::instrument(level = "debug", skip_all, fields(channel = %request.body.channel_name))]
 async fn create_channel(
     State(state): State<AppState>,
     request: Authed<ChannelRequest>,
@@ -64,14 +64,14 @@ async fn create_channel(
     Ok((StatusCode::CREATED, Json(Ack::success(format!("Created channel {}", request.body.channel_name)))))
 }
 
-#[tracing::instrument(skip_all, fields(channel = %request.body.channel_name))]
+#[tracing::instrument(level = "debug", skip_all, fields(channel = %request.body.channel_name))]
 async fn join_channel(State(state): State<AppState>, request: Authed<ChannelRequest>) -> Result<Json<Ack>, ApiError> {
     let user = request.caller.user()?;
     state.store.join(&request.body.channel_name, user).await?;
     Ok(Json(Ack::success(format!("Joined channel {}", request.body.channel_name))))
 }
 
-#[tracing::instrument(skip_all, fields(channel = %request.body.channel_name))]
+#[tracing::instrument(level = "debug", skip_all, fields(channel = %request.body.channel_name))]
 async fn leave_channel(State(state): State<AppState>, request: Authed<ChannelRequest>) -> Result<Json<Ack>, ApiError> {
     let user = request.caller.user()?;
     if !state.store.leave(&request.body.channel_name, user).await? {
@@ -80,7 +80,7 @@ async fn leave_channel(State(state): State<AppState>, request: Authed<ChannelReq
     Ok(Json(Ack::success(format!("Left channel {}", request.body.channel_name))))
 }
 
-#[tracing::instrument(skip_all, fields(channel = %request.body.channel_name))]
+#[tracing::instrument(level = "debug", skip_all, fields(channel = %request.body.channel_name))]
 async fn channel_messages(
     State(state): State<AppState>,
     request: Authed<HistoryRequest>,
@@ -109,7 +109,7 @@ async fn channel_messages(
     }))
 }
 
-#[tracing::instrument(skip_all, fields(channel = %request.body.channel_name))]
+#[tracing::instrument(level = "debug", skip_all, fields(channel = %request.body.channel_name))]
 async fn send_channel_message(
     State(state): State<AppState>,
     request: Authed<SendChannelMessage>,

@@ -40,7 +40,7 @@ async fn home(State(state): State<AppState>, user: Result<AuthUser, ApiError>) -
     }
 }
 
-#[tracing::instrument(skip_all, fields(username = %credentials.username))]
+#[tracing::instrument(level = "debug", skip_all, fields(username = %credentials.username))]
 async fn login(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -50,7 +50,7 @@ async fn login(
 }
 
 /// Sign-up through auth, then as log-in.
-#[tracing::instrument(skip_all, fields(username = %credentials.username))]
+#[tracing::instrument(level = "debug", skip_all, fields(username = %credentials.username))]
 async fn register(
     State(state): State<AppState>,
     headers: HeaderMap,

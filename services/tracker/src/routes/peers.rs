@@ -32,7 +32,7 @@ fn peer_addr(ip: &str, port: u16) -> Result<PeerAddr, ApiError> {
     PeerAddr::parse(ip, port).map_err(ApiError::BadRequest)
 }
 
-#[tracing::instrument(skip_all, fields(peer = %format!("{}:{}", registration.ip, registration.port)))]
+#[tracing::instrument(level = "debug", skip_all, fields(peer = %format!("{}:{}", registration.ip, registration.port)))]
 async fn register_peer(
     State(state): State<AppState>,
     Signed(registration): Signed<PeerRegistration>,
@@ -72,7 +72,7 @@ async fn peers(State(state): State<AppState>, _caller: Caller) -> Json<Vec<PeerS
 }
 
 /// The peer that hosts a user says so (signed), or the user does for themself.
-#[tracing::instrument(skip_all, fields(username = %request.body.username))]
+#[tracing::instrument(level = "debug", skip_all, fields(username = %request.body.username))]
 async fn submit_info(State(state): State<AppState>, request: Authed<UserInfo>) -> Result<Json<Done>, ApiError> {
     let UserInfo { ip, port, username, reclaim, .. } = request.body;
     if let Caller::User(user) = &request.caller
