@@ -38,9 +38,8 @@ RUN --mount=type=cache,id=weaprous-cargo-registry,target=/usr/local/cargo/regist
 
 # ---------------------------------------------------------------------------------
 # runtime: what every service image shares. No package is installed: the binaries
-# need only glibc and libgcc, which the slim image has, and a CA bundle (the HTTP
-# client refuses to start without one, and OTLP or auth may be reached over HTTPS),
-# taken from the builder.
+# need only glibc and libgcc, which the slim image has, and a CA bundle for the calls
+# that may go over HTTPS (an OTLP collector, auth behind TLS), taken from the builder.
 FROM debian:${DEBIAN_RELEASE}-slim AS runtime
 COPY --from=builder /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
 # A fixed, non-root user (uid 10001), so volumes and Kubernetes' runAsUser agree.
