@@ -8,11 +8,13 @@
 //! - [`store`]: contacts, mailboxes and the outbox, durable in SQLite.
 //! - [`hub`]: the events browsers get, with ids to resume from.
 //! - [`delivery`]: sending direct messages peer to peer, and the outbox worker.
+//! - [`handoff`]: handing a user's mailbox to their new home when they move.
 //! - [`tracker_link`]: registration, heartbeat and the tracker's push stream.
 //! - `routes`: one module per resource.
 
 pub mod config;
 pub mod delivery;
+pub mod handoff;
 pub mod hub;
 pub mod sessions;
 pub mod store;

@@ -179,7 +179,7 @@ impl Sessions {
         }
     }
 
-    fn remove(&self, user: &Username) {
+    pub(crate) fn remove(&self, user: &Username) {
         self.lock().hosted.remove(user);
     }
 
@@ -255,11 +255,20 @@ pub async fn announce(state: &AppState, user: &Username, reclaim: bool) -> bool 
             true
         }
         Err(ApiError::Upstream { status, message }) if reclaim && status == 409 => {
-            tracing::info!(username = %user, %message, "user moved to another peer; no longer hosted here");
-            if let Err(err) = state.store.unhost(user).await {
-                tracing::warn!(username = %user, %err, "could not forget a user who moved");
-            }
+            tracing::info!(username = %user, %message, "user moved to another peer while this one was away");
             state.sessions.remove(user);
+            match crate::delivery::locate(state, user).await {
+                Ok(home) => {
+                    let to = wire::addr::PeerAddr { ip: home.ip, port: home.port };
+                    tokio::spawn(crate::handoff::hand_over(state.clone(), user.clone(), to));
+                }
+                Err(err) => {
+                    tracing::warn!(username = %user, %err, "could not find where a user moved; keeping their mailbox");
+                    if let Err(err) = state.store.unhost(user).await {
+                        tracing::warn!(username = %user, %err, "could not stop hosting a user who moved");
+                    }
+                }
+            }
             false
         }
         Err(err) => {

@@ -66,6 +66,11 @@ const MIGRATIONS: &[&str] = &[
     -- When the user's latest session here expires (Unix seconds; 0: unknown).
     ALTER TABLE hosted ADD COLUMN expires_at INTEGER NOT NULL DEFAULT 0;
 "#,
+    r#"
+    -- Conversations are read in time order: a mailbox handed over from another peer
+    -- brings older messages with newer places.
+    CREATE INDEX dms_by_time ON dms(owner, other, ts, seq);
+"#,
 ];
 
 /// How long the outbox worker leaves a new message to its sender's own first attempt.
@@ -320,20 +325,98 @@ impl PeerStore {
         let (owner, other) = (owner.clone(), other.clone());
         self.db
             .read(move |conn| {
+                // Time order, the place breaking ties; `before` names a message, and the
+                // page ends just before it in that order.
                 let mut messages = query_dms(
                     conn,
-                    "WHERE owner = ?1 AND other = ?2 AND seq < ?3 ORDER BY seq DESC LIMIT ?4",
-                    params![
-                        owner.as_str(),
-                        other.as_str(),
-                        before.map_or(i64::MAX, |seq| seq as i64),
-                        limit as i64 + 1
-                    ],
+                    "WHERE owner = ?1 AND other = ?2
+                       AND (?3 IS NULL OR (ts, seq) < (SELECT ts, seq FROM dms WHERE seq = ?3))
+                     ORDER BY ts DESC, seq DESC LIMIT ?4",
+                    params![owner.as_str(), other.as_str(), before.map(|seq| seq as i64), limit as i64 + 1],
                 )?;
                 let has_more = messages.len() as u64 > limit;
                 messages.truncate(limit as usize);
                 messages.reverse();
                 Ok((messages, has_more))
+            })
+            .await
+    }
+
+    // === Handing a mailbox over to a user's new home ===
+
+    /// One page of `owner`'s mailbox after place `after`, in place order. Their own
+    /// messages carry `delivered`, received ones do not.
+    pub async fn export_mailbox(
+        &self,
+        owner: &Username,
+        after: u64,
+        limit: u64,
+    ) -> Result<Vec<DirectMessage>, DbError> {
+        let owner = owner.clone();
+        self.db
+            .read(move |conn| {
+                query_dms(
+                    conn,
+                    "WHERE owner = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+                    params![owner.as_str(), after as i64, limit as i64],
+                )
+            })
+            .await
+    }
+
+    /// Files a page of a mailbox handed over by `owner`'s previous peer, and their
+    /// contacts. Messages already here are skipped; handed-over ones count as read.
+    pub async fn import_mailbox(
+        &self,
+        owner: &Username,
+        messages: Vec<DirectMessage>,
+        contacts: Vec<Contact>,
+    ) -> Result<usize, DbError> {
+        let owner = owner.clone();
+        self.db
+            .write(move |conn| {
+                let mut filed = 0;
+                for message in &messages {
+                    let outgoing = message.delivered.is_some() && message.username == owner;
+                    if let Some(seq) = insert_dm(conn, message, outgoing)? {
+                        conn.prepare_cached("UPDATE dms SET unread = 0 WHERE seq = ?1")?.execute([seq as i64])?;
+                        filed += 1;
+                    }
+                }
+                for contact in &contacts {
+                    conn.execute(
+                        "INSERT OR IGNORE INTO contacts (owner, username, ip, port, added_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                        params![owner.as_str(), contact.username.as_str(), contact.ip, contact.port, kit::now_ms() as i64],
+                    )?;
+                }
+                Ok(filed)
+            })
+            .await
+    }
+
+    /// The users with a mailbox here.
+    pub async fn mailbox_owners(&self) -> Result<Vec<Username>, DbError> {
+        self.db
+            .read(|conn| {
+                let mut statement = conn.prepare("SELECT DISTINCT owner FROM dms")?;
+                let owners = statement.query_map([], |row| parse_column(row, 0, Username::parse))?;
+                owners.collect()
+            })
+            .await
+    }
+
+    /// Forgets `owner`'s mailbox up to place `through` (handed over), and their
+    /// contacts. Messages filed after the hand-over began stay.
+    pub async fn drop_mailbox(&self, owner: &Username, through: u64) -> Result<(), DbError> {
+        let owner = owner.clone();
+        self.db
+            .write(move |conn| {
+                conn.execute(
+                    "DELETE FROM dms WHERE owner = ?1 AND seq <= ?2",
+                    params![owner.as_str(), through as i64],
+                )?;
+                conn.execute("DELETE FROM contacts WHERE owner = ?1", [owner.as_str()])?;
+                Ok(())
             })
             .await
     }

@@ -47,6 +47,7 @@ pub async fn keep_registered(state: AppState) {
             tokio::spawn(follow_stream(state.clone()));
         }
         let mut report_activity = true;
+        let mut strays = true;
         loop {
             sessions::release_expired(&state).await;
             for user in state.sessions.unannounced() {
@@ -55,11 +56,15 @@ pub async fn keep_registered(state: AppState) {
             for user in state.sessions.without_channels() {
                 sessions::learn_channels(&state, &user).await;
             }
-            // After (re-)registering and announcing, who has the chat open.
+            // After (re-)registering and announcing, who has the chat open, and the
+            // mailboxes of users who moved while this peer was away.
             if std::mem::take(&mut report_activity) {
                 for user in state.sessions.active() {
                     sessions::report_activity(&state, &user, true).await;
                 }
+            }
+            if std::mem::take(&mut strays) {
+                tokio::spawn(crate::handoff::hand_over_strays(state.clone()));
             }
             if !pause(&state, state.heartbeat).await {
                 return;
@@ -167,6 +172,9 @@ fn dispatch(state: &AppState, data: &str) {
         }
         Event::Presence(_) => {
             state.hub.publish(Audience::Everyone, &event);
+        }
+        Event::Moved(moved) => {
+            tokio::spawn(crate::handoff::hand_over(state.clone(), moved.username.clone(), moved.to.clone()));
         }
         Event::DirectMessage(_) | Event::Delivered(_) | Event::Reset => {}
     }

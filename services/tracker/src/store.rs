@@ -14,7 +14,7 @@ use kit::db::{Db, DbError, parse_column};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::broadcast;
 use wire::api::ChannelMessage;
-use wire::events::{Event, Membership, Presence};
+use wire::events::{Event, Membership, Moved, Presence};
 use wire::names::{ChannelName, MessageText, Username};
 
 use wire::addr::PeerAddr;
@@ -493,12 +493,23 @@ impl Store {
             let name = user.clone();
             move |_: &usize| {
                 let mut view = write(&view);
-                view.homes.insert(name.clone(), home);
+                let new_peer = home.peer.clone();
+                let previous = view.homes.insert(name.clone(), home);
                 if !signed_in {
                     view.active.remove(&name);
                 }
                 let active = view.active.contains(&name);
                 drop(view);
+                // The peer they left holds their mailbox: it hands it over.
+                if let Some(previous) = previous.filter(|previous| previous.peer != new_peer) {
+                    let moved = Push {
+                        id: None,
+                        event: Event::Moved(Moved { username: name.clone(), to: new_peer }),
+                        targets: Targets::Peers(HashSet::from([previous.peer])),
+                        traceparent: None,
+                    };
+                    let _ = events.send(Arc::new(moved));
+                }
                 let _ = events.send(Arc::new(presence(name, signed_in, active)));
             }
         };

@@ -351,6 +351,16 @@ pub struct DirectMessage {
     pub delivered: Option<bool>,
 }
 
+/// `POST /import-mailbox`, signed: a peer hands a user who moved their direct messages
+/// (both ways) and contacts, in pages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MailboxTransfer {
+    pub username: Username,
+    pub messages: Vec<DirectMessage>,
+    #[serde(default)]
+    pub contacts: Vec<Contact>,
+}
+
 /// The reply to `POST /send-peer`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DirectSent {

@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::addr::PeerAddr;
 use crate::api::{ChannelMessage, DirectMessage};
 use crate::names::{ChannelName, Username};
 
@@ -21,6 +22,9 @@ pub enum Event {
     Presence(Presence),
     /// A direct message the user sent reached the recipient's peer.
     Delivered(Delivered),
+    /// Between services only: a user's home moved to another peer, which should now
+    /// hold their mailbox (the tracker tells the peer they left).
+    Moved(Moved),
     /// The stream could not resume from the given id (too old): the client should
     /// reload what it shows.
     Reset,
@@ -41,6 +45,13 @@ pub struct Membership {
     pub channel: ChannelName,
     pub username: Username,
     pub joined: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Moved {
+    pub username: Username,
+    /// The user's new home.
+    pub to: PeerAddr,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,6 +80,7 @@ impl Event {
             Event::Membership(_) => "membership",
             Event::Presence(_) => "presence",
             Event::Delivered(_) => "delivered",
+            Event::Moved(_) => "moved",
             Event::Reset => "reset",
         }
     }

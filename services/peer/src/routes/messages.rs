@@ -11,11 +11,14 @@ use kit::error::ApiError;
 use kit::sign::Signed;
 use serde::Deserialize;
 use wire::addr::PeerAddr;
-use wire::api::{Ack, Broadcast, BroadcastSent, Conversation, DirectMessage, DirectSent, SendPeer, Status};
+use wire::api::{
+    Ack, Broadcast, BroadcastSent, Conversation, DirectMessage, DirectSent, MailboxTransfer, SendPeer, Status,
+};
 use wire::names::Username;
 
 use crate::AppState;
 use crate::delivery;
+use crate::hub::Audience;
 use crate::routes::people::resolve;
 use crate::sessions::Session;
 
@@ -29,6 +32,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/broadcast-peer", post(broadcast))
         .route("/get-received-messages", get(received_messages))
         .route("/get-conversation", get(conversation))
+        .route("/import-mailbox", post(import_mailbox))
 }
 
 #[tracing::instrument(level = "debug", skip_all, fields(from = %session.username()))]
@@ -98,6 +102,23 @@ async fn received_messages(
     session: Session,
 ) -> Result<Json<Vec<DirectMessage>>, ApiError> {
     Ok(Json(state.store.take_unread(session.username()).await.map_err(anyhow::Error::from)?))
+}
+
+/// A user's previous peer hands over their mailbox (signed: only peers can).
+#[tracing::instrument(level = "debug", skip_all, fields(username = %transfer.username))]
+async fn import_mailbox(
+    State(state): State<AppState>,
+    Signed(transfer): Signed<MailboxTransfer>,
+) -> Result<Json<Ack>, ApiError> {
+    let user = transfer.username.clone();
+    let filed =
+        state.store.import_mailbox(&user, transfer.messages, transfer.contacts).await.map_err(anyhow::Error::from)?;
+    if filed > 0 {
+        // Their open pages reload what they show, older messages included.
+        state.hub.publish(Audience::Users(vec![user.clone()]), &wire::events::Event::Reset);
+        tracing::info!(username = %user, messages = filed, "mailbox received from the user's previous peer");
+    }
+    Ok(Json(Ack::success(format!("Filed {filed} messages"))))
 }
 
 #[derive(Deserialize)]

@@ -202,3 +202,53 @@ async fn a_user_whose_sessions_all_expired_is_released() {
     .await;
     sys.shutdown().await;
 }
+
+/// The texts of a conversation as `user` sees it.
+async fn conversation(user: &TestUser, with: &str) -> Vec<String> {
+    let reply = user.get(&format!("/get-conversation?with={with}")).await;
+    reply.body["messages"].as_array().unwrap().iter().map(|m| m["message"].as_str().unwrap().to_owned()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_who_moves_to_another_peer_takes_their_direct_messages_along() {
+    let sys = System::builder().peers(3).start().await;
+    let alice_on_0 = sys.login(0, "user1", "password1").await;
+    let bob = sys.login(1, "user2", "password2").await;
+    bob.post("/send-peer", "username=user1&message=one").await;
+    alice_on_0.post("/send-peer", "username=user2&message=two").await;
+    bob.post("/send-peer", "username=user1&message=three").await;
+    assert_eq!(conversation(&alice_on_0, "user2").await, ["one", "two", "three"]);
+
+    // Her browser lands on peer 2 now: peer 0 hands her mailbox over.
+    let alice_on_2 = sys.login(2, "user1", "password1").await;
+    testkit::eventually("alice's history follows her to peer 2", || async {
+        conversation(&alice_on_2, "user2").await == ["one", "two", "three"]
+    })
+    .await;
+    bob.post("/send-peer", "username=user1&message=four").await;
+    testkit::eventually("new messages reach her new home, after the old ones", || async {
+        conversation(&alice_on_2, "user2").await == ["one", "two", "three", "four"]
+    })
+    .await;
+    let sent = alice_on_2.get("/get-conversation?with=user2").await;
+    assert_eq!(sent.body["messages"][1]["delivered"], true, "her own message keeps its delivery state");
+    sys.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mailbox_left_on_a_peer_that_was_down_follows_its_user_when_it_returns() {
+    let mut sys = System::builder().peers(3).start().await;
+    let _alice_on_0 = sys.login(0, "user1", "password1").await;
+    let bob = sys.login(1, "user2", "password2").await;
+    bob.post("/send-peer", "username=user1&message=before").await;
+    sys.stop_peer(0).await;
+    let alice_on_2 = sys.login(2, "user1", "password1").await;
+    bob.post("/send-peer", "username=user1&message=after").await;
+    assert_eq!(conversation(&alice_on_2, "user2").await, ["after"]);
+    sys.restart_peer(0).await;
+    testkit::eventually("the message kept by the returning peer joins the rest, in time order", || async {
+        conversation(&alice_on_2, "user2").await == ["before", "after"]
+    })
+    .await;
+    sys.shutdown().await;
+}
