@@ -31,6 +31,12 @@ pub struct Config {
     pub auth_url: String,
     /// The folder of the peer's database.
     pub data_dir: PathBuf,
+    /// Name the database by a slot claimed in `data_dir` (`peer-slot-N.db`, the first
+    /// one no running peer holds) instead of by the advertised address: for replicas
+    /// that share one volume and get new addresses when recreated (compose), so a
+    /// recreated replica takes over a database of the ones before it.
+    #[serde(default)]
+    pub db_slot: bool,
     /// The web UI folder.
     pub www_dir: PathBuf,
     /// How often the peer tells the tracker it is alive.
@@ -56,6 +62,7 @@ impl Default for Config {
             tracker_url: "http://127.0.0.1:9000".into(),
             auth_url: "http://127.0.0.1:9100".into(),
             data_dir: PathBuf::from("data/peers"),
+            db_slot: false,
             www_dir: PathBuf::from("www"),
             heartbeat_secs: 5,
             outbox_ttl_secs: 7 * 24 * 60 * 60,

@@ -87,6 +87,29 @@ pub struct Shared {
     /// Cancelled at shutdown: background tasks and event streams end.
     pub shutdown: CancellationToken,
     pub metrics: PeerMetrics,
+    /// The lock on the database slot this peer claimed, held while it runs.
+    _slot: Option<std::fs::File>,
+}
+
+/// Claims the first database slot in `dir` that no running peer holds: the lock file
+/// `peer-slot-N.lock` locked for as long as this peer runs. Returns the slot's
+/// database path and the lock.
+fn claim_slot(dir: &std::path::Path) -> anyhow::Result<(PathBuf, std::fs::File)> {
+    std::fs::create_dir_all(dir).with_context(|| format!("failed to create {}", dir.display()))?;
+    for slot in 0..1024 {
+        let lock_path = dir.join(format!("peer-slot-{slot}.lock"));
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .with_context(|| format!("failed to open {}", lock_path.display()))?;
+        if lock.try_lock().is_ok() {
+            tracing::info!(slot, "claimed a database slot");
+            return Ok((dir.join(format!("peer-slot-{slot}.db")), lock));
+        }
+    }
+    anyhow::bail!("no free database slot in {}", dir.display())
 }
 
 /// The peer's metrics, and the registry they render from.
@@ -156,9 +179,14 @@ impl AppState {
     pub fn new(config: &Config, bound: SocketAddr) -> anyhow::Result<Self> {
         config.validate()?;
         let me = PeerAddr::parse(&config.advertised_host(), bound.port()).map_err(anyhow::Error::msg)?;
-        let db_name = format!("peer-{}-{}.db", me.ip.replace([':', '/', '\\'], "_"), me.port);
-        let (store, loaded) =
-            PeerStore::open(&config.data_dir.join(db_name)).context("failed to open the peer database")?;
+        let (db_path, slot) = if config.db_slot {
+            let (path, lock) = claim_slot(&config.data_dir)?;
+            (path, Some(lock))
+        } else {
+            let name = format!("peer-{}-{}.db", me.ip.replace([':', '/', '\\'], "_"), me.port);
+            (config.data_dir.join(name), None)
+        };
+        let (store, loaded) = PeerStore::open(&db_path).context("failed to open the peer database")?;
         let cluster = ClusterKey::new(&config.secrets.cluster_secret);
         Ok(Self(Arc::new(Shared {
             me,
@@ -179,6 +207,7 @@ impl AppState {
             readiness: Readiness::default(),
             shutdown: CancellationToken::new(),
             metrics: PeerMetrics::new(),
+            _slot: slot,
         })))
     }
 
@@ -233,4 +262,20 @@ pub async fn serve(
         token.cancel();
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_running_peer_claims_its_own_slot_and_a_freed_slot_is_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, first_lock) = claim_slot(dir.path()).unwrap();
+        let (second, _second_lock) = claim_slot(dir.path()).unwrap();
+        assert_ne!(first, second);
+        drop(first_lock);
+        let (again, _) = claim_slot(dir.path()).unwrap();
+        assert_eq!(again, first, "a recreated replica takes over the database of the one before it");
+    }
 }
