@@ -433,8 +433,10 @@ function onMembership(ev) {
 
 let usersRefreshTimer = 0;
 function onPresence(ev) {
-  const { username, online } = ev;
+  const { username, online, active } = ev;
   if (!username || username === state.me) return;
+  const listed = state.users.get(username);
+  if (listed) listed.active = !!active;
   const contact = state.contacts.get(username);
   if (contact) {
     if (contact.online !== online) notify(`${username} is ${online ? 'online' : 'offline'}`, 'event');
@@ -708,10 +710,17 @@ function isOnline(name) {
   return state.users.has(name) || !!state.contacts.get(name)?.online;
 }
 
+/** Online with the chat open (an event stream), rather than only signed in. */
+function isActive(name) {
+  return !!state.users.get(name)?.active;
+}
+
 function presenceDot(name) {
   const online = isOnline(name);
-  return el('span', { class: `presence ${online ? 'on' : 'off'}`, title: online ? 'Online' : 'Offline' },
-    el('span', { class: 'visually-hidden' }, online ? '(online)' : '(offline)'));
+  const active = online && isActive(name);
+  const [cls, title] = active ? ['on', 'Online, chat open'] : online ? ['away', 'Online, away'] : ['off', 'Offline'];
+  return el('span', { class: `presence ${cls}`, title },
+    el('span', { class: 'visually-hidden' }, `(${title.toLowerCase()})`));
 }
 
 function renderDMs() {
