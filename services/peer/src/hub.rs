@@ -105,11 +105,6 @@ impl Hub {
         Resume { backlog, gap, live }
     }
 
-    /// How many live streams are open.
-    pub fn streams(&self) -> usize {
-        self.inner.live.receiver_count()
-    }
-
     fn ring(&self) -> std::sync::MutexGuard<'_, Ring> {
         self.inner.ring.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }

@@ -75,12 +75,6 @@ impl Sessions {
         self.lock().hosted.iter().filter(|(_, hosted)| hosted.expires_at < now).map(|(user, _)| user.clone()).collect()
     }
 
-    pub fn hosted(&self) -> Vec<Username> {
-        let mut users: Vec<_> = self.lock().hosted.keys().cloned().collect();
-        users.sort();
-        users
-    }
-
     /// Counts a new event stream of `user`; true when it is their first.
     pub fn stream_opened(&self, user: &Username) -> bool {
         let mut inner = self.lock();

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use kit::db::{Db, DbError, parse_column};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 use wire::addr::PeerAddr;
 use wire::api::{Contact, DirectMessage};
 use wire::names::{MessageText, Username};
@@ -417,22 +417,6 @@ impl PeerStore {
                 )?;
                 conn.execute("DELETE FROM contacts WHERE owner = ?1", [owner.as_str()])?;
                 Ok(())
-            })
-            .await
-    }
-
-    /// Whether a message id is already in a mailbox here (used by tests).
-    pub async fn has_message(&self, owner: &Username, id: &str) -> Result<bool, DbError> {
-        let (owner, id) = (owner.clone(), id.to_owned());
-        self.db
-            .read(move |conn| {
-                conn.query_row(
-                    "SELECT 1 FROM dms WHERE owner = ?1 AND id = ?2",
-                    params![owner.as_str(), id],
-                    |_| Ok(()),
-                )
-                .optional()
-                .map(|found| found.is_some())
             })
             .await
     }
