@@ -645,34 +645,39 @@ function badge(n, label) {
   return el('span', { class: 'badge', 'aria-label': `${n} unread ${label}`, 'data-testid': 'unread' }, n > 99 ? '99+' : String(n));
 }
 
+// One conversation in the sidebar: a channel or a direct-message partner, with its
+// unread count unless it is the one open.
+function navItem(kind, name, attrs, icon) {
+  const t = thread(kind, name);
+  const active = isCurrentKey(t.key);
+  const n = active ? 0 : unreadCount(t);
+  return el(
+    'li',
+    {},
+    el(
+      'button',
+      {
+        type: 'button',
+        class: `nav-item${active ? ' active' : ''}${n ? ' has-unread' : ''}`,
+        'aria-current': active ? 'page' : null,
+        ...attrs,
+        onclick: () => openThread(kind, name),
+      },
+      icon,
+      el('span', { class: 'nav-label' }, name),
+      badge(n, 'messages'),
+    ),
+  );
+}
+
 function renderChannels() {
   const joined = [...state.joined].sort();
   rebuild(
     $('joined-channels'),
-    joined.map((name) => {
-      const t = thread('channel', name);
-      const active = isCurrentKey(t.key);
-      const n = active ? 0 : unreadCount(t);
-      return el(
-        'li',
-        {},
-        el(
-          'button',
-          {
-            type: 'button',
-            class: `nav-item${active ? ' active' : ''}${n ? ' has-unread' : ''}`,
-            'aria-current': active ? 'page' : null,
-            'data-testid': 'channel-item',
-            'data-channel': name,
-            'data-focus-key': `c:${name}`,
-            onclick: () => openThread('channel', name),
-          },
-          el('span', { class: 'nav-icon', 'aria-hidden': 'true' }, '#'),
-          el('span', { class: 'nav-label' }, name),
-          badge(n, 'messages'),
-        ),
-      );
-    }),
+    joined.map((name) =>
+      navItem('channel', name, { 'data-testid': 'channel-item', 'data-channel': name, 'data-focus-key': `c:${name}` },
+        el('span', { class: 'nav-icon', 'aria-hidden': 'true' }, '#')),
+    ),
   );
   $('joined-empty').hidden = joined.length > 0;
 
@@ -733,30 +738,10 @@ function renderDMs() {
   names.sort((a, b) => lastTs(b) - lastTs(a) || a.localeCompare(b));
   rebuild(
     $('dm-list'),
-    names.map((name) => {
-      const t = thread('dm', name);
-      const active = isCurrentKey(t.key);
-      const n = active ? 0 : unreadCount(t);
-      return el(
-        'li',
-        {},
-        el(
-          'button',
-          {
-            type: 'button',
-            class: `nav-item${active ? ' active' : ''}${n ? ' has-unread' : ''}`,
-            'aria-current': active ? 'page' : null,
-            'data-testid': 'dm-item',
-            'data-user': name,
-            'data-focus-key': `u:${name}`,
-            onclick: () => openThread('dm', name),
-          },
-          el('span', { class: 'avatar-wrap' }, avatar(name, 'sm'), presenceDot(name)),
-          el('span', { class: 'nav-label' }, name),
-          badge(n, 'messages'),
-        ),
-      );
-    }),
+    names.map((name) =>
+      navItem('dm', name, { 'data-testid': 'dm-item', 'data-user': name, 'data-focus-key': `u:${name}` },
+        el('span', { class: 'avatar-wrap' }, avatar(name, 'sm'), presenceDot(name))),
+    ),
   );
   $('dm-empty').hidden = names.length > 0;
   renderTotalUnread();
