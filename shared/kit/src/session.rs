@@ -5,7 +5,8 @@
 //! cookie [`wire::headers::SESSION_COOKIE`] from browsers, or as
 //! `Authorization: Bearer` between services.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::extract::{FromRef, FromRequestParts};
@@ -21,6 +22,13 @@ use wire::token::{Claims, ISSUER};
 
 use crate::error::ApiError;
 
+/// Seconds a token may be past its expiry and still pass: clock skew between services.
+const LEEWAY_SECS: u64 = 5;
+
+/// Verified tokens remembered at most. Each browser sends its one token with every
+/// request, so this bounds the sessions whose checks are skipped, not the sessions.
+const REMEMBERED: usize = 4096;
+
 /// Signs and verifies session tokens. Cloning is a reference-count bump.
 #[derive(Clone)]
 pub struct TokenKeys {
@@ -32,6 +40,12 @@ struct Keys {
     decoding: DecodingKey,
     validation: Validation,
     ttl: Duration,
+    /// Tokens that passed [`TokenKeys::verify`], with their claims. Base64, JSON and
+    /// the HMAC are most of a relayed request's session check; a token seen before
+    /// skips them. Keyed by the whole token, so only a token that verified can match;
+    /// expiry is checked again on every match. (Revocation is the caller's check, made
+    /// after this one either way.)
+    verified: Mutex<HashMap<Box<str>, Claims>>,
 }
 
 impl TokenKeys {
@@ -41,13 +55,14 @@ impl TokenKeys {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[ISSUER]);
         validation.set_required_spec_claims(&["exp", "iss", "sub"]);
-        validation.leeway = 5;
+        validation.leeway = LEEWAY_SECS;
         Self {
             inner: Arc::new(Keys {
                 encoding: EncodingKey::from_secret(bytes),
                 decoding: DecodingKey::from_secret(bytes),
                 validation,
                 ttl,
+                verified: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -72,12 +87,32 @@ impl TokenKeys {
 
     /// The claims of a valid, unexpired token signed with our secret.
     pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
-        jsonwebtoken::decode::<Claims>(token, &self.inner.decoding, &self.inner.validation)
+        let now = crate::now_secs();
+        let live = |claims: &Claims| claims.exp + LEEWAY_SECS >= now;
+        if let Some(claims) = self.inner.remembered().get(token).filter(|claims| live(claims)) {
+            return Ok(claims.clone());
+        }
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.inner.decoding, &self.inner.validation)
             .map(|data| data.claims)
             .map_err(|err| match err.kind() {
                 ErrorKind::ExpiredSignature => ApiError::Unauthorized("session expired: log in again".into()),
                 _ => ApiError::Unauthorized("invalid session: log in again".into()),
-            })
+            })?;
+        let mut remembered = self.inner.remembered();
+        if remembered.len() >= REMEMBERED {
+            remembered.retain(|_, claims| live(claims));
+            if remembered.len() >= REMEMBERED {
+                remembered.clear();
+            }
+        }
+        remembered.insert(token.into(), claims.clone());
+        Ok(claims)
+    }
+}
+
+impl Keys {
+    fn remembered(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, Claims>> {
+        self.verified.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -169,11 +204,14 @@ mod tests {
 
     #[test]
     fn forged_tampered_and_expired_tokens_are_refused() {
-        let (token, _) = keys("s3cret", 60).issue(&Username::parse("alice").unwrap()).unwrap();
+        let signer = keys("s3cret", 60);
+        let (token, _) = signer.issue(&Username::parse("alice").unwrap()).unwrap();
         assert_eq!(keys("other", 60).verify(&token).unwrap_err().status(), 401);
+        // The genuine token verified (and remembered) first: a tampered one still fails.
+        assert!(signer.verify(&token).is_ok());
         let mut tampered = token.clone();
         tampered.insert(token.find('.').unwrap() + 3, 'x');
-        assert!(keys("s3cret", 60).verify(&tampered).is_err());
+        assert!(signer.verify(&tampered).is_err());
         // Issued already expired (beyond the 5 s leeway).
         let expired = keys("s3cret", 0);
         let claims = Claims {
@@ -185,6 +223,35 @@ mod tests {
         };
         let old = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &expired.inner.encoding).unwrap();
         assert!(expired.verify(&old).unwrap_err().to_string().contains("expired"));
+    }
+
+    #[test]
+    fn a_remembered_token_still_expires() {
+        let keys = keys("s3cret", 60);
+        let claims = Claims {
+            sub: Username::parse("alice").unwrap(),
+            sid: "x".into(),
+            iat: 1,
+            exp: crate::now_secs() - 30,
+            iss: ISSUER.into(),
+        };
+        let old = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &keys.inner.encoding).unwrap();
+        // As if it had verified while it was still valid.
+        keys.inner.remembered().insert(old.as_str().into(), claims);
+        assert!(keys.verify(&old).unwrap_err().to_string().contains("expired"));
+    }
+
+    #[test]
+    fn the_remembered_tokens_stay_bounded() {
+        let keys = keys("s3cret", 60);
+        let alice = Username::parse("alice").unwrap();
+        let tokens: Vec<String> = (0..REMEMBERED + 10).map(|_| keys.issue(&alice).unwrap().0).collect();
+        for token in &tokens {
+            assert_eq!(keys.verify(token).unwrap().sub, alice);
+        }
+        assert!(keys.inner.remembered().len() <= REMEMBERED);
+        // Forgotten or not, every token still verifies.
+        assert!(tokens.iter().all(|token| keys.verify(token).is_ok()));
     }
 
     #[test]
