@@ -36,6 +36,15 @@ pub enum Destination {
     Hint(PeerAddr),
 }
 
+impl Destination {
+    /// The peer this destination names.
+    pub fn addr(&self) -> &PeerAddr {
+        match self {
+            Self::Located(addr) | Self::Hint(addr) => addr,
+        }
+    }
+}
+
 /// Sends a direct message from `from` to `to`. Returns the message and whether it was
 /// delivered now (else it waits in the outbox).
 pub async fn send(

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use kit::db::{Db, DbError, parse_column};
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use wire::addr::PeerAddr;
 use wire::api::{Contact, DirectMessage};
 use wire::names::{MessageText, Username};
@@ -184,6 +184,32 @@ impl PeerStore {
                     })
                 })?;
                 rows.collect()
+            })
+            .await
+    }
+
+    /// Where `owner` last knew `other` to be: their contact's address, else the peer
+    /// that `other`'s latest message to them came from. Lets direct messages go peer
+    /// to peer while the tracker cannot be asked.
+    pub async fn last_known_address(&self, owner: &Username, other: &Username) -> Result<Option<PeerAddr>, DbError> {
+        let (owner, other) = (owner.clone(), other.clone());
+        self.db
+            .read(move |conn| {
+                let address = |row: &rusqlite::Row<'_>| Ok(PeerAddr { ip: row.get(0)?, port: row.get(1)? });
+                let keys = params![owner.as_str(), other.as_str()];
+                let contact = conn
+                    .prepare_cached("SELECT ip, port FROM contacts WHERE owner = ?1 AND username = ?2")?
+                    .query_row(keys, address)
+                    .optional()?;
+                if contact.is_some() {
+                    return Ok(contact);
+                }
+                conn.prepare_cached(
+                    "SELECT sender_ip, sender_port FROM dms WHERE owner = ?1 AND other = ?2 AND outgoing = 0
+                     ORDER BY seq DESC LIMIT 1",
+                )?
+                .query_row(keys, address)
+                .optional()
             })
             .await
     }

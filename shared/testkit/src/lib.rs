@@ -116,6 +116,7 @@ impl Builder {
             dir,
             auth: None,
             tracker: None,
+            tracker_port: 0,
             peers: Vec::new(),
             proxy: None,
             client: reqwest::Client::builder()
@@ -125,7 +126,9 @@ impl Builder {
                 .expect("an HTTP client"),
         };
         sys.auth = Some(sys.launch(Role::Auth, None).await);
-        sys.tracker = Some(sys.launch(Role::Tracker, None).await);
+        let tracker = sys.launch(Role::Tracker, None).await;
+        sys.tracker_port = tracker.port;
+        sys.tracker = Some(tracker);
         for _ in 0..self.peers {
             let peer = sys.launch(Role::Peer, None).await;
             sys.peers.push((peer.port, Some(peer)));
@@ -148,6 +151,8 @@ pub struct System {
     dir: tempfile::TempDir,
     auth: Option<Service>,
     tracker: Option<Service>,
+    /// The tracker's port, kept while it is stopped.
+    tracker_port: u16,
     /// Each peer's port, and the peer while it runs (stopped peers keep their port).
     peers: Vec<(u16, Option<Service>)>,
     proxy: Option<Service>,
@@ -259,10 +264,21 @@ impl System {
     /// Kills the tracker with SIGKILL (process mode only) and starts it again on its
     /// port and data; waits until every running peer is back in its pool.
     pub async fn kill_and_restart_tracker(&mut self) {
-        let tracker = self.tracker.take().expect("the tracker runs");
-        let port = tracker.port;
-        tracker.kill().await;
-        self.tracker = Some(self.launch(Role::Tracker, Some(port)).await);
+        self.tracker.take().expect("the tracker runs").kill().await;
+        self.restart_tracker().await;
+    }
+
+    /// Stops the tracker gracefully, leaving the peers running;
+    /// [`System::restart_tracker`] brings it back.
+    pub async fn stop_tracker(&mut self) {
+        self.tracker.take().expect("the tracker runs").stop().await;
+    }
+
+    /// Starts the tracker again on its port and data; waits until every running peer
+    /// is back in its pool.
+    pub async fn restart_tracker(&mut self) {
+        assert!(self.tracker.is_none(), "the tracker still runs");
+        self.tracker = Some(self.launch(Role::Tracker, Some(self.tracker_port)).await);
         for index in 0..self.peers.len() {
             if self.peers[index].1.is_some() {
                 self.wait_registered(index).await;

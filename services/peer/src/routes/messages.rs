@@ -41,9 +41,9 @@ async fn send_peer(
     session: Session,
     Input(request): Input<SendPeer>,
 ) -> Result<(StatusCode, Json<DirectSent>), ApiError> {
-    let (to, addr) =
+    let (to, destination) =
         resolve(&state, session.username(), request.ip.as_deref(), request.port, request.username.as_ref()).await?;
-    let destination = delivery::Destination::Located(addr.clone());
+    let addr = destination.addr().clone();
     let (message, delivered) =
         delivery::send(&state, session.username(), &to, destination, request.message, false).await?;
     let (status, text) = if delivered {

@@ -13,7 +13,7 @@ use wire::api::{Ack, ConnectPeer, Contact, UserInfo};
 use wire::names::Username;
 
 use crate::AppState;
-use crate::delivery;
+use crate::delivery::{self, Destination};
 use crate::sessions::Session;
 
 pub(crate) fn router() -> Router<AppState> {
@@ -34,32 +34,54 @@ async fn online_users(State(state): State<AppState>, session: Session) -> Result
     Ok(Json(users))
 }
 
-/// The one user a request means: by name, or the only user online at `ip:port`.
+/// Whether an error means the tracker could not be asked (down, slow, failing), as
+/// opposed to an answer.
+fn cannot_ask(err: &ApiError) -> bool {
+    matches!(err, ApiError::Unavailable(_) | ApiError::GatewayTimeout(_) | ApiError::BadGateway(_))
+}
+
+/// The one user a request means, and where to find them: by name, or the only user
+/// online at `ip:port`. While the tracker cannot be asked, a user the caller knows (a
+/// contact, or someone who wrote to them) is looked for where they were last.
 pub(crate) async fn resolve(
     state: &AppState,
     caller: &Username,
     ip: Option<&str>,
     port: Option<u16>,
     username: Option<&Username>,
-) -> Result<(Username, PeerAddr), ApiError> {
+) -> Result<(Username, Destination), ApiError> {
     if let Some(username) = username {
-        let location = delivery::locate(state, username).await.map_err(|err| match err {
-            ApiError::Upstream { status, .. } if status == 404 => {
-                ApiError::NotFound(format!("no user {username} has ever been online"))
+        return match delivery::locate(state, username).await {
+            Ok(location) => {
+                Ok((username.clone(), Destination::Located(PeerAddr { ip: location.ip, port: location.port })))
             }
-            other => other,
-        })?;
-        return Ok((username.clone(), PeerAddr { ip: location.ip, port: location.port }));
+            Err(ApiError::Upstream { status, .. }) if status == 404 => {
+                Err(ApiError::NotFound(format!("no user {username} has ever been online")))
+            }
+            // The tracker cannot say: where the caller last knew them to be, if anywhere.
+            Err(err) if cannot_ask(&err) => {
+                match state.store.last_known_address(caller, username).await.map_err(anyhow::Error::from)? {
+                    Some(addr) => Ok((username.clone(), Destination::Hint(addr))),
+                    None => Err(err),
+                }
+            }
+            Err(err) => Err(err),
+        };
     }
     let (Some(ip), Some(port)) = (ip, port) else {
         return Err(ApiError::bad_request("say who: `username`, or `ip` and `port`"));
     };
     let addr = PeerAddr::parse(ip, port).map_err(ApiError::BadRequest)?;
-    let mut here: Vec<Username> = online(state)
-        .await?
-        .into_iter()
+    let online = match online(state).await {
+        Ok(users) => Some(users),
+        Err(err) if cannot_ask(&err) => None,
+        Err(err) => return Err(err),
+    };
+    let mut here: Vec<Username> = online
+        .iter()
+        .flatten()
         .filter(|user| user.ip == addr.ip && user.port == addr.port)
-        .map(|user| user.username)
+        .map(|user| user.username.clone())
         .collect();
     if here.is_empty() {
         // Someone the caller knows who was last seen there.
@@ -73,9 +95,14 @@ pub(crate) async fn resolve(
             .map(|contact| contact.username)
             .collect();
     }
+    let destination =
+        if online.is_some() { Destination::Located(addr.clone()) } else { Destination::Hint(addr.clone()) };
     match here.len() {
+        0 if online.is_none() => {
+            Err(ApiError::Unavailable(format!("tracker is unreachable, and nobody you know was at {addr}")))
+        }
         0 => Err(ApiError::NotFound(format!("nobody is online at {addr}"))),
-        1 => Ok((here.remove(0), addr)),
+        1 => Ok((here.remove(0), destination)),
         _ => {
             Err(ApiError::bad_request(format!("{} users are online at {addr}; say which with `username`", here.len())))
         }
@@ -88,9 +115,10 @@ async fn connect_peer(
     session: Session,
     Input(request): Input<ConnectPeer>,
 ) -> Result<Json<Ack>, ApiError> {
-    let (contact, addr) =
+    let (contact, destination) =
         resolve(&state, session.username(), request.ip.as_deref(), request.port, request.username.as_ref()).await?;
-    if addr != state.me {
+    let addr = destination.addr();
+    if *addr != state.me {
         let health = reqwest::Url::parse(&format!("{}/healthz", addr.url())).map_err(anyhow::Error::from)?;
         let request = state.client.http().get(health).timeout(Duration::from_secs(3));
         let answered = kit::client::send(request, &format!("peer {addr}")).await;
@@ -98,7 +126,7 @@ async fn connect_peer(
             return Err(ApiError::BadGateway(format!("peer {addr} does not answer")));
         }
     }
-    state.store.add_contact(session.username(), &contact, &addr).await.map_err(anyhow::Error::from)?;
+    state.store.add_contact(session.username(), &contact, addr).await.map_err(anyhow::Error::from)?;
     tracing::info!(username = %session.username(), %contact, peer = %addr, "contact added");
     Ok(Json(Ack::success(format!("Connected to {addr}"))))
 }

@@ -252,3 +252,41 @@ async fn a_mailbox_left_on_a_peer_that_was_down_follows_its_user_when_it_returns
     .await;
     sys.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_messages_go_peer_to_peer_while_the_tracker_is_down() {
+    let mut sys = System::builder().start().await;
+    let alice = sys.login(0, "user1", "password1").await;
+    let bob = sys.login(1, "user2", "password2").await;
+    let carol = sys.login(0, "user3", "password3").await;
+    assert_eq!(alice.post("/connect-peer", "username=user2").await.status, 200);
+    assert_eq!(alice.post("/join-channel", "channel_name=general").await.status, 200);
+
+    sys.stop_tracker().await;
+    // A contact: found where she last knew him, delivered at once.
+    let sent = alice.post("/send-peer", "username=user2&message=tracker+down").await;
+    assert_eq!((sent.status, &sent.body["delivered"]), (200, &json!(true)), "{:?}", sent.body);
+    // He never connected to her, but she wrote to him: her message says where she is.
+    let reply = bob.post("/send-peer", "username=user1&message=got+it").await;
+    assert_eq!((reply.status, &reply.body["delivered"]), (200, &json!(true)), "{:?}", reply.body);
+    // By address, among her contacts.
+    let by_address = alice.post("/send-peer", &format!("ip=127.0.0.1&port={}&message=again", sys.peer_port(1))).await;
+    assert_eq!(by_address.status, 200, "{:?}", by_address.body);
+    assert_eq!(conversation(&bob, "user1").await, ["tracker down", "got it", "again"]);
+    // Someone she has never dealt with cannot be found, and channels need the tracker:
+    // both say so at once, and nothing is half-done.
+    for (path, body) in [
+        ("/send-peer", "username=user4&message=hello"),
+        ("/send-channel-message", "channel_name=general&message=hello"),
+    ] {
+        let refused = carol.post(path, body).await;
+        assert_eq!(refused.status, 503, "{path}: {:?}", refused.body);
+        assert_eq!(refused.body["status"], "error");
+    }
+    assert!(conversation(&carol, "user4").await.is_empty());
+
+    sys.restart_tracker().await;
+    let posted = alice.post("/send-channel-message", "channel_name=general&message=back").await;
+    assert_eq!(posted.status, 200, "{:?}", posted.body);
+    sys.shutdown().await;
+}
