@@ -34,12 +34,6 @@ async fn online_users(State(state): State<AppState>, session: Session) -> Result
     Ok(Json(users))
 }
 
-/// Whether an error means the tracker could not be asked (down, slow, failing), as
-/// opposed to an answer.
-fn cannot_ask(err: &ApiError) -> bool {
-    matches!(err, ApiError::Unavailable(_) | ApiError::GatewayTimeout(_) | ApiError::BadGateway(_))
-}
-
 /// The one user a request means, and where to find them: by name, or the only user
 /// online at `ip:port`. While the tracker cannot be asked, a user the caller knows (a
 /// contact, or someone who wrote to them) is looked for where they were last.
@@ -107,6 +101,12 @@ pub(crate) async fn resolve(
             Err(ApiError::bad_request(format!("{} users are online at {addr}; say which with `username`", here.len())))
         }
     }
+}
+
+/// Whether an error means the tracker could not be asked (down, slow, failing), as
+/// opposed to an answer.
+fn cannot_ask(err: &ApiError) -> bool {
+    matches!(err, ApiError::Unavailable(_) | ApiError::GatewayTimeout(_) | ApiError::BadGateway(_))
 }
 
 /// Adds a contact once their peer answers.
