@@ -2,7 +2,7 @@
 //!
 //! Two users on two peers log in through the log-in page, chat in `general`, and
 //! exchange a direct message, with Vietnamese text, emoji, newlines and markup that
-//! must show literally. Screenshots of both windows go to `target/screenshots/`.
+//! must show literally; then, with the tracker stopped, one more direct message. Screenshots of both windows go to `target/screenshots/`.
 //!
 //! It needs Chromium and chromedriver (`apt-get install chromium chromium-driver`),
 //! so it only runs with `WEAPROUS_BROWSER_TEST=1`; without it, it passes at once.
@@ -36,6 +36,8 @@ const CHANNEL_LINE_2: &str = "Dòng thứ hai: \"ngoặc kép\" & 'nháy đơn'"
 const REPLY: &str = "Chào user1 👋 đã nhận được rồi <img src=x onerror=\"window.__pwned = 2\">";
 /// user1's direct message to user2.
 const DIRECT: &str = "Tin nhắn riêng: <b>x</b> — Tiếng Việt có dấu: ắ ằ ẳ ẵ ặ";
+/// user2's answer, sent while the tracker is down.
+const DIRECT_TRACKER_DOWN: &str = "Máy chủ tracker tắt rồi, tin nhắn vẫn tới ✓";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_users_chat_in_a_channel_and_by_direct_message_in_real_browsers() {
@@ -47,7 +49,7 @@ async fn two_users_chat_in_a_channel_and_by_direct_message_in_real_browsers() {
         assert!(Path::new(tool).exists(), "{tool} is missing: apt-get install -y chromium chromium-driver");
     }
 
-    let sys = System::builder().peers(2).start().await;
+    let mut sys = System::builder().peers(2).start().await;
     let driver = Driver::start().expect("chromedriver starts");
     let profiles = tempfile::tempdir().expect("a temporary folder for browser profiles");
     let user1 = Browser::open(&driver, &profiles.path().join("user1"), "user1").await.expect("browser 1 opens");
@@ -59,7 +61,10 @@ async fn two_users_chat_in_a_channel_and_by_direct_message_in_real_browsers() {
         }
     };
 
-    let outcome = scenario(&sys, &user1, &user2).await;
+    let mut outcome = scenario(&sys, &user1, &user2).await;
+    if outcome.is_ok() {
+        outcome = tracker_down(&mut sys, &user1, &user2).await;
+    }
 
     let shots = screenshot_dir();
     let label = if outcome.is_ok() { "chat" } else { "failure" };
@@ -204,6 +209,26 @@ async fn scenario(sys: &System, user1: &Browser, user2: &Browser) -> Result<()> 
             bail!("{}'s page turned message text into markup", browser.name);
         }
     }
+    Ok(())
+}
+
+/// With the tracker stopped, user2 answers in the open conversation: direct messages
+/// travel peer to peer, so it arrives, and both pages stay live.
+async fn tracker_down(sys: &mut System, user1: &Browser, user2: &Browser) -> Result<()> {
+    sys.stop_tracker().await;
+    user2.type_into("#composer-input", &format!("{DIRECT_TRACKER_DOWN}{ENTER}")).await?;
+    user1.wait_for_message("user2's answer while the tracker is down", DIRECT_TRACKER_DOWN, "user2").await?;
+    for browser in [user1, user2] {
+        browser
+            .wait_for(
+                "the page to stay live",
+                "return document.querySelector('#conn-status').dataset.state === 'live'",
+                vec![],
+            )
+            .await?;
+        browser.screenshot(&screenshot_dir().join(format!("tracker-down-{}.png", browser.name))).await?;
+    }
+    sys.restart_tracker().await;
     Ok(())
 }
 
