@@ -8,13 +8,13 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use kit::db::{Db, DbError, parse_column};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::broadcast;
 use wire::api::ChannelMessage;
-use wire::events::{Event, Membership, Moved, Presence};
+use wire::events::{Event, Membership, Moved, Presence, Pushed};
 use wire::names::{ChannelName, MessageText, Username};
 
 use wire::addr::PeerAddr;
@@ -70,6 +70,8 @@ pub struct Push {
     pub targets: Targets,
     /// The trace context of the request that caused it.
     pub traceparent: Option<String>,
+    /// The [`Pushed`] JSON the peers get, made by the first stream that sends it.
+    json: OnceLock<String>,
 }
 
 /// Which peers a [`Push`] is for.
@@ -81,6 +83,16 @@ pub enum Targets {
 }
 
 impl Push {
+    pub fn new(id: Option<u64>, event: Event, targets: Targets, traceparent: Option<String>) -> Self {
+        Self { id, event, targets, traceparent, json: OnceLock::new() }
+    }
+
+    /// The event with its trace context as JSON: serialized once, however many peers
+    /// it goes to.
+    pub fn json(&self) -> &str {
+        self.json.get_or_init(|| pushed_json(&self.event, self.traceparent.as_deref()))
+    }
+
     pub fn is_for(&self, peer: &PeerAddr) -> bool {
         match &self.targets {
             Targets::Everyone => true,
@@ -323,12 +335,8 @@ impl Store {
                 move |stored: &Option<ChannelMessage>| {
                     if let Some(message) = stored {
                         let targets = Targets::Peers(hosts_of_members(&read_view(&view), &message.channel));
-                        let push = Push {
-                            id: Some(message.id),
-                            event: Event::ChannelMessage(message.clone()),
-                            targets,
-                            traceparent,
-                        };
+                        let push =
+                            Push::new(Some(message.id), Event::ChannelMessage(message.clone()), targets, traceparent);
                         let _ = events.send(Arc::new(push));
                     }
                 },
@@ -502,12 +510,12 @@ impl Store {
                 drop(view);
                 // The peer they left holds their mailbox: it hands it over.
                 if let Some(previous) = previous.filter(|previous| previous.peer != new_peer) {
-                    let moved = Push {
-                        id: None,
-                        event: Event::Moved(Moved { username: name.clone(), to: new_peer }),
-                        targets: Targets::Peers(HashSet::from([previous.peer])),
-                        traceparent: None,
-                    };
+                    let moved = Push::new(
+                        None,
+                        Event::Moved(Moved { username: name.clone(), to: new_peer }),
+                        Targets::Peers(HashSet::from([previous.peer])),
+                        None,
+                    );
                     let _ = events.send(Arc::new(moved));
                 }
                 let _ = events.send(Arc::new(presence(name, signed_in, active)));
@@ -533,23 +541,24 @@ impl Store {
     }
 }
 
+/// `event` as a peer's stream carries it: a [`Pushed`], with the trace context.
+pub fn pushed_json(event: &Event, traceparent: Option<&str>) -> String {
+    let pushed = Pushed { event: event.clone(), traceparent: traceparent.map(str::to_owned) };
+    serde_json::to_string(&pushed).expect("wire events serialize to JSON")
+}
+
 /// A presence change, for every peer.
 pub fn presence(username: Username, online: bool, active: bool) -> Push {
-    Push {
-        id: None,
-        event: Event::Presence(Presence { username, online, active }),
-        targets: Targets::Everyone,
-        traceparent: kit::telemetry::current_traceparent(),
-    }
+    Push::new(
+        None,
+        Event::Presence(Presence { username, online, active }),
+        Targets::Everyone,
+        kit::telemetry::current_traceparent(),
+    )
 }
 
 fn membership(channel: ChannelName, username: Username, joined: bool) -> Push {
-    Push {
-        id: None,
-        event: Event::Membership(Membership { channel, username, joined }),
-        targets: Targets::Everyone,
-        traceparent: None,
-    }
+    Push::new(None, Event::Membership(Membership { channel, username, joined }), Targets::Everyone, None)
 }
 
 fn hosts_of_members(view: &View, channel: &ChannelName) -> HashSet<PeerAddr> {

@@ -23,9 +23,10 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use wire::api::PeerRegistration;
-use wire::events::{Event, Pushed};
+use wire::events::Event;
 
 use crate::AppState;
+use crate::store::pushed_json;
 use wire::addr::PeerAddr;
 
 /// How many replayed messages one database read takes.
@@ -102,7 +103,7 @@ async fn feed(
                     last = id;
                 }
                 if push.is_for(&peer) {
-                    if sender.send(Ok(sse_event(push.id, &push.event, push.traceparent.as_deref()))).await.is_err() {
+                    if sender.send(Ok(sse_event(push.id, push.event.name(), push.json()))).await.is_err() {
                         return;
                     }
                     state.metrics.events_pushed.inc();
@@ -136,7 +137,8 @@ async fn replay(
                 .or_insert_with(|| state.store.hosts_of_members(&message.channel).contains(peer));
             if concerns_peer {
                 let id = message.id;
-                if sender.send(Ok(sse_event(Some(id), &Event::ChannelMessage(message), None))).await.is_err() {
+                let event = Event::ChannelMessage(message);
+                if sender.send(Ok(sse_event(Some(id), event.name(), &pushed_json(&event, None)))).await.is_err() {
                     return Ok(false);
                 }
             }
@@ -144,17 +146,15 @@ async fn replay(
     }
 }
 
-/// One SSE frame; the event's JSON carries the trace context of the request that
-/// caused it, so the peer's handling joins that trace.
-fn sse_event(id: Option<u64>, event: &Event, traceparent: Option<&str>) -> SseEvent {
-    let sse = SseEvent::default().event(event.name());
+/// One SSE frame: `json` is the [`crate::store::Push::json`] of the event, which carries the trace
+/// context of the request that caused it, so the peer's handling joins that trace.
+fn sse_event(id: Option<u64>, name: &str, json: &str) -> SseEvent {
+    let sse = SseEvent::default().event(name);
     let sse = match id {
         Some(id) => sse.id(id.to_string()),
         None => sse,
     };
-    let pushed = Pushed { event: event.clone(), traceparent: traceparent.map(str::to_owned) };
-    // Wire events always serialize.
-    sse.json_data(pushed).expect("wire events serialize to JSON")
+    sse.data(json)
 }
 
 /// Decrements the open-streams gauge when a stream's feed ends, however it ends.
