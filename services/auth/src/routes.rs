@@ -26,16 +26,17 @@ async fn login(
     Input(credentials): Input<Credentials>,
 ) -> Result<Json<SessionGrant>, ApiError> {
     let wrong = || ApiError::Unauthorized("wrong username or password".into());
-    if let Some(wait) = state.throttle.wait(&credentials.username) {
+    let username = Username::parse(&credentials.username).map_err(|_| {
+        state.metrics.logins.get_or_create(&OutcomeLabel { outcome: "refused" }).inc();
+        wrong()
+    })?;
+    // The parsed name, as failures are counted under it: `alice ` is `alice`.
+    if let Some(wait) = state.throttle.wait(username.as_str()) {
         return Err(ApiError::TooManyRequests(format!(
             "too many failed log-ins for this name; try again in {} s",
             wait.as_secs().max(1)
         )));
     }
-    let username = Username::parse(&credentials.username).map_err(|_| {
-        state.metrics.logins.get_or_create(&OutcomeLabel { outcome: "refused" }).inc();
-        wrong()
-    })?;
     if !state.users.verify(username.as_str(), &credentials.password).await? {
         tracing::info!("login refused");
         state.throttle.failed(username.as_str());

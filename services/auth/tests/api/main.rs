@@ -115,4 +115,8 @@ async fn repeated_failures_lock_a_name_out_for_a_while() {
     assert!(body["message"].as_str().unwrap().contains("try again"));
     let (status, _) = auth.post("/login", "username=ALICE&password=guess").await;
     assert_eq!(status, 429, "names are locked regardless of case");
+    for spelling in ["alice%20", "%20alice", "alice%09"] {
+        let (status, body) = auth.post("/login", &format!("username={spelling}&password=password1")).await;
+        assert_eq!(status, 429, "{spelling:?} is the same name, locked too: {body}");
+    }
 }
