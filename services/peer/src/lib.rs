@@ -188,12 +188,16 @@ impl AppState {
         };
         let (store, loaded) = PeerStore::open(&db_path).context("failed to open the peer database")?;
         let cluster = ClusterKey::new(&config.secrets.cluster_secret);
+        let tokens = TokenKeys::new(&config.secrets.session_secret, Duration::from_secs(24 * 60 * 60));
+        for (sid, expires_at) in loaded.revoked {
+            tokens.revoke(&sid, expires_at);
+        }
         Ok(Self(Arc::new(Shared {
             me,
             store,
-            sessions: Sessions::restore(loaded.hosted, loaded.revoked),
+            sessions: Sessions::restore(loaded.hosted),
             hub: Hub::new(),
-            tokens: TokenKeys::new(&config.secrets.session_secret, Duration::from_secs(24 * 60 * 60)),
+            tokens,
             client: Client::new(cluster.clone(), Duration::from_secs(10))?,
             cluster,
             tracker: kit::config::base_url(&config.tracker_url)?,

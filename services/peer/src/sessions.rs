@@ -3,7 +3,8 @@
 //! A session token signed by auth is valid on any peer. The first request a peer sees
 //! with it makes that peer the user's home: it records the user (durably), tells the
 //! tracker, and learns which channels they joined, so channel pushes reach them. A
-//! logout revokes that one session id here, durably.
+//! logout revokes that one session id here, durably, and through the tracker on every
+//! other peer and the tracker itself (see [`crate::tracker_link`]).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -11,13 +12,13 @@ use std::sync::{Arc, Mutex};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use kit::error::ApiError;
-use wire::api::{ActivityReport, ChannelList, Done, ReleaseUser, UserInfo};
+use wire::api::{ActivityReport, ChannelList, Done, ReleaseUser, RevokedSession, UserInfo};
 use wire::names::{ChannelName, Username};
 use wire::token::Claims;
 
 use crate::AppState;
 
-/// Hosted users and revoked sessions. Cloning is a reference-count bump.
+/// Hosted users and their open event streams. Cloning is a reference-count bump.
 #[derive(Clone, Default)]
 pub struct Sessions {
     inner: Arc<Mutex<Inner>>,
@@ -28,8 +29,6 @@ struct Inner {
     hosted: HashMap<Username, Hosted>,
     /// Open event streams per user (browser tabs with the chat open).
     streams: HashMap<Username, usize>,
-    /// Session id to expiry (Unix seconds).
-    revoked: HashMap<String, u64>,
 }
 
 #[derive(Default)]
@@ -44,7 +43,7 @@ struct Hosted {
 
 impl Sessions {
     /// The state saved by an earlier run. Users whose expiry is unknown get a day.
-    pub fn restore(hosted: Vec<(Username, u64)>, revoked: Vec<(String, u64)>) -> Self {
+    pub fn restore(hosted: Vec<(Username, u64)>) -> Self {
         let unknown = kit::now_secs() + 24 * 60 * 60;
         let inner = Inner {
             hosted: hosted
@@ -54,7 +53,6 @@ impl Sessions {
                     (user, Hosted { expires_at, ..Hosted::default() })
                 })
                 .collect(),
-            revoked: revoked.into_iter().collect(),
             streams: HashMap::new(),
         };
         Self { inner: Arc::new(Mutex::new(inner)) }
@@ -103,10 +101,6 @@ impl Sessions {
     /// Users with at least one event stream open.
     pub fn active(&self) -> Vec<Username> {
         self.lock().streams.keys().cloned().collect()
-    }
-
-    pub fn is_revoked(&self, sid: &str) -> bool {
-        self.lock().revoked.contains_key(sid)
     }
 
     /// Whether `user` is hosted here and a member of `channel`.
@@ -177,13 +171,6 @@ impl Sessions {
         self.lock().hosted.remove(user);
     }
 
-    fn revoke(&self, sid: &str, expires_at: u64) {
-        let mut inner = self.lock();
-        let now = kit::now_secs();
-        inner.revoked.retain(|_, expiry| *expiry >= now);
-        inner.revoked.insert(sid.to_owned(), expires_at);
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -209,10 +196,8 @@ impl FromRequestParts<AppState> for Session {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let token = kit::session::token_from_headers(&parts.headers).ok_or_else(ApiError::unauthorized)?;
+        // Revoked sessions fail here too.
         let claims = state.tokens.verify(&token)?;
-        if state.sessions.is_revoked(&claims.sid) {
-            return Err(ApiError::Unauthorized("session ended: log in again".into()));
-        }
         let session = Session { claims, token };
         // New here, or a newer session than any seen: (re)host, which records it.
         if !state.sessions.is_hosted_until(session.username(), session.claims.exp) {
@@ -331,13 +316,25 @@ pub async fn learn_channels(state: &AppState, user: &Username) {
     }
 }
 
-/// Ends a session: revoked here for good, and the user released.
+/// Ends a session: revoked here for good, then everywhere through the tracker, and
+/// the user released.
 pub async fn end(state: &AppState, session: &Session) -> Result<(), ApiError> {
-    state.store.revoke(&session.claims.sid, session.claims.exp).await.map_err(anyhow::Error::from)?;
-    state.sessions.revoke(&session.claims.sid, session.claims.exp);
+    let ended = RevokedSession { sid: session.claims.sid.clone(), expires_at: session.claims.exp };
+    revoke_here(state, &ended).await?;
+    crate::tracker_link::share_revoked(state, vec![ended]).await;
     release(state, session.username()).await?;
     tracing::info!(username = %session.username(), "logged out");
     Ok(())
+}
+
+/// Revokes a session on this peer, durably. Returns whether it was news.
+pub async fn revoke_here(state: &AppState, session: &RevokedSession) -> Result<bool, ApiError> {
+    // In memory first, so the token stops working at once.
+    if !state.tokens.revoke(&session.sid, session.expires_at) {
+        return Ok(false);
+    }
+    state.store.revoke(&session.sid, session.expires_at).await.map_err(anyhow::Error::from)?;
+    Ok(true)
 }
 
 /// Stops hosting `user` and tells the tracker they left (logout, or every session

@@ -11,7 +11,7 @@ use eventsource_stream::Eventsource;
 use futures_util::StreamExt;
 use kit::backoff::Backoff;
 use kit::error::ApiError;
-use wire::api::{Done, PeerRegistration};
+use wire::api::{Done, PeerRegistration, RevokedSession, RevokedSessions};
 use wire::events::{Event, Pushed};
 
 use crate::AppState;
@@ -41,6 +41,8 @@ pub async fn keep_registered(state: AppState) {
         quiet.recovered();
         backoff.reset();
         state.sessions.forget_announcements();
+        // Before it counts as ready: the sessions ended while this peer was away.
+        share_revoked(&state, our_revoked(&state)).await;
         state.readiness.set(true);
         tracing::info!(peer = %state.me, "registered with the tracker");
         if !std::mem::replace(&mut following, true) {
@@ -104,6 +106,9 @@ pub async fn follow_stream(state: AppState) {
                 quiet.recovered();
                 backoff.reset();
                 tracing::info!(?last_id, "following the tracker's push stream");
+                // Sessions ended while this peer could not hear about it, both ways;
+                // later ones arrive on the stream.
+                share_revoked(&state, our_revoked(&state)).await;
                 let mut events = response.bytes_stream().eventsource();
                 loop {
                     let next = tokio::select! {
@@ -138,6 +143,27 @@ pub async fn follow_stream(state: AppState) {
             return;
         }
     }
+}
+
+/// Tells the tracker about sessions ended here, and learns every session ended
+/// anywhere. A failure is logged: the next reconnect of the stream tries again.
+pub async fn share_revoked(state: &AppState, ended: Vec<RevokedSession>) {
+    let request = state.client.signed_post(state.tracker_url("revoke-sessions"), &RevokedSessions { sessions: ended });
+    match kit::client::call::<RevokedSessions>(request, "tracker").await {
+        Ok(known) => {
+            for session in known.sessions {
+                if let Err(err) = sessions::revoke_here(state, &session).await {
+                    tracing::warn!(%err, "could not record an ended session");
+                }
+            }
+        }
+        Err(err) => tracing::warn!(%err, "could not share ended sessions with the tracker"),
+    }
+}
+
+/// The sessions this peer knows to be ended.
+fn our_revoked(state: &AppState) -> Vec<RevokedSession> {
+    state.tokens.revoked().into_iter().map(|(sid, expires_at)| RevokedSession { sid, expires_at }).collect()
 }
 
 /// Hands one pushed event to this peer's browsers, in a span that joins the trace of
@@ -175,6 +201,15 @@ fn dispatch(state: &AppState, data: &str) {
         }
         Event::Moved(moved) => {
             tokio::spawn(crate::handoff::hand_over(state.clone(), moved.username.clone(), moved.to.clone()));
+        }
+        Event::SessionRevoked(session) => {
+            let state = state.clone();
+            let session = session.clone();
+            tokio::spawn(async move {
+                if let Err(err) = sessions::revoke_here(&state, &session).await {
+                    tracing::warn!(%err, "could not record an ended session");
+                }
+            });
         }
         Event::DirectMessage(_) | Event::Delivered(_) | Event::Reset => {}
     }

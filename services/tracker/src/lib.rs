@@ -109,10 +109,15 @@ impl AppState {
     pub fn new(config: &Config) -> anyhow::Result<Self> {
         config.validate()?;
         let cluster = ClusterKey::new(&config.secrets.cluster_secret);
+        let store = Store::open(&config.db_path()).context("failed to open the tracker database")?;
+        let tokens = TokenKeys::new(&config.secrets.session_secret, Duration::from_secs(24 * 60 * 60));
+        for session in store.revoked() {
+            tokens.revoke(&session.sid, session.expires_at);
+        }
         Ok(Self(Arc::new(Shared {
-            store: Store::open(&config.db_path()).context("failed to open the tracker database")?,
+            store,
             pool: PeerPool::new(config.peer_ttl()),
-            tokens: TokenKeys::new(&config.secrets.session_secret, Duration::from_secs(24 * 60 * 60)),
+            tokens,
             client: Client::new(cluster.clone(), Duration::from_secs(10))?,
             cluster,
             auth_url: kit::config::base_url(&config.auth_url)?,

@@ -13,7 +13,7 @@ use std::sync::{Arc, OnceLock, RwLock};
 use kit::db::{Db, DbError, parse_column};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::broadcast;
-use wire::api::ChannelMessage;
+use wire::api::{ChannelMessage, RevokedSession};
 use wire::events::{Event, Membership, Moved, Presence, Pushed};
 use wire::names::{ChannelName, MessageText, Username};
 
@@ -27,7 +27,8 @@ pub const MAX_PAGE: u64 = 500;
 /// The page size when the request does not say.
 pub const DEFAULT_PAGE: u64 = 100;
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
     CREATE TABLE channels (
         name       TEXT PRIMARY KEY,
         created_at INTEGER NOT NULL,
@@ -59,7 +60,14 @@ const MIGRATIONS: &[&str] = &[r#"
     );
     INSERT INTO channels (name, created_at) VALUES
         ('general', 0), ('random', 0), ('project', 0), ('help', 0), ('announcements', 0);
-"#];
+"#,
+    r#"
+    CREATE TABLE revoked (
+        sid        TEXT PRIMARY KEY,
+        expires_at INTEGER NOT NULL
+    );
+"#,
+];
 
 /// Something for the peers: a new channel message (with its id, to resume from), a
 /// membership change, a presence change.
@@ -130,6 +138,8 @@ struct View {
     /// Users with the chat open (an event stream on their peer). Soft state: peers
     /// report it again after a tracker restart.
     active: HashSet<Username>,
+    /// Ended sessions (logouts), by session id, with when their tokens expire anyway.
+    revoked: HashMap<String, u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,6 +171,58 @@ impl Store {
     pub fn publish(&self, push: Push) {
         // No subscriber is fine: no peer is connected.
         let _ = self.events.send(Arc::new(push));
+    }
+
+    // === Ended sessions ===
+
+    /// The ended sessions whose tokens have not expired yet.
+    pub fn revoked(&self) -> Vec<RevokedSession> {
+        let now = kit::now_secs();
+        let view = self.read();
+        let live = view.revoked.iter().filter(|(_, expires_at)| **expires_at >= now);
+        live.map(|(sid, expires_at)| RevokedSession { sid: sid.clone(), expires_at: *expires_at }).collect()
+    }
+
+    /// Records ended sessions durably, then tells every peer about those that are
+    /// news. Returns them.
+    pub async fn revoke(&self, sessions: Vec<RevokedSession>) -> Result<Vec<RevokedSession>, StoreError> {
+        let now = kit::now_secs();
+        let fresh: Vec<RevokedSession> = {
+            let view = self.read();
+            sessions.into_iter().filter(|s| s.expires_at >= now && !view.revoked.contains_key(&s.sid)).collect()
+        };
+        if fresh.is_empty() {
+            return Ok(fresh);
+        }
+        let rows = fresh.clone();
+        let announced = fresh.clone();
+        let (view, events) = (self.view.clone(), self.events.clone());
+        let traceparent = kit::telemetry::current_traceparent();
+        self.db
+            .write_then(
+                move |conn| {
+                    conn.execute("DELETE FROM revoked WHERE expires_at < ?1", [now as i64])?;
+                    let mut insert =
+                        conn.prepare_cached("INSERT OR IGNORE INTO revoked (sid, expires_at) VALUES (?1, ?2)")?;
+                    for session in &rows {
+                        insert.execute(params![session.sid, session.expires_at as i64])?;
+                    }
+                    Ok(())
+                },
+                move |_: &()| {
+                    let mut view = write(&view);
+                    view.revoked.retain(|_, expires_at| *expires_at >= now);
+                    for session in announced {
+                        if view.revoked.insert(session.sid.clone(), session.expires_at).is_none() {
+                            let event = Event::SessionRevoked(session);
+                            let _ =
+                                events.send(Arc::new(Push::new(None, event, Targets::Everyone, traceparent.clone())));
+                        }
+                    }
+                },
+            )
+            .await?;
+        Ok(fresh)
     }
 
     // === Channels and members ===
@@ -604,6 +666,11 @@ fn load_view(conn: &Connection) -> rusqlite::Result<View> {
     for row in rows {
         let (user, addr) = row?;
         view.homes.insert(user, addr);
+    }
+    let mut revoked = conn.prepare("SELECT sid, expires_at FROM revoked WHERE expires_at >= ?1")?;
+    for row in revoked.query_map([kit::now_secs() as i64], |row| Ok((row.get(0)?, row.get::<_, i64>(1)? as u64)))? {
+        let (sid, expires_at) = row?;
+        view.revoked.insert(sid, expires_at);
     }
     Ok(view)
 }

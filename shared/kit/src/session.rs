@@ -46,6 +46,8 @@ struct Keys {
     /// expiry is checked again on every match. (Revocation is the caller's check, made
     /// after this one either way.)
     verified: Mutex<HashMap<Box<str>, Claims>>,
+    /// Ended sessions (logouts), by session id, with when their tokens expire anyway.
+    revoked: Mutex<HashMap<String, u64>>,
 }
 
 impl TokenKeys {
@@ -63,6 +65,7 @@ impl TokenKeys {
                 validation,
                 ttl,
                 verified: Mutex::new(HashMap::new()),
+                revoked: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -85,8 +88,43 @@ impl TokenKeys {
         Ok((token, claims))
     }
 
-    /// The claims of a valid, unexpired token signed with our secret.
+    /// The claims of a valid, unexpired token signed with our secret, whose session
+    /// has not been revoked.
     pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
+        let claims = self.verify_signed(token)?;
+        if self.is_revoked(&claims.sid) {
+            return Err(ApiError::Unauthorized("session ended: log in again".into()));
+        }
+        Ok(claims)
+    }
+
+    /// Ends session `sid` for this service: its token no longer verifies. Returns
+    /// whether it was news. `expires_at` is when the token expires anyway; after
+    /// that, the session is forgotten.
+    pub fn revoke(&self, sid: &str, expires_at: u64) -> bool {
+        let now = crate::now_secs();
+        let mut revoked = self.inner.revoked.lock().unwrap_or_else(PoisonError::into_inner);
+        revoked.retain(|_, expiry| *expiry + LEEWAY_SECS >= now);
+        revoked.insert(sid.to_owned(), expires_at).is_none()
+    }
+
+    pub fn is_revoked(&self, sid: &str) -> bool {
+        self.inner.revoked.lock().unwrap_or_else(PoisonError::into_inner).contains_key(sid)
+    }
+
+    /// The revoked sessions whose tokens have not expired yet.
+    pub fn revoked(&self) -> Vec<(String, u64)> {
+        let now = crate::now_secs();
+        let revoked = self.inner.revoked.lock().unwrap_or_else(PoisonError::into_inner);
+        revoked
+            .iter()
+            .filter(|(_, expiry)| **expiry + LEEWAY_SECS >= now)
+            .map(|(sid, expiry)| (sid.clone(), *expiry))
+            .collect()
+    }
+
+    /// Signature, issuer and expiry; revocation is [`TokenKeys::verify`]'s.
+    fn verify_signed(&self, token: &str) -> Result<Claims, ApiError> {
         let now = crate::now_secs();
         let live = |claims: &Claims| claims.exp + LEEWAY_SECS >= now;
         if let Some(claims) = self.inner.remembered().get(token).filter(|claims| live(claims)) {
@@ -239,6 +277,23 @@ mod tests {
         // As if it had verified while it was still valid.
         keys.inner.remembered().insert(old.as_str().into(), claims);
         assert!(keys.verify(&old).unwrap_err().to_string().contains("expired"));
+    }
+
+    #[test]
+    fn a_revoked_session_no_longer_verifies_even_when_remembered() {
+        let keys = keys("s3cret", 60);
+        let alice = Username::parse("alice").unwrap();
+        let (token, claims) = keys.issue(&alice).unwrap();
+        let (other, _) = keys.issue(&alice).unwrap();
+        assert!(keys.verify(&token).is_ok());
+        assert!(keys.revoke(&claims.sid, claims.exp));
+        assert!(!keys.revoke(&claims.sid, claims.exp), "already known");
+        assert!(keys.verify(&token).unwrap_err().to_string().contains("session ended"));
+        assert!(keys.verify(&other).is_ok(), "her other sessions go on");
+        assert_eq!(keys.revoked(), [(claims.sid.clone(), claims.exp)]);
+        // Forgotten once its token would have expired anyway.
+        keys.revoke("old", crate::now_secs() - 60);
+        assert_eq!(keys.revoked().len(), 1);
     }
 
     #[test]

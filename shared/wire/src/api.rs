@@ -247,6 +247,21 @@ pub struct ReleaseUser {
     pub username: Username,
 }
 
+/// One ended session: its id, and when its token would have expired anyway (after
+/// which nobody needs to remember it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokedSession {
+    pub sid: String,
+    pub expires_at: u64,
+}
+
+/// `POST /revoke-sessions` on the tracker (signed): the sessions a peer ended; the
+/// reply is every ended session the tracker knows of, so the two sides agree.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokedSessions {
+    pub sessions: Vec<RevokedSession>,
+}
+
 /// Where a user is hosted: `GET /lookup?username=NAME` on the tracker.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Location {
@@ -400,6 +415,13 @@ mod tests {
 
     fn name(raw: &str) -> Username {
         Username::parse(raw).unwrap()
+    }
+
+    #[test]
+    fn revoked_sessions_are_a_list_of_ids_with_expiries() {
+        let sessions =
+            RevokedSessions { sessions: vec![RevokedSession { sid: "s1".into(), expires_at: 1_800_000_000 }] };
+        check(&sessions, r#"{"sessions":[{"sid":"s1","expires_at":1800000000}]}"#);
     }
 
     #[test]

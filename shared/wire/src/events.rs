@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::addr::PeerAddr;
-use crate::api::{ChannelMessage, DirectMessage};
+use crate::api::{ChannelMessage, DirectMessage, RevokedSession};
 use crate::names::{ChannelName, Username};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,6 +25,9 @@ pub enum Event {
     /// Between services only: a user's home moved to another peer, which should now
     /// hold their mailbox (the tracker tells the peer they left).
     Moved(Moved),
+    /// Between services only: a session was ended (logout) and no service may accept
+    /// its token any more.
+    SessionRevoked(RevokedSession),
     /// The stream could not resume from the given id (too old): the client should
     /// reload what it shows.
     Reset,
@@ -81,6 +84,7 @@ impl Event {
             Event::Presence(_) => "presence",
             Event::Delivered(_) => "delivered",
             Event::Moved(_) => "moved",
+            Event::SessionRevoked(_) => "session_revoked",
             Event::Reset => "reset",
         }
     }
@@ -104,6 +108,9 @@ mod tests {
             joined: false,
         });
         check(&membership, r#"{"type":"membership","channel":"general","username":"bob","joined":false}"#);
+        let revoked = Event::SessionRevoked(RevokedSession { sid: "s1".into(), expires_at: 20 });
+        check(&revoked, r#"{"type":"session_revoked","sid":"s1","expires_at":20}"#);
+        assert_eq!(revoked.name(), "session_revoked");
     }
 
     #[test]

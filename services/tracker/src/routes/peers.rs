@@ -8,7 +8,7 @@ use axum::{Json, Router};
 use kit::error::ApiError;
 use kit::sign::Signed;
 use serde::Deserialize;
-use wire::api::{ActivityReport, Done, Location, PeerRegistration, PeerStatus, ReleaseUser, UserInfo};
+use wire::api::{ActivityReport, Done, Location, PeerRegistration, PeerStatus, ReleaseUser, RevokedSessions, UserInfo};
 use wire::names::Username;
 
 use crate::AppState;
@@ -23,6 +23,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/get-peers", get(peers))
         .route("/submit-info", post(submit_info))
         .route("/release-user", post(release_user))
+        .route("/revoke-sessions", post(revoke_sessions))
         .route("/presence", post(report_activity))
         .route("/get-list", get(online_users))
         .route("/lookup", get(lookup))
@@ -105,6 +106,20 @@ async fn release_user(
         tracing::info!(username = %release.username, peer = %addr, "user is offline");
     }
     Ok(Json(Done::success()))
+}
+
+/// A peer ended sessions (logouts): no service may accept their tokens any more.
+/// Every peer hears of them on its stream; the reply lists every ended session, so
+/// the caller also learns of those it missed.
+async fn revoke_sessions(
+    State(state): State<AppState>,
+    Signed(ended): Signed<RevokedSessions>,
+) -> Result<Json<RevokedSessions>, ApiError> {
+    for session in state.store.revoke(ended.sessions).await? {
+        state.tokens.revoke(&session.sid, session.expires_at);
+        tracing::info!("session ended");
+    }
+    Ok(Json(RevokedSessions { sessions: state.store.revoked() }))
 }
 
 /// A peer says whether a user it hosts has the chat open.

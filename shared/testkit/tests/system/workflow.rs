@@ -188,6 +188,32 @@ async fn logout_ends_the_session_and_shows_the_user_offline() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_ends_the_session_on_every_peer_and_on_the_tracker() {
+    let mut sys = System::builder().peers(3).start().await;
+    let alice = sys.login(0, "user1", "password1").await;
+    let other_tab = sys.login(0, "user1", "password1").await;
+    let at_tracker = alice.at(sys.tracker_url());
+    assert_eq!(at_tracker.get("/me").await.status, 200);
+    sys.stop_peer(2).await;
+
+    assert_eq!(alice.post("/logout", "").await.status, 200);
+    assert_eq!(at_tracker.get("/me").await.status, 401, "the tracker knew before the logout answered");
+    testkit::eventually("peer 1 refuses the ended session", || async {
+        alice.at(&sys.peer_url(1)).get("/me").await.status == 401
+    })
+    .await;
+    assert_eq!(other_tab.get("/me").await.status, 200, "her other session goes on");
+    // Peer 2 was down: it learns of the logout before it counts as ready again.
+    sys.restart_peer(2).await;
+    assert_eq!(alice.at(&sys.peer_url(2)).get("/me").await.status, 401);
+    // The tracker keeps it across a restart.
+    sys.stop_tracker().await;
+    sys.restart_tracker().await;
+    assert_eq!(alice.at(sys.tracker_url()).get("/me").await.status, 401);
+    sys.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_whose_sessions_all_expired_is_released() {
     let sys = System::builder().peers(1).start().await;
     let bob = sys.login(0, "user2", "password2").await;
