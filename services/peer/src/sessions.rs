@@ -320,20 +320,21 @@ pub async fn learn_channels(state: &AppState, user: &Username) {
 /// the user released.
 pub async fn end(state: &AppState, session: &Session) -> Result<(), ApiError> {
     let ended = RevokedSession { sid: session.claims.sid.clone(), expires_at: session.claims.exp };
-    revoke_here(state, &ended).await?;
+    revoke_here(state, &ended, true).await?;
     crate::tracker_link::share_revoked(state, vec![ended]).await;
     release(state, session.username()).await?;
     tracing::info!(username = %session.username(), "logged out");
     Ok(())
 }
 
-/// Revokes a session on this peer, durably. Returns whether it was news.
-pub async fn revoke_here(state: &AppState, session: &RevokedSession) -> Result<bool, ApiError> {
+/// Revokes a session on this peer, durably: `own` when it ended here, else heard of
+/// from the tracker. Returns whether it was news.
+pub async fn revoke_here(state: &AppState, session: &RevokedSession, own: bool) -> Result<bool, ApiError> {
     // In memory first, so the token stops working at once.
-    if !state.tokens.revoke(&session.sid, session.expires_at) {
+    if !state.tokens.revoke(&session.sid, session.expires_at) && !own {
         return Ok(false);
     }
-    state.store.revoke(&session.sid, session.expires_at).await.map_err(anyhow::Error::from)?;
+    state.store.revoke(&session.sid, session.expires_at, own).await.map_err(anyhow::Error::from)?;
     Ok(true)
 }
 

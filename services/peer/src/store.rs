@@ -71,6 +71,11 @@ const MIGRATIONS: &[&str] = &[
     -- brings older messages with newer places.
     CREATE INDEX dms_by_time ON dms(owner, other, ts, seq);
 "#,
+    r#"
+    -- Whether this peer ended the session (a logout here) or heard of it from the
+    -- tracker. Sessions from before this column were all ended here.
+    ALTER TABLE revoked ADD COLUMN own INTEGER NOT NULL DEFAULT 1;
+"#,
 ];
 
 /// How long the outbox worker leaves a new message to its sender's own first attempt.
@@ -136,18 +141,35 @@ impl PeerStore {
             .map(drop)
     }
 
-    pub async fn revoke(&self, sid: &str, expires_at: u64) -> Result<(), DbError> {
+    /// Records an ended session: `own` when it ended here (a logout on this peer),
+    /// else heard of from the tracker.
+    pub async fn revoke(&self, sid: &str, expires_at: u64, own: bool) -> Result<(), DbError> {
         let sid = sid.to_owned();
         self.db
             .write(move |conn| {
                 conn.execute("DELETE FROM revoked WHERE expires_at < ?1", [kit::now_secs() as i64])?;
                 conn.execute(
-                    "INSERT OR IGNORE INTO revoked (sid, expires_at) VALUES (?1, ?2)",
-                    params![sid, expires_at as i64],
+                    "INSERT INTO revoked (sid, expires_at, own) VALUES (?1, ?2, ?3)
+                     ON CONFLICT(sid) DO UPDATE SET own = max(own, ?3)",
+                    params![sid, expires_at as i64, own],
                 )
             })
             .await
             .map(drop)
+    }
+
+    /// The sessions that ended here and whose tokens have not expired: what the
+    /// tracker must know of.
+    pub async fn own_revoked(&self) -> Result<Vec<(String, u64)>, DbError> {
+        self.db
+            .read(|conn| {
+                let mut statement =
+                    conn.prepare_cached("SELECT sid, expires_at FROM revoked WHERE own = 1 AND expires_at >= ?1")?;
+                let rows = statement
+                    .query_map([kit::now_secs() as i64], |row| Ok((row.get(0)?, row.get::<_, i64>(1)? as u64)))?;
+                rows.collect()
+            })
+            .await
     }
 
     // === Contacts ===
@@ -533,6 +555,28 @@ mod tests {
             seq: None,
             delivered: None,
         }
+    }
+
+    #[tokio::test]
+    async fn only_sessions_ended_here_are_for_the_tracker_and_all_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("peer.db");
+        let later = kit::now_secs() + 600;
+        {
+            let (store, _) = PeerStore::open(&path).unwrap();
+            store.revoke("mine", later, true).await.unwrap();
+            store.revoke("heard", later, false).await.unwrap();
+            store.revoke("heard-then-mine", later, false).await.unwrap();
+            store.revoke("heard-then-mine", later, true).await.unwrap();
+            store.revoke("mine-then-heard", later, true).await.unwrap();
+            store.revoke("mine-then-heard", later, false).await.unwrap();
+            store.revoke("expired", kit::now_secs() - 600, true).await.unwrap();
+        }
+        let (store, loaded) = PeerStore::open(&path).unwrap();
+        let mut own: Vec<String> = store.own_revoked().await.unwrap().into_iter().map(|(sid, _)| sid).collect();
+        own.sort();
+        assert_eq!(own, ["heard-then-mine", "mine", "mine-then-heard"]);
+        assert_eq!(loaded.revoked.len(), 4, "every live one is loaded at start");
     }
 
     #[tokio::test]

@@ -42,7 +42,7 @@ pub async fn keep_registered(state: AppState) {
         backoff.reset();
         state.sessions.forget_announcements();
         // Before it counts as ready: the sessions ended while this peer was away.
-        share_revoked(&state, our_revoked(&state)).await;
+        share_revoked(&state, our_revoked(&state).await).await;
         state.readiness.set(true);
         tracing::info!(peer = %state.me, "registered with the tracker");
         if !std::mem::replace(&mut following, true) {
@@ -108,7 +108,7 @@ pub async fn follow_stream(state: AppState) {
                 tracing::info!(?last_id, "following the tracker's push stream");
                 // Sessions ended while this peer could not hear about it, both ways;
                 // later ones arrive on the stream.
-                share_revoked(&state, our_revoked(&state)).await;
+                share_revoked(&state, our_revoked(&state).await).await;
                 let mut events = response.bytes_stream().eventsource();
                 loop {
                     let next = tokio::select! {
@@ -145,25 +145,45 @@ pub async fn follow_stream(state: AppState) {
     }
 }
 
+/// Sessions per `POST /revoke-sessions`, well inside the request body limit.
+const REVOKED_PER_CALL: usize = 500;
+
 /// Tells the tracker about sessions ended here, and learns every session ended
-/// anywhere. A failure is logged: the next reconnect of the stream tries again.
+/// anywhere. A failure is logged: the next registration or reconnect of the stream
+/// tries again.
 pub async fn share_revoked(state: &AppState, ended: Vec<RevokedSession>) {
-    let request = state.client.signed_post(state.tracker_url("revoke-sessions"), &RevokedSessions { sessions: ended });
-    match kit::client::call::<RevokedSessions>(request, "tracker").await {
-        Ok(known) => {
-            for session in known.sessions {
-                if let Err(err) = sessions::revoke_here(state, &session).await {
-                    tracing::warn!(%err, "could not record an ended session");
-                }
+    // One call even with nothing to tell, to learn what ended elsewhere.
+    let mut batches: Vec<&[RevokedSession]> = ended.chunks(REVOKED_PER_CALL).collect();
+    if batches.is_empty() {
+        batches.push(&[]);
+    }
+    for batch in batches {
+        let body = RevokedSessions { sessions: batch.to_vec() };
+        let request = state.client.signed_post(state.tracker_url("revoke-sessions"), &body);
+        let known = match kit::client::call::<RevokedSessions>(request, "tracker").await {
+            Ok(known) => known,
+            Err(err) => {
+                tracing::warn!(%err, "could not share ended sessions with the tracker");
+                return;
+            }
+        };
+        for session in known.sessions {
+            if let Err(err) = sessions::revoke_here(state, &session, false).await {
+                tracing::warn!(%err, "could not record an ended session");
             }
         }
-        Err(err) => tracing::warn!(%err, "could not share ended sessions with the tracker"),
     }
 }
 
-/// The sessions this peer knows to be ended.
-fn our_revoked(state: &AppState) -> Vec<RevokedSession> {
-    state.tokens.revoked().into_iter().map(|(sid, expires_at)| RevokedSession { sid, expires_at }).collect()
+/// The sessions that ended on this peer, for the tracker.
+async fn our_revoked(state: &AppState) -> Vec<RevokedSession> {
+    match state.store.own_revoked().await {
+        Ok(own) => own.into_iter().map(|(sid, expires_at)| RevokedSession { sid, expires_at }).collect(),
+        Err(err) => {
+            tracing::warn!(%err, "could not read the sessions ended here");
+            Vec::new()
+        }
+    }
 }
 
 /// Hands one pushed event to this peer's browsers, in a span that joins the trace of
@@ -206,7 +226,7 @@ fn dispatch(state: &AppState, data: &str) {
             let state = state.clone();
             let session = session.clone();
             tokio::spawn(async move {
-                if let Err(err) = sessions::revoke_here(&state, &session).await {
+                if let Err(err) = sessions::revoke_here(&state, &session, false).await {
                     tracing::warn!(%err, "could not record an ended session");
                 }
             });

@@ -206,10 +206,18 @@ async fn a_logout_ends_the_session_on_every_peer_and_on_the_tracker() {
     // Peer 2 was down: it learns of the logout before it counts as ready again.
     sys.restart_peer(2).await;
     assert_eq!(alice.at(&sys.peer_url(2)).get("/me").await.status, 401);
-    // The tracker keeps it across a restart.
+    // The tracker keeps it across a restart. A logout while it is down reaches it,
+    // and the other peers, once it is back.
+    let bob = sys.login(0, "user2", "password2").await;
     sys.stop_tracker().await;
+    assert_eq!(bob.post("/logout", "").await.status, 200);
     sys.restart_tracker().await;
     assert_eq!(alice.at(sys.tracker_url()).get("/me").await.status, 401);
+    testkit::eventually("the tracker learns of the logout made while it was down", || async {
+        bob.at(sys.tracker_url()).get("/me").await.status == 401
+    })
+    .await;
+    testkit::eventually("so does peer 1", || async { bob.at(&sys.peer_url(1)).get("/me").await.status == 401 }).await;
     sys.shutdown().await;
 }
 
