@@ -30,8 +30,8 @@ use users::UserDb;
 #[derive(Clone)]
 pub struct AppState {
     pub users: UserDb,
+    /// Issues and verifies session tokens; also remembers the sessions ended here.
     pub tokens: TokenKeys,
-    pub revoked: Revoked,
     pub throttle: Throttle,
     pub allow_registration: bool,
     pub readiness: Readiness,
@@ -70,7 +70,6 @@ impl AppState {
         Ok(Self {
             users: UserDb::open(&config.db)?,
             tokens: TokenKeys::new(&config.secrets.session_secret, config.session_ttl()),
-            revoked: Revoked::default(),
             throttle: Throttle::default(),
             allow_registration: config.allow_registration,
             readiness: Readiness::ready(),
@@ -84,23 +83,6 @@ kit::state_parts!(AppState {
     readiness: Readiness,
     metrics.registry: kit::metrics::Metrics,
 });
-
-/// Session ids revoked by logout, kept until their tokens would expire anyway.
-#[derive(Clone, Default)]
-pub struct Revoked(Arc<Mutex<HashMap<String, u64>>>);
-
-impl Revoked {
-    pub fn revoke(&self, sid: &str, expires_at: u64) {
-        let mut revoked = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let now = kit::now_secs();
-        revoked.retain(|_, expiry| *expiry > now);
-        revoked.insert(sid.to_owned(), expires_at);
-    }
-
-    pub fn is_revoked(&self, sid: &str) -> bool {
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).contains_key(sid)
-    }
-}
 
 /// Failed log-ins per user name: after [`Throttle::MAX_FAILURES`] in a
 /// [`Throttle::WINDOW`], that name is refused for the rest of the window, so passwords
