@@ -6,17 +6,17 @@
 //! tokens locally with the shared session secret; they call auth only to log in.
 
 pub mod config;
+pub mod throttle;
 pub mod users;
 
 mod routes;
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use kit::health::Readiness;
 use kit::session::TokenKeys;
+use kit::sign::ClusterKey;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -24,6 +24,7 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
 pub use config::Config;
+use throttle::Throttle;
 use users::UserDb;
 
 /// Everything a handler needs. Cloning is cheap.
@@ -33,6 +34,8 @@ pub struct AppState {
     /// Issues and verifies session tokens; also remembers the sessions ended here.
     pub tokens: TokenKeys,
     pub throttle: Throttle,
+    /// Verifies the log-ins that peers and the tracker relay, which name the client.
+    pub cluster: ClusterKey,
     pub allow_registration: bool,
     pub readiness: Readiness,
     pub metrics: AuthMetrics,
@@ -71,6 +74,7 @@ impl AppState {
             users: UserDb::open(&config.db)?,
             tokens: TokenKeys::new(&config.secrets.session_secret, config.session_ttl()),
             throttle: Throttle::default(),
+            cluster: ClusterKey::new(&config.secrets.cluster_secret),
             allow_registration: config.allow_registration,
             readiness: Readiness::ready(),
             metrics: AuthMetrics::new(),
@@ -80,40 +84,10 @@ impl AppState {
 
 kit::state_parts!(AppState {
     tokens: TokenKeys,
+    cluster: ClusterKey,
     readiness: Readiness,
     metrics.registry: kit::metrics::Metrics,
 });
-
-/// Failed log-ins per user name: after [`Throttle::MAX_FAILURES`] in a
-/// [`Throttle::WINDOW`], that name is refused for the rest of the window, so passwords
-/// cannot be guessed at the speed of the network.
-#[derive(Clone, Default)]
-pub struct Throttle(Arc<Mutex<HashMap<String, (u32, std::time::Instant)>>>);
-
-impl Throttle {
-    pub const MAX_FAILURES: u32 = 5;
-    pub const WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
-
-    /// How long `username` must wait, if it is locked out now.
-    pub fn wait(&self, username: &str) -> Option<std::time::Duration> {
-        let failures = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let (count, since) = failures.get(&username.to_lowercase())?;
-        let elapsed = since.elapsed();
-        (*count >= Self::MAX_FAILURES && elapsed < Self::WINDOW).then(|| Self::WINDOW - elapsed)
-    }
-
-    pub fn failed(&self, username: &str) {
-        let mut failures = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let now = std::time::Instant::now();
-        failures.retain(|_, (_, since)| now.duration_since(*since) < Self::WINDOW);
-        let entry = failures.entry(username.to_lowercase()).or_insert((0, now));
-        entry.0 += 1;
-    }
-
-    pub fn succeeded(&self, username: &str) {
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&username.to_lowercase());
-    }
-}
 
 /// The whole HTTP surface of auth; no IO happens here.
 pub fn router(state: AppState) -> Router {

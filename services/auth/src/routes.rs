@@ -1,14 +1,21 @@
 //! The routes of auth.
 
-use axum::extract::State;
+use std::net::IpAddr;
+
+use axum::extract::{FromRequest, FromRequestParts, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use kit::body::Input;
 use kit::error::ApiError;
+use kit::http::ClientIp;
+use kit::sign::Signed;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use wire::api::{Ack, Credentials, SessionGrant, SessionInfo, Status};
 use wire::names::Username;
 
+use crate::throttle::Locked;
 use crate::users::AddUserError;
 use crate::{AppState, OutcomeLabel};
 
@@ -20,41 +27,47 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/session", get(session))
 }
 
-#[tracing::instrument(level = "debug", skip_all, fields(username = %credentials.username))]
+#[tracing::instrument(level = "debug", skip_all, fields(username = %request.body.username))]
 async fn login(
     State(state): State<AppState>,
-    Input(credentials): Input<Credentials>,
+    request: FromClient<Credentials>,
 ) -> Result<Json<SessionGrant>, ApiError> {
+    let FromClient { client, body: credentials } = request;
     let wrong = || ApiError::Unauthorized("wrong username or password".into());
     let username = Username::parse(&credentials.username).map_err(|_| {
         state.metrics.logins.get_or_create(&OutcomeLabel { outcome: "refused" }).inc();
         wrong()
     })?;
     // The parsed name, as failures are counted under it: `alice ` is `alice`.
-    if let Some(wait) = state.throttle.wait(username.as_str()) {
+    if let Some(locked) = state.throttle.locked(client, username.as_str()) {
+        let (wait, whose) = match locked {
+            Locked::Here(wait) => (wait, "from here"),
+            Locked::Everywhere(wait) => (wait, "from everywhere"),
+        };
         return Err(ApiError::TooManyRequests(format!(
-            "too many failed log-ins for this name; try again in {} s",
+            "too many failed log-ins for this name {whose}; try again in {} s",
             wait.as_secs().max(1)
         )));
     }
     if !state.users.verify(username.as_str(), &credentials.password).await? {
         tracing::info!("login refused");
-        state.throttle.failed(username.as_str());
+        state.throttle.failed(client, username.as_str());
         state.metrics.logins.get_or_create(&OutcomeLabel { outcome: "refused" }).inc();
         return Err(wrong());
     }
     state.metrics.logins.get_or_create(&OutcomeLabel { outcome: "ok" }).inc();
-    state.throttle.succeeded(username.as_str());
+    state.throttle.succeeded(client, username.as_str());
     let grant = grant(&state, &username)?;
     tracing::info!("logged in");
     Ok(Json(grant))
 }
 
-#[tracing::instrument(level = "debug", skip_all, fields(username = %credentials.username))]
+#[tracing::instrument(level = "debug", skip_all, fields(username = %request.body.username))]
 async fn register(
     State(state): State<AppState>,
-    Input(credentials): Input<Credentials>,
+    request: FromClient<Credentials>,
 ) -> Result<(StatusCode, Json<SessionGrant>), ApiError> {
+    let credentials = request.body;
     if !state.allow_registration {
         return Err(ApiError::forbidden("sign-up is switched off on this server"));
     }
@@ -79,6 +92,36 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Jso
 async fn session(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<SessionInfo>, ApiError> {
     let claims = verified(&state, &headers)?;
     Ok(Json(SessionInfo { status: Status::Success, username: claims.sub, expires_at: claims.exp, peer: None }))
+}
+
+/// A log-in or sign-up body and the client it comes from. A peer or the tracker
+/// relaying it for a browser signs the call and names the browser's address
+/// (`?client=IP`); anyone else is the client themself ([`ClientIp`]).
+struct FromClient<T> {
+    client: IpAddr,
+    body: T,
+}
+
+#[derive(Deserialize)]
+struct Relayed {
+    client: IpAddr,
+}
+
+impl<T: DeserializeOwned> FromRequest<AppState> for FromClient<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
+        if kit::sign::is_signed(request.headers()) {
+            let Query(Relayed { client }) = Query::<Relayed>::try_from_uri(request.uri())
+                .map_err(|_| ApiError::bad_request("a relayed log-in names its client: ?client=IP"))?;
+            let Signed(body) = Signed::from_request(request, state).await?;
+            return Ok(FromClient { client, body });
+        }
+        let (mut parts, body) = request.into_parts();
+        let Ok(ClientIp(client)) = ClientIp::from_request_parts(&mut parts, state).await;
+        let Input(body) = Input::from_request(Request::from_parts(parts, body), state).await?;
+        Ok(FromClient { client, body })
+    }
 }
 
 fn verified(state: &AppState, headers: &HeaderMap) -> Result<wire::token::Claims, ApiError> {

@@ -1,6 +1,7 @@
 //! The outgoing HTTP client: calls to other services, signed or on a user's behalf,
 //! and the mapping of their failures to [`ApiError`].
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode, header};
@@ -56,6 +57,13 @@ impl Client {
         let bytes = serde_json::to_vec(body).expect("wire types serialize to JSON");
         let signature = self.cluster.sign(&Method::POST, &path_and_query(&url), &bytes);
         self.http.post(url).header(header::CONTENT_TYPE, "application/json").header(SIGNATURE, signature).body(bytes)
+    }
+
+    /// A log-in or sign-up relayed to auth for a browser at `client`: signed, and
+    /// naming the client (`?client=IP`), so auth counts failures per client.
+    pub fn relay_to_auth<T: Serialize + ?Sized>(&self, mut url: Url, client: IpAddr, body: &T) -> RequestBuilder {
+        url.query_pairs_mut().append_pair("client", &client.to_string());
+        self.signed_post(url, body)
     }
 
     /// A GET of a long-lived stream (SSE), signed with the cluster key. It fails when

@@ -1,18 +1,23 @@
 //! Serving: the layers every service shares, and a graceful shutdown with a bounded
 //! drain.
 
+use std::convert::Infallible;
 use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, MatchedPath, Request};
+use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, Response, StatusCode};
 use axum::response::IntoResponse;
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tower::util::MapRequest;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -83,6 +88,30 @@ pub fn common_layers(router: Router, served_by: &str, http_metrics: HttpMetrics)
 /// connections open for free).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The address of the client behind a request: the last `X-Forwarded-For` entry
+/// (the one the proxy in front added), else the connection's peer. It is for
+/// throttling, not for trust: a client that reaches a service directly can claim any
+/// address. Unspecified (`0.0.0.0`) when neither is known, as in router tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientIp(pub IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Infallible> {
+        let forwarded = parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .next_back()
+            .and_then(|last| last.trim().parse::<IpAddr>().ok());
+        let connected = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip());
+        Ok(ClientIp(forwarded.or(connected).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))))
+    }
+}
+
 /// Serves `router` on an already bound listener until `shutdown` completes, then
 /// lets in-flight requests finish for at most [`DRAIN_GRACE`].
 ///
@@ -104,8 +133,8 @@ pub async fn serve(
             () = &mut shutdown => break,
             accepted = listener.accept() => accepted,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, remote) = match accepted {
+            Ok(accepted) => accepted,
             Err(err) => {
                 // Out of file descriptors and the like: pause rather than spin.
                 tracing::warn!(%err, "failed to accept a connection");
@@ -114,7 +143,12 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone());
+        // Who is at the other end, for the handlers that need it ([`ClientIp`]).
+        let with_peer = move |mut request: Request<Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(remote));
+            request
+        };
+        let service = TowerToHyperService::new(MapRequest::new(router.clone(), with_peer));
         let draining = draining.clone();
         connections.spawn(async move {
             let connection = hyper::server::conn::http1::Builder::new()
@@ -145,4 +179,32 @@ pub async fn serve(
         tracing::warn!(grace_secs = DRAIN_GRACE.as_secs(), "drain timed out; closing the remaining connections");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn client_ip(forwarded: &[&str], connected: Option<&str>) -> IpAddr {
+        let mut request = axum::http::Request::builder();
+        for value in forwarded {
+            request = request.header("x-forwarded-for", *value);
+        }
+        let (mut parts, ()) = request.body(()).unwrap().into_parts();
+        if let Some(addr) = connected {
+            parts.extensions.insert(ConnectInfo(addr.parse::<SocketAddr>().unwrap()));
+        }
+        let Ok(ClientIp(ip)) = ClientIp::from_request_parts(&mut parts, &()).await;
+        ip
+    }
+
+    #[tokio::test]
+    async fn the_client_is_the_last_forwarded_address_else_the_connection() {
+        let ip = |raw: &str| raw.parse::<IpAddr>().unwrap();
+        assert_eq!(client_ip(&["203.0.113.9, 10.0.0.7"], Some("127.0.0.1:5000")).await, ip("10.0.0.7"));
+        assert_eq!(client_ip(&["198.51.100.1", "10.0.0.8"], None).await, ip("10.0.0.8"));
+        assert_eq!(client_ip(&["not an address"], Some("127.0.0.2:5000")).await, ip("127.0.0.2"));
+        assert_eq!(client_ip(&[], Some("[::1]:5000")).await, ip("::1"));
+        assert_eq!(client_ip(&[], None).await, ip("0.0.0.0"));
+    }
 }

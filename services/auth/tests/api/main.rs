@@ -9,6 +9,7 @@ use serde_json::Value;
 struct TestAuth {
     url: String,
     client: reqwest::Client,
+    cluster: kit::sign::ClusterKey,
     _dir: tempfile::TempDir,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
@@ -21,6 +22,7 @@ async fn spawn(allow_registration: bool) -> TestAuth {
         .add_blocking(&wire::names::Username::parse("alice").unwrap(), "password1")
         .unwrap();
     let config = Config { db, allow_registration, secrets: Secrets::random(), ..Config::default() };
+    let cluster = kit::sign::ClusterKey::new(&config.secrets.cluster_secret);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -29,7 +31,7 @@ async fn spawn(allow_registration: bool) -> TestAuth {
         let _ = stopped.await;
     }));
     let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
-    TestAuth { url, client, _dir: dir, _stop: stop }
+    TestAuth { url, client, cluster, _dir: dir, _stop: stop }
 }
 
 impl TestAuth {
@@ -37,6 +39,23 @@ impl TestAuth {
         let response = self.client.post(format!("{}{path}", self.url)).body(body.to_owned()).send().await.unwrap();
         let status = response.status().as_u16();
         (status, response.json().await.unwrap())
+    }
+
+    /// A log-in relayed by a peer for a browser at `client`, signed as peers sign it.
+    async fn relayed_login(&self, client: &str, password: &str) -> u16 {
+        let path = format!("/login?client={client}");
+        let body = serde_json::to_vec(&serde_json::json!({"username": "alice", "password": password})).unwrap();
+        let signature = self.cluster.sign(&reqwest::Method::POST, &path, &body);
+        let response = self
+            .client
+            .post(format!("{}{path}", self.url))
+            .header("content-type", "application/json")
+            .header(wire::headers::SIGNATURE, signature)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        response.status().as_u16()
     }
 }
 
@@ -107,7 +126,7 @@ async fn bad_bodies_get_json_4xx_and_the_server_keeps_answering() {
 #[tokio::test]
 async fn repeated_failures_lock_a_name_out_for_a_while() {
     let auth = spawn(true).await;
-    for _ in 0..auth::Throttle::MAX_FAILURES {
+    for _ in 0..auth::throttle::Throttle::MAX_FAILURES {
         assert_eq!(auth.post("/login", "username=alice&password=guess").await.0, 401);
     }
     let (status, body) = auth.post("/login", "username=alice&password=password1").await;
@@ -119,4 +138,33 @@ async fn repeated_failures_lock_a_name_out_for_a_while() {
         let (status, body) = auth.post("/login", &format!("username={spelling}&password=password1")).await;
         assert_eq!(status, 429, "{spelling:?} is the same name, locked too: {body}");
     }
+}
+
+#[tokio::test]
+async fn someone_failing_on_purpose_does_not_lock_the_user_out_elsewhere() {
+    let auth = spawn(true).await;
+    for _ in 0..auth::throttle::Throttle::MAX_FAILURES {
+        assert_eq!(auth.relayed_login("203.0.113.7", "guess").await, 401);
+    }
+    assert_eq!(auth.relayed_login("203.0.113.7", "password1").await, 429, "the guesser is locked out");
+    assert_eq!(auth.relayed_login("198.51.100.2", "password1").await, 200, "alice, elsewhere, logs in");
+    // A relayed log-in must say whose it is, and be signed by the cluster.
+    let unnamed = auth.cluster.sign(&reqwest::Method::POST, "/login", b"{}");
+    let response = auth
+        .client
+        .post(format!("{}/login", auth.url))
+        .header(wire::headers::SIGNATURE, unnamed)
+        .body("{}")
+        .send()
+        .await;
+    assert_eq!(response.unwrap().status(), 400);
+    let forged = auth
+        .client
+        .post(format!("{}/login?client=198.51.100.3", auth.url))
+        .header(wire::headers::SIGNATURE, "1700000000.deadbeef")
+        .body(r#"{"username":"alice","password":"password1"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
 }

@@ -7,6 +7,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use kit::body::Input;
 use kit::error::ApiError;
+use kit::http::ClientIp;
 use wire::api::{Ack, Credentials, Done, LoginRedirect, SessionGrant, SessionInfo, Status, SubmitUsername};
 
 use crate::AppState;
@@ -24,10 +25,11 @@ pub(crate) fn router() -> Router<AppState> {
 #[tracing::instrument(level = "debug", skip_all, fields(username = %credentials.username))]
 pub(crate) async fn login(
     State(state): State<AppState>,
+    ClientIp(client): ClientIp,
     headers: HeaderMap,
     Input(credentials): Input<Credentials>,
 ) -> Result<Response, ApiError> {
-    let request = state.client.http().post(state.auth_url("login")).json(&credentials);
+    let request = state.client.relay_to_auth(state.auth_url("login"), client, &credentials);
     let grant: SessionGrant = kit::client::call(request, "auth").await?;
     start_session(&state, &headers, grant, StatusCode::OK).await
 }
@@ -35,10 +37,11 @@ pub(crate) async fn login(
 #[tracing::instrument(level = "debug", skip_all, fields(username = %credentials.username))]
 async fn register(
     State(state): State<AppState>,
+    ClientIp(client): ClientIp,
     headers: HeaderMap,
     Input(credentials): Input<Credentials>,
 ) -> Result<Response, ApiError> {
-    let request = state.client.http().post(state.auth_url("register")).json(&credentials);
+    let request = state.client.relay_to_auth(state.auth_url("register"), client, &credentials);
     let grant: SessionGrant = kit::client::call(request, "auth").await?;
     start_session(&state, &headers, grant, StatusCode::CREATED).await
 }

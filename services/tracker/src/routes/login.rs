@@ -3,6 +3,7 @@
 //! session cookie and send the browser there.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -11,6 +12,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use kit::body::Input;
 use kit::error::ApiError;
+use kit::http::ClientIp;
 use kit::session::AuthUser;
 use wire::api::{Credentials, LoginRedirect, SessionGrant, SessionInfo, Status};
 
@@ -43,20 +45,22 @@ async fn home(State(state): State<AppState>, user: Result<AuthUser, ApiError>) -
 #[tracing::instrument(level = "debug", skip_all, fields(username = %credentials.username))]
 async fn login(
     State(state): State<AppState>,
+    ClientIp(client): ClientIp,
     headers: HeaderMap,
     Input(credentials): Input<Credentials>,
 ) -> Result<Response, ApiError> {
-    sign_in(&state, &headers, &credentials, "login").await
+    sign_in(&state, client, &headers, &credentials, "login").await
 }
 
 /// Sign-up through auth, then as log-in.
 #[tracing::instrument(level = "debug", skip_all, fields(username = %credentials.username))]
 async fn register(
     State(state): State<AppState>,
+    ClientIp(client): ClientIp,
     headers: HeaderMap,
     Input(credentials): Input<Credentials>,
 ) -> Result<Response, ApiError> {
-    sign_in(&state, &headers, &credentials, "register").await
+    sign_in(&state, client, &headers, &credentials, "register").await
 }
 
 /// Who the session belongs to, and their peer.
@@ -68,12 +72,13 @@ async fn me(State(state): State<AppState>, user: AuthUser) -> Json<SessionInfo> 
 /// Asks auth (`login` or `register`), assigns a peer, sets the cookie.
 async fn sign_in(
     state: &AppState,
+    client: IpAddr,
     headers: &HeaderMap,
     credentials: &Credentials,
     route: &str,
 ) -> Result<Response, ApiError> {
     let url = state.auth_url.join(route).map_err(anyhow::Error::from)?;
-    let grant: SessionGrant = kit::client::call(state.client.http().post(url).json(credentials), "auth").await?;
+    let grant: SessionGrant = kit::client::call(state.client.relay_to_auth(url, client, credentials), "auth").await?;
     let peer = assign_peer(state, &grant)?;
     state.store.set_home(&grant.username, &peer).await?;
     let location = format!("{}/", peer.url());
