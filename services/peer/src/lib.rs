@@ -26,6 +26,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -82,6 +83,9 @@ pub struct Shared {
     pub sse_keepalive: Duration,
     /// Wakes the outbox worker when a message could not be delivered at once.
     pub outbox_wake: Arc<Notify>,
+    /// Set when a session ended here could not be told to the tracker; the heartbeat
+    /// loop tries again.
+    pub revocations_unshared: AtomicBool,
     /// Ready once the tracker has the peer in its pool.
     pub readiness: Readiness,
     /// Cancelled at shutdown: background tasks and event streams end.
@@ -208,6 +212,7 @@ impl AppState {
             activity_grace: Duration::from_secs(config.activity_grace_secs),
             sse_keepalive: Duration::from_secs(config.sse_keepalive_secs),
             outbox_wake: Arc::new(Notify::new()),
+            revocations_unshared: AtomicBool::new(false),
             readiness: Readiness::default(),
             shutdown: CancellationToken::new(),
             metrics: PeerMetrics::new(),

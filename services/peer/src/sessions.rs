@@ -7,16 +7,19 @@
 //! other peer and the tracker itself (see [`crate::tracker_link`]).
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use kit::error::ApiError;
 use wire::api::{ActivityReport, ChannelList, Done, ReleaseUser, RevokedSession, UserInfo};
+use wire::events::Event;
 use wire::names::{ChannelName, Username};
 use wire::token::Claims;
 
 use crate::AppState;
+use crate::hub::Audience;
 
 /// Hosted users and their open event streams. Cloning is a reference-count bump.
 #[derive(Clone, Default)]
@@ -321,7 +324,9 @@ pub async fn learn_channels(state: &AppState, user: &Username) {
 pub async fn end(state: &AppState, session: &Session) -> Result<(), ApiError> {
     let ended = RevokedSession { sid: session.claims.sid.clone(), expires_at: session.claims.exp };
     revoke_here(state, &ended, true).await?;
-    crate::tracker_link::share_revoked(state, vec![ended]).await;
+    if !crate::tracker_link::share_revoked(state, vec![ended]).await {
+        state.revocations_unshared.store(true, Ordering::Release);
+    }
     release(state, session.username()).await?;
     tracing::info!(username = %session.username(), "logged out");
     Ok(())
@@ -330,12 +335,27 @@ pub async fn end(state: &AppState, session: &Session) -> Result<(), ApiError> {
 /// Revokes a session on this peer, durably: `own` when it ended here, else heard of
 /// from the tracker. Returns whether it was news.
 pub async fn revoke_here(state: &AppState, session: &RevokedSession, own: bool) -> Result<bool, ApiError> {
-    // In memory first, so the token stops working at once.
-    if !state.tokens.revoke(&session.sid, session.expires_at) && !own {
+    if own {
+        // A logout here: on disk first, so a failed write leaves the session as it
+        // was and the user can simply log out again.
+        state.store.revoke(&session.sid, session.expires_at, true).await.map_err(anyhow::Error::from)?;
+        let news = state.tokens.revoke(&session.sid, session.expires_at);
+        wake_streams(state, session);
+        return Ok(news);
+    }
+    // Heard of: in memory first, so the token stops working at once.
+    if !state.tokens.revoke(&session.sid, session.expires_at) {
         return Ok(false);
     }
-    state.store.revoke(&session.sid, session.expires_at, own).await.map_err(anyhow::Error::from)?;
+    wake_streams(state, session);
+    state.store.revoke(&session.sid, session.expires_at, false).await.map_err(anyhow::Error::from)?;
     Ok(true)
+}
+
+/// Wakes every event stream, so the session's own streams end now rather than at
+/// their next event. The event is for nobody: no browser receives it.
+fn wake_streams(state: &AppState, session: &RevokedSession) {
+    state.hub.publish(Audience::Users(Vec::new()), &Event::SessionRevoked(session.clone()));
 }
 
 /// Stops hosting `user` and tells the tracker they left (logout, or every session

@@ -228,7 +228,7 @@ impl PeerStore {
                 }
                 conn.prepare_cached(
                     "SELECT sender_ip, sender_port FROM dms WHERE owner = ?1 AND other = ?2 AND outgoing = 0
-                     ORDER BY seq DESC LIMIT 1",
+                     ORDER BY ts DESC, seq DESC LIMIT 1",
                 )?
                 .query_row(keys, address)
                 .optional()

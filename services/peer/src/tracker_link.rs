@@ -5,6 +5,7 @@
 //! than dying; a tracker that restarted and forgot the peer gets a new registration
 //! and every hosted user announced again.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use eventsource_stream::Eventsource;
@@ -42,7 +43,13 @@ pub async fn keep_registered(state: AppState) {
         backoff.reset();
         state.sessions.forget_announcements();
         // Before it counts as ready: the sessions ended while this peer was away.
-        share_revoked(&state, our_revoked(&state).await).await;
+        if !share_revoked(&state, our_revoked(&state).await).await {
+            if !pause(&state, backoff.next_wait()).await {
+                return;
+            }
+            continue 'register;
+        }
+        state.revocations_unshared.store(false, Ordering::Release);
         state.readiness.set(true);
         tracing::info!(peer = %state.me, "registered with the tracker");
         if !std::mem::replace(&mut following, true) {
@@ -67,6 +74,11 @@ pub async fn keep_registered(state: AppState) {
             }
             if std::mem::take(&mut strays) {
                 tokio::spawn(crate::handoff::hand_over_strays(state.clone()));
+            }
+            if state.revocations_unshared.load(Ordering::Acquire)
+                && share_revoked(&state, our_revoked(&state).await).await
+            {
+                state.revocations_unshared.store(false, Ordering::Release);
             }
             if !pause(&state, state.heartbeat).await {
                 return;
@@ -108,7 +120,9 @@ pub async fn follow_stream(state: AppState) {
                 tracing::info!(?last_id, "following the tracker's push stream");
                 // Sessions ended while this peer could not hear about it, both ways;
                 // later ones arrive on the stream.
-                share_revoked(&state, our_revoked(&state).await).await;
+                if share_revoked(&state, our_revoked(&state).await).await {
+                    state.revocations_unshared.store(false, Ordering::Release);
+                }
                 let mut events = response.bytes_stream().eventsource();
                 loop {
                     let next = tokio::select! {
@@ -149,9 +163,9 @@ pub async fn follow_stream(state: AppState) {
 const REVOKED_PER_CALL: usize = 500;
 
 /// Tells the tracker about sessions ended here, and learns every session ended
-/// anywhere. A failure is logged: the next registration or reconnect of the stream
-/// tries again.
-pub async fn share_revoked(state: &AppState, ended: Vec<RevokedSession>) {
+/// anywhere. Returns whether the tracker has them all; a failure is logged, and the
+/// heartbeat loop, the next registration or reconnect of the stream try again.
+pub async fn share_revoked(state: &AppState, ended: Vec<RevokedSession>) -> bool {
     // One call even with nothing to tell, to learn what ended elsewhere.
     let mut batches: Vec<&[RevokedSession]> = ended.chunks(REVOKED_PER_CALL).collect();
     if batches.is_empty() {
@@ -164,7 +178,7 @@ pub async fn share_revoked(state: &AppState, ended: Vec<RevokedSession>) {
             Ok(known) => known,
             Err(err) => {
                 tracing::warn!(%err, "could not share ended sessions with the tracker");
-                return;
+                return false;
             }
         };
         for session in known.sessions {
@@ -173,6 +187,7 @@ pub async fn share_revoked(state: &AppState, ended: Vec<RevokedSession>) {
             }
         }
     }
+    true
 }
 
 /// The sessions that ended on this peer, for the tracker.

@@ -6,6 +6,7 @@
 //! `Authorization: Bearer` between services.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -46,8 +47,19 @@ struct Keys {
     /// expiry is checked again on every match. (Revocation is the caller's check, made
     /// after this one either way.)
     verified: Mutex<HashMap<Box<str>, Claims>>,
-    /// Ended sessions (logouts), by session id, with when their tokens expire anyway.
-    revoked: Mutex<HashMap<String, u64>>,
+    /// Ended sessions (logouts).
+    revoked: Mutex<Revoked>,
+    /// Counts revocations, so a long-lived holder of a session (an event stream) can
+    /// see cheaply whether anything changed since it last looked.
+    generation: AtomicU64,
+}
+
+/// Ended sessions by id, with when their tokens expire anyway (then they are
+/// forgotten, at most once a minute, so a burst of revocations stays linear).
+#[derive(Default)]
+struct Revoked {
+    sessions: HashMap<String, u64>,
+    pruned_at: u64,
 }
 
 impl TokenKeys {
@@ -65,7 +77,8 @@ impl TokenKeys {
                 validation,
                 ttl,
                 verified: Mutex::new(HashMap::new()),
-                revoked: Mutex::new(HashMap::new()),
+                revoked: Mutex::new(Revoked::default()),
+                generation: AtomicU64::new(0),
             }),
         }
     }
@@ -104,12 +117,25 @@ impl TokenKeys {
     pub fn revoke(&self, sid: &str, expires_at: u64) -> bool {
         let now = crate::now_secs();
         let mut revoked = self.inner.revoked.lock().unwrap_or_else(PoisonError::into_inner);
-        revoked.retain(|_, expiry| *expiry + LEEWAY_SECS >= now);
-        revoked.insert(sid.to_owned(), expires_at).is_none()
+        if now >= revoked.pruned_at + 60 {
+            revoked.sessions.retain(|_, expiry| *expiry + LEEWAY_SECS >= now);
+            revoked.pruned_at = now;
+        }
+        let news = revoked.sessions.insert(sid.to_owned(), expires_at).is_none();
+        if news {
+            self.inner.generation.fetch_add(1, Ordering::Release);
+        }
+        news
     }
 
     pub fn is_revoked(&self, sid: &str) -> bool {
-        self.inner.revoked.lock().unwrap_or_else(PoisonError::into_inner).contains_key(sid)
+        self.inner.revoked.lock().unwrap_or_else(PoisonError::into_inner).sessions.contains_key(sid)
+    }
+
+    /// A number that changes whenever a session is revoked: compare it with an earlier
+    /// value before asking [`TokenKeys::is_revoked`] again.
+    pub fn revocations(&self) -> u64 {
+        self.inner.generation.load(Ordering::Acquire)
     }
 
     /// Signature, issuer and expiry; revocation is [`TokenKeys::verify`]'s.
@@ -279,8 +305,12 @@ mod tests {
         assert!(!keys.revoke(&claims.sid, claims.exp), "already known");
         assert!(keys.verify(&token).unwrap_err().to_string().contains("session ended"));
         assert!(keys.verify(&other).is_ok(), "her other sessions go on");
-        // Forgotten once its token would have expired anyway (at the next revocation).
-        keys.revoke("old", crate::now_secs() - 60);
+        let generation = keys.revocations();
+        assert!(keys.revoke("other", crate::now_secs() + 60));
+        assert_ne!(keys.revocations(), generation, "a revocation shows in the generation");
+        // Forgotten once its token would have expired anyway (pruned once a minute).
+        keys.inner.revoked.lock().unwrap().sessions.insert("old".into(), crate::now_secs() - 60);
+        keys.inner.revoked.lock().unwrap().pruned_at = 0;
         keys.revoke("new", crate::now_secs() + 60);
         assert!(!keys.is_revoked("old") && keys.is_revoked("new") && keys.is_revoked(&claims.sid));
     }

@@ -149,15 +149,18 @@ async fn someone_failing_on_purpose_does_not_lock_the_user_out_elsewhere() {
     assert_eq!(auth.relayed_login("203.0.113.7", "password1").await, 429, "the guesser is locked out");
     assert_eq!(auth.relayed_login("198.51.100.2", "password1").await, 200, "alice, elsewhere, logs in");
     // A relayed log-in must say whose it is, and be signed by the cluster.
-    let unnamed = auth.cluster.sign(&reqwest::Method::POST, "/login", b"{}");
+    let credentials = r#"{"username":"alice","password":"password1"}"#;
+    let unnamed = auth.cluster.sign(&reqwest::Method::POST, "/login", credentials.as_bytes());
     let response = auth
         .client
         .post(format!("{}/login", auth.url))
+        .header("content-type", "application/json")
         .header(wire::headers::SIGNATURE, unnamed)
-        .body("{}")
+        .body(credentials)
         .send()
-        .await;
-    assert_eq!(response.unwrap().status(), 400);
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400, "a signed log-in without ?client");
     let forged = auth
         .client
         .post(format!("{}/login?client=198.51.100.3", auth.url))

@@ -19,6 +19,7 @@ use axum::response::IntoResponse;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::routing::get;
 use futures_util::stream::{self, Stream, StreamExt};
+use kit::session::TokenKeys;
 use tokio::sync::broadcast::error::RecvError;
 use wire::events::Event;
 use wire::names::Username;
@@ -39,6 +40,9 @@ async fn events(State(state): State<AppState>, session: Session, headers: Header
     let resume = state.hub.resume(last_id);
     let feed = Feed {
         _open: StreamGuard::open(&state, session.username()),
+        revocations: state.tokens.revocations(),
+        tokens: state.tokens.clone(),
+        sid: session.claims.sid,
         user: session.claims.sub,
         sessions: state.sessions.clone(),
         reset_first: resume.gap,
@@ -52,6 +56,11 @@ async fn events(State(state): State<AppState>, session: Session, headers: Header
 
 struct Feed {
     _open: StreamGuard,
+    /// The session the stream belongs to: it ends when the session is revoked.
+    sid: String,
+    tokens: TokenKeys,
+    /// [`TokenKeys::revocations`] when the session was last seen valid.
+    revocations: u64,
     user: Username,
     sessions: Sessions,
     reset_first: bool,
@@ -77,7 +86,12 @@ impl Feed {
             }
         }
         loop {
-            match self.live.recv().await {
+            let next = self.live.recv().await;
+            // A logout anywhere ends the stream before it sends anything more.
+            if self.ended() {
+                return None;
+            }
+            match next {
                 Ok(event) if self.may_see(&event) => return Some(to_sse(&event)),
                 Ok(_) => {}
                 // The client fell too far behind: it reloads instead of missing events.
@@ -85,6 +99,16 @@ impl Feed {
                 Err(RecvError::Closed) => return None,
             }
         }
+    }
+
+    /// Whether the session was revoked; cheap while no session anywhere was.
+    fn ended(&mut self) -> bool {
+        let now = self.tokens.revocations();
+        if now == self.revocations {
+            return false;
+        }
+        self.revocations = now;
+        self.tokens.is_revoked(&self.sid)
     }
 
     fn may_see(&self, event: &HubEvent) -> bool {

@@ -115,9 +115,14 @@ async fn revoke_sessions(
     State(state): State<AppState>,
     Signed(ended): Signed<RevokedSessions>,
 ) -> Result<Json<RevokedSessions>, ApiError> {
-    for session in state.store.revoke(ended.sessions).await? {
+    // Here first: the write below might outlive this request (a timeout), and a
+    // retry would find the sessions stored already.
+    for session in &ended.sessions {
         state.tokens.revoke(&session.sid, session.expires_at);
-        tracing::info!("session ended");
+    }
+    let fresh = state.store.revoke(ended.sessions).await?;
+    if !fresh.is_empty() {
+        tracing::info!(sessions = fresh.len(), "sessions ended");
     }
     Ok(Json(RevokedSessions { sessions: state.store.revoked() }))
 }

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -19,6 +20,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::routing::get;
 use kit::error::ApiError;
 use kit::sign::ServiceCall;
+use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -26,7 +28,7 @@ use wire::api::PeerRegistration;
 use wire::events::Event;
 
 use crate::AppState;
-use crate::store::pushed_json;
+use crate::store::{Push, pushed_json};
 use wire::addr::PeerAddr;
 
 /// How many replayed messages one database read takes.
@@ -54,7 +56,10 @@ async fn peer_stream(
         .and_then(|value| value.trim().parse::<u64>().ok());
     let (sender, receiver) = mpsc::channel(256);
     tracing::info!(peer = %addr, ?resume_from, "peer stream opened");
-    tokio::spawn(feed(state, addr, resume_from, sender));
+    // Subscribed before the reply goes out: whatever the peer asks for once it sees
+    // the stream open (the ended sessions) cannot miss what happens meanwhile.
+    let live = state.store.subscribe();
+    tokio::spawn(feed(state, addr, resume_from, live, sender));
     Ok(Sse::new(ReceiverStream::new(receiver)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
@@ -62,12 +67,12 @@ async fn feed(
     state: AppState,
     peer: PeerAddr,
     resume_from: Option<u64>,
+    // Subscribed before the backlog is read, so nothing falls between the two.
+    mut live: broadcast::Receiver<Arc<Push>>,
     sender: mpsc::Sender<Result<SseEvent, Infallible>>,
 ) {
     state.metrics.peer_streams.inc();
     let _open = scopeguard(state.metrics.peer_streams.clone());
-    // Subscribe before reading the backlog, so nothing falls between the two.
-    let mut live = state.store.subscribe();
     let mut last = match resume_from {
         Some(id) => id,
         None => match state.store.last_message_id().await {
@@ -146,7 +151,7 @@ async fn replay(
     }
 }
 
-/// One SSE frame: `json` is the [`crate::store::Push::json`] of the event, which carries the trace
+/// One SSE frame: `json` is the [`Push::json`] of the event, which carries the trace
 /// context of the request that caused it, so the peer's handling joins that trace.
 fn sse_event(id: Option<u64>, name: &str, json: &str) -> SseEvent {
     let sse = SseEvent::default().event(name);

@@ -1,5 +1,6 @@
 //! The original README's workflow, with the original's form bodies.
 
+use futures_util::StreamExt;
 use serde_json::{Value, json};
 use testkit::{System, TestUser};
 
@@ -194,9 +195,17 @@ async fn a_logout_ends_the_session_on_every_peer_and_on_the_tracker() {
     let other_tab = sys.login(0, "user1", "password1").await;
     let at_tracker = alice.at(sys.tracker_url());
     assert_eq!(at_tracker.get("/me").await.status, 200);
+    let stream = alice.at(&sys.peer_url(1)).request(reqwest::Method::GET, "/events").send().await.unwrap();
+    assert_eq!(stream.status(), 200);
     sys.stop_peer(2).await;
 
     assert_eq!(alice.post("/logout", "").await.status, 200);
+    // The event stream the same session holds on peer 1 ends.
+    let mut events = stream.bytes_stream();
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while let Some(Ok(_)) = events.next().await {}
+    });
+    ended.await.expect("the ended session's event stream closes");
     assert_eq!(at_tracker.get("/me").await.status, 401, "the tracker knew before the logout answered");
     testkit::eventually("peer 1 refuses the ended session", || async {
         alice.at(&sys.peer_url(1)).get("/me").await.status == 401
