@@ -34,13 +34,15 @@ pub enum Destination {
     Located(PeerAddr),
     /// Ask the tracker; if it cannot say, try this (a contact's last address).
     Hint(PeerAddr),
+    /// The tracker could not be asked just now: try where the recipient was last.
+    LastKnown(PeerAddr),
 }
 
 impl Destination {
     /// The peer this destination names.
     pub fn addr(&self) -> &PeerAddr {
         match self {
-            Self::Located(addr) | Self::Hint(addr) => addr,
+            Self::Located(addr) | Self::Hint(addr) | Self::LastKnown(addr) => addr,
         }
     }
 }
@@ -74,7 +76,7 @@ pub async fn send(
         &Event::DirectMessage(DirectMessage { seq: Some(seq), ..message.clone() }),
     );
     let first = match destination {
-        Destination::Located(home) => hand_over(state, &message, &home).await,
+        Destination::Located(home) | Destination::LastKnown(home) => hand_over(state, &message, &home).await,
         Destination::Hint(hint) => attempt(state, &message, Some(&hint)).await,
     };
     let delivered = match first {

@@ -55,7 +55,7 @@ pub(crate) async fn resolve(
             // The tracker cannot say: where the caller last knew them to be, if anywhere.
             Err(err) if cannot_ask(&err) => {
                 match state.store.last_known_address(caller, username).await.map_err(anyhow::Error::from)? {
-                    Some(addr) => Ok((username.clone(), Destination::Hint(addr))),
+                    Some(addr) => Ok((username.clone(), Destination::LastKnown(addr))),
                     None => Err(err),
                 }
             }
@@ -90,7 +90,7 @@ pub(crate) async fn resolve(
             .collect();
     }
     let destination =
-        if online.is_some() { Destination::Located(addr.clone()) } else { Destination::Hint(addr.clone()) };
+        if online.is_some() { Destination::Located(addr.clone()) } else { Destination::LastKnown(addr.clone()) };
     match here.len() {
         0 if online.is_none() => {
             Err(ApiError::Unavailable(format!("tracker is unreachable, and nobody you know was at {addr}")))
