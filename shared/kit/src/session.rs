@@ -266,7 +266,12 @@ mod tests {
         tampered.insert(token.find('.').unwrap() + 3, 'x');
         assert!(signer.verify(&tampered).is_err());
         // Issued already expired (beyond the 5 s leeway).
-        let expired = keys("s3cret", 0);
+        let (old, _) = expired_token(&signer);
+        assert!(signer.verify(&old).unwrap_err().to_string().contains("expired"));
+    }
+
+    /// A token signed with `keys` that expired 30 s ago, past the leeway.
+    fn expired_token(keys: &TokenKeys) -> (String, Claims) {
         let claims = Claims {
             sub: Username::parse("alice").unwrap(),
             sid: "x".into(),
@@ -274,21 +279,14 @@ mod tests {
             exp: crate::now_secs() - 30,
             iss: ISSUER.into(),
         };
-        let old = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &expired.inner.encoding).unwrap();
-        assert!(expired.verify(&old).unwrap_err().to_string().contains("expired"));
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &keys.inner.encoding).unwrap();
+        (token, claims)
     }
 
     #[test]
     fn a_remembered_token_still_expires() {
         let keys = keys("s3cret", 60);
-        let claims = Claims {
-            sub: Username::parse("alice").unwrap(),
-            sid: "x".into(),
-            iat: 1,
-            exp: crate::now_secs() - 30,
-            iss: ISSUER.into(),
-        };
-        let old = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &keys.inner.encoding).unwrap();
+        let (old, claims) = expired_token(&keys);
         // As if it had verified while it was still valid.
         keys.inner.remembered().insert(old.as_str().into(), claims);
         assert!(keys.verify(&old).unwrap_err().to_string().contains("expired"));
