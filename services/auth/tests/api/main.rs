@@ -43,9 +43,13 @@ impl TestAuth {
 
     /// A log-in relayed by a peer for a browser at `client`, signed as peers sign it.
     async fn relayed_login(&self, client: &str, password: &str) -> u16 {
-        let path = format!("/login?client={client}");
         let body = serde_json::to_vec(&serde_json::json!({"username": "alice", "password": password})).unwrap();
-        let signature = self.cluster.sign(&reqwest::Method::POST, &path, &body);
+        self.signed_post(&format!("/login?client={client}"), body).await
+    }
+
+    /// A JSON POST signed with the cluster key; its status.
+    async fn signed_post(&self, path: &str, body: Vec<u8>) -> u16 {
+        let signature = self.cluster.sign(&reqwest::Method::POST, path, &body);
         let response = self
             .client
             .post(format!("{}{path}", self.url))
@@ -149,18 +153,8 @@ async fn someone_failing_on_purpose_does_not_lock_the_user_out_elsewhere() {
     assert_eq!(auth.relayed_login("203.0.113.7", "password1").await, 429, "the guesser is locked out");
     assert_eq!(auth.relayed_login("198.51.100.2", "password1").await, 200, "alice, elsewhere, logs in");
     // A relayed log-in must say whose it is, and be signed by the cluster.
-    let credentials = r#"{"username":"alice","password":"password1"}"#;
-    let unnamed = auth.cluster.sign(&reqwest::Method::POST, "/login", credentials.as_bytes());
-    let response = auth
-        .client
-        .post(format!("{}/login", auth.url))
-        .header("content-type", "application/json")
-        .header(wire::headers::SIGNATURE, unnamed)
-        .body(credentials)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 400, "a signed log-in without ?client");
+    let credentials = br#"{"username":"alice","password":"password1"}"#.to_vec();
+    assert_eq!(auth.signed_post("/login", credentials).await, 400, "a signed log-in without ?client");
     let forged = auth
         .client
         .post(format!("{}/login?client=198.51.100.3", auth.url))
