@@ -266,10 +266,17 @@ pub async fn serve(
     // Replicas all bind 0.0.0.0:9001 in containers; the advertised address tells them apart.
     let served_by = format!("peer@{}", state.me);
     let app = kit::http::common_layers(router(state), &served_by, http_metrics);
-    kit::http::serve(listener, app, async move {
-        shutdown.await;
-        token.cancel();
-    })
+    // Browsers' event streams are most of a peer's connections: served leanly.
+    let stream_path = "/events";
+    kit::http::serve_with_streams(
+        listener,
+        app,
+        async move {
+            shutdown.await;
+            token.cancel();
+        },
+        stream_path,
+    )
     .await
 }
 

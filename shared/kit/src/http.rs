@@ -14,7 +14,7 @@ use axum::response::IntoResponse;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::util::MapRequest;
@@ -28,6 +28,8 @@ use wire::headers::SERVED_BY;
 use crate::body::MAX_BODY_BYTES;
 use crate::error::ApiError;
 use crate::metrics::HttpMetrics;
+
+mod streams;
 
 /// How long one request may take before the service gives up on it.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -125,6 +127,27 @@ pub async fn serve(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    serve_inner(listener, router, shutdown, None).await
+}
+
+/// [`serve`], with the long-lived event streams of `stream_path` served leanly: a
+/// connection whose first request is a plain `GET` of it skips hyper and keeps no
+/// buffers while idle (see [`streams`]); everything else is served as by [`serve`].
+pub async fn serve_with_streams(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    stream_path: &'static str,
+) -> anyhow::Result<()> {
+    serve_inner(listener, router, shutdown, Some(stream_path)).await
+}
+
+async fn serve_inner(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    stream_path: Option<&'static str>,
+) -> anyhow::Result<()> {
     let connections = TaskTracker::new();
     let draining = CancellationToken::new();
     tokio::pin!(shutdown);
@@ -143,30 +166,25 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
-        // Who is at the other end, for the handlers that need it ([`ClientIp`]).
-        let with_peer = move |mut request: Request<Incoming>| {
-            request.extensions_mut().insert(ConnectInfo(remote));
-            request
-        };
-        let service = TowerToHyperService::new(MapRequest::new(router.clone(), with_peer));
+        let router = router.clone();
         let draining = draining.clone();
         connections.spawn(async move {
-            let connection = hyper::server::conn::http1::Builder::new()
-                .half_close(true)
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(connection);
-            tokio::select! {
-                result = connection.as_mut() => {
-                    if let Err(err) = result {
-                        tracing::debug!(%err, "connection ended with an error");
-                    }
+            if let Some(path) = stream_path {
+                let mut stream = stream;
+                let first = tokio::select! {
+                    first = tokio::time::timeout(HEADER_READ_TIMEOUT, streams::take(&mut stream, path, remote)) => first,
+                    // Like hyper with a connection that has not asked anything yet.
+                    () = draining.cancelled() => return,
+                };
+                match first {
+                    Ok(Ok(Some(request))) => streams::respond(stream, request, router, draining).await,
+                    // Boxed: a lean stream's task must not be the size of hyper's connection.
+                    Ok(Ok(None)) => Box::pin(serve_connection(stream, remote, router, draining)).await,
+                    Ok(Err(err)) => tracing::debug!(%err, "connection ended before its first request"),
+                    Err(_) => tracing::debug!("no request head in time"),
                 }
-                () = draining.cancelled() => {
-                    connection.as_mut().graceful_shutdown();
-                    let _ = connection.await;
-                }
+            } else {
+                serve_connection(stream, remote, router, draining).await;
             }
         });
     }
@@ -179,6 +197,34 @@ pub async fn serve(
         tracing::warn!(grace_secs = DRAIN_GRACE.as_secs(), "drain timed out; closing the remaining connections");
     }
     Ok(())
+}
+
+/// Serves one connection with hyper until the client is done or `draining` asks
+/// it to finish.
+async fn serve_connection(stream: TcpStream, remote: SocketAddr, router: Router, draining: CancellationToken) {
+    // Who is at the other end, for the handlers that need it ([`ClientIp`]).
+    let with_peer = move |mut request: Request<Incoming>| {
+        request.extensions_mut().insert(ConnectInfo(remote));
+        request
+    };
+    let service = TowerToHyperService::new(MapRequest::new(router, with_peer));
+    let connection = hyper::server::conn::http1::Builder::new()
+        .half_close(true)
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => {
+            if let Err(err) = result {
+                tracing::debug!(%err, "connection ended with an error");
+            }
+        }
+        () = draining.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+        }
+    }
 }
 
 #[cfg(test)]
