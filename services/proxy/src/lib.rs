@@ -303,7 +303,7 @@ async fn serve_worker(
         background.spawn(resolve::run(shared.clone(), shared.shutdown.clone()));
     }
     background.close();
-    let client = forward::client(&shared.started_with);
+    let clients = forward::Clients::new(&shared.started_with);
 
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -330,7 +330,7 @@ async fn serve_worker(
         };
         // Small writes (SSE events, WebSocket frames) must not wait for Nagle.
         let _ = stream.set_nodelay(true);
-        let route_forward = RouteForward::new(shared.clone(), client.clone(), remote.ip());
+        let route_forward = RouteForward::new(shared.clone(), clients.clone(), remote.ip());
         let service = TowerToHyperService::new(stack.service(route_forward));
         let connection = http.serve_connection(TokioIo::new(stream), service).with_upgrades();
         let stop = shared.shutdown.clone();

@@ -1,7 +1,7 @@
 //! Real backends and a real proxy, each on 127.0.0.1:0.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
@@ -38,6 +38,10 @@ pub struct Backend {
     pub name: String,
     healthy: Arc<AtomicBool>,
     sse: Arc<Mutex<Option<mpsc::Receiver<String>>>>,
+    /// Connections accepted so far.
+    accepted: Arc<AtomicUsize>,
+    /// `/healthz` requests answered so far.
+    probed: Arc<AtomicUsize>,
     /// Notified when a `/slow` request reaches this backend.
     pub slow_started: Arc<Notify>,
     kill: Option<oneshot::Sender<()>>,
@@ -48,6 +52,7 @@ pub struct Backend {
 struct BackendState {
     name: String,
     healthy: Arc<AtomicBool>,
+    probed: Arc<AtomicUsize>,
     sse: Arc<Mutex<Option<mpsc::Receiver<String>>>>,
     slow_started: Arc<Notify>,
 }
@@ -60,9 +65,11 @@ impl Backend {
         let healthy = Arc::new(AtomicBool::new(true));
         let sse = Arc::new(Mutex::new(None));
         let slow_started = Arc::new(Notify::new());
+        let probed = Arc::new(AtomicUsize::new(0));
         let state = BackendState {
             name: name.to_owned(),
             healthy: healthy.clone(),
+            probed: probed.clone(),
             sse: sse.clone(),
             slow_started: slow_started.clone(),
         };
@@ -77,8 +84,19 @@ impl Backend {
             .with_state(state);
         let (kill, killed) = oneshot::channel();
         let (stopped_tx, stopped) = oneshot::channel();
-        tokio::spawn(serve_until_killed(listener, router, killed, stopped_tx));
-        Self { addr, name: name.to_owned(), healthy, sse, slow_started, kill: Some(kill), stopped: Some(stopped) }
+        let accepted = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(serve_until_killed(listener, router, accepted.clone(), killed, stopped_tx));
+        Self {
+            addr,
+            name: name.to_owned(),
+            healthy,
+            sse,
+            accepted,
+            probed,
+            slow_started,
+            kill: Some(kill),
+            stopped: Some(stopped),
+        }
     }
 
     pub fn upstream(&self) -> Upstream {
@@ -100,6 +118,22 @@ impl Backend {
         self.healthy.store(healthy, Ordering::Relaxed);
     }
 
+    /// How many connections this backend accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Waits (bounded) until the proxy's health checker has probed this backend.
+    pub async fn wait_for_probe(&self) {
+        for _ in 0..500 {
+            if self.probed.load(Ordering::SeqCst) > 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("no health probe within 5 s");
+    }
+
     /// A sender whose every message becomes one event of the next `/sse` stream.
     pub fn sse_events(&self) -> mpsc::Sender<String> {
         let (sender, receiver) = mpsc::channel(8);
@@ -111,6 +145,7 @@ impl Backend {
 async fn serve_until_killed(
     listener: TcpListener,
     router: Router,
+    accepted: Arc<AtomicUsize>,
     mut killed: oneshot::Receiver<()>,
     stopped: oneshot::Sender<()>,
 ) {
@@ -118,8 +153,9 @@ async fn serve_until_killed(
     loop {
         tokio::select! {
             _ = &mut killed => break,
-            accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
+            accepted_connection = listener.accept() => {
+                let Ok((stream, _)) = accepted_connection else { continue };
+                accepted.fetch_add(1, Ordering::SeqCst);
                 let service = TowerToHyperService::new(router.clone());
                 connections.spawn(async move {
                     let _ = hyper::server::conn::http1::Builder::new()
@@ -145,6 +181,7 @@ async fn name_reply(State(state): State<BackendState>) -> Response {
 }
 
 async fn healthz(State(state): State<BackendState>) -> Response {
+    state.probed.fetch_add(1, Ordering::SeqCst);
     let status = if state.healthy.load(Ordering::Relaxed) { StatusCode::OK } else { StatusCode::INTERNAL_SERVER_ERROR };
     (status, [("x-backend", state.name.clone())]).into_response()
 }

@@ -32,6 +32,40 @@ async fn sse_events_arrive_one_by_one() {
 }
 
 #[tokio::test]
+async fn an_event_stream_gets_a_backend_connection_of_its_own() {
+    let backend = Backend::start("b").await;
+    let mut one_worker = config(vec![vhost("chat.test", Policy::RoundRobin, &[&backend])]);
+    one_worker.workers = Some(1);
+    let proxy = TestProxy::start(one_worker).await;
+    // The health checker probes once at start, on a connection of its own.
+    backend.wait_for_probe().await;
+    let before = backend.accepted();
+    for _ in 0..3 {
+        assert_eq!(proxy.get("chat.test", "/").await.status(), 200);
+    }
+    assert_eq!(backend.accepted(), before + 1, "requests share one pooled connection");
+
+    // A stream must be the first request on its backend connection (a peer then
+    // serves it without hyper's buffers), although an idle pooled one is there.
+    let events = backend.sse_events();
+    let mut response = proxy
+        .client
+        .get(proxy.url("/sse"))
+        .header("host", "chat.test")
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    events.send("hello".to_owned()).await.unwrap();
+    let chunk = tokio::time::timeout(PATIENCE, response.chunk()).await.expect("event arrives").unwrap().unwrap();
+    assert_eq!(&chunk[..], b"data: hello\n\n");
+    assert_eq!(backend.accepted(), before + 2, "the stream opened a connection of its own");
+
+    assert_eq!(proxy.get("chat.test", "/").await.status(), 200);
+    assert_eq!(backend.accepted(), before + 2, "requests still reuse the pooled connection");
+}
+
+#[tokio::test]
 async fn a_websocket_is_passed_through_and_echoes() {
     let backend = Backend::start("b").await;
     let proxy = TestProxy::start(config(vec![vhost("chat.test", Policy::RoundRobin, &[&backend])])).await;
