@@ -4,11 +4,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::extract::{FromRef, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use wire::api::Done;
-
-use crate::error::ApiError;
+use wire::api::{Done, ErrorBody};
 
 /// Whether the service is ready for traffic; starts as not ready.
 #[derive(Clone, Default)]
@@ -38,13 +38,15 @@ where
     Router::new().route("/healthz", get(|| async { Json(Done::success()) })).route("/readyz", get(readyz::<S>))
 }
 
-async fn readyz<S>(State(state): State<S>) -> Result<Json<Done>, ApiError>
+async fn readyz<S>(State(state): State<S>) -> Response
 where
     Readiness: FromRef<S>,
 {
     if Readiness::from_ref(&state).is_ready() {
-        Ok(Json(Done::success()))
+        Json(Done::success()).into_response()
     } else {
-        Err(ApiError::Unavailable("not ready".into()))
+        // Probes ask while the service starts: an answer, not a failure worth a warning
+        // (`ApiError::Unavailable` would log one for every probe).
+        (StatusCode::SERVICE_UNAVAILABLE, Json(ErrorBody::new("not ready"))).into_response()
     }
 }

@@ -168,25 +168,11 @@ async fn serve_inner(
         let _ = stream.set_nodelay(true);
         let router = router.clone();
         let draining = draining.clone();
-        connections.spawn(async move {
-            if let Some(path) = stream_path {
-                let mut stream = stream;
-                let first = tokio::select! {
-                    first = tokio::time::timeout(HEADER_READ_TIMEOUT, streams::take(&mut stream, path, remote)) => first,
-                    // Like hyper with a connection that has not asked anything yet.
-                    () = draining.cancelled() => return,
-                };
-                match first {
-                    Ok(Ok(Some(request))) => streams::respond(stream, request, router, draining).await,
-                    // Boxed: a lean stream's task must not be the size of hyper's connection.
-                    Ok(Ok(None)) => Box::pin(serve_connection(stream, remote, router, draining)).await,
-                    Ok(Err(err)) => tracing::debug!(%err, "connection ended before its first request"),
-                    Err(_) => tracing::debug!("no request head in time"),
-                }
-            } else {
-                serve_connection(stream, remote, router, draining).await;
-            }
-        });
+        // Only a service with event streams peeks at first requests.
+        match stream_path {
+            Some(path) => connections.spawn(serve_stream_or_connection(stream, remote, router, draining, path)),
+            None => connections.spawn(serve_connection(stream, remote, router, draining)),
+        };
     }
     drop(listener);
     draining.cancel();
@@ -197,6 +183,29 @@ async fn serve_inner(
         tracing::warn!(grace_secs = DRAIN_GRACE.as_secs(), "drain timed out; closing the remaining connections");
     }
     Ok(())
+}
+
+/// Serves a connection whose first request may be an event stream ([`streams`]), else
+/// hands it to hyper.
+async fn serve_stream_or_connection(
+    mut stream: TcpStream,
+    remote: SocketAddr,
+    router: Router,
+    draining: CancellationToken,
+    path: &'static str,
+) {
+    let first = tokio::select! {
+        first = tokio::time::timeout(HEADER_READ_TIMEOUT, streams::take(&mut stream, path, remote)) => first,
+        // Like hyper with a connection that has not asked anything yet.
+        () = draining.cancelled() => return,
+    };
+    match first {
+        Ok(Ok(Some(request))) => streams::respond(stream, request, router, draining).await,
+        // Boxed: a lean stream's task need not be the size of hyper's connection.
+        Ok(Ok(None)) => Box::pin(serve_connection(stream, remote, router, draining)).await,
+        Ok(Err(err)) => tracing::debug!(%err, "connection ended before its first request"),
+        Err(_) => tracing::debug!("no request head in time"),
+    }
 }
 
 /// Serves one connection with hyper until the client is done or `draining` asks
