@@ -13,6 +13,7 @@ use axum::routing::get;
 use bytes::Bytes;
 use futures_util::stream;
 use kit::error::ApiError;
+use kit::http::ClientIp;
 use kit::metrics::HttpMetrics;
 use prometheus_client::registry::Registry;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -29,7 +30,7 @@ type Opened = mpsc::UnboundedSender<mpsc::Sender<Bytes>>;
 /// `GET /events` streams what the test sends (the first chunk names the client's
 /// `last-event-id`), or answers 401 when asked to with `x-deny`; `GET /other` is a
 /// plain reply.
-async fn events(State(opened): State<Opened>, headers: HeaderMap) -> Response {
+async fn events(State(opened): State<Opened>, ClientIp(client): ClientIp, headers: HeaderMap) -> Response {
     if headers.contains_key("x-deny") {
         return ApiError::Unauthorized("not logged in".into()).into_response();
     }
@@ -42,7 +43,7 @@ async fn events(State(opened): State<Opened>, headers: HeaderMap) -> Response {
         Some((Ok::<_, std::convert::Infallible>(next), receiver))
     });
     let body = Body::from_stream(futures_util::StreamExt::chain(stream::iter([Ok(first)]), rest));
-    ([("content-type", "text/event-stream")], body).into_response()
+    ([("content-type", "text/event-stream".to_owned()), ("x-client", client.to_string())], body).into_response()
 }
 
 struct Server {
@@ -112,8 +113,13 @@ async fn a_first_get_of_the_stream_path_is_streamed_event_by_event_and_closes() 
         .unwrap();
     let head = read_until(&mut client, ": resuming after 41\n\n").await;
     assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
-    for line in ["content-type: text/event-stream\r\n", "x-served-by: test@here\r\n", "connection: close\r\n", "date: "]
-    {
+    for line in [
+        "content-type: text/event-stream\r\n",
+        "x-client: 127.0.0.1\r\n",
+        "x-served-by: test@here\r\n",
+        "connection: close\r\n",
+        "date: ",
+    ] {
         assert!(head.contains(line), "no {line:?} in {head}");
     }
     assert!(!head.to_lowercase().contains("transfer-encoding"), "{head}");
@@ -142,6 +148,7 @@ async fn other_requests_and_streams_on_a_kept_alive_connection_are_served_by_hyp
     client.write_all(b"GET /events HTTP/1.1\r\nHost: here\r\n\r\n").await.unwrap();
     let head = read_until(&mut client, ": resuming after none\n\n\r\n").await;
     assert!(head.contains("transfer-encoding: chunked\r\n") && !head.contains("connection: close"), "{head}");
+    assert!(head.contains("x-client: 127.0.0.1\r\n"), "{head}");
     let events = server.next_stream().await;
     events.send(Bytes::from("data: one\n\n")).await.unwrap();
     assert_eq!(read_until(&mut client, "\n\n\r\n").await, "B\r\ndata: one\n\n\r\n", "one chunk");
@@ -156,6 +163,14 @@ async fn other_requests_and_streams_on_a_kept_alive_connection_are_served_by_hyp
     let head = read_until(&mut split, ": resuming after none\n\n\r\n").await;
     assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
     server.next_stream().await;
+
+    // So is a head with more headers than the lean path looks at.
+    let mut crowded = TcpStream::connect(server.url).await.unwrap();
+    let many: String = (0..70).map(|index| format!("X-Filler-{index}: {index}\r\n")).collect();
+    crowded.write_all(format!("GET /events HTTP/1.1\r\nHost: here\r\n{many}\r\n").as_bytes()).await.unwrap();
+    let head = read_until(&mut crowded, ": resuming after none\n\n\r\n").await;
+    assert!(head.contains("transfer-encoding: chunked\r\n"), "{head}");
+    server.next_stream().await;
 }
 
 #[tokio::test]
@@ -167,6 +182,20 @@ async fn an_error_reply_is_written_whole_then_the_connection_closes() {
     assert!(reply.starts_with("HTTP/1.1 401 Unauthorized\r\n"), "{reply}");
     assert!(reply.contains("content-type: application/json\r\n") && reply.contains("connection: close\r\n"), "{reply}");
     let body = reply.split("\r\n\r\n").nth(1).unwrap();
+    let json: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(json["message"], "not logged in", "{json}");
+}
+
+#[tokio::test]
+async fn a_finished_reply_is_written_whole_to_a_client_that_half_closed() {
+    let server = start().await;
+    let mut client = TcpStream::connect(server.url).await.unwrap();
+    client.write_all(b"GET /events HTTP/1.1\r\nHost: here\r\nX-Deny: 1\r\n\r\n").await.unwrap();
+    client.shutdown().await.unwrap();
+    let reply = read_to_end(&mut client).await;
+    assert!(reply.starts_with("HTTP/1.1 401 Unauthorized\r\n"), "{reply}");
+    let body = reply.split("\r\n\r\n").nth(1).unwrap();
+    assert!(reply.contains(&format!("content-length: {}\r\n", body.len())), "the body is all there: {reply}");
     let json: serde_json::Value = serde_json::from_str(body).unwrap();
     assert_eq!(json["message"], "not logged in", "{json}");
 }

@@ -4,9 +4,10 @@
 //! (or one `reset` when it missed too many), then live ones. Only events the user may
 //! see are sent: their own direct messages, messages of channels they joined, and
 //! presence and membership changes. A comment every few seconds (`sse_keepalive_secs`)
-//! keeps proxies from closing an idle stream, and is how a browser that went away is
-//! noticed (the server does not read while it streams), which ends its presence as
-//! active.
+//! keeps proxies from closing an idle stream. A browser that closes the stream is
+//! noticed at once when the stream has its connection to itself (served without
+//! hyper: `kit::http::serve_with_streams`), else at the next comment (hyper does not
+//! read while it streams); either ends its presence as active.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;

@@ -23,7 +23,7 @@ use std::time::{Duration, SystemTime};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
-use axum::http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING, UPGRADE};
+use axum::http::header::{CONNECTION, CONTENT_LENGTH, DATE, EXPECT, TRANSFER_ENCODING, UPGRADE};
 use axum::http::{HeaderName, HeaderValue, Method, Request, Response, Uri, Version};
 use bytes::{Bytes, BytesMut};
 use http_body::Body as _;
@@ -157,23 +157,11 @@ impl Batch {
     }
 }
 
-/// Polls the client's side for its close and the body for every frame ready now.
-/// Both keep this task's waker registered while pending, with no per-poll cost.
+/// Polls the body for every frame ready now and, when it has none, the client's
+/// side for its close. Both keep this task's waker registered while pending, with no
+/// per-poll cost. The body comes first, so a finished reply (an error, say) is
+/// written whole even to a client that already half-closed.
 fn poll_next(cx: &mut Context<'_>, body: &mut Body, stream: &TcpStream) -> Poll<Next> {
-    // Nothing may come from the client now (no request follows a stream that does
-    // not end): readable means it closed, failed or misbehaves, and is let go.
-    if let Poll::Ready(ready) = stream.poll_read_ready(cx) {
-        let mut probe = [0; 1];
-        match ready.and_then(|()| stream.try_read(&mut probe)) {
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                // Spurious: poll again, so the waker is registered.
-                if stream.poll_read_ready(cx).is_ready() {
-                    return Poll::Ready(Next::ClientGone);
-                }
-            }
-            _ => return Poll::Ready(Next::ClientGone),
-        }
-    }
     let mut batch = Batch::default();
     loop {
         match Pin::new(&mut *body).poll_frame(cx) {
@@ -190,8 +178,25 @@ fn poll_next(cx: &mut Context<'_>, body: &mut Body, stream: &TcpStream) -> Poll<
                 return Poll::Ready(Next::Last(batch));
             }
             Poll::Ready(None) => return Poll::Ready(Next::Last(batch)),
-            Poll::Pending if batch.bytes().is_empty() => return Poll::Pending,
+            Poll::Pending if batch.bytes().is_empty() => break,
             Poll::Pending => return Poll::Ready(Next::Events(batch)),
+        }
+    }
+    // Nothing may come from the client while its stream is waiting (no request
+    // follows a stream that does not end): readable means it closed (a half-close
+    // too), failed or misbehaves, and it is let go.
+    match stream.poll_read_ready(cx) {
+        Poll::Pending => Poll::Pending,
+        Poll::Ready(ready) => {
+            let mut probe = [0; 1];
+            match ready.and_then(|()| stream.try_read(&mut probe)) {
+                // Spurious: poll again, so the waker is registered.
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => match stream.poll_read_ready(cx) {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(_) => Poll::Ready(Next::ClientGone),
+                },
+                _ => Poll::Ready(Next::ClientGone),
+            }
         }
     }
 }
@@ -204,8 +209,8 @@ async fn write(stream: &mut TcpStream, bytes: &[u8]) -> io::Result<()> {
     }
 }
 
-/// The status line and headers of `response`, with `date` and `connection: close`
-/// (which also delimits a body of unknown length).
+/// The status line and headers of `response`, with `date` (unless it has one) and
+/// `connection: close` (which also delimits a body of unknown length).
 fn encode_head(response: &Response<()>) -> Vec<u8> {
     let status = response.status();
     let mut head = Vec::with_capacity(256);
@@ -223,9 +228,12 @@ fn encode_head(response: &Response<()>) -> Vec<u8> {
         head.extend_from_slice(value.as_bytes());
         head.extend_from_slice(b"\r\n");
     }
-    head.extend_from_slice(b"date: ");
-    head.extend_from_slice(httpdate::fmt_http_date(SystemTime::now()).as_bytes());
-    head.extend_from_slice(b"\r\nconnection: close\r\n\r\n");
+    if !response.headers().contains_key(DATE) {
+        head.extend_from_slice(b"date: ");
+        head.extend_from_slice(httpdate::fmt_http_date(SystemTime::now()).as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    head.extend_from_slice(b"connection: close\r\n\r\n");
     head
 }
 
@@ -297,5 +305,10 @@ mod tests {
         assert!(head.starts_with("HTTP/1.1 401 Unauthorized\r\ncontent-type: text/event-stream\r\ndate: "), "{head}");
         assert!(head.ends_with("\r\nconnection: close\r\n\r\n"), "{head}");
         assert!(!head.contains("chunked") && !head.contains("keep-alive"), "{head}");
+
+        let dated = Response::builder().header("date", "Tue, 24 Nov 2026 09:00:00 GMT").body(()).unwrap();
+        let head = String::from_utf8(encode_head(&dated)).unwrap();
+        assert_eq!(head.matches("date: ").count(), 1, "{head}");
+        assert!(head.contains("date: Tue, 24 Nov 2026 09:00:00 GMT\r\n"), "{head}");
     }
 }
