@@ -42,6 +42,11 @@ pub struct Config {
     pub resolve_interval_ms: u64,
     /// Idle keep-alive connections kept per backend.
     pub pool_max_idle_per_backend: usize,
+    /// Paths whose event streams (a `GET` with `Accept: text/event-stream`) go to the
+    /// backend on a connection of their own, closed when the stream ends, instead of
+    /// a pooled one: a peer serves such a stream without hyper's per-connection
+    /// buffers. Empty: every request uses the pool. Read at start.
+    pub stream_paths: Vec<String>,
     /// Runtime worker threads for the `proxy` binary; the number of cores when absent.
     pub workers: Option<usize>,
 }
@@ -130,6 +135,7 @@ impl Default for Config {
             health: HealthConfig::default(),
             resolve_interval_ms: 5_000,
             pool_max_idle_per_backend: 1024,
+            stream_paths: vec!["/events".to_owned()],
             workers: None,
         }
     }
@@ -326,8 +332,10 @@ mod tests {
             jail.create_file("proxy.conf", CONF)?;
             jail.set_env("PROXY_SERVER_PORT", "9999");
             jail.set_env("PROXY_TIMEOUTS__CONNECT_MS", "250");
+            jail.set_env("PROXY_STREAM_PATHS", "[/events, /feed]");
             let args = Args { host: Some("10.1.2.3".into()), config: Some("proxy.conf".into()), ..Args::default() };
             let config = Config::load(&args).unwrap();
+            assert_eq!(config.stream_paths, ["/events", "/feed"]);
             assert_eq!(config.vhosts[0].name, "10.1.2.3:8080");
             assert_eq!(config.vhosts[0].upstreams[0], Upstream { host: "10.1.2.3".into(), port: 9001 });
             assert_eq!(config.server_port, 9999);

@@ -53,30 +53,34 @@ pub fn client(config: &Config) -> UpstreamClient {
 pub struct Clients {
     /// The pooled client, for every request but event streams.
     pub requests: UpstreamClient,
-    /// A client that keeps no idle connection, for event streams (`Accept:
-    /// text/event-stream`): each goes to the backend on a connection of its own, the
-    /// first request on it, which a peer serves without hyper's buffers
-    /// (`kit::http::serve_with_streams`: 2.7 KB an idle stream instead of 12 KB), and
-    /// which is closed, not pooled, when the stream ends.
+    /// A client that keeps no idle connection, for event streams of the configured
+    /// paths (`stream_paths`): each goes to the backend on a connection of its own,
+    /// the first request on it, which a peer serves without hyper's buffers
+    /// (`kit::http::serve_with_streams`: 2.7 KB an idle stream instead of 12 KB).
     pub streams: UpstreamClient,
+    stream_paths: Arc<[String]>,
 }
 
 impl Clients {
     pub fn new(config: &Config) -> Self {
-        Self { requests: client(config), streams: client_keeping(config, 0) }
+        Self {
+            requests: client(config),
+            streams: client_keeping(config, 0),
+            stream_paths: config.stream_paths.iter().cloned().collect(),
+        }
     }
 
-    fn for_request(&self, method: &Method, headers: &HeaderMap) -> &UpstreamClient {
-        if method == Method::GET && is_event_stream(headers) { &self.streams } else { &self.requests }
+    /// Whether the request is an event stream of a configured path; only those, so
+    /// that other requests cannot make the proxy open a connection each.
+    fn is_stream(&self, parts: &Parts) -> bool {
+        parts.method == Method::GET
+            && self.stream_paths.iter().any(|path| path == parts.uri.path())
+            && parts
+                .headers
+                .get_all(header::ACCEPT)
+                .iter()
+                .any(|value| value.to_str().is_ok_and(|value| value.contains("text/event-stream")))
     }
-}
-
-/// Whether the client asks for Server-Sent Events, as every `EventSource` does.
-fn is_event_stream(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .any(|value| value.to_str().is_ok_and(|value| value.contains("text/event-stream")))
 }
 
 fn client_keeping(config: &Config, max_idle_per_backend: usize) -> UpstreamClient {
@@ -171,8 +175,16 @@ async fn route_and_forward(
         _ => None,
     };
     let pick = vhost.pick(sticky_id).ok_or(ProxyError::NoBackend)?;
+    let stream = connection.clients.is_stream(&parts);
     prepare_request_headers(&mut parts, connection.client_ip.clone(), upgrade);
-    let client = connection.clients.for_request(&parts.method, &parts.headers);
+    let client = if stream {
+        // The backend closes the connection when the stream ends (its side keeps the
+        // TIME_WAIT, not the proxy's ports).
+        parts.headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        &connection.clients.streams
+    } else {
+        &connection.clients.requests
+    };
 
     let (body, replay) = UpstreamBody::new(body, limit);
     let mut body = Some(body);
@@ -207,6 +219,11 @@ async fn route_and_forward(
                 let pinned = pick.pinned && Arc::ptr_eq(backend, &vhost.backends[pick.first]);
                 return Ok(relay_response(shared, response, backend, &vhost, pinned, client_upgrade, in_flight));
             }
+            Err(err) if err.is_connect() && out_of_local_ports(&err) => {
+                // Our side, not the backend's: it stays in rotation.
+                tracing::warn!(backend = %backend.addr, cause = ?err, "no local port to connect from");
+                failure = ProxyError::AllDown;
+            }
             Err(err) if err.is_connect() => {
                 if backend.mark_down() {
                     tracing::warn!(backend = %backend.addr, vhost = &*vhost.name, cause = ?err, "backend down");
@@ -223,6 +240,19 @@ async fn route_and_forward(
         }
     }
     Err(failure)
+}
+
+/// Whether connecting failed for want of a local address or port
+/// (`EADDRNOTAVAIL`), which says nothing about the backend.
+fn out_of_local_ports(err: &hyper_util::client::legacy::Error) -> bool {
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return io.kind() == std::io::ErrorKind::AddrNotAvailable;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// The request target on a backend: `http://ip:port/path?query`.

@@ -36,6 +36,7 @@ async fn an_event_stream_gets_a_backend_connection_of_its_own() {
     let backend = Backend::start("b").await;
     let mut one_worker = config(vec![vhost("chat.test", Policy::RoundRobin, &[&backend])]);
     one_worker.workers = Some(1);
+    one_worker.stream_paths = vec!["/sse".to_owned()];
     let proxy = TestProxy::start(one_worker).await;
     // The health checker probes once at start, on a connection of its own.
     backend.wait_for_probe().await;
@@ -63,6 +64,15 @@ async fn an_event_stream_gets_a_backend_connection_of_its_own() {
 
     assert_eq!(proxy.get("chat.test", "/").await.status(), 200);
     assert_eq!(backend.accepted(), before + 2, "requests still reuse the pooled connection");
+
+    // Only the configured stream paths: asking for events elsewhere cannot make the
+    // proxy open a connection per request.
+    for _ in 0..3 {
+        let other =
+            proxy.client.get(proxy.url("/other")).header("host", "chat.test").header("accept", "text/event-stream");
+        assert_eq!(other.send().await.unwrap().status(), 200);
+    }
+    assert_eq!(backend.accepted(), before + 2, "other paths use the pool");
 }
 
 #[tokio::test]
