@@ -123,6 +123,8 @@ pub struct PeerMetrics {
     pub http: kit::metrics::HttpMetrics,
     /// Browsers' event streams open now.
     pub sse_streams: Gauge,
+    /// Of those, the ones alone on their connection, served without hyper's buffers.
+    pub sse_streams_own_connection: Gauge,
     /// Direct messages users of this peer sent.
     pub dms_sent: Counter,
     /// Direct messages handed to the recipient's peer (at once or from the outbox).
@@ -144,6 +146,7 @@ impl PeerMetrics {
             registry: kit::metrics::Metrics::new(Registry::default()),
             http: kit::metrics::HttpMetrics::register(&mut registry),
             sse_streams: Gauge::default(),
+            sse_streams_own_connection: Gauge::default(),
             dms_sent: Counter::default(),
             dms_delivered: Counter::default(),
             dms_received: Counter::default(),
@@ -152,6 +155,11 @@ impl PeerMetrics {
             pushes_received: Counter::default(),
         };
         registry.register("peer_sse_streams_open", "Browser event streams open", metrics.sse_streams.clone());
+        registry.register(
+            "peer_sse_streams_own_connection",
+            "Browser event streams open alone on their connection (served without hyper's buffers)",
+            metrics.sse_streams_own_connection.clone(),
+        );
         registry.register(
             "peer_direct_messages_sent",
             "Direct messages sent by users of this peer",

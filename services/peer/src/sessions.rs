@@ -276,22 +276,30 @@ pub async fn report_activity(state: &AppState, user: &Username, active: bool) {
 pub struct StreamGuard {
     state: AppState,
     user: Username,
+    own_connection: bool,
 }
 
 impl StreamGuard {
-    pub fn open(state: &AppState, user: &Username) -> Self {
+    /// `own_connection`: the stream is alone on its connection ([`kit::http::OwnConnection`]).
+    pub fn open(state: &AppState, user: &Username, own_connection: bool) -> Self {
         state.metrics.sse_streams.inc();
+        if own_connection {
+            state.metrics.sse_streams_own_connection.inc();
+        }
         if state.sessions.stream_opened(user) {
             let (state, user) = (state.clone(), user.clone());
             tokio::spawn(async move { report_activity(&state, &user, true).await });
         }
-        Self { state: state.clone(), user: user.clone() }
+        Self { state: state.clone(), user: user.clone(), own_connection }
     }
 }
 
 impl Drop for StreamGuard {
     fn drop(&mut self) {
         self.state.metrics.sse_streams.dec();
+        if self.own_connection {
+            self.state.metrics.sse_streams_own_connection.dec();
+        }
         if self.state.sessions.stream_closed(&self.user) {
             let (state, user) = (self.state.clone(), self.user.clone());
             tokio::spawn(async move {

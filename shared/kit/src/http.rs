@@ -114,6 +114,11 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     }
 }
 
+/// A request extension: the request is an event stream the lean path took
+/// ([`serve_with_streams`]), alone on its connection and served without hyper.
+#[derive(Debug, Clone, Copy)]
+pub struct OwnConnection;
+
 /// Serves `router` on an already bound listener until `shutdown` completes, then
 /// lets in-flight requests finish for at most [`DRAIN_GRACE`].
 ///

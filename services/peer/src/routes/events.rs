@@ -13,13 +13,14 @@ use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::routing::get;
+use axum::{Extension, Router};
 use futures_util::stream::{self, Stream, StreamExt};
+use kit::http::OwnConnection;
 use kit::session::TokenKeys;
 use tokio::sync::broadcast::error::RecvError;
 use wire::events::Event;
@@ -33,14 +34,19 @@ pub(crate) fn router() -> Router<AppState> {
     Router::new().route("/events", get(events))
 }
 
-async fn events(State(state): State<AppState>, session: Session, headers: HeaderMap) -> impl IntoResponse {
+async fn events(
+    State(state): State<AppState>,
+    session: Session,
+    own_connection: Option<Extension<OwnConnection>>,
+    headers: HeaderMap,
+) -> impl IntoResponse {
     let last_id = headers
         .get("last-event-id")
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.trim().parse::<u64>().ok());
     let resume = state.hub.resume(last_id);
     let feed = Feed {
-        _open: StreamGuard::open(&state, session.username()),
+        _open: StreamGuard::open(&state, session.username(), own_connection.is_some()),
         revocations: state.tokens.revocations(),
         tokens: state.tokens.clone(),
         sid: session.claims.sid,

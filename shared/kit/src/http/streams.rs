@@ -55,6 +55,7 @@ pub(super) async fn take(stream: &mut TcpStream, path: &str, remote: SocketAddr)
     };
     stream.read_exact(&mut head[..len]).await?;
     request.extensions_mut().insert(ConnectInfo(remote));
+    request.extensions_mut().insert(super::OwnConnection);
     Ok(Some(request))
 }
 

@@ -149,3 +149,39 @@ async fn presence_follows_log_ins_open_chats_and_log_outs() {
     assert_eq!((event["username"].as_str(), event["online"].as_bool()), (Some("user1"), Some(false)));
     sys.shutdown().await;
 }
+
+/// A gauge of the peer's `/metrics`.
+async fn peer_gauge(sys: &System, index: usize, name: &str) -> f64 {
+    let text = sys.client().get(format!("{}/metrics", sys.peer_url(index))).send().await.unwrap().text().await.unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_through_the_proxy_is_alone_on_its_connection_to_the_peer() {
+    let sys = System::builder().peers(1).proxy().start().await;
+    let alice = sys.login(0, "user1", "password1").await.via(&sys.proxy_url(), "localhost");
+    // A request first, so that the proxy holds an idle pooled connection to the peer.
+    assert_eq!(alice.get("/me").await.status, 200);
+
+    let response =
+        alice.request(reqwest::Method::GET, "/events").header("accept", "text/event-stream").send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut events: Events = Box::pin(response.bytes_stream().eventsource());
+    let first = tokio::time::timeout(Duration::from_secs(10), events.next()).await.expect("an event").unwrap();
+    assert!(first.is_ok(), "{first:?}");
+    assert_eq!(peer_gauge(&sys, 0, "peer_sse_streams_open").await, 1.0);
+    assert_eq!(
+        peer_gauge(&sys, 0, "peer_sse_streams_own_connection").await,
+        1.0,
+        "the proxy opened a connection for the stream, and the peer served it without hyper"
+    );
+
+    drop(events);
+    testkit::eventually("the peer notices the stream ended", || async {
+        peer_gauge(&sys, 0, "peer_sse_streams_own_connection").await == 0.0
+    })
+    .await;
+    sys.shutdown().await;
+}
