@@ -10,5 +10,6 @@ fn main() -> anyhow::Result<()> {
         err.exit();
     }
     let _telemetry = kit::telemetry::init("proxy");
+    kit::limits::raise_open_files();
     proxy::run(config, args)
 }

@@ -6,7 +6,9 @@
 //! - [`config`]: figment layering (defaults, TOML file, env, flags) and the secrets.
 //! - [`telemetry`]: the tracing subscriber, set up once per process.
 //! - [`shutdown`]: SIGINT/SIGTERM as a future, and a token that long streams watch.
-//! - [`http`]: serving a router with the common layers and a bounded graceful drain.
+//! - [`http`]: serving a router with the common layers and a bounded graceful drain,
+//!   and event streams without hyper's buffers.
+//! - [`limits`]: raising the open-file limit at start.
 //! - [`error`]: [`error::ApiError`], the one error type of every HTTP edge.
 //! - [`body`]: [`body::Input`], a form body whatever its `Content-Type`, or JSON.
 //! - [`session`]: issuing and verifying signed, expiring session tokens.
@@ -26,6 +28,7 @@ pub mod db;
 pub mod error;
 pub mod health;
 pub mod http;
+pub mod limits;
 pub mod metrics;
 pub mod session;
 pub mod shutdown;

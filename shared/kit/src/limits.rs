@@ -1,0 +1,19 @@
+//! Process limits a server needs raised at start.
+
+/// Raises the soft limit on open files to the hard limit, as Go's runtime does. Every
+/// connection is a file, and the usual soft limit (1024) would stop a peer at about a
+/// thousand event streams, or the proxy at half that many, long before memory or CPU.
+/// Logs what it did; a failure only warns.
+pub fn raise_open_files() {
+    let (soft, hard) = match rlimit::Resource::NOFILE.get() {
+        Ok(limits) => limits,
+        Err(err) => return tracing::warn!(%err, "could not read the open-file limit"),
+    };
+    if soft >= hard {
+        return tracing::debug!(soft, "open-file limit");
+    }
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(raised) => tracing::info!(from = soft, to = raised, "raised the open-file limit"),
+        Err(err) => tracing::warn!(%err, soft, hard, "could not raise the open-file limit"),
+    }
+}
