@@ -259,7 +259,7 @@ pub fn router(state: AppState) -> Router {
 
 /// Serves the peer on a bound listener until `shutdown` completes, with its
 /// background work: tracker registration and heartbeat (then the tracker's push
-/// stream), and the outbox.
+/// stream), and the outbox. Once drained, it tells the tracker it leaves the pool.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
@@ -273,10 +273,10 @@ pub async fn serve(
     let http_metrics = state.metrics.http.clone();
     // Replicas all bind 0.0.0.0:9001 in containers; the advertised address tells them apart.
     let served_by = format!("peer@{}", state.me);
-    let app = kit::http::common_layers(router(state), &served_by, http_metrics);
+    let app = kit::http::common_layers(router(state.clone()), &served_by, http_metrics);
     // Browsers' event streams are most of a peer's connections: served leanly.
     let stream_path = "/events";
-    kit::http::serve_with_streams(
+    let served = kit::http::serve_with_streams(
         listener,
         app,
         async move {
@@ -285,7 +285,9 @@ pub async fn serve(
         },
         stream_path,
     )
-    .await
+    .await;
+    tracker_link::leave(&state).await;
+    served
 }
 
 #[cfg(test)]

@@ -98,6 +98,22 @@ pub async fn keep_registered(state: AppState) {
 
 /// Follows the tracker's push stream for this peer and hands each event to the hub,
 /// resuming after the last channel message it saw.
+/// Tells the tracker this peer is stopping, so that it leaves the pool and its users
+/// show offline at once rather than after the tracker's TTL. Bounded: a tracker that
+/// is gone or stopping too is not waited for (it then notices by the missed beats).
+pub async fn leave(state: &AppState) {
+    let registration = PeerRegistration { ip: state.me.ip.clone(), port: state.me.port, username: None };
+    let request = state.client.signed_post(state.tracker_url("leave-peer-pool"), &registration);
+    match tokio::time::timeout(LEAVE_PATIENCE, kit::client::call::<Done>(request, "tracker")).await {
+        Ok(Ok(_)) => tracing::info!(peer = %state.me, "left the tracker's pool"),
+        Ok(Err(err)) => tracing::debug!(%err, "could not tell the tracker this peer is leaving"),
+        Err(_) => tracing::debug!("the tracker did not answer the leave in time"),
+    }
+}
+
+/// How long a stopping peer waits for the tracker to take note that it leaves.
+const LEAVE_PATIENCE: Duration = Duration::from_secs(2);
+
 pub async fn follow_stream(state: AppState) {
     let mut last_id: Option<u64> = None;
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));

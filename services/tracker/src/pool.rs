@@ -79,6 +79,11 @@ impl PeerPool {
         live.into_iter().map(|(addr, _)| addr.clone()).collect()
     }
 
+    /// Removes a peer that said it is leaving. Returns false when it was not in the pool.
+    pub fn remove(&self, addr: &PeerAddr) -> bool {
+        self.lock().peers.remove(addr).is_some()
+    }
+
     /// Removes the peers silent for longer than the TTL and returns them.
     pub fn expire(&self) -> Vec<PeerAddr> {
         let now = Instant::now();

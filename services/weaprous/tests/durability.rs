@@ -166,3 +166,25 @@ async fn direct_messages_sent_while_the_recipients_peer_is_down_arrive_exactly_o
     assert_eq!(sorted_texts, expected, "each message exactly once");
     sys.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_killed_without_a_word_leaves_the_pool_after_the_ttl() {
+    let mut sys = system().peers(2).liveness(3, 1).start().await;
+    let _alice = sys.login(0, "user1", "password1").await;
+    let bob = sys.login(1, "user2", "password2").await;
+    assert_eq!(bob.get("/get-list").await.body.as_array().unwrap().len(), 1);
+    // SIGKILL: no leave call; the tracker must notice the missed heartbeats itself.
+    sys.kill_peer(0).await;
+    let killed = tokio::time::Instant::now();
+    testkit::eventually("alice shows offline once her peer stopped beating", || async {
+        bob.get("/get-list").await.body.as_array().is_some_and(|users| users.is_empty())
+    })
+    .await;
+    assert!(killed.elapsed() >= std::time::Duration::from_secs(2), "offline only after the TTL, not at once");
+    assert_eq!(
+        bob.at(sys.tracker_url()).get("/get-peers").await.body.as_array().unwrap().len(),
+        1,
+        "the silent peer left the pool"
+    );
+    sys.shutdown().await;
+}

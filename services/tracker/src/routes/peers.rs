@@ -20,6 +20,7 @@ pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/register-peer-pool", post(register_peer))
         .route("/heartbeat", post(heartbeat))
+        .route("/leave-peer-pool", post(leave_peer))
         .route("/get-peers", get(peers))
         .route("/submit-info", post(submit_info))
         .route("/release-user", post(release_user))
@@ -43,6 +44,20 @@ async fn register_peer(
         tracing::info!("peer registered");
     }
     state.metrics.peers_live.set(state.pool.live().len() as i64);
+    Ok(Json(Done::success()))
+}
+
+/// A peer that stops says so: it leaves the pool at once and its users show offline,
+/// instead of after the TTL.
+async fn leave_peer(
+    State(state): State<AppState>,
+    Signed(registration): Signed<PeerRegistration>,
+) -> Result<Json<Done>, ApiError> {
+    let addr = peer_addr(&registration.ip, registration.port)?;
+    if state.pool.remove(&addr) {
+        let users = forget_peer(&state, &addr);
+        tracing::info!(peer = %addr, users, "peer left the pool");
+    }
     Ok(Json(Done::success()))
 }
 
@@ -186,15 +201,23 @@ pub(crate) async fn expire_silent_peers(state: AppState) {
             () = state.shutdown.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        let expired = state.pool.expire();
-        state.metrics.peers_live.set(state.pool.live().len() as i64);
-        for peer in expired {
-            let users = state.store.users_on(&peer);
-            tracing::warn!(%peer, users = users.len(), "peer stopped beating; removed from the pool");
-            state.store.clear_active_on(&peer);
-            for user in users {
-                state.store.publish(presence(user, false, false));
-            }
+        for peer in state.pool.expire() {
+            let users = forget_peer(&state, &peer);
+            tracing::warn!(%peer, users, "peer stopped beating; removed from the pool");
         }
+        state.metrics.peers_live.set(state.pool.live().len() as i64);
     }
+}
+
+/// After `peer` left the pool: its users are no longer active, and everyone hears
+/// they went offline. Returns how many users it hosted.
+fn forget_peer(state: &AppState, peer: &PeerAddr) -> usize {
+    state.metrics.peers_live.set(state.pool.live().len() as i64);
+    let users = state.store.users_on(peer);
+    state.store.clear_active_on(peer);
+    let count = users.len();
+    for user in users {
+        state.store.publish(presence(user, false, false));
+    }
+    count
 }

@@ -137,7 +137,7 @@ async fn every_route_refuses_bad_input_with_a_json_4xx_and_keeps_serving() {
 
     // Service routes on the tracker without the cluster signature.
     let tracker = sys.tracker_url();
-    for path in ["/register-peer-pool", "/heartbeat", "/submit-info", "/release-user"] {
+    for path in ["/register-peer-pool", "/heartbeat", "/leave-peer-pool", "/submit-info", "/release-user"] {
         let response = sys
             .client()
             .post(format!("{tracker}{path}"))
