@@ -33,7 +33,7 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::load(&cli.flags).unwrap_or_else(|err| err.exit());
     match cli.command {
         None => {
-            let _telemetry = kit::telemetry::init("auth");
+            let _telemetry = kit::start("auth");
             config.secrets.warn_if_default();
             let state = auth::AppState::new(&config)?;
             let listener = tokio::net::TcpListener::bind(config.listen())

@@ -14,7 +14,7 @@ struct Cli {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = Config::load(&cli.flags).unwrap_or_else(|err| err.exit());
-    let _telemetry = kit::telemetry::init("peer");
+    let _telemetry = kit::start("peer");
     config.secrets.warn_if_default();
     let listener = config.bind().await?;
     let state = peer::AppState::new(&config, listener.local_addr()?)?;

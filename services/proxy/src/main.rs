@@ -9,7 +9,6 @@ fn main() -> anyhow::Result<()> {
     if let Err(err) = config.listen() {
         err.exit();
     }
-    let _telemetry = kit::telemetry::init("proxy");
-    kit::limits::raise_open_files();
+    let _telemetry = kit::start("proxy");
     proxy::run(config, args)
 }

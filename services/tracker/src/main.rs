@@ -15,7 +15,7 @@ struct Cli {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = Config::load(&cli.flags).unwrap_or_else(|err| err.exit());
-    let _telemetry = kit::telemetry::init("tracker");
+    let _telemetry = kit::start("tracker");
     config.secrets.warn_if_default();
     let state = tracker::AppState::new(&config)?;
     let listener = tokio::net::TcpListener::bind(config.listen())

@@ -81,14 +81,14 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Up(args) => up(args).await,
         Command::Tracker(flags) => {
             let config = tracker::Config::load(&flags).unwrap_or_else(|err| err.exit());
-            let _telemetry = start("tracker");
+            let _telemetry = kit::start("tracker");
             config.secrets.warn_if_default();
             let listener = bind(config.listen()).await?;
             tracker::serve(listener, tracker::AppState::new(&config)?, kit::shutdown::signal()).await
         }
         Command::Peer(flags) => {
             let config = peer::Config::load(&flags).unwrap_or_else(|err| err.exit());
-            let _telemetry = start("peer");
+            let _telemetry = kit::start("peer");
             config.secrets.warn_if_default();
             let listener = config.bind().await?;
             let state = peer::AppState::new(&config, listener.local_addr()?)?;
@@ -96,7 +96,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Auth(flags) => {
             let config = auth::Config::load(&flags).unwrap_or_else(|err| err.exit());
-            let _telemetry = start("auth");
+            let _telemetry = kit::start("auth");
             config.secrets.warn_if_default();
             let listener = bind(config.listen()).await?;
             auth::serve(listener, auth::AppState::new(&config)?, kit::shutdown::signal()).await
@@ -104,7 +104,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Proxy(args) => {
             let config = proxy::Config::load(&args).unwrap_or_else(|err| err.exit());
             let listen = config.listen().unwrap_or_else(|err| err.exit());
-            let _telemetry = start("proxy");
+            let _telemetry = kit::start("proxy");
             let listener = proxy::bind(listen)?;
             tracing::info!(addr = %listener.local_addr()?, vhosts = config.vhosts.len(), "listening");
             let proxy = proxy::Proxy::new(config)?;
@@ -114,20 +114,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
-/// Logs and traces for `service`, then the process limits a server needs.
-fn start(service: &str) -> kit::telemetry::TelemetryGuard {
-    let telemetry = kit::telemetry::init(service);
-    kit::limits::raise_open_files();
-    telemetry
-}
-
 async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr).await.with_context(|| format!("failed to bind {addr}: is something else using the port?"))
 }
 
 /// The whole system in this process, on the original's ports.
 async fn up(args: UpArgs) -> anyhow::Result<()> {
-    let _telemetry = start("weaprous");
+    let _telemetry = kit::start("weaprous");
     let secrets = secrets_from_env_or_random();
     let host = args.host;
 

@@ -63,3 +63,11 @@ macro_rules! state_parts {
         )*
     };
 }
+
+/// What every server binary does first: logs and traces for `service`
+/// ([`telemetry::init`]), then the open-file limit ([`limits::raise_open_files`]).
+pub fn start(service: &str) -> telemetry::TelemetryGuard {
+    let telemetry = telemetry::init(service);
+    limits::raise_open_files();
+    telemetry
+}

@@ -17,3 +17,12 @@ pub fn raise_open_files() {
         Err(err) => tracing::warn!(%err, soft, hard, "could not raise the open-file limit"),
     }
 }
+
+/// The soft and hard limits on open files of process `pid` ("self" for this one), from
+/// `/proc` (Linux): how a test or an operator checks what a running service got.
+pub fn open_files_of(pid: &str) -> Option<(u64, u64)> {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
+    let line = limits.lines().find(|line| line.starts_with("Max open files"))?;
+    let mut numbers = line["Max open files".len()..].split_whitespace().map(str::parse);
+    Some((numbers.next()?.ok()?, numbers.next()?.ok()?))
+}
