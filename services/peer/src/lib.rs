@@ -259,7 +259,7 @@ pub fn router(state: AppState) -> Router {
 
 /// Serves the peer on a bound listener until `shutdown` completes, with its
 /// background work: tracker registration and heartbeat (then the tracker's push
-/// stream), and the outbox. Once drained, it tells the tracker it leaves the pool.
+/// stream), and the outbox. When it stops, it tells the tracker it leaves the pool.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
@@ -267,26 +267,29 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, advertised = %state.me, tracker = %state.tracker, db = %state.store.path().display(), "listening");
-    tokio::spawn(tracker_link::keep_registered(state.clone()));
+    let registration = tokio::spawn(tracker_link::keep_registered(state.clone()));
     tokio::spawn(delivery::outbox_worker(state.clone()));
     let token = state.shutdown.clone();
     let http_metrics = state.metrics.http.clone();
     // Replicas all bind 0.0.0.0:9001 in containers; the advertised address tells them apart.
     let served_by = format!("peer@{}", state.me);
     let app = kit::http::common_layers(router(state.clone()), &served_by, http_metrics);
+    // Leaving the tracker's pool starts with the shutdown, beside the drain (a
+    // container's stop grace covers both), once no heartbeat can re-register.
+    let (left, leaving) = tokio::sync::oneshot::channel();
+    let stopping = async move {
+        shutdown.await;
+        token.cancel();
+        registration.abort();
+        let _ = registration.await;
+        let _ = left.send(tokio::spawn(async move { tracker_link::leave(&state).await }));
+    };
     // Browsers' event streams are most of a peer's connections: served leanly.
     let stream_path = "/events";
-    let served = kit::http::serve_with_streams(
-        listener,
-        app,
-        async move {
-            shutdown.await;
-            token.cancel();
-        },
-        stream_path,
-    )
-    .await;
-    tracker_link::leave(&state).await;
+    let served = kit::http::serve_with_streams(listener, app, stopping, stream_path).await;
+    if let Ok(leave) = leaving.await {
+        let _ = leave.await;
+    }
     served
 }
 

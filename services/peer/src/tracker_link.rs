@@ -96,8 +96,6 @@ pub async fn keep_registered(state: AppState) {
     }
 }
 
-/// Follows the tracker's push stream for this peer and hands each event to the hub,
-/// resuming after the last channel message it saw.
 /// Tells the tracker this peer is stopping, so that it leaves the pool and its users
 /// show offline at once rather than after the tracker's TTL. Bounded: a tracker that
 /// is gone or stopping too is not waited for (it then notices by the missed beats).
@@ -114,6 +112,8 @@ pub async fn leave(state: &AppState) {
 /// How long a stopping peer waits for the tracker to take note that it leaves.
 const LEAVE_PATIENCE: Duration = Duration::from_secs(2);
 
+/// Follows the tracker's push stream for this peer and hands each event to the hub,
+/// resuming after the last channel message it saw.
 pub async fn follow_stream(state: AppState) {
     let mut last_id: Option<u64> = None;
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));

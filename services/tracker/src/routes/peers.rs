@@ -42,6 +42,11 @@ async fn register_peer(
     let addr = peer_addr(&registration.ip, registration.port)?;
     if state.pool.register(&addr) {
         tracing::info!("peer registered");
+        // Users it hosted when it left (or went silent, or before this tracker
+        // restarted) are online again: everyone hears so, as they heard of them leaving.
+        for user in state.store.users_on(&addr) {
+            state.store.publish(presence(user, true, false));
+        }
     }
     state.metrics.peers_live.set(state.pool.live().len() as i64);
     Ok(Json(Done::success()))

@@ -185,3 +185,22 @@ async fn a_stream_through_the_proxy_is_alone_on_its_connection_to_the_peer() {
     .await;
     sys.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_of_a_peer_that_stops_show_offline_and_online_again_when_it_is_back() {
+    // A TTL longer than the waits below: only the peers' own words can be this quick.
+    let mut sys = System::builder().peers(2).liveness(30, 1).start().await;
+    let _alice = sys.login(0, "user1", "password1").await;
+    let bob = sys.login(1, "user2", "password2").await;
+    let mut events = open(&bob, None).await;
+
+    sys.stop_peer(0).await;
+    let gone = next_presence(&mut events, "user1").await;
+    assert_eq!(gone["online"], false, "{gone}");
+
+    // Alice's peer comes back with her session; she has no page open.
+    sys.restart_peer(0).await;
+    let back = next_presence(&mut events, "user1").await;
+    assert_eq!((back["online"].as_bool(), back["active"].as_bool()), (Some(true), Some(false)), "{back}");
+    sys.shutdown().await;
+}
