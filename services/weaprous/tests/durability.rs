@@ -180,7 +180,8 @@ async fn a_peer_killed_without_a_word_leaves_the_pool_after_the_ttl() {
         bob.get("/get-list").await.body.as_array().is_some_and(|users| users.is_empty())
     })
     .await;
-    assert!(killed.elapsed() >= std::time::Duration::from_secs(2), "offline only after the TTL, not at once");
+    // The last beat may have come up to a heartbeat (1 s) before the kill.
+    assert!(killed.elapsed() >= std::time::Duration::from_millis(1500), "offline only after the TTL, not at once");
     assert_eq!(
         bob.at(sys.tracker_url()).get("/get-peers").await.body.as_array().unwrap().len(),
         1,
