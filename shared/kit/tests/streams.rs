@@ -77,6 +77,20 @@ impl Server {
     async fn next_stream(&mut self) -> mpsc::Sender<Bytes> {
         tokio::time::timeout(PATIENCE, self.opened.recv()).await.expect("a stream opens in time").unwrap()
     }
+
+    /// A client whose stream is open (its first chunk read), and the stream's feed.
+    async fn open_stream(&mut self) -> (TcpStream, mpsc::Sender<Bytes>) {
+        let mut client = TcpStream::connect(self.url).await.unwrap();
+        client.write_all(b"GET /events HTTP/1.1\r\nHost: here\r\n\r\n").await.unwrap();
+        read_until(&mut client, ": resuming after none\n\n").await;
+        (client, self.next_stream().await)
+    }
+
+    /// Signals shutdown and waits (bounded) until `serve` returns.
+    async fn stop(&mut self) {
+        self.stop.take().unwrap().send(()).unwrap();
+        tokio::time::timeout(PATIENCE, &mut self.task).await.expect("the server drains in time").unwrap().unwrap();
+    }
 }
 
 /// Reads from `client` until what was read ends with `end`, returning it all.
@@ -203,13 +217,8 @@ async fn a_finished_reply_is_written_whole_to_a_client_that_half_closed() {
 #[tokio::test]
 async fn shutdown_ends_open_streams_and_the_server_returns() {
     let mut server = start().await;
-    let mut client = TcpStream::connect(server.url).await.unwrap();
-    client.write_all(b"GET /events HTTP/1.1\r\nHost: here\r\n\r\n").await.unwrap();
-    read_until(&mut client, ": resuming after none\n\n").await;
-    let _events = server.next_stream().await;
-
-    server.stop.take().unwrap().send(()).unwrap();
-    tokio::time::timeout(PATIENCE, &mut server.task).await.expect("the server drains in time").unwrap().unwrap();
+    let (mut client, _events) = server.open_stream().await;
+    server.stop().await;
     assert_eq!(read_to_end(&mut client).await, "", "the stream was closed, with nothing more sent");
 }
 
@@ -221,19 +230,14 @@ async fn a_connection_that_never_asks_does_not_hold_up_shutdown() {
     let mut other = TcpStream::connect(server.url).await.unwrap();
     other.write_all(b"GET /other HTTP/1.1\r\nHost: here\r\n\r\n").await.unwrap();
     read_until(&mut other, "\r\n\r\nok").await;
-
-    server.stop.take().unwrap().send(()).unwrap();
-    tokio::time::timeout(PATIENCE, &mut server.task).await.expect("the server drains in time").unwrap().unwrap();
+    server.stop().await;
     assert_eq!(read_to_end(&mut silent).await, "", "closed without an answer");
 }
 
 #[tokio::test]
 async fn a_client_that_sends_more_after_a_stream_request_is_let_go() {
     let mut server = start().await;
-    let mut client = TcpStream::connect(server.url).await.unwrap();
-    client.write_all(b"GET /events HTTP/1.1\r\nHost: here\r\n\r\n").await.unwrap();
-    read_until(&mut client, ": resuming after none\n\n").await;
-    let events = server.next_stream().await;
+    let (mut client, events) = server.open_stream().await;
     client.write_all(b"GET /other HTTP/1.1\r\nHost: here\r\n\r\n").await.unwrap();
     assert_eq!(read_to_end(&mut client).await, "", "closed, the pipelined request unanswered");
     tokio::time::timeout(PATIENCE, events.closed()).await.expect("the stream ends");
