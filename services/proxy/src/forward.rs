@@ -52,12 +52,12 @@ pub fn client(config: &Config) -> UpstreamClient {
 #[derive(Clone)]
 pub struct Clients {
     /// The pooled client, for every request but event streams.
-    pub requests: UpstreamClient,
+    requests: UpstreamClient,
     /// A client that keeps no idle connection, for event streams of the configured
     /// paths (`stream_paths`): each goes to the backend on a connection of its own,
     /// the first request on it, which a peer serves without hyper's buffers
     /// (`kit::http::serve_with_streams`: 2.7 KB an idle stream instead of 12 KB).
-    pub streams: UpstreamClient,
+    streams: UpstreamClient,
     stream_paths: Arc<[String]>,
 }
 
