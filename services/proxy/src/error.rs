@@ -6,17 +6,15 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::header::{CONTENT_TYPE, HeaderValue};
-use http::{Response, StatusCode};
-use wire::api::ErrorBody;
-use wire::headers::PROXY_ERROR;
-
-use crate::body::ProxyBody;
+use http::StatusCode;
 
 /// A failure produced by the proxy, mapped to a status in [`ProxyError::status`].
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+    #[error("the request head is too large")]
+    HeadTooLarge,
     #[error("the request has no Host header")]
     NoHost,
     #[error("bad Host: {0}")]
@@ -38,7 +36,8 @@ pub enum ProxyError {
 impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::NoHost | Self::BadHost(_) => StatusCode::BAD_REQUEST,
+            Self::BadRequest(_) | Self::NoHost | Self::BadHost(_) => StatusCode::BAD_REQUEST,
+            Self::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::UnknownVhost => StatusCode::NOT_FOUND,
             Self::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NoBackend => StatusCode::SERVICE_UNAVAILABLE,
@@ -50,6 +49,8 @@ impl ProxyError {
     /// The value of the `x-proxy-error` header.
     pub fn reason(&self) -> &'static str {
         match self {
+            Self::BadRequest(_) => "bad-request",
+            Self::HeadTooLarge => "head-too-large",
             Self::NoHost => "no-host",
             Self::BadHost(_) => "bad-host",
             Self::UnknownVhost => "unknown-vhost",
@@ -61,42 +62,14 @@ impl ProxyError {
         }
     }
 
-    pub fn into_response(self) -> Response<ProxyBody> {
+    /// Logs the error: a 5xx is the proxy's or a backend's trouble (warn), a 4xx the
+    /// client's (debug).
+    pub fn log(&self) {
         let status = self.status();
         if status.is_server_error() {
             tracing::warn!(status = status.as_u16(), reason = self.reason(), "{self}");
         } else {
             tracing::debug!(status = status.as_u16(), reason = self.reason(), "{self}");
         }
-        let mut response = json_response(status, &ErrorBody::new(self.to_string()));
-        response.headers_mut().insert(PROXY_ERROR, HeaderValue::from_static(self.reason()));
-        response
-    }
-}
-
-/// A small JSON reply made by the proxy.
-pub fn json_response<T: serde::Serialize>(status: StatusCode, body: &T) -> Response<ProxyBody> {
-    // Wire types always serialize.
-    let bytes = serde_json::to_vec(body).expect("wire types serialize to JSON");
-    let mut response = Response::new(ProxyBody::full(Bytes::from(bytes)));
-    *response.status_mut() = status;
-    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
-}
-
-#[cfg(test)]
-mod tests {
-    use http_body_util::BodyExt;
-
-    use super::*;
-
-    #[tokio::test]
-    async fn errors_carry_status_marker_and_json_body() {
-        let response = ProxyError::AllDown.into_response();
-        assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
-        assert_eq!(response.headers()[PROXY_ERROR], "upstream-unavailable");
-        assert_eq!(response.headers()[CONTENT_TYPE], "application/json");
-        let body = response.into_body().collect().await.unwrap().to_bytes();
-        assert_eq!(body, r#"{"status":"error","message":"every backend of this host refused the connection"}"#);
     }
 }

@@ -1,525 +1,569 @@
-//! Routing a request to a vhost and forwarding it to a backend.
+//! Forwarding one request to a backend and relaying its answer.
 //!
-//! [`RouteForward`] is the innermost service of the stack (trace → timeout → route →
-//! forward): it finds the vhost ([`crate::routing`]), lets the policy choose a backend
-//! ([`crate::balance`]), rewrites the headers once, and sends the request with the
-//! shared pooled client. A backend that refuses the connection is marked down and the
-//! request goes to the next one; so does an idempotent request without a body whose
-//! backend failed before answering. Nothing else is retried, because a backend may
-//! already have acted on it.
+//! The request head (rewritten by [`crate::server`]) and the body bytes that came
+//! with it go to the backend in one write; the rest of the body follows as it
+//! arrives. The response head is rewritten, and goes to the client in one write with
+//! the body bytes that came with it; the rest of the body follows as it arrives, so
+//! an event stream reaches the browser event by event. A `101 Switching Protocols`
+//! turns the two connections into a tunnel (WebSocket).
 //!
-//! The proxy's own `/healthz` and `/readyz` answer only for a Host that no block
-//! names, before the default vhost: `curl http://proxy:8080/healthz` from inside a
-//! compose network reaches them, while `localhost:8080/healthz` is a peer's.
+//! Retries: the policy's pick is tried first, then the vhost's other backends
+//! ([`Vhost::attempts`]).
+//! - When connecting fails (refused, timed out), nothing was sent: the request goes
+//!   to the next backend, body and all, and the backend is marked down (unless the
+//!   failure was the proxy's own: no local port left).
+//! - When a pooled connection turns out to have been closed by the backend, the
+//!   request goes again on a new connection to the same backend, if all of it is
+//!   still at hand.
+//! - When a backend fails before answering, an idempotent request whose body is at
+//!   hand goes to the next backend. Nothing else is retried, because the backend may
+//!   already have acted on it: the client gets a 502.
 
-use std::convert::Infallible;
-use std::future::Future;
-use std::net::IpAddr;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::io;
 use std::time::Duration;
 
-use http::header::{self, HeaderName, HeaderValue};
-use http::request::Parts;
-use http::uri::{PathAndQuery, Scheme};
-use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
-use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio_util::sync::CancellationToken;
-use wire::api::{Done, ErrorBody};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::time::Instant;
 
-use crate::Shared;
-use crate::balance::{Backend, InFlight, STICKY_COOKIE, Vhost};
-use crate::body::{ProxyBody, UpstreamBody};
-use crate::config::{Config, Policy};
-use crate::error::{ProxyError, json_response};
-use crate::routing::{self, Route};
-use crate::trace_context;
+use crate::balance::{Backend, InFlight, Pick, Vhost};
+use crate::config::Policy;
+use crate::error::ProxyError;
+use crate::h1::chunked::Chunked;
+use crate::h1::head::{self, Downstream, Framing, MAX_HEADERS, ResponseHead};
+use crate::server::{Connection, Forwarding, Next, RequestInfo, Worker};
 
-/// The one pooled, keep-alive client every request and health probe goes through.
-pub type UpstreamClient = Client<HttpConnector, UpstreamBody>;
+/// The largest response head a backend may send.
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+/// How much of a streamed body is read at a time.
+const RELAY_CHUNK: usize = 16 * 1024;
 
-/// Builds a pooled client: HTTP/1.1 with keep-alive, `TCP_NODELAY`, a connect
-/// timeout, and up to `pool_max_idle_per_backend` idle connections per backend.
-pub fn client(config: &Config) -> UpstreamClient {
-    client_keeping(config, config.pool_max_idle_per_backend)
-}
-
-/// The clients a worker forwards with.
-#[derive(Clone)]
-pub struct Clients {
-    /// The pooled client, for every request but event streams.
-    requests: UpstreamClient,
-    /// A client that keeps no idle connection, for event streams of the configured
-    /// paths (`stream_paths`): each goes to the backend on a connection of its own,
-    /// the first request on it, which a peer serves without hyper's buffers
-    /// (`kit::http::serve_with_streams`: 2.7 KB an idle stream instead of 12 KB).
-    streams: UpstreamClient,
-    stream_paths: Arc<[String]>,
-}
-
-impl Clients {
-    pub fn new(config: &Config) -> Self {
-        Self {
-            requests: client(config),
-            streams: client_keeping(config, 0),
-            stream_paths: config.stream_paths.iter().cloned().collect(),
-        }
+/// Forwards a prepared request and answers the client; says whether the client
+/// connection goes on.
+pub(crate) async fn forward(connection: &mut Connection, worker: &Worker, forwarding: Forwarding) -> Next {
+    let Forwarding { vhost, pick, request, span: _ } = forwarding;
+    let mut body = RequestBody::new(request.framing, worker.shared.settings.max_body_bytes);
+    if let Err(error) = body.take_buffered(connection) {
+        return connection.refuse(worker, error, false).await;
     }
+    // The whole request is in `out`, so it can be sent again.
+    let replayable = body.is_done();
 
-    /// Whether the request is an event stream of a configured path; only those, so
-    /// that other requests cannot make the proxy open a connection each.
-    fn is_stream(&self, parts: &Parts) -> bool {
-        parts.method == Method::GET
-            && self.stream_paths.iter().any(|path| path == parts.uri.path())
-            && parts
-                .headers
-                .get_all(header::ACCEPT)
-                .iter()
-                .any(|value| value.to_str().is_ok_and(|value| value.contains("text/event-stream")))
-    }
-}
-
-fn client_keeping(config: &Config, max_idle_per_backend: usize) -> UpstreamClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(Config::timeout(config.timeouts.connect_ms)));
-    connector.set_keepalive(Some(Duration::from_secs(60)));
-    connector.set_reuse_address(true);
-    Client::builder(TokioExecutor::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(Config::timeout(config.timeouts.upstream_idle_ms))
-        .pool_max_idle_per_host(max_idle_per_backend)
-        // The client's Host header is the backend address; we keep the browser's.
-        .set_host(false)
-        .build(connector)
-}
-
-/// Routes and forwards the requests of one client connection. Cloned for every
-/// request, so it is one reference count.
-#[derive(Clone)]
-pub struct RouteForward {
-    connection: Arc<ClientConnection>,
-}
-
-/// What the requests of one client connection share.
-struct ClientConnection {
-    shared: Arc<Shared>,
-    /// The clients of the worker that accepted the connection.
-    clients: Clients,
-    /// The client's address, ready for `X-Forwarded-For`.
-    client_ip: HeaderValue,
-}
-
-impl RouteForward {
-    pub(crate) fn new(shared: Arc<Shared>, clients: Clients, client_ip: IpAddr) -> Self {
-        // An IP address prints as visible ASCII.
-        let client_ip = HeaderValue::try_from(client_ip.to_string()).expect("an IP address is a header value");
-        Self { connection: Arc::new(ClientConnection { shared, clients, client_ip }) }
-    }
-}
-
-impl tower::Service<Request<Incoming>> for RouteForward {
-    type Response = Response<ProxyBody>;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, Infallible>> + Send>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: Request<Incoming>) -> Self::Future {
-        let connection = self.connection.clone();
-        Box::pin(async move {
-            Ok(route_and_forward(&connection, request).await.unwrap_or_else(|err| {
-                connection.shared.metrics.error(err.reason());
-                err.into_response()
-            }))
-        })
-    }
-}
-
-async fn route_and_forward(
-    connection: &ClientConnection,
-    mut request: Request<Incoming>,
-) -> Result<Response<ProxyBody>, ProxyError> {
-    let shared = &connection.shared;
-    let upgrade = wants_upgrade(request.headers());
-    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
-    let (mut parts, body) = request.into_parts();
-
-    let mut lowercase = String::new();
-    let host = routing::request_host(&parts, &mut lowercase)?;
-    let vhost = {
-        let table = shared.table.load();
-        match table.route(host) {
-            Route::Vhost(vhost) => vhost.clone(),
-            Route::Unmatched(default) => {
-                if let Some(response) = own_endpoint(&parts, shared) {
-                    return Ok(response);
-                }
-                default.ok_or(ProxyError::UnknownVhost)?.clone()
-            }
-        }
-    };
-
-    let limit = shared.settings.max_body_bytes;
-    if declared_length(&parts.headers).is_some_and(|length| length > limit) {
-        return Err(ProxyError::BodyTooLarge(limit));
-    }
-    let sticky_id = match vhost.policy {
-        Policy::Sticky => sticky_cookie(&parts.headers),
-        _ => None,
-    };
-    let pick = vhost.pick(sticky_id).ok_or(ProxyError::NoBackend)?;
-    let stream = connection.clients.is_stream(&parts);
-    prepare_request_headers(&mut parts, connection.client_ip.clone(), upgrade);
-    let client = if stream {
-        // The backend closes the connection when the stream ends (its side keeps the
-        // TIME_WAIT, not the proxy's ports).
-        parts.headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
-        &connection.clients.streams
-    } else {
-        &connection.clients.requests
-    };
-
-    let (body, replay) = UpstreamBody::new(body, limit);
-    let mut body = Some(body);
-    let can_retry = vhost.backends.len() > 1;
-    let idempotent_without_body = parts.method.is_idempotent() && replay.is_none();
-    let spare_headers = can_retry.then(|| parts.headers.clone());
-    let mut headers = Some(std::mem::take(&mut parts.headers));
-    let path = parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
     let mut failure = ProxyError::AllDown;
-
-    for backend in vhost.attempts(pick.first) {
-        let Some(body) = body.take().or_else(|| match &replay {
-            Some(replay) => replay.body(),
-            None => Some(UpstreamBody::Empty),
-        }) else {
-            break;
-        };
-        let Some(headers) = headers.take().or_else(|| spare_headers.clone()) else {
-            break;
-        };
-        let mut upstream_request = Request::new(body);
-        *upstream_request.method_mut() = parts.method.clone();
-        *upstream_request.uri_mut() = backend_uri(backend, &path);
-        *upstream_request.version_mut() = Version::HTTP_11;
-        *upstream_request.headers_mut() = headers;
-        let in_flight = (vhost.policy == Policy::LeastConn).then(|| InFlight::start(backend));
-
-        let sent = std::time::Instant::now();
-        match client.request(upstream_request).await {
-            Ok(response) => {
-                backend.stats.answered(sent.elapsed());
-                let pinned = pick.pinned && Arc::ptr_eq(backend, &vhost.backends[pick.first]);
-                return Ok(relay_response(shared, response, backend, &vhost, pinned, client_upgrade, in_flight));
-            }
-            Err(err) if err.is_connect() && out_of_local_ports(&err) => {
-                // Our side, not the backend's: it stays in rotation.
-                tracing::warn!(backend = %backend.addr, cause = ?err, "no local port to connect from");
-                failure = ProxyError::AllDown;
-            }
-            Err(err) if err.is_connect() => {
-                if backend.mark_down() {
-                    tracing::warn!(backend = %backend.addr, vhost = &*vhost.name, cause = ?err, "backend down");
-                }
-                failure = ProxyError::AllDown;
-            }
+    let mut attempts = vhost.attempts(pick.first);
+    let mut current = attempts.next();
+    let mut fresh_only = false;
+    while let Some(backend) = current {
+        let reuse = !request.own_connection && !fresh_only;
+        let started = Instant::now();
+        let (upstream, reused) = match connect(worker, backend, reuse, started).await {
+            Ok(connected) => connected,
             Err(err) => {
-                tracing::warn!(backend = %backend.addr, vhost = &*vhost.name, cause = ?err, "backend failed");
+                note_connect_failure(backend, &vhost, &err);
+                failure = ProxyError::AllDown;
+                current = attempts.next();
+                fresh_only = false;
+                continue;
+            }
+        };
+        let in_flight = (vhost.policy == Policy::LeastConn).then(|| InFlight::start(backend));
+        let set_cookie = sticky_cookie(&vhost, pick, backend);
+        let exchange = Exchange { request: &request, backend, set_cookie, in_flight, started };
+        match exchange.run(connection, worker, upstream, &mut body).await {
+            Ok(next) => return next,
+            Err(Failure::ClientGone) => return Next::Close,
+            Err(Failure::Refused(error)) => return connection.refuse(worker, error, false).await,
+            Err(Failure::TimedOut) => {
+                let error = ProxyError::UpstreamTimeout(worker.shared.settings.upstream_timeout);
+                return connection.refuse(worker, error, request.keep_alive && body.is_done()).await;
+            }
+            Err(Failure::Backend { nothing_back, cause }) => {
+                if reused && nothing_back && replayable && !fresh_only {
+                    // The backend had closed this idle connection as the request went.
+                    tracing::debug!(backend = %backend.addr, %cause, "pooled connection closed; sending again");
+                    fresh_only = true;
+                    continue;
+                }
+                tracing::warn!(backend = %backend.addr, vhost = &*vhost.name, %cause, "backend failed");
                 failure = ProxyError::UpstreamFailed;
-                if !idempotent_without_body {
+                if !(replayable && request.idempotent) {
                     break;
                 }
+                current = attempts.next();
+                fresh_only = false;
             }
         }
     }
-    Err(failure)
+    connection.refuse(worker, failure, request.keep_alive && body.is_done()).await
 }
 
-/// Whether connecting failed for want of a local address or port
-/// (`EADDRNOTAVAIL`), which says nothing about the backend.
-fn out_of_local_ports(err: &hyper_util::client::legacy::Error) -> bool {
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
-            return io.kind() == std::io::ErrorKind::AddrNotAvailable;
-        }
-        source = cause.source();
-    }
-    false
+/// Why an exchange with a backend ended without an answer for the client.
+enum Failure {
+    /// The client left, or went silent mid-body.
+    ClientGone,
+    /// The client's body broke the rules (too large, bad chunks).
+    Refused(ProxyError),
+    /// No response head within the upstream timeout.
+    TimedOut,
+    /// The backend closed, reset or garbled the exchange; `nothing_back`: before
+    /// sending a single byte.
+    Backend { nothing_back: bool, cause: io::Error },
 }
 
-/// The request target on a backend: `http://ip:port/path?query`.
-fn backend_uri(backend: &Backend, path: &PathAndQuery) -> Uri {
-    let mut parts = http::uri::Parts::default();
-    parts.scheme = Some(Scheme::HTTP);
-    parts.authority = Some(backend.authority.clone());
-    parts.path_and_query = Some(path.clone());
-    // Scheme, authority and path are each valid, so the whole is.
-    Uri::from_parts(parts).expect("scheme, authority and path make a URI")
-}
-
-/// Turns the backend's response into ours: hop-by-hop headers out, the sticky cookie
-/// in when the browser is not pinned to this backend yet, and an upgraded connection
-/// spliced to the client's.
-fn relay_response(
-    shared: &Shared,
-    mut response: Response<Incoming>,
-    backend: &Arc<Backend>,
-    vhost: &Vhost,
-    pinned: bool,
-    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+/// One try of a request on one backend.
+struct Exchange<'a> {
+    request: &'a RequestInfo,
+    backend: &'a Backend,
+    /// The sticky pin to hand out with the response.
+    set_cookie: Option<&'a [u8]>,
+    /// Counts the request against its backend until the body is relayed.
     in_flight: Option<InFlight>,
-) -> Response<ProxyBody> {
-    let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
-    match client_upgrade {
-        Some(client_upgrade) if switching => {
-            let upstream_upgrade = hyper::upgrade::on(&mut response);
-            shared.tunnels.spawn(tunnel(client_upgrade, upstream_upgrade, shared.shutdown.clone()));
-        }
-        _ => remove_hop_by_hop(response.headers_mut(), false),
-    }
-    if vhost.policy == Policy::Sticky && !pinned && vhost.backends.len() > 1 {
-        response.headers_mut().append(header::SET_COOKIE, backend.set_cookie.clone());
-    }
-    response.map(|body| ProxyBody::upstream(body, in_flight))
+    /// When the try began, for the upstream deadline and the latency metric.
+    started: Instant,
 }
 
-/// Copies bytes both ways between an upgraded client connection and an upgraded
-/// backend connection (WebSocket), until either side closes or the proxy shuts down.
-async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade, shutdown: CancellationToken) {
-    let (client, upstream) = tokio::join!(client, upstream);
-    let (client, upstream) = match (client, upstream) {
-        (Ok(client), Ok(upstream)) => (client, upstream),
-        (client, upstream) => {
-            tracing::debug!(client = client.is_ok(), upstream = upstream.is_ok(), "upgrade failed");
-            return;
+/// What the response head says about relaying the rest.
+struct Answer {
+    code: u16,
+    head_len: usize,
+    body: ResponseBody,
+    /// The backend keeps the connection for another request.
+    upstream_keep_alive: bool,
+    close_client: bool,
+    /// De-chunk the body (an HTTP/1.0 client cannot read chunks).
+    decode: bool,
+    /// An event stream, closed at once when the proxy shuts down.
+    event_stream: bool,
+    /// A 1xx other than 101: relayed (or not), then the real head follows.
+    interim: bool,
+}
+
+impl Exchange<'_> {
+    async fn run(
+        self,
+        connection: &mut Connection,
+        worker: &Worker,
+        mut upstream: TcpStream,
+        body: &mut RequestBody,
+    ) -> Result<Next, Failure> {
+        let request = self.request;
+        let deadline = self.started + worker.shared.settings.upstream_timeout;
+        connection.upstream_timer.as_mut().reset(deadline);
+        if let Err(cause) = upstream.write_all(&connection.out).await {
+            return Err(Failure::Backend { nothing_back: true, cause });
         }
-    };
-    let mut client = TokioIo::new(client);
-    let mut upstream = TokioIo::new(upstream);
+        if !body.is_done() {
+            if request.expect_continue && connection.pos == connection.buf.len() {
+                // The client waits for this before it sends the body (RFC 9110 §10.1.1).
+                if connection.stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err() {
+                    return Err(Failure::ClientGone);
+                }
+            }
+            body.stream(connection, &mut upstream, worker.shared.settings.header_read_timeout).await?;
+        }
+        let client_keep_alive = request.keep_alive && body.is_done();
+
+        connection.upstream_buf.clear();
+        let mut relayed_interim = false;
+        let answer = loop {
+            let parsed = {
+                let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                match head::parse_response(&connection.upstream_buf, &mut headers, request.head) {
+                    Ok(Some(response)) => {
+                        let shutting_down = connection.shutdown_started();
+                        Some(Ok(self.plan(&response, client_keep_alive, shutting_down, &mut connection.out)))
+                    }
+                    Ok(None) => None,
+                    Err(invalid) => Some(Err(invalid)),
+                }
+            };
+            match parsed {
+                Some(Ok(answer)) if answer.interim => {
+                    // The proxy answered `Expect` itself; other interim answers (103)
+                    // go to clients that can read them.
+                    if answer.code != 100
+                        && !request.http10
+                        && connection.stream.write_all(&connection.out).await.is_err()
+                    {
+                        return Err(Failure::ClientGone);
+                    }
+                    connection.upstream_buf.drain(..answer.head_len);
+                    relayed_interim = true;
+                    continue;
+                }
+                Some(Ok(answer)) => break answer,
+                Some(Err(invalid)) => {
+                    return Err(Failure::Backend { nothing_back: false, cause: io::Error::other(invalid) });
+                }
+                None => {}
+            }
+            if connection.upstream_buf.len() >= MAX_RESPONSE_HEAD {
+                return Err(Failure::Backend {
+                    nothing_back: false,
+                    cause: io::Error::other("response head too large"),
+                });
+            }
+            make_room(&mut connection.upstream_buf, RELAY_CHUNK / 4);
+            let read = tokio::select! {
+                biased;
+                read = upstream.read_buf(&mut connection.upstream_buf) => read,
+                () = connection.upstream_timer.as_mut() => return Err(Failure::TimedOut),
+            };
+            let nothing_back = connection.upstream_buf.is_empty() && !relayed_interim;
+            match read {
+                Ok(0) => {
+                    let cause = io::Error::new(io::ErrorKind::UnexpectedEof, "closed before answering");
+                    return Err(Failure::Backend { nothing_back, cause });
+                }
+                Ok(_) => {}
+                Err(cause) => return Err(Failure::Backend { nothing_back, cause }),
+            }
+        };
+        let answered = Instant::now();
+        self.backend.stats.answered(answered - self.started);
+        tracing::Span::current().record("http.response.status_code", answer.code);
+        if answer.code >= 500 {
+            tracing::Span::current().record("otel.status_code", "ERROR");
+        }
+
+        if answer.code == 101 {
+            if !request.upgrade {
+                let cause = io::Error::other("101 without an upgrade request");
+                return Err(Failure::Backend { nothing_back: false, cause });
+            }
+            return Ok(tunnel(connection, &mut upstream, answer.head_len).await);
+        }
+        let reusable = relay_body(connection, &mut upstream, &answer).await?;
+        if reusable && answer.upstream_keep_alive && !request.own_connection {
+            worker.pool.put(self.backend.addr, upstream, answered.into_std());
+        }
+        drop(self.in_flight);
+        Ok(connection.next(!answer.close_client))
+    }
+
+    /// Reads what a response head means for the relay, and writes the head the client
+    /// gets into `out`.
+    fn plan(
+        &self,
+        response: &ResponseHead<'_>,
+        client_keep_alive: bool,
+        shutting_down: bool,
+        out: &mut Vec<u8>,
+    ) -> Answer {
+        let request = self.request;
+        out.clear();
+        let interim = response.code < 200 && response.code != 101;
+        let decode = response.framing == Framing::Chunked && request.http10;
+        let close_client = !client_keep_alive || response.framing == Framing::UntilClose || decode || shutting_down;
+        let rewrite = if interim || response.code == 101 {
+            Downstream::default()
+        } else {
+            Downstream {
+                set_cookie: self.set_cookie,
+                close: close_client,
+                keep_alive_10: request.http10 && !close_client,
+                chunked: response.framing == Framing::Chunked && !decode,
+            }
+        };
+        response.write_downstream(&rewrite, out);
+        Answer {
+            code: response.code,
+            head_len: response.len,
+            body: ResponseBody::new(response.framing),
+            upstream_keep_alive: response.keep_alive,
+            close_client,
+            decode,
+            event_stream: response.is_event_stream(),
+            interim,
+        }
+    }
+}
+
+/// Relays a response body: the head in `out` and the body bytes that came with it in
+/// one write, then the rest as it arrives. Returns whether the backend connection
+/// ended cleanly at the end of the message (so it can be pooled).
+async fn relay_body(connection: &mut Connection, upstream: &mut TcpStream, answer: &Answer) -> Result<bool, Failure> {
+    let mut body = answer.body.clone();
+    let Connection { out, upstream_buf, .. } = connection;
+    let mut clean = body.feed(&upstream_buf[answer.head_len..], out, answer.decode)?;
+    if connection.stream.write_all(&connection.out).await.is_err() {
+        return Err(Failure::ClientGone);
+    }
+    let mut watch_client = true;
+    while !body.is_done() {
+        connection.upstream_buf.clear();
+        connection.upstream_buf.reserve(RELAY_CHUNK);
+        let read = tokio::select! {
+            biased;
+            read = upstream.read_buf(&mut connection.upstream_buf) => read,
+            readable = connection.stream.readable(), if watch_client => {
+                // The client sent more (a pipelined request, kept) or left.
+                readable.map_err(|_| Failure::ClientGone)?;
+                make_room(&mut connection.buf, RELAY_CHUNK / 4);
+                match connection.stream.try_read_buf(&mut connection.buf) {
+                    Ok(0) => return Err(Failure::ClientGone),
+                    Err(err) if err.kind() != io::ErrorKind::WouldBlock => return Err(Failure::ClientGone),
+                    _ => watch_client = connection.buf.len() - connection.pos < RELAY_CHUNK,
+                }
+                continue;
+            }
+            () = connection.shutdown.as_mut(), if answer.event_stream => {
+                tracing::debug!("event stream closed by shutdown");
+                return Err(Failure::ClientGone);
+            }
+        };
+        match read {
+            Ok(0) if matches!(body, ResponseBody::UntilClose) => break,
+            Ok(0) | Err(_) => {
+                // Cut short: the client sees the connection close before the end.
+                tracing::debug!(backend_code = answer.code, "backend closed mid-body");
+                return Err(Failure::ClientGone);
+            }
+            Ok(_) => {}
+        }
+        connection.out.clear();
+        clean &= body.feed(&connection.upstream_buf, &mut connection.out, answer.decode)?;
+        if connection.stream.write_all(&connection.out).await.is_err() {
+            return Err(Failure::ClientGone);
+        }
+    }
+    Ok(clean && !matches!(body, ResponseBody::UntilClose))
+}
+
+/// Splices an upgraded client connection to the upgraded backend connection until
+/// either side closes or the proxy shuts down.
+async fn tunnel(connection: &mut Connection, upstream: &mut TcpStream, head_len: usize) -> Next {
+    // The 101 head is in `out`; whatever the backend sent after it goes along.
+    connection.out.extend_from_slice(&connection.upstream_buf[head_len..]);
+    if connection.stream.write_all(&connection.out).await.is_err() {
+        return Next::Close;
+    }
+    if connection.pos < connection.buf.len() {
+        if upstream.write_all(&connection.buf[connection.pos..]).await.is_err() {
+            return Next::Close;
+        }
+        connection.pos = connection.buf.len();
+    }
     tokio::select! {
-        copied = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
+        copied = tokio::io::copy_bidirectional(&mut connection.stream, upstream) => {
             if let Err(err) = copied {
                 tracing::debug!(%err, "tunnel closed with an error");
             }
         }
-        () = shutdown.cancelled() => tracing::debug!("tunnel closed by shutdown"),
+        () = connection.shutdown.as_mut() => tracing::debug!("tunnel closed by shutdown"),
+    }
+    Next::Close
+}
+
+// === Connecting ===
+
+/// A pooled connection to the backend (`reuse`), else a new one; true when pooled.
+async fn connect(worker: &Worker, backend: &Backend, reuse: bool, now: Instant) -> io::Result<(TcpStream, bool)> {
+    if reuse && let Some(stream) = worker.pool.take(backend.addr, now.into_std()) {
+        return Ok((stream, true));
+    }
+    let socket = if backend.addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_nodelay(true)?;
+    socket.set_keepalive(true)?;
+    let _ = socket2::SockRef::from(&socket)
+        .set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(Duration::from_secs(60)));
+    let connecting = socket.connect(backend.addr);
+    match tokio::time::timeout(worker.shared.settings.connect_timeout, connecting).await {
+        Ok(connected) => Ok((connected?, false)),
+        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
     }
 }
 
-// === Headers ===
-
-const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-
-/// Rewrites the headers of a request on its way upstream: hop-by-hop headers out
-/// (except what an upgrade needs), `X-Forwarded-For`/`-Proto`/`-Host` in, the Host
-/// kept as the browser sent it, and the trace context carried on.
-pub fn prepare_request_headers(parts: &mut Parts, client_ip: HeaderValue, upgrade: bool) {
-    let headers = &mut parts.headers;
-    remove_hop_by_hop(headers, upgrade);
-    trace_context::propagate(&parts.extensions, headers);
-    if upgrade {
-        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+fn note_connect_failure(backend: &Backend, vhost: &Vhost, err: &io::Error) {
+    if err.kind() == io::ErrorKind::AddrNotAvailable {
+        // Our side, not the backend's: it stays in rotation.
+        tracing::warn!(backend = %backend.addr, cause = %err, "no local port to connect from");
+    } else if backend.mark_down() {
+        tracing::warn!(backend = %backend.addr, vhost = &*vhost.name, cause = %err, "backend down");
     }
-    // An absolute-form target names the host; the Host header must agree with it.
-    let host = match parts.uri.authority() {
-        Some(authority) => {
-            // An authority is always a valid header value.
-            let value = HeaderValue::from_str(authority.as_str()).expect("an authority is a header value");
-            headers.insert(header::HOST, value.clone());
-            value
+}
+
+/// The sticky pin to set: under `sticky`, when the browser is not pinned to this
+/// backend yet (and there is a choice at all).
+fn sticky_cookie<'a>(vhost: &Vhost, pick: Pick, backend: &'a Backend) -> Option<&'a [u8]> {
+    let pinned_here = pick.pinned && std::ptr::eq(backend, &*vhost.backends[pick.first]);
+    (vhost.policy == Policy::Sticky && !pinned_here && vhost.backends.len() > 1).then(|| backend.set_cookie.as_bytes())
+}
+
+// === Bodies ===
+
+/// Where a request body stands.
+#[derive(Debug)]
+enum RequestBody {
+    Done,
+    Length { left: u64 },
+    Chunked { chunked: Box<Chunked>, limit: u64 },
+}
+
+impl RequestBody {
+    fn new(framing: Framing, limit: u64) -> Self {
+        match framing {
+            Framing::Empty | Framing::UntilClose => Self::Done,
+            Framing::Length(left) => Self::Length { left },
+            Framing::Chunked => Self::Chunked { chunked: Box::default(), limit },
         }
-        None => headers.get(header::HOST).cloned().unwrap_or_else(|| HeaderValue::from_static("")),
-    };
-    append_forwarded_for(headers, client_ip);
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-    headers.insert(X_FORWARDED_HOST, host);
-}
-
-fn append_forwarded_for(headers: &mut HeaderMap, client_ip: HeaderValue) {
-    let mut earlier = headers.get_all(X_FORWARDED_FOR).iter().filter_map(|value| value.to_str().ok()).peekable();
-    if earlier.peek().is_none() {
-        headers.insert(X_FORWARDED_FOR, client_ip);
-        return;
     }
-    let mut joined = earlier.collect::<Vec<_>>().join(", ");
-    joined.push_str(", ");
-    joined.push_str(client_ip.to_str().unwrap_or_default());
-    match HeaderValue::try_from(joined) {
-        Ok(value) => {
-            headers.insert(X_FORWARDED_FOR, value);
+
+    fn is_done(&self) -> bool {
+        matches!(self, Self::Done)
+    }
+
+    /// Moves the body bytes already read from the client to `out`, behind the head.
+    fn take_buffered(&mut self, connection: &mut Connection) -> Result<(), ProxyError> {
+        let Connection { buf, pos, out, .. } = connection;
+        let used = self.advance(&buf[*pos..])?;
+        out.extend_from_slice(&buf[*pos..*pos + used]);
+        *pos += used;
+        Ok(())
+    }
+
+    /// Sends the rest of the body as the client sends it. Stops early when the
+    /// backend answers first (the client connection then closes after the answer).
+    async fn stream(
+        &mut self,
+        connection: &mut Connection,
+        upstream: &mut TcpStream,
+        idle_timeout: Duration,
+    ) -> Result<(), Failure> {
+        let (from_backend, mut to_backend) = upstream.split();
+        while !self.is_done() {
+            if connection.pos == connection.buf.len() {
+                connection.make_room();
+                connection.client_timer.as_mut().reset(Instant::now() + idle_timeout);
+                tokio::select! {
+                    biased;
+                    read = connection.stream.read_buf(&mut connection.buf) => match read {
+                        Ok(read) if read > 0 => {}
+                        _ => return Err(Failure::ClientGone),
+                    },
+                    _ = from_backend.readable() => return Ok(()),
+                    () = connection.client_timer.as_mut() => return Err(Failure::ClientGone),
+                }
+            }
+            let available = &connection.buf[connection.pos..];
+            let used = self.advance(available).map_err(Failure::Refused)?;
+            tokio::select! {
+                biased;
+                written = to_backend.write_all(&available[..used]) => {
+                    if let Err(cause) = written {
+                        // Perhaps it answered and closed: its answer is read next.
+                        tracing::debug!(%cause, "backend stopped reading the body");
+                        connection.pos += used;
+                        return Ok(());
+                    }
+                }
+                _ = from_backend.readable() => return Ok(()),
+            }
+            connection.pos += used;
         }
-        Err(_) => {
-            headers.insert(X_FORWARDED_FOR, client_ip);
+        Ok(())
+    }
+
+    /// Counts the bytes of `available` that belong to the body; becomes `Done` at its
+    /// end.
+    fn advance(&mut self, available: &[u8]) -> Result<usize, ProxyError> {
+        let used = match self {
+            Self::Done => 0,
+            Self::Length { left } => {
+                let used = (*left).min(available.len() as u64);
+                *left -= used;
+                // Bounded by the slice length.
+                used as usize
+            }
+            Self::Chunked { chunked, limit } => {
+                let used =
+                    chunked.scan(available, |_| {}).map_err(|_| ProxyError::BadRequest("malformed chunked body"))?;
+                if chunked.data_len() > *limit {
+                    return Err(ProxyError::BodyTooLarge(*limit));
+                }
+                used
+            }
+        };
+        let done = match self {
+            Self::Done => true,
+            Self::Length { left } => *left == 0,
+            Self::Chunked { chunked, .. } => chunked.is_done(),
+        };
+        if done {
+            *self = Self::Done;
+        }
+        Ok(used)
+    }
+}
+
+/// Where a response body stands.
+#[derive(Debug, Clone)]
+enum ResponseBody {
+    Done,
+    Length { left: u64 },
+    Chunked(Box<Chunked>),
+    UntilClose,
+}
+
+impl ResponseBody {
+    fn new(framing: Framing) -> Self {
+        match framing {
+            Framing::Empty => Self::Done,
+            Framing::Length(0) => Self::Done,
+            Framing::Length(left) => Self::Length { left },
+            Framing::Chunked => Self::Chunked(Box::default()),
+            Framing::UntilClose => Self::UntilClose,
         }
     }
-}
 
-/// Removes the headers that belong to one connection (RFC 9110 §7.6.1): the fixed
-/// list and every header the `Connection` header names. `keep_upgrade` keeps
-/// `Upgrade` for a WebSocket handshake.
-pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    // Most messages carry none or only `Connection`: one pass over the few names
-    // present is cheaper than hashing every name of the list.
-    if !headers.keys().any(is_hop_by_hop) {
-        return;
+    fn is_done(&self) -> bool {
+        matches!(self, Self::Done)
     }
-    if headers.contains_key(header::CONNECTION) {
-        let named: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(','))
-            .map(str::trim)
-            .filter(|token| !token.eq_ignore_ascii_case("upgrade") || !keep_upgrade)
-            .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
-            .collect();
-        for name in named {
-            headers.remove(name);
-        }
-        headers.remove(header::CONNECTION);
-    }
-    for name in [KEEP_ALIVE, PROXY_CONNECTION, header::TE, header::TRAILER, header::TRANSFER_ENCODING] {
-        headers.remove(name);
-    }
-    if !keep_upgrade {
-        headers.remove(header::UPGRADE);
-    }
-}
 
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    name == header::CONNECTION
-        || name == header::TRANSFER_ENCODING
-        || name == header::UPGRADE
-        || name == header::TE
-        || name == header::TRAILER
-        || name == KEEP_ALIVE
-        || name == PROXY_CONNECTION
-}
-
-/// Whether a request asks to switch protocols (a WebSocket handshake).
-fn wants_upgrade(headers: &HeaderMap) -> bool {
-    headers.contains_key(header::UPGRADE)
-        && headers.get_all(header::CONNECTION).iter().any(|value| {
-            value.to_str().is_ok_and(|value| value.split(',').any(|token| token.trim().eq_ignore_ascii_case("upgrade")))
-        })
-}
-
-fn declared_length(headers: &HeaderMap) -> Option<u64> {
-    headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
-}
-
-/// The value of the sticky cookie, if the browser sent one.
-pub fn sticky_cookie(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .find_map(|pair| pair.trim().strip_prefix(STICKY_COOKIE)?.strip_prefix('='))
-}
-
-// === The proxy's own endpoints ===
-
-fn own_endpoint(parts: &Parts, shared: &Shared) -> Option<Response<ProxyBody>> {
-    if parts.method != Method::GET && parts.method != Method::HEAD {
-        return None;
-    }
-    match parts.uri.path() {
-        "/healthz" => Some(json_response(StatusCode::OK, &Done::success())),
-        "/metrics" => {
-            let mut response = Response::new(ProxyBody::full(bytes::Bytes::from(shared.metrics.registry.render())));
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
-            );
-            Some(response)
-        }
-        "/readyz" => {
-            let table = shared.table.load();
-            let down = table.vhosts().find(|vhost| !vhost.any_up());
-            Some(match down {
-                None => json_response(StatusCode::OK, &Done::success()),
-                Some(vhost) => json_response(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    &ErrorBody::new(format!("no backend of host \"{}\" is up", vhost.name)),
-                ),
-            })
-        }
-        _ => None,
+    /// Appends the bytes of `input` that belong to the body to `out` (only the data,
+    /// when decoding chunks). Returns false when `input` held more than the body: the
+    /// backend broke framing, and its connection is not reused.
+    fn feed(&mut self, input: &[u8], out: &mut Vec<u8>, decode: bool) -> Result<bool, Failure> {
+        let used = match self {
+            Self::Done => 0,
+            Self::UntilClose => {
+                out.extend_from_slice(input);
+                input.len()
+            }
+            Self::Length { left } => {
+                // Bounded by the slice length.
+                let used = (*left).min(input.len() as u64) as usize;
+                out.extend_from_slice(&input[..used]);
+                *left -= used as u64;
+                if *left == 0 {
+                    *self = Self::Done;
+                }
+                used
+            }
+            Self::Chunked(chunked) => {
+                let scanned = if decode {
+                    chunked.scan(input, |data| out.extend_from_slice(&input[data]))
+                } else {
+                    chunked.scan(input, |_| {})
+                };
+                let used =
+                    scanned.map_err(|err| Failure::Backend { nothing_back: false, cause: io::Error::other(err) })?;
+                if !decode {
+                    out.extend_from_slice(&input[..used]);
+                }
+                if chunked.is_done() {
+                    *self = Self::Done;
+                }
+                used
+            }
+        };
+        Ok(used == input.len())
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parts(request: http::request::Builder) -> Parts {
-        request.body(()).unwrap().into_parts().0
-    }
-
-    #[test]
-    fn hop_by_hop_headers_go_and_forwarded_headers_come() {
-        let mut parts = parts(
-            Request::get("/x")
-                .header("host", "Localhost:8080")
-                .header("connection", "keep-alive, x-secret-hop")
-                .header("keep-alive", "timeout=5")
-                .header("x-secret-hop", "1")
-                .header("te", "trailers")
-                .header("transfer-encoding", "chunked")
-                .header("upgrade", "h2c")
-                .header("x-forwarded-for", "10.0.0.1")
-                .header("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
-                .header("cookie", "a=b"),
-        );
-        prepare_request_headers(&mut parts, HeaderValue::from_static("127.0.0.1"), false);
-        let headers = &parts.headers;
-        for gone in ["connection", "keep-alive", "x-secret-hop", "te", "transfer-encoding", "upgrade"] {
-            assert!(!headers.contains_key(gone), "{gone} should be removed");
-        }
-        assert_eq!(headers["host"], "Localhost:8080");
-        assert_eq!(headers["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
-        assert_eq!(headers["x-forwarded-proto"], "http");
-        assert_eq!(headers["x-forwarded-host"], "Localhost:8080");
-        assert_eq!(headers["traceparent"], "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
-        assert_eq!(headers["cookie"], "a=b");
-    }
-
-    #[test]
-    fn an_upgrade_keeps_what_the_handshake_needs() {
-        let mut parts = parts(
-            Request::get("/ws")
-                .header("host", "a")
-                .header("connection", "Upgrade")
-                .header("upgrade", "websocket")
-                .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
-        );
-        assert!(wants_upgrade(&parts.headers));
-        prepare_request_headers(&mut parts, HeaderValue::from_static("::1"), true);
-        assert_eq!(parts.headers["connection"], "upgrade");
-        assert_eq!(parts.headers["upgrade"], "websocket");
-        assert_eq!(parts.headers["x-forwarded-for"], "::1");
-    }
-
-    #[test]
-    fn the_sticky_cookie_is_found_among_others() {
-        let mut headers = HeaderMap::new();
-        headers.append(header::COOKIE, HeaderValue::from_static("a=1; weaprous_backend=abc; weaprous_session=x"));
-        assert_eq!(sticky_cookie(&headers), Some("abc"));
-        headers.clear();
-        headers.append(header::COOKIE, HeaderValue::from_static("weaprous_backendx=1"));
-        assert_eq!(sticky_cookie(&headers), None);
+/// Makes room for at least `spare` more bytes at the end of `buffer`.
+fn make_room(buffer: &mut Vec<u8>, spare: usize) {
+    if buffer.capacity() - buffer.len() < spare {
+        buffer.reserve(spare.max(buffer.len()));
     }
 }

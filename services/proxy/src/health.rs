@@ -9,16 +9,37 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::header::{HOST, HeaderValue, USER_AGENT};
 use http::{Request, Uri};
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::Shared;
 use crate::balance::Backend;
-use crate::body::UpstreamBody;
-use crate::forward::UpstreamClient;
+use crate::config::Config;
+
+/// The client of the probes: a few requests every few seconds, so hyper-util's pooled
+/// client, with a connect timeout and a short idle pool.
+pub type HealthClient = Client<HttpConnector, Empty<Bytes>>;
+
+/// Builds the probes' client.
+pub fn client(config: &Config) -> HealthClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(Config::timeout(config.timeouts.connect_ms)));
+    Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(Config::timeout(config.health.interval_ms.saturating_mul(2)))
+        .pool_max_idle_per_host(1)
+        // The probe sets the Host itself.
+        .set_host(false)
+        .build(connector)
+}
 
 /// Probes every backend each interval until `shutdown`.
 pub(crate) async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
@@ -44,7 +65,7 @@ pub(crate) async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
 }
 
 /// Probes one backend now and records the result; true when it is up.
-pub async fn probe_and_mark(client: &UpstreamClient, backend: &Backend, path: &str, timeout: Duration) -> bool {
+pub async fn probe_and_mark(client: &HealthClient, backend: &Backend, path: &str, timeout: Duration) -> bool {
     let up = probe(client, backend, path, timeout).await;
     if up {
         if backend.mark_up() {
@@ -56,7 +77,7 @@ pub async fn probe_and_mark(client: &UpstreamClient, backend: &Backend, path: &s
     up
 }
 
-async fn probe(client: &UpstreamClient, backend: &Backend, path: &str, timeout: Duration) -> bool {
+async fn probe(client: &HealthClient, backend: &Backend, path: &str, timeout: Duration) -> bool {
     let Ok(uri) = Uri::builder().scheme("http").authority(backend.authority.clone()).path_and_query(path).build()
     else {
         return false;
@@ -65,7 +86,7 @@ async fn probe(client: &UpstreamClient, backend: &Backend, path: &str, timeout: 
         return false;
     };
     let Ok(request) =
-        Request::get(uri).header(HOST, host).header(USER_AGENT, "weaprous-proxy-health").body(UpstreamBody::Empty)
+        Request::get(uri).header(HOST, host).header(USER_AGENT, "weaprous-proxy-health").body(Empty::new())
     else {
         return false;
     };

@@ -3,7 +3,9 @@
 //! It routes each request by its Host to a vhost of `config/proxy.conf`, spreads the
 //! vhost's requests over its backends (round-robin, least-conn or sticky), takes
 //! backends that refuse or fail their `/healthz` out of rotation, and streams bodies
-//! both ways (SSE, WebSocket upgrades) through one pooled keep-alive client.
+//! both ways (SSE, WebSocket upgrades) over keep-alive connections to the backends.
+//! Its HTTP/1.1 engine ([`h1`], [`server`], [`forward`]) is its own, on `httparse`:
+//! [`h1`] says why.
 //!
 //! # Using it in-process (the all-in-one runner, tests)
 //!
@@ -30,23 +32,25 @@
 //! - [`conf_parser`]: the `proxy.conf` grammar, with line and column in its errors.
 //! - [`routing`]: Host → vhost, case-insensitive and port-aware.
 //! - [`balance`]: backends and the policies.
-//! - [`forward`]: the route/forward service, header rewriting, retries, upgrades.
-//! - [`layers`]: the trace and timeout layers around it.
+//! - [`server`]: a client connection: request heads, keep-alive, the proxy's own
+//!   answers, errors.
+//! - [`forward`]: one request to a backend: retries, bodies both ways, upgrades.
+//! - [`h1`]: message heads, chunked framing, the per-worker connection pool.
 //! - [`health`], [`resolve`]: active health probes and DNS re-resolution.
-//! - [`body`], [`error`], [`trace_context`]: bodies, proxy-made errors, `traceparent`.
+//! - [`error`], [`trace_context`]: proxy-made errors, spans and `traceparent`.
 //! - [`metrics`]: per-backend requests, latency and health, proxy-made errors.
 
 pub mod balance;
-pub mod body;
 pub mod conf_parser;
 pub mod config;
 pub mod error;
 pub mod forward;
+pub mod h1;
 pub mod health;
-pub mod layers;
 pub mod metrics;
 pub mod resolve;
 pub mod routing;
+pub mod server;
 pub mod trace_context;
 
 use std::collections::HashMap;
@@ -58,23 +62,21 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use kit::config::ConfigError;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tower::ServiceBuilder;
 
 // The public API named in the crate documentation: `proxy::Config`, `proxy::Args`.
 pub use config::{Args, Config};
 
 use crate::balance::{Backend, Vhost};
 use crate::config::VhostConfig;
-use crate::forward::{RouteForward, UpstreamClient};
-use crate::layers::{TimeoutLayer, TraceLayer};
+use crate::h1::pool::Pool;
+use crate::health::HealthClient;
 use crate::resolve::Resolved;
 use crate::routing::RoutingTable;
+use crate::server::Worker;
 
 /// A running proxy's state. Cloning is a reference-count bump; clones share routing,
 /// health and the connection pool, so a clone kept aside can [`Proxy::reload`].
@@ -86,13 +88,11 @@ pub struct Proxy {
 pub(crate) struct Shared {
     /// What requests read: swapped whole on reload and DNS changes.
     pub(crate) table: ArcSwap<RoutingTable>,
-    /// The client of the health probes; each `serve` builds its own for requests.
-    pub(crate) client: UpstreamClient,
-    /// The configuration at start, for what is read once (clients, listener).
-    started_with: Config,
+    /// The client of the health probes.
+    pub(crate) client: HealthClient,
     pub(crate) settings: Settings,
-    /// WebSocket tunnels, which outlive the request that opened them.
-    pub(crate) tunnels: TaskTracker,
+    /// Set when `serve` begins to shut down: replies then close their connections.
+    pub(crate) stopping: std::sync::atomic::AtomicBool,
     /// Cancelled when `serve` begins to shut down.
     pub(crate) shutdown: CancellationToken,
     /// The vhost blocks in force, for re-resolution.
@@ -107,7 +107,11 @@ pub(crate) struct Shared {
 
 /// The parts of [`Config`] read while serving.
 pub(crate) struct Settings {
+    pub(crate) connect_timeout: Duration,
     pub(crate) upstream_timeout: Duration,
+    pub(crate) upstream_idle_timeout: Duration,
+    pub(crate) pool_max_idle_per_backend: usize,
+    pub(crate) stream_paths: Box<[String]>,
     pub(crate) header_read_timeout: Duration,
     pub(crate) max_header_bytes: usize,
     pub(crate) max_body_bytes: u64,
@@ -123,7 +127,11 @@ impl Proxy {
     pub fn new(config: Config) -> anyhow::Result<Self> {
         config.validate().map_err(anyhow::Error::msg).context("invalid proxy configuration")?;
         let settings = Settings {
+            connect_timeout: Config::timeout(config.timeouts.connect_ms),
             upstream_timeout: Config::timeout(config.timeouts.upstream_ms),
+            upstream_idle_timeout: Config::timeout(config.timeouts.upstream_idle_ms),
+            pool_max_idle_per_backend: config.pool_max_idle_per_backend,
+            stream_paths: config.stream_paths.clone().into(),
             header_read_timeout: Config::timeout(config.timeouts.header_read_ms),
             max_header_bytes: config.limits.max_header_bytes,
             max_body_bytes: config.limits.max_body_bytes,
@@ -134,10 +142,9 @@ impl Proxy {
         };
         let shared = Shared {
             table: ArcSwap::from_pointee(RoutingTable::default()),
-            client: forward::client(&config),
+            client: health::client(&config),
             settings,
-            started_with: Config { vhosts: Vec::new(), ..config.clone() },
-            tunnels: TaskTracker::new(),
+            stopping: std::sync::atomic::AtomicBool::new(false),
             shutdown: CancellationToken::new(),
             vhosts: Mutex::new(Arc::new(config.vhosts)),
             resolved: Mutex::new(Resolved::new()),
@@ -217,7 +224,7 @@ impl Proxy {
 }
 
 /// Serves `proxy` on an already bound listener until `shutdown` completes, then
-/// drains (see the crate documentation). All connections share one pooled client.
+/// drains (see the crate documentation). All connections share one connection pool.
 pub async fn serve(
     listener: TcpListener,
     proxy: Proxy,
@@ -228,10 +235,11 @@ pub async fn serve(
 
 /// Runs the `proxy` binary: one worker thread per core, each with a single-threaded
 /// runtime, its own listening socket on the same address (`SO_REUSEPORT`, so the
-/// kernel spreads connections) and its own connection pool, as nginx runs one
-/// process per core with its own upstream pool. Requests then never cross threads:
-/// no work stealing, no cross-thread wake-ups, no contended pool lock. Routing,
-/// health and counters are shared. Reloads on SIGHUP; stops on SIGINT/SIGTERM.
+/// kernel spreads connections) and its own pool of backend connections, as nginx
+/// runs one process per core with its own upstream pool. Requests then never cross
+/// threads: no work stealing, no cross-thread wake-ups, no contended pool lock.
+/// Routing, health and counters are shared. Reloads on SIGHUP; stops on
+/// SIGINT/SIGTERM.
 pub fn run(config: Config, args: Args) -> anyhow::Result<()> {
     let workers = config.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from)).max(1);
     let requested = config.listen()?;
@@ -302,15 +310,14 @@ async fn serve_worker(
         background.spawn(health::run(shared.clone(), shared.shutdown.clone()));
         background.spawn(resolve::run(shared.clone(), shared.shutdown.clone()));
     }
+    let settings = &shared.settings;
+    let worker = Arc::new(Worker {
+        pool: Pool::new(settings.pool_max_idle_per_backend, settings.upstream_idle_timeout),
+        shutdown: shared.shutdown.child_token(),
+        shared: shared.clone(),
+    });
+    background.spawn(sweep_idle_connections(worker.clone()));
     background.close();
-    let clients = forward::Clients::new(&shared.started_with);
-
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .keep_alive(true)
-        .header_read_timeout(shared.settings.header_read_timeout)
-        .max_header_size(shared.settings.max_header_bytes);
-    let stack = ServiceBuilder::new().layer(TraceLayer).layer(TimeoutLayer::new(shared.settings.upstream_timeout));
 
     let connections = TaskTracker::new();
     tokio::pin!(shutdown);
@@ -330,33 +337,15 @@ async fn serve_worker(
         };
         // Small writes (SSE events, WebSocket frames) must not wait for Nagle.
         let _ = stream.set_nodelay(true);
-        let route_forward = RouteForward::new(shared.clone(), clients.clone(), remote.ip());
-        let service = TowerToHyperService::new(stack.service(route_forward));
-        let connection = http.serve_connection(TokioIo::new(stream), service).with_upgrades();
-        let stop = shared.shutdown.clone();
-        connections.spawn(async move {
-            tokio::pin!(connection);
-            tokio::select! {
-                served = connection.as_mut() => {
-                    if let Err(err) = served {
-                        tracing::debug!(%err, "connection ended with an error");
-                    }
-                }
-                () = stop.cancelled() => {
-                    connection.as_mut().graceful_shutdown();
-                    let _ = connection.await;
-                }
-            }
-        });
+        connections.spawn(server::serve_connection(stream, remote, worker.clone()));
     }
     drop(listener);
     tracing::info!("shutting down: draining connections");
+    shared.stopping.store(true, Ordering::Relaxed);
     shared.shutdown.cancel();
     connections.close();
-    shared.tunnels.close();
     let drained = async {
         connections.wait().await;
-        shared.tunnels.wait().await;
         background.wait().await;
     };
     match tokio::time::timeout(kit::http::DRAIN_GRACE, drained).await {
@@ -367,6 +356,20 @@ async fn serve_worker(
         ),
     }
     Ok(())
+}
+
+/// Closes a worker's idle backend connections once they pass the idle timeout, until
+/// the worker stops.
+async fn sweep_idle_connections(worker: Arc<Worker>) {
+    let period = (worker.shared.settings.upstream_idle_timeout / 2).max(Duration::from_secs(1));
+    let mut ticks = tokio::time::interval(period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = worker.shutdown.cancelled() => return,
+            _ = ticks.tick() => worker.pool.sweep(),
+        }
+    }
 }
 
 /// Binds the listening socket the way a proxy wants it: `SO_REUSEADDR` (a restart
@@ -463,6 +466,6 @@ impl Shared {
 }
 
 /// Locks a mutex that is only held for plain, non-panicking updates.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

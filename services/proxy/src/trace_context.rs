@@ -1,34 +1,69 @@
 //! W3C trace context across the proxy.
 //!
 //! When traces are exported, the proxy's request span is a child of the caller's, and
-//! [`propagate`] puts that span's context upstream, so the backend's span is the
-//! proxy's child. When they are not, `traceparent` and `tracestate` pass through
-//! unchanged (they are end-to-end headers, which the header rewrite in
-//! [`crate::forward`] keeps), and the trace still continues, one hop shorter.
+//! its context goes upstream in place of the caller's ([`request_span`]), so the
+//! backend's span is the proxy's child. When they are not, `traceparent` and
+//! `tracestate` pass through unchanged (they are end-to-end headers, which the head
+//! rewrite keeps), and the trace still continues, one hop shorter.
 
-use http::HeaderMap;
 use http::header::HeaderName;
+use http::{HeaderMap, HeaderValue};
+
+use crate::h1::head::RequestHead;
 
 /// `traceparent: 00-<trace id>-<parent id>-<flags>`.
 pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 
-/// The proxy's request span, kept in the request's extensions for [`propagate`].
-#[derive(Clone, Debug)]
-pub struct Upstream(pub tracing::Span);
+/// The `traceparent` and `tracestate` to send upstream in place of the client's.
+pub type Propagated = Option<(String, Option<String>)>;
 
-/// Sets the trace context of a request on its way upstream: the proxy's own span
-/// when there is one, else the caller's context as it came.
-pub fn propagate(extensions: &http::Extensions, headers: &mut HeaderMap) {
-    if let Some(Upstream(span)) = extensions.get::<Upstream>() {
-        kit::telemetry::inject(span, headers);
+/// The span of one request, and the trace context it sends upstream.
+///
+/// When traces are exported: an `info` server span that continues the caller's trace
+/// and is the parent of the backend's (its context goes upstream). Otherwise a `debug`
+/// span with method, host, path and trace id, which below `debug` is disabled and
+/// costs a branch, and the client's trace headers pass through as they came.
+pub fn request_span(request: &RequestHead<'_>, host: &str) -> (tracing::Span, Propagated) {
+    if !kit::telemetry::exporting() {
+        let span = tracing::debug_span!(
+            "request",
+            method = request.method,
+            host,
+            path = request.path(),
+            trace_id = request.header("traceparent").and_then(trace_id),
+        );
+        return (span, None);
     }
+    let span = tracing::info_span!(
+        "request",
+        otel.name = %format!("{} {host}", request.method),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = request.method,
+        server.address = host,
+        url.path = request.path().split('?').next().unwrap_or_default(),
+        http.response.status_code = tracing::field::Empty,
+        service = "proxy",
+    );
+    let mut incoming = HeaderMap::new();
+    for (name, value) in [(TRACEPARENT, request.header("traceparent")), (TRACESTATE, request.header("tracestate"))] {
+        if let Some(value) = value.and_then(|value| HeaderValue::from_str(value).ok()) {
+            incoming.insert(name, value);
+        }
+    }
+    kit::telemetry::set_parent(&span, kit::telemetry::extract(&incoming));
+    let mut outgoing = HeaderMap::new();
+    kit::telemetry::inject(&span, &mut outgoing);
+    let text = |name| outgoing.get(name).and_then(|value: &HeaderValue| value.to_str().ok()).map(str::to_owned);
+    let propagated = text(TRACEPARENT).map(|parent| (parent, text(TRACESTATE)));
+    (span, propagated)
 }
 
-/// The trace id of a request, for log fields: the second field of a well-formed
-/// `traceparent`.
-pub fn trace_id(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(TRACEPARENT)?.to_str().ok()?;
-    let mut fields = value.split('-');
+/// The trace id of a `traceparent` value, for log fields: its second field, when the
+/// value is well formed.
+pub fn trace_id(traceparent: &str) -> Option<&str> {
+    let mut fields = traceparent.split('-');
     let _version = fields.next()?;
     let trace_id = fields.next()?;
     (trace_id.len() == 32 && trace_id.bytes().all(|byte| byte.is_ascii_hexdigit())).then_some(trace_id)
@@ -36,18 +71,15 @@ pub fn trace_id(headers: &HeaderMap) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
-    use http::HeaderValue;
-
     use super::*;
 
     #[test]
     fn trace_ids_come_from_well_formed_traceparents_only() {
-        let mut headers = HeaderMap::new();
-        assert_eq!(trace_id(&headers), None);
-        headers
-            .insert(TRACEPARENT, HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));
-        assert_eq!(trace_id(&headers), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
-        headers.insert(TRACEPARENT, HeaderValue::from_static("garbage"));
-        assert_eq!(trace_id(&headers), None);
+        assert_eq!(
+            trace_id("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        assert_eq!(trace_id("garbage"), None);
+        assert_eq!(trace_id("00-xyz-00f067aa0ba902b7-01"), None);
     }
 }
