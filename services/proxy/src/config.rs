@@ -172,6 +172,11 @@ impl Policy {
 }
 
 impl Config {
+    /// Worker threads: `workers`, else one per core.
+    pub fn worker_count(&self) -> usize {
+        self.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from)).max(1)
+    }
+
     /// Defaults plus the vhosts of a `proxy.conf` text, with `$HOST` and `{{HOST}}`
     /// replaced by `host_replacement`.
     pub fn from_conf_str(text: &str, host_replacement: &str) -> Result<Self, conf_parser::ParseError> {

@@ -30,7 +30,7 @@ use crate::balance::{Backend, InFlight, Pick, Vhost};
 use crate::config::Policy;
 use crate::error::ProxyError;
 use crate::h1::chunked::Chunked;
-use crate::h1::head::{self, Downstream, Framing, MAX_HEADERS, ResponseHead};
+use crate::h1::head::{self, Downstream, Framing, ResponseHead};
 use crate::server::{Connection, Forwarding, Next, RequestInfo, Worker};
 
 /// The largest response head a backend may send.
@@ -167,7 +167,7 @@ impl Exchange<'_> {
         let mut relayed_interim = false;
         let answer = loop {
             let parsed = {
-                let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                let mut headers = head::header_slots();
                 match head::parse_response(&connection.upstream_buf, &mut headers, request.head) {
                     Ok(Some(response)) => {
                         let shutting_down = connection.shutdown_started();
@@ -220,10 +220,13 @@ impl Exchange<'_> {
             }
         };
         let answered = Instant::now();
-        self.backend.stats.answered(answered - self.started);
-        tracing::Span::current().record("http.response.status_code", answer.code);
-        if answer.code >= 500 {
-            tracing::Span::current().record("otel.status_code", "ERROR");
+        self.backend.stats.answered(worker.index, answered - self.started);
+        if kit::telemetry::exporting() {
+            let span = tracing::Span::current();
+            span.record("http.response.status_code", answer.code);
+            if answer.code >= 500 {
+                span.record("otel.status_code", "ERROR");
+            }
         }
 
         if answer.code == 101 {

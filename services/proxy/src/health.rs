@@ -102,7 +102,7 @@ async fn probe(client: &HealthClient, backend: &Backend, path: &str, timeout: Du
 }
 
 fn distinct_backends(shared: &Shared) -> Vec<Arc<Backend>> {
-    let table = shared.table.load();
+    let table = shared.table();
     let mut seen = HashSet::new();
     table
         .vhosts()

@@ -86,8 +86,13 @@ pub struct Proxy {
 }
 
 pub(crate) struct Shared {
-    /// What requests read: swapped whole on reload and DNS changes.
-    pub(crate) table: ArcSwap<RoutingTable>,
+    /// What requests read: one table per worker, so the vhosts a worker's requests
+    /// touch (reference counts, round-robin counters) are its own, as in nginx, where
+    /// each worker process keeps its own. Swapped whole on reload and DNS changes;
+    /// the backends in them are shared.
+    pub(crate) tables: Box<[ArcSwap<RoutingTable>]>,
+    /// Worker threads of the `proxy` binary (one for [`serve`]).
+    pub(crate) workers: usize,
     /// The client of the health probes.
     pub(crate) client: HealthClient,
     pub(crate) settings: Settings,
@@ -140,8 +145,10 @@ impl Proxy {
             health_path: config.health.path.clone(),
             resolve_interval: Config::timeout(config.resolve_interval_ms),
         };
+        let workers = config.worker_count();
         let shared = Shared {
-            table: ArcSwap::from_pointee(RoutingTable::default()),
+            tables: (0..workers).map(|_| ArcSwap::from_pointee(RoutingTable::default())).collect(),
+            workers,
             client: health::client(&config),
             settings,
             stopping: std::sync::atomic::AtomicBool::new(false),
@@ -194,12 +201,12 @@ impl Proxy {
 
     /// The vhost names in force, for logs and tests.
     pub fn vhost_names(&self) -> Vec<String> {
-        self.shared.table.load().vhosts().map(|vhost| vhost.name.to_string()).collect()
+        self.shared.table().vhosts().map(|vhost| vhost.name.to_string()).collect()
     }
 
     /// The backends of a vhost with whether each is up, for logs and tests.
     pub fn backends(&self, vhost: &str) -> Vec<(SocketAddr, bool)> {
-        let table = self.shared.table.load();
+        let table = self.shared.table();
         table
             .get(vhost)
             .map(|vhost| vhost.backends.iter().map(|backend| (backend.addr, backend.is_up())).collect())
@@ -215,7 +222,7 @@ impl Proxy {
     /// does it periodically).
     pub async fn check_health(&self) {
         let backends: Vec<Arc<Backend>> =
-            self.shared.table.load().vhosts().flat_map(|vhost| vhost.backends.iter().cloned()).collect();
+            self.shared.table().vhosts().flat_map(|vhost| vhost.backends.iter().cloned()).collect();
         let settings = &self.shared.settings;
         for backend in backends {
             health::probe_and_mark(&self.shared.client, &backend, &settings.health_path, settings.health_timeout).await;
@@ -230,7 +237,7 @@ pub async fn serve(
     proxy: Proxy,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    serve_worker(listener, proxy, shutdown, true).await
+    serve_worker(listener, proxy, shutdown, 0).await
 }
 
 /// Runs the `proxy` binary: one worker thread per core, each with a single-threaded
@@ -241,7 +248,7 @@ pub async fn serve(
 /// Routing, health and counters are shared. Reloads on SIGHUP; stops on
 /// SIGINT/SIGTERM.
 pub fn run(config: Config, args: Args) -> anyhow::Result<()> {
-    let workers = config.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from)).max(1);
+    let workers = config.worker_count();
     let requested = config.listen()?;
     let first = bind_socket(requested, true)?;
     // With port 0 the first socket chose the port; the others join it.
@@ -264,8 +271,7 @@ pub fn run(config: Config, args: Args) -> anyhow::Result<()> {
                 .context("failed to start a worker runtime")?;
             runtime.block_on(async move {
                 let listener = TcpListener::from_std(socket).context("failed to register the listener")?;
-                let leader = index == 0;
-                if leader {
+                if index == 0 {
                     let stop = stop.clone();
                     tokio::spawn(async move {
                         kit::shutdown::signal().await;
@@ -273,7 +279,7 @@ pub fn run(config: Config, args: Args) -> anyhow::Result<()> {
                     });
                     tokio::spawn(reload_on_sighup(proxy.clone(), args));
                 }
-                serve_worker(listener, proxy, stop.cancelled_owned(), leader).await
+                serve_worker(listener, proxy, stop.cancelled_owned(), index).await
             })
         });
         threads.push(thread.context("failed to start a worker thread")?);
@@ -296,22 +302,23 @@ pub fn run(config: Config, args: Args) -> anyhow::Result<()> {
     outcome
 }
 
-/// One worker's accept loop. The leader also runs the health and DNS tasks.
+/// One worker's accept loop. The first worker also runs the health and DNS tasks.
 async fn serve_worker(
     listener: TcpListener,
     proxy: Proxy,
     shutdown: impl Future<Output = ()> + Send + 'static,
-    leader: bool,
+    index: usize,
 ) -> anyhow::Result<()> {
     let shared = proxy.shared;
     let background = TaskTracker::new();
-    if leader {
+    if index == 0 {
         refresh(&shared).await;
         background.spawn(health::run(shared.clone(), shared.shutdown.clone()));
         background.spawn(resolve::run(shared.clone(), shared.shutdown.clone()));
     }
     let settings = &shared.settings;
     let worker = Arc::new(Worker {
+        index,
         pool: Pool::new(settings.pool_max_idle_per_backend, settings.upstream_idle_timeout),
         shutdown: shared.shutdown.child_token(),
         shared: shared.clone(),
@@ -426,13 +433,18 @@ pub(crate) async fn refresh(shared: &Shared) {
 }
 
 impl Shared {
-    /// Builds a routing table from vhost blocks and resolved names and puts it in
-    /// force, reusing backends by address and carrying round-robin counters over.
+    /// The first worker's table, for what is not a request: health, readiness, the
+    /// API. Every worker's has the same vhosts and backends.
+    pub(crate) fn table(&self) -> arc_swap::Guard<Arc<RoutingTable>> {
+        self.tables[0].load()
+    }
+
+    /// Builds the workers' routing tables from vhost blocks and resolved names and
+    /// puts them in force, reusing backends by address and carrying round-robin
+    /// counters over.
     fn install(&self, vhosts: &[VhostConfig], resolved: &Resolved) {
-        let old = self.table.load();
         let mut registry = lock(&self.registry);
-        let mut built = Vec::with_capacity(vhosts.len());
-        let mut default = None;
+        let mut resolved_vhosts = Vec::with_capacity(vhosts.len());
         for config in vhosts {
             let mut addresses: Vec<SocketAddr> = Vec::new();
             for address in config.upstreams.iter().flat_map(|upstream| resolve::addresses(upstream, resolved)) {
@@ -445,23 +457,32 @@ impl Shared {
                 .map(|address| match registry.get(&address).and_then(Weak::upgrade) {
                     Some(backend) => backend,
                     None => {
-                        let backend = Arc::new(Backend::with_stats(address, self.metrics.backend(address)));
+                        let stats = self.metrics.backend(address, self.workers);
+                        let backend = Arc::new(Backend::with_stats(address, stats));
                         registry.insert(address, Arc::downgrade(&backend));
                         backend
                     }
                 })
-                .collect();
-            let vhost = Vhost::new(&config.name, config.policy, config.upstreams.clone(), backends);
-            if let Some(previous) = old.get(&config.name) {
-                vhost.next.store(previous.next.load(Ordering::Relaxed), Ordering::Relaxed);
-            }
-            if config.default {
-                default = Some(config.name.as_str());
-            }
-            built.push(Arc::new(vhost));
+                .collect::<Vec<_>>();
+            resolved_vhosts.push((config, backends));
         }
+        let default = vhosts.iter().find(|config| config.default).map(|config| config.name.as_str());
+        for table in &self.tables {
+            let old = table.load();
+            let built = resolved_vhosts
+                .iter()
+                .map(|(config, backends)| {
+                    let vhost = Vhost::new(&config.name, config.policy, config.upstreams.clone(), backends.clone());
+                    if let Some(previous) = old.get(&config.name) {
+                        vhost.next.store(previous.next.load(Ordering::Relaxed), Ordering::Relaxed);
+                    }
+                    Arc::new(vhost)
+                })
+                .collect();
+            table.store(Arc::new(RoutingTable::new(built, default)));
+        }
+        drop(resolved_vhosts);
         registry.retain(|_, backend| backend.strong_count() > 0);
-        self.table.store(Arc::new(RoutingTable::new(built, default)));
     }
 }
 

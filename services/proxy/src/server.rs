@@ -25,7 +25,7 @@ use crate::Shared;
 use crate::balance::{Pick, STICKY_COOKIE, Vhost};
 use crate::config::Policy;
 use crate::error::ProxyError;
-use crate::h1::head::{self, Framing, HostField, Invalid, MAX_HEADERS, RequestHead};
+use crate::h1::head::{self, Framing, HostField, Invalid, RequestHead};
 use crate::h1::pool::Pool;
 use crate::routing::{self, Route};
 use crate::trace_context;
@@ -33,6 +33,8 @@ use crate::trace_context;
 /// What one worker's connections share: the proxy's state and the worker's own
 /// pool and shutdown token, which no other worker touches.
 pub(crate) struct Worker {
+    /// Which worker: its routing table and metric shard.
+    pub(crate) index: usize,
     pub(crate) shared: Arc<Shared>,
     pub(crate) pool: Pool,
     /// Cancelled when the proxy shuts down (a child of the proxy's token).
@@ -142,7 +144,7 @@ impl Connection {
         self.client_timer.as_mut().reset(deadline);
         let prepared = loop {
             let parsed = {
-                let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                let mut headers = head::header_slots();
                 match head::parse_request(&self.buf[self.pos..], &mut headers) {
                     Ok(Some(request)) => {
                         let prepared = prepare(worker, &request, &mut self.out, &mut self.host, &self.client_ip);
@@ -243,6 +245,13 @@ impl Connection {
     pub(crate) async fn refuse(&mut self, worker: &Worker, error: ProxyError, keep_alive: bool) -> Next {
         worker.shared.metrics.error(error.reason());
         error.log();
+        if kit::telemetry::exporting() {
+            let span = tracing::Span::current();
+            span.record("http.response.status_code", error.status().as_u16());
+            if error.status().is_server_error() {
+                span.record("otel.status_code", "ERROR");
+            }
+        }
         let close = !keep_alive || self.shutdown_started();
         self.out.clear();
         let body = serde_json::to_vec(&ErrorBody::new(error.to_string())).unwrap_or_default();
@@ -278,7 +287,7 @@ fn prepare(
     };
     let host = routing::normalize_host(raw_host, lowercase).map_err(refuse)?;
     let vhost = {
-        let table = shared.table.load();
+        let table = shared.tables[worker.index].load();
         match table.route(host) {
             Route::Vhost(vhost) => vhost.clone(),
             Route::Unmatched(default) => {
@@ -341,7 +350,7 @@ fn own_endpoint(request: &RequestHead<'_>, shared: &Shared, out: &mut Vec<u8>) -
             shared.metrics.registry.render().into_bytes(),
         ),
         "/readyz" => {
-            let table = shared.table.load();
+            let table = shared.table();
             match table.vhosts().find(|vhost| !vhost.any_up()) {
                 None => (StatusCode::OK, json, serde_json::to_vec(&Done::success()).unwrap_or_default()),
                 Some(vhost) => {

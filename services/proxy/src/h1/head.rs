@@ -5,11 +5,22 @@
 //! Everything here borrows the connection's buffer and does no IO, so it is tested
 //! on byte strings.
 
+use std::mem::MaybeUninit;
+
 use httparse::{Header, Status};
 
 /// The most headers a head may have (hyper's default); more is a 431 (or a 502 from
 /// a backend).
 pub const MAX_HEADERS: usize = 100;
+
+/// Room for the headers of one head, left uninitialized: filling 100 empty headers
+/// (3.2 KB) for every parse would cost more than the parse.
+pub type HeaderSlots<'a> = [MaybeUninit<Header<'a>>; MAX_HEADERS];
+
+/// Fresh [`HeaderSlots`].
+pub fn header_slots<'a>() -> HeaderSlots<'a> {
+    [const { MaybeUninit::uninit() }; MAX_HEADERS]
+}
 
 /// How the body of a message is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,10 +146,10 @@ enum Name {
 /// Parses a request head at the start of `bytes`: `Ok(None)` until it is complete.
 pub fn parse_request<'a>(
     bytes: &'a [u8],
-    headers: &'a mut [Header<'a>; MAX_HEADERS],
+    headers: &'a mut HeaderSlots<'a>,
 ) -> Result<Option<RequestHead<'a>>, Invalid> {
-    let mut request = httparse::Request::new(headers);
-    let len = match request.parse(bytes) {
+    let mut request = httparse::Request::new(&mut []);
+    let len = match request.parse_with_uninit_headers(bytes, headers) {
         Ok(Status::Complete(len)) => len,
         Ok(Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => return Err(Invalid::TooManyHeaders),
@@ -346,11 +357,12 @@ fn split_target(target: &str) -> Result<(&str, Option<&str>), Invalid> {
 /// `head_request`: the request was a HEAD, so the response has no body.
 pub fn parse_response<'a>(
     bytes: &'a [u8],
-    headers: &'a mut [Header<'a>; MAX_HEADERS],
+    headers: &'a mut HeaderSlots<'a>,
     head_request: bool,
 ) -> Result<Option<ResponseHead<'a>>, Invalid> {
-    let mut response = httparse::Response::new(headers);
-    let len = match response.parse(bytes) {
+    let mut response = httparse::Response::new(&mut []);
+    let config = httparse::ParserConfig::default();
+    let len = match config.parse_response_with_uninit_headers(&mut response, bytes, headers) {
         Ok(Status::Complete(len)) => len,
         Ok(Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => return Err(Invalid::TooManyHeaders),

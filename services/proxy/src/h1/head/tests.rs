@@ -1,7 +1,7 @@
 use super::*;
 
 fn request(bytes: &str) -> Result<Option<(String, Framing, bool)>, Invalid> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut headers = header_slots();
     let parsed = parse_request(bytes.as_bytes(), &mut headers)?;
     Ok(parsed.map(|head| {
         let mut out = Vec::new();
@@ -20,7 +20,7 @@ fn refused(bytes: &str) -> Invalid {
 }
 
 fn response(bytes: &str, head_request: bool, rewrite: &Downstream<'_>) -> (String, Framing, bool) {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut headers = header_slots();
     let head = parse_response(bytes.as_bytes(), &mut headers, head_request).unwrap().expect("a complete head");
     let mut out = Vec::new();
     head.write_downstream(rewrite, &mut out);
@@ -57,7 +57,7 @@ fn an_absolute_target_becomes_a_path_and_a_host() {
     let head = upstream("GET http://Tracker.Localhost:8080/get-list?x=1 HTTP/1.1\r\nHost: other\r\n\r\n");
     assert!(head.starts_with("GET /get-list?x=1 HTTP/1.1\r\nhost: Tracker.Localhost:8080\r\n"), "{head}");
     assert!(!head.contains("other"), "{head}");
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut headers = header_slots();
     let bare = parse_request(b"GET http://a.test HTTP/1.1\r\n\r\n", &mut headers).unwrap().unwrap();
     assert_eq!((bare.path(), bare.host), ("/", HostField::One("a.test")));
     assert_eq!(refused("GET https://a/ HTTP/1.1\r\nHost: a\r\n\r\n"), Invalid::Malformed("unsupported request target"));
@@ -67,7 +67,7 @@ fn an_absolute_target_becomes_a_path_and_a_host() {
 #[test]
 fn the_host_field_says_what_the_request_named() {
     let host = |bytes: &str| {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut headers = header_slots();
         format!("{:?}", parse_request(bytes.as_bytes(), &mut headers).unwrap().unwrap().host)
     };
     assert_eq!(host("GET / HTTP/1.1\r\nHost: a.test\r\n\r\n"), r#"One("a.test")"#);
@@ -126,7 +126,7 @@ fn an_upgrade_keeps_what_the_handshake_needs() {
 
 #[test]
 fn expect_continue_is_answered_by_the_proxy_not_forwarded() {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut headers = header_slots();
     let bytes = b"PUT / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n";
     let head = parse_request(bytes, &mut headers).unwrap().unwrap();
     assert!(head.expect_continue);
@@ -137,7 +137,7 @@ fn expect_continue_is_answered_by_the_proxy_not_forwarded() {
 
 #[test]
 fn the_proxys_span_replaces_the_trace_headers() {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut headers = header_slots();
     let bytes =
         b"GET / HTTP/1.1\r\nHost: a\r\ntraceparent: old\r\ntracestate: old=1\r\nAccept: text/event-stream\r\n\r\n";
     let head = parse_request(bytes, &mut headers).unwrap().unwrap();
@@ -171,7 +171,7 @@ fn response_framing_follows_rfc_9112() {
     assert_eq!(framing("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", false), Framing::Chunked);
     assert_eq!(framing("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", false), Framing::UntilClose);
     assert_eq!(framing("HTTP/1.1 200 OK\r\n\r\n", false), Framing::UntilClose);
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut headers = header_slots();
     let conflicting = b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n";
     assert!(parse_response(conflicting, &mut headers, false).is_err());
 }
