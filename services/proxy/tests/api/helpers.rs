@@ -78,6 +78,8 @@ impl Backend {
             .route("/slow", get(slow))
             .route("/headers", get(headers))
             .route("/echo", post(echo))
+            .route("/chunked", get(chunked))
+            .route("/reject", post(reject))
             .route("/sse", get(events))
             .route("/ws", any(websocket))
             .fallback(name_reply)
@@ -206,6 +208,17 @@ async fn headers(State(state): State<BackendState>, headers: HeaderMap) -> Respo
 async fn echo(State(state): State<BackendState>, request: Request) -> Response {
     let bytes = axum::body::to_bytes(request.into_body(), usize::MAX).await.unwrap_or_default();
     named(&state, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// A body in three writes, with no length: chunked to an HTTP/1.1 client.
+async fn chunked() -> Response {
+    let pieces = ["one", "two", "three"].map(|piece| Ok::<_, std::convert::Infallible>(piece.to_owned()));
+    axum::body::Body::from_stream(tokio_stream::iter(pieces)).into_response()
+}
+
+/// Refuses an upload without reading it, as a backend with a smaller limit does.
+async fn reject() -> Response {
+    (StatusCode::PAYLOAD_TOO_LARGE, "too large for me").into_response()
 }
 
 async fn events(State(state): State<BackendState>) -> Response {

@@ -2,6 +2,7 @@
 
 mod binary;
 mod failover;
+mod framing;
 mod helpers;
 mod http;
 mod reload;
