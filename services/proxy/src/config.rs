@@ -98,6 +98,9 @@ pub struct Timeouts {
     pub upstream_ms: u64,
     /// How long an idle pooled connection to a backend is kept.
     pub upstream_idle_ms: u64,
+    /// How long a body may make no progress (a backend silent mid-body, a client not
+    /// reading its answer, a client pausing mid-upload) before the connection is cut.
+    pub idle_ms: u64,
 }
 
 /// Size limits.
@@ -143,7 +146,13 @@ impl Default for Config {
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Self { connect_ms: 3_000, header_read_ms: 30_000, upstream_ms: 60_000, upstream_idle_ms: 60_000 }
+        Self {
+            connect_ms: 3_000,
+            header_read_ms: 30_000,
+            upstream_ms: 60_000,
+            upstream_idle_ms: 60_000,
+            idle_ms: 300_000,
+        }
     }
 }
 

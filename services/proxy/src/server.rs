@@ -54,7 +54,10 @@ pub(crate) struct Connection {
     /// Bytes read from the client; those before `pos` are used.
     pub(crate) buf: Vec<u8>,
     pub(crate) pos: usize,
-    /// What goes out next: the head for the backend, then the head for the client.
+    /// The request for the backend: its head, and the body bytes that came with it.
+    /// Kept until an answer comes, so a retry can send it again.
+    pub(crate) upstream_head: Vec<u8>,
+    /// What goes to the client next.
     pub(crate) out: Vec<u8>,
     /// Bytes read from the backend.
     pub(crate) upstream_buf: Vec<u8>,
@@ -68,6 +71,10 @@ pub(crate) struct Connection {
     pub(crate) upstream_timer: Pin<Box<Sleep>>,
     pub(crate) shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
     shared: Arc<Shared>,
+    /// The request being answered is a HEAD: the proxy's own answers have no body.
+    head_request: bool,
+    /// The client may still be sending a body nobody reads: close gently.
+    pub(crate) linger: bool,
 }
 
 /// A request ready to forward: where to, and what about it matters once its head is
@@ -117,6 +124,9 @@ const BUFFER: usize = 4096;
 pub(crate) async fn serve_connection(stream: TcpStream, remote: SocketAddr, worker: Arc<Worker>) {
     let mut connection = Connection::new(stream, remote, &worker);
     while connection.serve_one(&worker).await == Next::KeepAlive {}
+    if connection.linger {
+        connection.close_gently().await;
+    }
 }
 
 impl Connection {
@@ -126,6 +136,7 @@ impl Connection {
             stream,
             buf: Vec::with_capacity(BUFFER),
             pos: 0,
+            upstream_head: Vec::with_capacity(BUFFER),
             out: Vec::with_capacity(BUFFER),
             upstream_buf: Vec::with_capacity(BUFFER),
             client_ip: remote.ip().to_string(),
@@ -134,6 +145,8 @@ impl Connection {
             upstream_timer: Box::pin(tokio::time::sleep_until(far)),
             shutdown: Box::pin(worker.shutdown.clone().cancelled_owned()),
             shared: worker.shared.clone(),
+            head_request: false,
+            linger: false,
         }
     }
 
@@ -142,12 +155,16 @@ impl Connection {
         let settings = &worker.shared.settings;
         let deadline = Instant::now() + settings.header_read_timeout;
         self.client_timer.as_mut().reset(deadline);
+        self.head_request = false;
         let prepared = loop {
             let parsed = {
                 let mut headers = head::header_slots();
                 match head::parse_request(&self.buf[self.pos..], &mut headers) {
                     Ok(Some(request)) => {
-                        let prepared = prepare(worker, &request, &mut self.out, &mut self.host, &self.client_ip);
+                        self.head_request = request.is_head();
+                        let closing = self.shutdown_started();
+                        let buffers = Buffers { upstream_head: &mut self.upstream_head, out: &mut self.out };
+                        let prepared = prepare(worker, &request, buffers, &mut self.host, &self.client_ip, closing);
                         Some((prepared, request.len))
                     }
                     Ok(None) => None,
@@ -178,7 +195,7 @@ impl Connection {
                 tracing::Instrument::instrument(crate::forward::forward(self, worker, forwarding), span).await
             }
             Ok(Prepared::Answered { keep_alive }) => {
-                if self.stream.write_all(&self.out).await.is_err() {
+                if !self.write_to_client(settings.idle_timeout).await {
                     return Next::Close;
                 }
                 self.next(keep_alive)
@@ -256,22 +273,56 @@ impl Connection {
         self.out.clear();
         let body = serde_json::to_vec(&ErrorBody::new(error.to_string())).unwrap_or_default();
         let headers = [("content-type", "application/json"), (PROXY_ERROR, error.reason())];
-        head::write_response(&mut self.out, error.status().as_u16(), &headers, &body, true, close);
-        if self.stream.write_all(&self.out).await.is_err() {
+        head::write_response(&mut self.out, error.status().as_u16(), &headers, &body, !self.head_request, close);
+        if close {
+            // The client may still be sending (a body, pipelined requests).
+            self.linger = true;
+        }
+        if !self.write_to_client(worker.shared.settings.idle_timeout).await {
             return Next::Close;
         }
         self.next(!close)
     }
+
+    /// Closes a connection whose client may still be sending (a body the proxy did
+    /// not read): stop writing, then read and drop what comes for a short while, so
+    /// the kernel does not answer the client's bytes with a reset that could destroy
+    /// the answer before the client reads it (nginx's lingering close).
+    async fn close_gently(&mut self) {
+        const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+        const MAX_DRAIN: usize = 1 << 20;
+        if self.stream.shutdown().await.is_err() {
+            return;
+        }
+        let mut drained = 0;
+        let mut sink = [0u8; 4096];
+        let _ = tokio::time::timeout(LINGER, async {
+            while drained < MAX_DRAIN {
+                match self.stream.read(&mut sink).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(read) => drained += read,
+                }
+            }
+        })
+        .await;
+    }
+}
+
+/// Where [`prepare`] writes: the backend's head, or the proxy's own answer.
+struct Buffers<'a> {
+    upstream_head: &'a mut Vec<u8>,
+    out: &'a mut Vec<u8>,
 }
 
 /// Everything a request head decides: the vhost and backend, the span, and the head
-/// the backend will get (into `out`). No IO.
+/// the backend will get (into `upstream_head`). No IO.
 fn prepare(
     worker: &Worker,
     request: &RequestHead<'_>,
-    out: &mut Vec<u8>,
+    buffers: Buffers<'_>,
     lowercase: &mut String,
     client_ip: &str,
+    closing: bool,
 ) -> Result<Prepared, Refused> {
     let shared = &worker.shared;
     let settings = &shared.settings;
@@ -291,8 +342,9 @@ fn prepare(
         match table.route(host) {
             Route::Vhost(vhost) => vhost.clone(),
             Route::Unmatched(default) => {
-                if let Some(code) = own_endpoint(request, shared, out) {
-                    return Ok(Prepared::Answered { keep_alive: keep_alive && code.is_success() });
+                let keep_alive = keep_alive && !closing;
+                if own_endpoint(request, shared, buffers.out, keep_alive) {
+                    return Ok(Prepared::Answered { keep_alive });
                 }
                 default.ok_or_else(|| refuse(ProxyError::UnknownVhost))?.clone()
             }
@@ -320,8 +372,8 @@ fn prepare(
         // keeps the TIME_WAIT, not the proxy's ports).
         close: event_stream,
     };
-    out.clear();
-    request.write_upstream(&rewrite, out);
+    buffers.upstream_head.clear();
+    request.write_upstream(&rewrite, buffers.upstream_head);
     let info = RequestInfo {
         framing: request.framing,
         keep_alive: request.keep_alive,
@@ -335,11 +387,12 @@ fn prepare(
     Ok(Prepared::Forward(Forwarding { vhost, pick, request: info, span }))
 }
 
-/// The proxy's own endpoints; writes the reply into `out` and returns its status.
-fn own_endpoint(request: &RequestHead<'_>, shared: &Shared, out: &mut Vec<u8>) -> Option<http::StatusCode> {
+/// The proxy's own endpoints; writes the reply into `out` (saying `Connection: close`
+/// unless `keep_alive`), or returns false when the path is not one of them.
+fn own_endpoint(request: &RequestHead<'_>, shared: &Shared, out: &mut Vec<u8>, keep_alive: bool) -> bool {
     use http::StatusCode;
     if request.method != "GET" && request.method != "HEAD" {
-        return None;
+        return false;
     }
     let json = ("content-type", "application/json");
     let (code, content_type, body) = match request.path().split('?').next().unwrap_or_default() {
@@ -363,10 +416,9 @@ fn own_endpoint(request: &RequestHead<'_>, shared: &Shared, out: &mut Vec<u8>) -
                 }
             }
         }
-        _ => return None,
+        _ => return false,
     };
     out.clear();
-    let keep_alive = request.keep_alive && request.framing == Framing::Empty;
     head::write_response(out, code.as_u16(), &[content_type], &body, !request.is_head(), !keep_alive);
-    Some(code)
+    true
 }

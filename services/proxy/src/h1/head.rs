@@ -69,7 +69,11 @@ pub struct RequestHead<'a> {
     pub keep_alive: bool,
     /// The `Upgrade` value of a request that asks to switch protocols.
     pub upgrade: Option<&'a [u8]>,
+    /// The client waits for `100 Continue` before sending its body (HTTP/1.1 only).
     pub expect_continue: bool,
+    /// `Expect: 100-continue` was sent (an HTTP/1.0 client's is ignored, RFC 9110
+    /// §10.1.1, and not forwarded either).
+    expect_100: bool,
     /// Whether `Accept` names `text/event-stream`.
     pub accepts_event_stream: bool,
     headers: &'a [Header<'a>],
@@ -109,8 +113,8 @@ pub struct Downstream<'a> {
     pub close: bool,
     /// An HTTP/1.0 client that keeps the connection open.
     pub keep_alive_10: bool,
-    /// The body goes out chunked (as it came).
-    pub chunked: bool,
+    /// The body goes out with the backend's `Transfer-Encoding`, as it came.
+    pub transfer_encoding: bool,
 }
 
 /// Header names listed in `Connection`: they belong to this hop only.
@@ -172,7 +176,7 @@ pub fn parse_request<'a>(
     let mut lengths = Lengths::default();
     let mut chunked = None;
     let mut upgrade = None;
-    let mut expect_continue = false;
+    let mut expect_100 = false;
     let mut accepts_event_stream = false;
     for header in headers {
         match classify(header.name) {
@@ -193,7 +197,7 @@ pub fn parse_request<'a>(
             }
             Name::Connection => connection.add(header.value)?,
             Name::Upgrade => upgrade = Some(header.value),
-            Name::Expect => expect_continue |= trimmed(header.value).eq_ignore_ascii_case(b"100-continue"),
+            Name::Expect => expect_100 |= trimmed(header.value).eq_ignore_ascii_case(b"100-continue"),
             Name::Accept => accepts_event_stream |= contains(header.value, b"text/event-stream"),
             _ => {}
         }
@@ -217,7 +221,8 @@ pub fn parse_request<'a>(
         framing,
         keep_alive,
         upgrade,
-        expect_continue: expect_continue && !http10,
+        expect_continue: expect_100 && !http10,
+        expect_100,
         accepts_event_stream,
         headers,
         named: connection.named,
@@ -273,7 +278,7 @@ impl RequestHead<'_> {
             let keep = match classify(header.name) {
                 Name::Host => !self.authority_form,
                 Name::ContentLength => self.framing != Framing::Chunked,
-                Name::Expect => !self.expect_continue,
+                Name::Expect => !self.expect_100,
                 Name::Traceparent | Name::Tracestate => rewrite.trace.is_none(),
                 Name::Other | Name::Accept => !self.named.contains(header.name),
                 Name::XForwardedFor => {
@@ -333,9 +338,10 @@ fn split_target(target: &str) -> Result<(&str, Option<&str>), Invalid> {
     if target.starts_with('/') || target == "*" {
         return Ok((target, None));
     }
-    let scheme_len = "http://".len();
-    if target.len() > scheme_len && target[..scheme_len].eq_ignore_ascii_case("http://") {
-        let rest = &target[scheme_len..];
+    let scheme = b"http://";
+    if target.len() > scheme.len() && target.as_bytes()[..scheme.len()].eq_ignore_ascii_case(scheme) {
+        // The scheme is ASCII, so this is a character boundary.
+        let rest = &target[scheme.len()..];
         let end = rest.find(['/', '?']).unwrap_or(rest.len());
         let (authority, path) = rest.split_at(end);
         if authority.is_empty() || authority.contains('@') {
@@ -409,6 +415,13 @@ pub fn parse_response<'a>(
 }
 
 impl ResponseHead<'_> {
+    /// Whether the body has a transfer coding besides (or instead of) `chunked`.
+    pub fn has_codings(&self) -> bool {
+        self.headers.iter().any(|header| {
+            classify(header.name) == Name::TransferEncoding && !trimmed(header.value).eq_ignore_ascii_case(b"chunked")
+        })
+    }
+
     /// Whether the body is an event stream (`Content-Type: text/event-stream`).
     pub fn is_event_stream(&self) -> bool {
         self.headers.iter().any(|header| {
@@ -432,15 +445,14 @@ impl ResponseHead<'_> {
                 // A length beside a transfer-encoding is wrong and must go.
                 Name::ContentLength => matches!(self.framing, Framing::Length(_) | Framing::Empty),
                 Name::Upgrade => switching,
-                Name::TransferEncoding | Name::Connection | Name::HopByHop => false,
+                // The body is relayed as it came, so its codings are told as they came.
+                Name::TransferEncoding => rewrite.transfer_encoding,
+                Name::Connection | Name::HopByHop => false,
                 _ => !self.named.contains(header.name),
             };
             if keep {
                 put_header(out, header.name.as_bytes(), header.value);
             }
-        }
-        if rewrite.chunked {
-            out.extend_from_slice(b"transfer-encoding: chunked\r\n");
         }
         if let Some(cookie) = rewrite.set_cookie {
             put_header(out, b"set-cookie", cookie);

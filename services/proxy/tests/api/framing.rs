@@ -219,3 +219,141 @@ async fn an_absolute_target_is_routed_by_its_authority() {
     assert_eq!(seen["host"][0], "App.Test");
     assert_eq!(seen["x-forwarded-host"][0], "App.Test");
 }
+
+/// What a scripted backend does with a request head.
+enum Script {
+    Answer(&'static str),
+    AnswerAndClose(&'static str),
+}
+
+/// A backend written by hand: for each request head it reads, it does what `script`
+/// says with it, never reading request bodies.
+async fn scripted_backend(script: fn(&str) -> Script) -> Upstream {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut pending = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    while let Some(end) = pending.windows(4).position(|window| window == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&pending[..end]).into_owned();
+                        pending.drain(..end + 4);
+                        let (reply, close) = match script(&head) {
+                            Script::Answer(reply) => (reply, false),
+                            Script::AnswerAndClose(reply) => (reply, true),
+                        };
+                        if stream.write_all(reply.as_bytes()).await.is_err() || close {
+                            return;
+                        }
+                    }
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(read) => pending.extend_from_slice(&chunk[..read]),
+                    }
+                }
+            });
+        }
+    });
+    Upstream { host: addr.ip().to_string(), port: addr.port() }
+}
+
+fn vhost_over(upstreams: Vec<Upstream>) -> VhostConfig {
+    VhostConfig { name: "app.test".into(), upstreams, policy: Policy::RoundRobin, default: false }
+}
+
+#[tokio::test]
+async fn a_connection_left_owing_body_bytes_is_never_reused() {
+    // It answers an upload at once and keeps the connection: the rest of that body
+    // would be read as the next request on it. Anything but a clean GET is a 400.
+    let upstream = scripted_backend(|head| {
+        Script::Answer(if head.starts_with("POST") {
+            "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n"
+        } else if head.starts_with("GET /next HTTP/1.1") {
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nclean"
+        } else {
+            "HTTP/1.1 400 Bad Request\r\nContent-Length: 8\r\n\r\npoisoned"
+        })
+    })
+    .await;
+    let mut one_worker = config(vec![vhost_over(vec![upstream])]);
+    one_worker.workers = Some(1);
+    let proxy = TestProxy::start(one_worker).await;
+
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    stream.write_all(b"POST /upload HTTP/1.1\r\nHost: app.test\r\nContent-Length: 100000\r\n\r\n").await.unwrap();
+    stream.write_all(&[b'x'; 1000]).await.unwrap();
+    let mut reply = Vec::new();
+    tokio::time::timeout(PATIENCE, stream.read_to_end(&mut reply)).await.unwrap().unwrap();
+    assert!(reply.starts_with(b"HTTP/1.1 401"), "{}", String::from_utf8_lossy(&reply));
+
+    for _ in 0..3 {
+        let response = proxy.get("app.test", "/next").await;
+        assert_eq!(response.text().await.unwrap(), "clean");
+    }
+}
+
+#[tokio::test]
+async fn a_retry_after_an_interim_answer_sends_the_request_not_the_answer() {
+    // The first backend sends 103 Early Hints and closes; the GET goes on to the
+    // second, which must get the request itself.
+    let dies =
+        scripted_backend(|_| Script::AnswerAndClose("HTTP/1.1 103 Early Hints\r\nLink: </style.css>\r\n\r\n")).await;
+    let healthy = scripted_backend(|head| {
+        Script::Answer(if head.starts_with("GET /page HTTP/1.1\r\n") {
+            "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\npage"
+        } else {
+            "HTTP/1.1 400 Bad Request\r\nContent-Length: 7\r\n\r\ngarbled"
+        })
+    })
+    .await;
+    let proxy = TestProxy::start(config(vec![vhost_over(vec![dies, healthy])])).await;
+
+    for _ in 0..4 {
+        let reply = raw_request(proxy.addr, "GET /page HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n").await;
+        assert!(reply.ends_with("\r\n\r\npage"), "{reply}");
+    }
+}
+
+#[tokio::test]
+async fn errors_answering_a_head_request_have_no_body() {
+    let backend = Backend::start("b").await;
+    let proxy = proxy_for(&backend).await;
+
+    let reply = raw_request(
+        proxy.addr,
+        "HEAD / HTTP/1.1\r\nHost: unknown.test\r\n\r\nGET / HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let (error, next) = reply.split_at(reply.find("HTTP/1.1 200").expect("the GET is answered too"));
+    assert!(error.starts_with("HTTP/1.1 404"), "{reply}");
+    assert!(error.ends_with("\r\n\r\n"), "no body after a HEAD: {reply}");
+    assert_eq!(body(next), "b");
+}
+
+#[tokio::test]
+async fn chunk_extensions_count_against_the_body_limit() {
+    let backend = Backend::start("b").await;
+    let mut config = config(vec![vhost("app.test", Policy::RoundRobin, &[&backend])]);
+    config.limits = Limits { max_body_bytes: 64, ..Limits::default() };
+    let proxy = TestProxy::start(config).await;
+
+    let padded = format!("1;{}\r\na\r\n0\r\n\r\n", "e".repeat(100));
+    let request = format!("POST /echo HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\n\r\n{padded}");
+    let reply = raw_request(proxy.addr, &request).await;
+    assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
+}
+
+#[tokio::test]
+async fn a_target_that_is_not_ascii_is_a_400_not_a_panic() {
+    let backend = Backend::start("b").await;
+    let proxy = proxy_for(&backend).await;
+    for target in ["h\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}", "/caf\u{e9}"] {
+        let reply =
+            raw_request(proxy.addr, &format!("GET {target} HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n"))
+                .await;
+        assert!(reply.starts_with("HTTP/1.1 400") || reply.starts_with("HTTP/1.1 200"), "{target}: {reply}");
+    }
+    assert_eq!(proxy.backend_for("app.test").await, "b", "the proxy still serves");
+}

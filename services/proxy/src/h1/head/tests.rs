@@ -187,7 +187,8 @@ fn backend_connections_are_kept_only_when_the_message_allows() {
 
 #[test]
 fn the_client_gets_the_head_with_the_proxys_framing_and_connection() {
-    let rewrite = Downstream { set_cookie: Some(b"pin=1; Path=/"), close: true, keep_alive_10: false, chunked: true };
+    let rewrite =
+        Downstream { set_cookie: Some(b"pin=1; Path=/"), close: true, keep_alive_10: false, transfer_encoding: true };
     let (head, _, _) = response(
         "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\
          Connection: keep-alive, x-hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\n\r\n",
@@ -196,7 +197,7 @@ fn the_client_gets_the_head_with_the_proxys_framing_and_connection() {
     );
     assert_eq!(
         head,
-        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\ntransfer-encoding: chunked\r\n\
+        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\
          set-cookie: pin=1; Path=/\r\nconnection: close\r\n\r\n"
     );
     let (switching, _, _) = response(
@@ -228,4 +229,33 @@ fn the_proxys_own_replies_are_whole_messages() {
     let mut head_only = Vec::new();
     write_response(&mut head_only, 200, &[], b"{}", false, false);
     assert!(String::from_utf8(head_only).unwrap().ends_with("content-length: 2\r\n\r\n"));
+}
+
+#[test]
+fn expect_from_an_http10_client_is_ignored_and_not_forwarded() {
+    let mut headers = header_slots();
+    let bytes = b"POST / HTTP/1.0\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n";
+    let head = parse_request(bytes, &mut headers).unwrap().unwrap();
+    assert!(!head.expect_continue);
+    let mut out = Vec::new();
+    head.write_upstream(&Upstream::default(), &mut out);
+    assert!(!String::from_utf8(out).unwrap().contains("Expect"));
+}
+
+#[test]
+fn targets_that_are_not_ascii_are_refused_without_panicking() {
+    for target in ["h\u{e9}\u{e9}\u{e9}\u{e9}", "http:/\u{e9}x"] {
+        assert!(split_target(target).is_err(), "{target}");
+    }
+}
+
+#[test]
+fn transfer_codings_go_to_the_client_as_they_came() {
+    let keep = Downstream { transfer_encoding: true, ..Downstream::default() };
+    let (head, framing, _) = response("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", false, &keep);
+    assert_eq!(framing, Framing::Chunked);
+    assert!(head.contains("Transfer-Encoding: gzip, chunked\r\n"), "{head}");
+    let mut headers = header_slots();
+    let coded = parse_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", &mut headers, false);
+    assert!(coded.unwrap().unwrap().has_codings());
 }
