@@ -526,6 +526,15 @@ struct Connection<'a> {
 
 impl<'a> Connection<'a> {
     fn add(&mut self, value: &'a [u8]) -> Result<(), Invalid> {
+        // Nearly every message says one of these, alone.
+        if value.eq_ignore_ascii_case(b"keep-alive") {
+            self.keep_alive = true;
+            return Ok(());
+        }
+        if value.eq_ignore_ascii_case(b"close") {
+            self.close = true;
+            return Ok(());
+        }
         let text = std::str::from_utf8(value).map_err(|_| Invalid::Malformed("unreadable connection header"))?;
         for token in text.split(',').map(str::trim).filter(|token| !token.is_empty()) {
             if token.eq_ignore_ascii_case("close") {
