@@ -42,6 +42,8 @@ use crate::server::{Connection, Forwarding, Next, RequestInfo, Worker};
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 /// How much of a streamed body is read at a time.
 const RELAY_CHUNK: usize = 16 * 1024;
+/// The same for an event stream, which idles between small events for hours.
+const EVENT_CHUNK: usize = 2 * 1024;
 
 /// Forwards a prepared request and answers the client; says whether the client
 /// connection goes on.
@@ -336,11 +338,17 @@ async fn relay_body(
     if !connection.write_to_client(idle_timeout).await {
         return Err(Failure::Abort);
     }
+    let chunk = if answer.event_stream {
+        connection.keep_small();
+        EVENT_CHUNK
+    } else {
+        RELAY_CHUNK
+    };
     let mut reads = 0;
     let mut watch_client = true;
     while !body.is_done() {
         connection.upstream_buf.clear();
-        connection.upstream_buf.reserve(RELAY_CHUNK);
+        connection.upstream_buf.reserve(chunk);
         connection.upstream_timer.as_mut().reset(Instant::now() + idle_timeout);
         let read = tokio::select! {
             biased;

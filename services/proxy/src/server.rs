@@ -119,6 +119,8 @@ struct Refused {
 
 /// The size of a connection's buffers at first; they grow as messages need.
 const BUFFER: usize = 4096;
+/// What an event stream keeps to read events into.
+const EVENT_BUFFER: usize = 2048;
 
 /// Serves one client connection until it closes, times out, or the proxy shuts down.
 pub(crate) async fn serve_connection(stream: TcpStream, remote: SocketAddr, worker: Arc<Worker>) {
@@ -252,6 +254,20 @@ impl Connection {
             }
         }
         Next::KeepAlive
+    }
+
+    /// Gives back the buffers an idle event stream does not need: the request it
+    /// answers (no retry comes after an answer), the client buffer when it holds
+    /// nothing, what went out. They grow again if the connection carries another
+    /// request.
+    pub(crate) fn keep_small(&mut self) {
+        self.upstream_head = Vec::new();
+        if self.pos == self.buf.len() {
+            self.buf = Vec::new();
+            self.pos = 0;
+        }
+        self.out = Vec::new();
+        self.upstream_buf.shrink_to(EVENT_BUFFER);
     }
 
     pub(crate) fn shutdown_started(&self) -> bool {

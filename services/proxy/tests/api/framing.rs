@@ -357,3 +357,34 @@ async fn a_target_that_is_not_ascii_is_a_400_not_a_panic() {
     }
     assert_eq!(proxy.backend_for("app.test").await, "b", "the proxy still serves");
 }
+
+#[tokio::test]
+async fn a_connection_that_carried_an_event_stream_carries_the_next_request() {
+    let backend = Backend::start("b").await;
+    let proxy = proxy_for(&backend).await;
+    let events = backend.sse_events();
+
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    let open = "GET /sse HTTP/1.1\r\nHost: app.test\r\nAccept: text/event-stream\r\n\r\n";
+    stream.write_all(open.as_bytes()).await.unwrap();
+    events.send("one".to_owned()).await.unwrap();
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !String::from_utf8_lossy(&seen).contains("data: one") {
+        let read = tokio::time::timeout(PATIENCE, stream.read(&mut chunk)).await.expect("the event").unwrap();
+        assert!(read > 0, "closed early: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&chunk[..read]);
+    }
+    // The stream ends (its last chunk); the same connection asks again.
+    drop(events);
+    while !String::from_utf8_lossy(&seen).ends_with("0\r\n\r\n") {
+        let read = tokio::time::timeout(PATIENCE, stream.read(&mut chunk)).await.expect("the end").unwrap();
+        assert!(read > 0, "closed instead of ending the stream");
+        seen.extend_from_slice(&chunk[..read]);
+    }
+    stream.write_all(b"GET / HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut reply = String::new();
+    tokio::time::timeout(PATIENCE, stream.read_to_string(&mut reply)).await.unwrap().unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert_eq!(body(&reply), "b");
+}
