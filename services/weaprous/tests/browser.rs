@@ -49,7 +49,7 @@ async fn two_users_chat_in_a_channel_and_by_direct_message_in_real_browsers() {
         assert!(Path::new(tool).exists(), "{tool} is missing: apt-get install -y chromium chromium-driver");
     }
 
-    let mut sys = System::builder().peers(2).start().await;
+    let mut sys = System::builder().peers(2).proxy().start().await;
     let driver = Driver::start().expect("chromedriver starts");
     let profiles = tempfile::tempdir().expect("a temporary folder for browser profiles");
     let user1 = Browser::open(&driver, &profiles.path().join("user1"), "user1").await.expect("browser 1 opens");
@@ -94,8 +94,24 @@ async fn two_users_chat_in_a_channel_and_by_direct_message_in_real_browsers() {
 
 /// The story: log in, join `general`, talk there, then a direct message.
 async fn scenario(sys: &System, user1: &Browser, user2: &Browser) -> Result<()> {
-    user1.log_in(&sys.peer_url(0), "password1").await?;
-    user2.log_in(&sys.peer_url(1), "password2").await?;
+    // user2 comes through the proxy, as a deployment's users do: the sticky cookie,
+    // the forms and the event stream all pass through it. user1 goes straight to the
+    // other peer, so their direct messages travel between peers.
+    let through_proxy = sys.proxy_url().replace("127.0.0.1", "localhost");
+    user2.log_in(&through_proxy, "password2").await?;
+    let served_by = user2
+        .run(
+            "const request = new XMLHttpRequest();
+             request.open('HEAD', '/', false);
+             request.send();
+             return request.getResponseHeader('x-served-by');",
+            vec![],
+        )
+        .await?;
+    let user2_peer = (0..2)
+        .find(|&index| served_by == json!(format!("peer@127.0.0.1:{}", sys.peer_port(index))))
+        .ok_or_else(|| anyhow!("user2's page through the proxy came from {served_by}, not from a peer"))?;
+    user1.log_in(&sys.peer_url(1 - user2_peer), "password1").await?;
     // The pages follow /events (not the 3 s polling fallback).
     for browser in [user1, user2] {
         browser
