@@ -153,11 +153,9 @@ pub fn parse_request<'a>(
     headers: &'a mut HeaderSlots<'a>,
 ) -> Result<Option<RequestHead<'a>>, Invalid> {
     let mut request = httparse::Request::new(&mut []);
-    let len = match request.parse_with_uninit_headers(bytes, headers) {
-        Ok(Status::Complete(len)) => len,
-        Ok(Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => return Err(Invalid::TooManyHeaders),
-        Err(_) => return Err(Invalid::Malformed("malformed request head")),
+    let parsed = request.parse_with_uninit_headers(bytes, headers);
+    let Some(len) = complete(parsed, "malformed request head")? else {
+        return Ok(None);
     };
     let httparse::Request { method, path, version, headers } = request;
     let headers: &'a [Header<'a>] = headers;
@@ -332,6 +330,16 @@ impl RequestHead<'_> {
     }
 }
 
+/// The head's length once `httparse` has all of it; `None` while it is partial.
+fn complete(parsed: httparse::Result<usize>, malformed: &'static str) -> Result<Option<usize>, Invalid> {
+    match parsed {
+        Ok(Status::Complete(len)) => Ok(Some(len)),
+        Ok(Status::Partial) => Ok(None),
+        Err(httparse::Error::TooManyHeaders) => Err(Invalid::TooManyHeaders),
+        Err(_) => Err(Invalid::Malformed(malformed)),
+    }
+}
+
 /// Splits a request target into the origin-form path and, for an absolute-form
 /// target (`http://host/path`), its authority.
 fn split_target(target: &str) -> Result<(&str, Option<&str>), Invalid> {
@@ -367,12 +375,9 @@ pub fn parse_response<'a>(
     head_request: bool,
 ) -> Result<Option<ResponseHead<'a>>, Invalid> {
     let mut response = httparse::Response::new(&mut []);
-    let config = httparse::ParserConfig::default();
-    let len = match config.parse_response_with_uninit_headers(&mut response, bytes, headers) {
-        Ok(Status::Complete(len)) => len,
-        Ok(Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => return Err(Invalid::TooManyHeaders),
-        Err(_) => return Err(Invalid::Malformed("malformed response head")),
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut response, bytes, headers);
+    let Some(len) = complete(parsed, "malformed response head")? else {
+        return Ok(None);
     };
     let httparse::Response { version, code, reason, headers } = response;
     let headers: &'a [Header<'a>] = headers;
