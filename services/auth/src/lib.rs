@@ -69,7 +69,7 @@ impl AuthMetrics {
 }
 
 impl AppState {
-    pub fn new(config: &Config) -> anyhow::Result<Self> {
+    pub async fn new(config: &Config) -> anyhow::Result<Self> {
         Ok(Self {
             users: UserDb::open(&config.db)?,
             tokens: TokenKeys::new(&config.secrets.session_secret, config.session_ttl()),

@@ -35,7 +35,7 @@ async fn main() -> anyhow::Result<()> {
         None => {
             let _telemetry = kit::start("auth");
             config.secrets.warn_if_default();
-            let state = auth::AppState::new(&config)?;
+            let state = auth::AppState::new(&config).await?;
             let listener = tokio::net::TcpListener::bind(config.listen())
                 .await
                 .with_context(|| format!("failed to bind {}", config.listen()))?;

@@ -188,7 +188,7 @@ impl PeerMetrics {
 
 impl AppState {
     /// State for a peer bound at `bound` (the port matters when it was chosen at bind).
-    pub fn new(config: &Config, bound: SocketAddr) -> anyhow::Result<Self> {
+    pub async fn new(config: &Config, bound: SocketAddr) -> anyhow::Result<Self> {
         config.validate()?;
         let me = PeerAddr::parse(&config.advertised_host(), bound.port()).map_err(anyhow::Error::msg)?;
         let (db_path, slot) = if config.db_slot {

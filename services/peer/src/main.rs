@@ -17,6 +17,6 @@ async fn main() -> anyhow::Result<()> {
     let _telemetry = kit::start("peer");
     config.secrets.warn_if_default();
     let listener = config.bind().await?;
-    let state = peer::AppState::new(&config, listener.local_addr()?)?;
+    let state = peer::AppState::new(&config, listener.local_addr()?).await?;
     peer::serve(listener, state, kit::shutdown::signal()).await
 }

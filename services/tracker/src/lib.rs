@@ -106,7 +106,7 @@ impl TrackerMetrics {
 }
 
 impl AppState {
-    pub fn new(config: &Config) -> anyhow::Result<Self> {
+    pub async fn new(config: &Config) -> anyhow::Result<Self> {
         config.validate()?;
         let cluster = ClusterKey::new(&config.secrets.cluster_secret);
         let store = Store::open(&config.db_path()).context("failed to open the tracker database")?;

@@ -17,7 +17,7 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::load(&cli.flags).unwrap_or_else(|err| err.exit());
     let _telemetry = kit::start("tracker");
     config.secrets.warn_if_default();
-    let state = tracker::AppState::new(&config)?;
+    let state = tracker::AppState::new(&config).await?;
     let listener = tokio::net::TcpListener::bind(config.listen())
         .await
         .with_context(|| format!("failed to bind {}", config.listen()))?;

@@ -84,14 +84,14 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let _telemetry = kit::start("tracker");
             config.secrets.warn_if_default();
             let listener = bind(config.listen()).await?;
-            tracker::serve(listener, tracker::AppState::new(&config)?, kit::shutdown::signal()).await
+            tracker::serve(listener, tracker::AppState::new(&config).await?, kit::shutdown::signal()).await
         }
         Command::Peer(flags) => {
             let config = peer::Config::load(&flags).unwrap_or_else(|err| err.exit());
             let _telemetry = kit::start("peer");
             config.secrets.warn_if_default();
             let listener = config.bind().await?;
-            let state = peer::AppState::new(&config, listener.local_addr()?)?;
+            let state = peer::AppState::new(&config, listener.local_addr()?).await?;
             peer::serve(listener, state, kit::shutdown::signal()).await
         }
         Command::Auth(flags) => {
@@ -99,7 +99,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let _telemetry = kit::start("auth");
             config.secrets.warn_if_default();
             let listener = bind(config.listen()).await?;
-            auth::serve(listener, auth::AppState::new(&config)?, kit::shutdown::signal()).await
+            auth::serve(listener, auth::AppState::new(&config).await?, kit::shutdown::signal()).await
         }
         Command::Proxy(args) => {
             let config = proxy::Config::load(&args).unwrap_or_else(|err| err.exit());
@@ -159,13 +159,14 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let mut services = tokio::task::JoinSet::new();
     let stop = |token: &CancellationToken| token.clone().cancelled_owned();
-    services.spawn(named("auth", auth::serve(auth_listener, auth::AppState::new(&auth_config)?, stop(&shutdown))));
+    services
+        .spawn(named("auth", auth::serve(auth_listener, auth::AppState::new(&auth_config).await?, stop(&shutdown))));
     services.spawn(named(
         "tracker",
-        tracker::serve(tracker_listener, tracker::AppState::new(&tracker_config)?, stop(&shutdown)),
+        tracker::serve(tracker_listener, tracker::AppState::new(&tracker_config).await?, stop(&shutdown)),
     ));
     for listener in peer_listeners {
-        let state = peer::AppState::new(&peer_config, listener.local_addr()?)?;
+        let state = peer::AppState::new(&peer_config, listener.local_addr()?).await?;
         services.spawn(named("peer", peer::serve(listener, state, stop(&shutdown))));
     }
     services.spawn(named("proxy", proxy::serve(proxy_listener, proxy::Proxy::new(proxy_config)?, stop(&shutdown))));
@@ -209,6 +210,7 @@ fn secrets_from_env_or_random() -> kit::config::Secrets {
     kit::config::Secrets {
         session_secret: from_env("WEAPROUS_SESSION_SECRET", random.session_secret),
         cluster_secret: from_env("WEAPROUS_CLUSTER_SECRET", random.cluster_secret),
+        database_url: std::env::var("WEAPROUS_DATABASE_URL").ok().filter(|url| !url.is_empty()).map(SecretString::from),
     }
 }
 

@@ -14,8 +14,9 @@ use serde::{Deserialize, Serialize};
 /// service warns at start while it is in use.
 pub const DEV_SECRET: &str = "weaprous-dev-secret-change-me";
 
-/// The secrets shared by the services. They come from `WEAPROUS_SESSION_SECRET` and
-/// `WEAPROUS_CLUSTER_SECRET` (or the service's own prefix), never from flags.
+/// The secrets shared by the services. They come from `WEAPROUS_SESSION_SECRET`,
+/// `WEAPROUS_CLUSTER_SECRET` and `WEAPROUS_DATABASE_URL` (or the service's own
+/// prefix); only the database URL may also come from a flag.
 #[derive(Clone, Deserialize)]
 pub struct Secrets {
     /// Signs and verifies session tokens (auth signs; tracker and peers verify).
@@ -24,11 +25,16 @@ pub struct Secrets {
     /// Signs and verifies calls between services (peer to tracker, peer to peer).
     #[serde(default = "dev_secret")]
     pub cluster_secret: SecretString,
+    /// The PostgreSQL database of the cluster backend (`WEAPROUS_DATABASE_URL` or
+    /// `--database-url`); without it a service keeps its data embedded (SQLite, CSV).
+    /// A secret because the URL may carry a password.
+    #[serde(default)]
+    pub database_url: Option<SecretString>,
 }
 
 impl Default for Secrets {
     fn default() -> Self {
-        Self { session_secret: dev_secret(), cluster_secret: dev_secret() }
+        Self { session_secret: dev_secret(), cluster_secret: dev_secret(), database_url: None }
     }
 }
 
@@ -53,7 +59,7 @@ impl Secrets {
 
     /// Fresh random secrets, for the all-in-one runner and tests.
     pub fn random() -> Self {
-        Self { session_secret: random_secret(), cluster_secret: random_secret() }
+        Self { session_secret: random_secret(), cluster_secret: random_secret(), database_url: None }
     }
 }
 
@@ -76,7 +82,7 @@ fn random_secret() -> SecretString {
 pub fn layered<D: Serialize, F: Serialize>(defaults: &D, file: &Path, prefix: &str, flags: &F) -> Figment {
     Figment::from(Serialized::defaults(defaults))
         .merge(Toml::file(file))
-        .merge(Env::prefixed("WEAPROUS_").only(&["session_secret", "cluster_secret"]))
+        .merge(Env::prefixed("WEAPROUS_").only(&["session_secret", "cluster_secret", "database_url"]))
         .merge(Env::prefixed(&format!("{prefix}_")).split("__").ignore(&["config"]))
         .merge(Serialized::defaults(flags))
 }
@@ -132,6 +138,15 @@ impl ServerFlags {
     pub fn bind_ip(&self) -> Option<&str> {
         self.server_ip.as_deref().or(self.host.as_deref())
     }
+}
+
+/// The flag that picks the storage backend, shared by the services that keep data.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct StorageFlags {
+    /// A PostgreSQL URL (`postgres://user:pass@host/db`): keep this service's data
+    /// there (cluster mode) instead of embedded. Also `WEAPROUS_DATABASE_URL`.
+    #[arg(long = "database-url")]
+    pub database_url: Option<String>,
 }
 
 /// Parses `ip:port` or `http://ip:port` into a base URL (the original's

@@ -18,6 +18,7 @@
 //! - [`health`]: `/healthz` and `/readyz`.
 //! - [`www`]: static files of the web UI.
 //! - `db` (feature `sqlite`): an embedded SQLite store with group commit.
+//! - `pg` (feature `postgres`): the PostgreSQL pool, migrations, `LISTEN`, test databases.
 
 pub mod backoff;
 pub mod body;
@@ -30,6 +31,8 @@ pub mod health;
 pub mod http;
 pub mod limits;
 pub mod metrics;
+#[cfg(feature = "postgres")]
+pub mod pg;
 pub mod session;
 pub mod shutdown;
 pub mod sign;

@@ -338,16 +338,17 @@ impl System {
                     secrets: self.secrets.clone(),
                     ..auth::Config::default()
                 };
-                let state = auth::AppState::new(&config).expect("auth state");
+                let state = auth::AppState::new(&config).await.expect("auth state");
                 tokio::spawn(auth::serve(listener, state, shutdown))
             }
             Role::Tracker => {
-                let state = tracker::AppState::new(&self.tracker_config()).expect("tracker state");
+                let state = tracker::AppState::new(&self.tracker_config()).await.expect("tracker state");
                 tokio::spawn(tracker::serve(listener, state, shutdown))
             }
             Role::Peer => {
                 let config = self.peer_config();
-                let state = peer::AppState::new(&config, listener.local_addr().expect("bound")).expect("peer state");
+                let state =
+                    peer::AppState::new(&config, listener.local_addr().expect("bound")).await.expect("peer state");
                 readiness = Some(state.readiness.clone());
                 tokio::spawn(peer::serve(listener, state, shutdown))
             }

@@ -26,7 +26,7 @@ async fn spawn(allow_registration: bool) -> TestAuth {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let state = AppState::new(&config).unwrap();
+    let state = AppState::new(&config).await.unwrap();
     tokio::spawn(auth::serve(listener, state, async move {
         let _ = stopped.await;
     }));

@@ -20,7 +20,7 @@ async fn a_peer_started_before_the_tracker_registers_once_the_tracker_is_up() {
         secrets: secrets.clone(),
         ..peer::Config::default()
     };
-    let peer_state = peer::AppState::new(&peer_config, peer_listener.local_addr().unwrap()).unwrap();
+    let peer_state = peer::AppState::new(&peer_config, peer_listener.local_addr().unwrap()).await.unwrap();
     let readiness = peer_state.readiness.clone();
     let stop = tokio_util::sync::CancellationToken::new();
     let peer = tokio::spawn(peer::serve(peer_listener, peer_state, stop.clone().cancelled_owned()));
@@ -33,7 +33,7 @@ async fn a_peer_started_before_the_tracker_registers_once_the_tracker_is_up() {
     let tracker_listener = tokio::net::TcpListener::bind(("127.0.0.1", tracker_port)).await.unwrap();
     let tracker = tokio::spawn(tracker::serve(
         tracker_listener,
-        tracker::AppState::new(&tracker_config).unwrap(),
+        tracker::AppState::new(&tracker_config).await.unwrap(),
         stop.clone().cancelled_owned(),
     ));
     testkit::eventually("the peer registers once the tracker is up", || async { readiness.is_ready() }).await;
