@@ -51,14 +51,16 @@ pub async fn hand_over(state: AppState, user: Username, to: PeerAddr) {
 /// Sends every page, then forgets what was sent; repeats while messages kept
 /// arriving meanwhile. Returns how many messages went.
 async fn transfer(state: &AppState, user: &Username, to: &PeerAddr) -> anyhow::Result<usize> {
+    // A mailbox shared by every peer stays where it is.
+    let Some(mailboxes) = state.store.handover() else { return Ok(0) };
     let url = reqwest::Url::parse(&format!("{}/import-mailbox", to.url()))?;
     let mut sent = 0;
-    let mut contacts = state.store.contacts(user).await?;
+    let mut contacts = mailboxes.contacts(user).await?;
     loop {
         let mut after = 0;
         let mut through = None;
         loop {
-            let messages = state.store.export_mailbox(user, after, PAGE).await?;
+            let messages = mailboxes.export_mailbox(user, after, PAGE).await?;
             if messages.is_empty() && contacts.is_empty() {
                 break;
             }
@@ -75,8 +77,8 @@ async fn transfer(state: &AppState, user: &Username, to: &PeerAddr) -> anyhow::R
             }
         }
         let Some(through) = through else { return Ok(sent) };
-        state.store.drop_mailbox(user, through).await?;
-        if state.store.export_mailbox(user, 0, 1).await?.is_empty() {
+        mailboxes.drop_mailbox(user, through).await?;
+        if mailboxes.export_mailbox(user, 0, 1).await?.is_empty() {
             return Ok(sent);
         }
     }
@@ -85,7 +87,8 @@ async fn transfer(state: &AppState, user: &Username, to: &PeerAddr) -> anyhow::R
 /// Finds mailboxes here whose owners live elsewhere now (they moved while this peer
 /// was away, or after they left it), and hands each to its owner's home.
 pub async fn hand_over_strays(state: AppState) {
-    let owners = match state.store.mailbox_owners().await {
+    let Some(mailboxes) = state.store.handover() else { return };
+    let owners = match mailboxes.mailbox_owners().await {
         Ok(owners) => owners,
         Err(err) => {
             tracing::warn!(%err, "could not list the mailboxes kept here");

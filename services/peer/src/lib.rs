@@ -5,7 +5,7 @@
 //!
 //! - [`config`]: flags, env and file settings, and binding.
 //! - [`sessions`]: hosted users, revoked sessions, the [`sessions::Session`] extractor.
-//! - [`store`]: contacts, mailboxes and the outbox, durable in SQLite.
+//! - [`store`]: contacts, mailboxes and the outbox, durable in SQLite or PostgreSQL.
 //! - [`hub`]: the events browsers get, with ids to resume from.
 //! - [`delivery`]: sending direct messages peer to peer, and the outbox worker.
 //! - [`handoff`]: handing a user's mailbox to their new home when they move.
@@ -266,7 +266,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, advertised = %state.me, tracker = %state.tracker, db = %state.store.path().display(), "listening");
+    tracing::info!(%addr, advertised = %state.me, tracker = %state.tracker, store = %state.store.describe(), "listening");
     let registration = tokio::spawn(tracker_link::keep_registered(state.clone()));
     tokio::spawn(delivery::outbox_worker(state.clone()));
     let token = state.shutdown.clone();
