@@ -20,6 +20,8 @@ pub struct Config {
     pub allow_registration: bool,
     /// How long a session token stays valid, in seconds.
     pub session_ttl_secs: u64,
+    /// The most connections to PostgreSQL (cluster mode) this replica holds at once.
+    pub database_pool_size: usize,
     #[serde(flatten, skip_serializing)]
     pub secrets: Secrets,
 }
@@ -32,6 +34,7 @@ impl Default for Config {
             db: PathBuf::from("db/database.csv"),
             allow_registration: true,
             session_ttl_secs: 24 * 60 * 60,
+            database_pool_size: 16,
             secrets: Secrets::default(),
         }
     }

@@ -6,6 +6,7 @@
 //! tokens locally with the shared session secret; they call auth only to log in.
 
 pub mod config;
+pub mod store;
 pub mod throttle;
 pub mod users;
 
@@ -24,13 +25,14 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
 pub use config::Config;
+use store::UserStore;
 use throttle::Throttle;
-use users::UserDb;
 
 /// Everything a handler needs. Cloning is cheap.
 #[derive(Clone)]
 pub struct AppState {
-    pub users: UserDb,
+    /// The users: the CSV file, or PostgreSQL in cluster mode.
+    pub users: UserStore,
     /// Issues and verifies session tokens; also remembers the sessions ended here.
     pub tokens: TokenKeys,
     pub throttle: Throttle,
@@ -71,7 +73,7 @@ impl AuthMetrics {
 impl AppState {
     pub async fn new(config: &Config) -> anyhow::Result<Self> {
         Ok(Self {
-            users: UserDb::open(&config.db)?,
+            users: UserStore::open(config).await?,
             tokens: TokenKeys::new(&config.secrets.session_secret, config.session_ttl()),
             throttle: Throttle::default(),
             cluster: ClusterKey::new(&config.secrets.cluster_secret),
@@ -105,7 +107,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, users = state.users.len(), db = %state.users.path().display(), "listening");
+    let users = state.users.count().await?;
+    tracing::info!(%addr, users, store = %state.users.describe(), "listening");
     let http_metrics = state.metrics.http.clone();
     let app = kit::http::common_layers(router(state), &format!("auth@{addr}"), http_metrics);
     kit::http::serve(listener, app, shutdown).await

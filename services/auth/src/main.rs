@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use auth::config::{Config, Flags};
-use auth::users::{self, UserDb};
+use auth::store::UserStore;
+use auth::users;
 use clap::{Parser, Subcommand};
 use wire::names::Username;
 
@@ -46,8 +47,9 @@ async fn main() -> anyhow::Result<()> {
             let mut password = String::new();
             std::io::stdin().lock().read_line(&mut password).context("failed to read the password from stdin")?;
             let password = password.trim_end_matches(['\r', '\n']);
-            UserDb::open(&config.db)?.add_blocking(&username, password)?;
-            eprintln!("added {username} to {}", config.db.display());
+            let store = UserStore::open(&config).await?;
+            store.add(&username, password).await?;
+            eprintln!("added {username} to {}", store.describe());
             Ok(())
         }
         Some(Command::HashDb { file }) => {

@@ -72,11 +72,7 @@ async fn register(
         return Err(ApiError::forbidden("sign-up is switched off on this server"));
     }
     let username = Username::parse(&credentials.username).map_err(|err| ApiError::bad_request(err.to_string()))?;
-    state.users.add(&username, &credentials.password).await.map_err(|err| match err {
-        AddUserError::Exists(_) => ApiError::Conflict(err.to_string()),
-        AddUserError::BadPassword => ApiError::bad_request(err.to_string()),
-        AddUserError::Io(cause) => ApiError::Internal(cause),
-    })?;
+    state.users.add(&username, &credentials.password).await?;
     tracing::info!("signed up");
     state.metrics.sign_ups.inc();
     Ok((StatusCode::CREATED, Json(grant(&state, &username)?)))
@@ -121,6 +117,16 @@ impl<T: DeserializeOwned> FromRequest<AppState> for FromClient<T> {
         let Ok(ClientIp(client)) = ClientIp::from_request_parts(&mut parts, state).await;
         let Input(body) = Input::from_request(Request::from_parts(parts, body), state).await?;
         Ok(FromClient { client, body })
+    }
+}
+
+impl From<AddUserError> for ApiError {
+    fn from(err: AddUserError) -> Self {
+        match err {
+            AddUserError::Exists(_) => ApiError::Conflict(err.to_string()),
+            AddUserError::BadPassword => ApiError::bad_request(err.to_string()),
+            AddUserError::Io(cause) => ApiError::Internal(cause),
+        }
     }
 }
 

@@ -81,16 +81,7 @@ impl UserDb {
     pub async fn verify(&self, username: &str, password: &str) -> anyhow::Result<bool> {
         self.reload_if_changed()?;
         let hash = self.read().hashes.get(username).cloned();
-        let password = password.to_owned();
-        tokio::task::spawn_blocking(move || match hash {
-            Some(hash) => verify_password(&password, &hash),
-            None => {
-                let _ = verify_password(&password, &DUMMY_HASH);
-                false
-            }
-        })
-        .await
-        .context("password check task failed")
+        verify_against(hash, password).await
     }
 
     /// Signs up a new user. Names are unique regardless of case.
@@ -180,7 +171,22 @@ pub fn convert_plaintext(path: &Path) -> anyhow::Result<usize> {
     Ok(hashes.len())
 }
 
-fn check_password(password: &str) -> Result<(), AddUserError> {
+/// Whether `password` matches `hash`, off the async threads; no hash (an unknown
+/// user) costs a check against a dummy hash, so timing does not tell which names exist.
+pub(crate) async fn verify_against(hash: Option<String>, password: &str) -> anyhow::Result<bool> {
+    let password = password.to_owned();
+    tokio::task::spawn_blocking(move || match hash {
+        Some(hash) => verify_password(&password, &hash),
+        None => {
+            let _ = verify_password(&password, &DUMMY_HASH);
+            false
+        }
+    })
+    .await
+    .context("password check task failed")
+}
+
+pub(crate) fn check_password(password: &str) -> Result<(), AddUserError> {
     let chars = password.chars().count();
     if (MIN_PASSWORD_CHARS..=MAX_PASSWORD_CHARS).contains(&chars) { Ok(()) } else { Err(AddUserError::BadPassword) }
 }
