@@ -6,6 +6,7 @@
 //! tokens locally with the shared session secret; they call auth only to log in.
 
 pub mod config;
+pub mod import;
 pub mod store;
 pub mod throttle;
 pub mod users;

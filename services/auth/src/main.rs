@@ -26,6 +26,11 @@ enum Command {
     /// Convert a database in the original's plaintext form (username,password) to
     /// Argon2id hashes, in place.
     HashDb { file: PathBuf },
+    /// Import users from a CSV file into the configured store (PostgreSQL with
+    /// --database-url, else the user database file): the original's plaintext
+    /// `username,password` (the passwords are hashed) or `username,password_hash`.
+    /// Users that exist already are left as they are; bad lines are reported and skipped.
+    ImportCsv { file: PathBuf },
 }
 
 #[tokio::main]
@@ -50,6 +55,22 @@ async fn main() -> anyhow::Result<()> {
             let store = UserStore::open(&config).await?;
             store.add(&username, password).await?;
             eprintln!("added {username} to {}", store.describe());
+            Ok(())
+        }
+        Some(Command::ImportCsv { file }) => {
+            let store = UserStore::open(&config).await?;
+            let report = auth::import::import_csv(&store, &file).await?;
+            for bad in &report.bad_lines {
+                eprintln!("{}: line {}: {} (skipped)", file.display(), bad.line, bad.reason);
+            }
+            eprintln!(
+                "imported {} into {}: {} added, {} skipped (already there), {} bad lines",
+                file.display(),
+                store.describe(),
+                report.added,
+                report.skipped,
+                report.bad_lines.len()
+            );
             Ok(())
         }
         Some(Command::HashDb { file }) => {

@@ -96,4 +96,18 @@ impl UserStore {
             }
         }
     }
+
+    /// Adds users whose hashes are computed already (an import); for each, whether it
+    /// was added (`false`: the name was taken). Existing users are left as they are.
+    pub async fn add_hashed(&self, users: Vec<(Username, String)>) -> anyhow::Result<Vec<bool>> {
+        match self {
+            Self::Csv(db) => {
+                let db = db.clone();
+                tokio::task::spawn_blocking(move || db.add_hashed_blocking(&users))
+                    .await
+                    .context("import task failed")?
+            }
+            Self::Postgres(pg_users) => pg_users.insert_many(&users).await.context("failed to store the users"),
+        }
+    }
 }

@@ -8,7 +8,7 @@
 //! The server re-reads the file when its modification time changes, so a user added
 //! from the command line can log in at once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -111,6 +111,32 @@ impl UserDb {
         current.modified = modified(path);
         *self.shared.users.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = current;
         Ok(())
+    }
+
+    /// Adds users whose hashes are computed already (an import), under one lock and
+    /// with one write; for each, whether it was added (`false`: the name, in any case,
+    /// was taken, before or earlier in `users`).
+    pub fn add_hashed_blocking(&self, users: &[(Username, String)]) -> anyhow::Result<Vec<bool>> {
+        let path = &self.shared.path;
+        let _lock = lock_file(path)?;
+        let mut current = load(path)?;
+        let mut taken: HashSet<String> = current.hashes.keys().map(|name| name.to_lowercase()).collect();
+        let added: Vec<bool> = users
+            .iter()
+            .map(|(username, hash)| {
+                let fresh = taken.insert(username.as_str().to_lowercase());
+                if fresh {
+                    current.hashes.insert(username.to_string(), hash.clone());
+                }
+                fresh
+            })
+            .collect();
+        if added.contains(&true) {
+            write_atomically(path, &current.hashes)?;
+            current.modified = modified(path);
+            *self.shared.users.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = current;
+        }
+        Ok(added)
     }
 
     fn reload_if_changed(&self) -> anyhow::Result<()> {

@@ -35,11 +35,13 @@ macro_rules! on_both_backends {
     };
 }
 
+mod import;
+
 /// One test's storage and the config that points at it; several auth instances
 /// started from one `Storage` share their users (and secrets), like replicas.
 struct Storage {
     config: Config,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     _database: Option<kit::pg::TestDatabase>,
 }
 
@@ -65,7 +67,7 @@ impl Storage {
                 Some(database)
             }
         };
-        Some(Arc::new(Self { config, _dir: dir, _database: database }))
+        Some(Arc::new(Self { config, dir, _database: database }))
     }
 }
 
