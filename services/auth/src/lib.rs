@@ -73,10 +73,11 @@ impl AuthMetrics {
 
 impl AppState {
     pub async fn new(config: &Config) -> anyhow::Result<Self> {
+        let users = UserStore::open(config).await?;
         Ok(Self {
-            users: UserStore::open(config).await?,
+            throttle: Throttle::new(users.pool().cloned()),
+            users,
             tokens: TokenKeys::new(&config.secrets.session_secret, config.session_ttl()),
-            throttle: Throttle::default(),
             cluster: ClusterKey::new(&config.secrets.cluster_secret),
             allow_registration: config.allow_registration,
             readiness: Readiness::ready(),

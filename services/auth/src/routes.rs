@@ -39,7 +39,7 @@ async fn login(
         wrong()
     })?;
     // The parsed name, as failures are counted under it: `alice ` is `alice`.
-    if let Some(locked) = state.throttle.locked(client, username.as_str()) {
+    if let Some(locked) = state.throttle.locked(client, username.as_str()).await? {
         let (wait, whose) = match locked {
             Locked::Here(wait) => (wait, "from here"),
             Locked::Everywhere(wait) => (wait, "from everywhere"),
@@ -51,12 +51,17 @@ async fn login(
     }
     if !state.users.verify(username.as_str(), &credentials.password).await? {
         tracing::info!("login refused");
-        state.throttle.failed(client, username.as_str());
         state.metrics.logins.get_or_create(&OutcomeLabel { outcome: "refused" }).inc();
+        // A failure that cannot be counted (the database is away) fails the log-in
+        // as an error; the next try fails at `locked` the same way.
+        state.throttle.failed(client, username.as_str()).await?;
         return Err(wrong());
     }
     state.metrics.logins.get_or_create(&OutcomeLabel { outcome: "ok" }).inc();
-    state.throttle.succeeded(client, username.as_str());
+    if let Err(err) = state.throttle.succeeded(client, username.as_str()).await {
+        // The password was right: the log-in stands; the old failures only run out.
+        tracing::warn!(?err, "failed to clear log-in failures");
+    }
     let grant = grant(&state, &username)?;
     tracing::info!("logged in");
     Ok(Json(grant))

@@ -9,13 +9,22 @@ use deadpool_postgres::Pool;
 use kit::pg::PgError;
 use wire::names::Username;
 
-/// Auth's migrations, in order. Never edit a released one; append.
-pub const MIGRATIONS: &[&str] = &["CREATE TABLE auth_users (
+/// Auth's migrations (its users, and the log-in failures of
+/// [`crate::throttle::PgThrottle`]), in order. Never edit a released one; append.
+pub const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE auth_users (
          username      TEXT PRIMARY KEY,
          name_key      TEXT NOT NULL UNIQUE,
          password_hash TEXT NOT NULL,
          created_at    BIGINT NOT NULL
-     )"];
+     )",
+    "CREATE TABLE auth_login_failures (
+         key          TEXT PRIMARY KEY,
+         failures     INTEGER NOT NULL,
+         window_start BIGINT NOT NULL
+     );
+     CREATE INDEX auth_login_failures_window_start ON auth_login_failures (window_start)",
+];
 
 /// The `auth_users` table. Cloning is a pool-handle clone.
 #[derive(Clone)]
