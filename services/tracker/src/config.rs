@@ -23,6 +23,9 @@ pub struct Config {
     /// A peer that sends no heartbeat for this long leaves the pool, and its users
     /// show offline.
     pub peer_ttl_secs: u64,
+    /// The most connections to PostgreSQL (cluster mode) this replica opens, besides
+    /// its one listening connection.
+    pub database_pool_size: usize,
     #[serde(flatten, skip_serializing)]
     pub secrets: Secrets,
 }
@@ -36,6 +39,7 @@ impl Default for Config {
             data_dir: PathBuf::from("data/tracker"),
             www_dir: PathBuf::from("www"),
             peer_ttl_secs: 15,
+            database_pool_size: 16,
             secrets: Secrets::default(),
         }
     }
@@ -99,6 +103,10 @@ impl Config {
         kit::config::base_url(&self.auth_url)?;
         if self.peer_ttl_secs < 3 {
             return Err(ConfigError("peer_ttl_secs must be at least 3".into()));
+        }
+        if self.database_pool_size < 2 {
+            // The post batcher holds one connection while requests need others.
+            return Err(ConfigError("database_pool_size must be at least 2".into()));
         }
         Ok(())
     }

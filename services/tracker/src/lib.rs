@@ -33,6 +33,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use reqwest::Url;
+use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -131,6 +132,13 @@ impl AppState {
 
 /// The store the config asks for.
 async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    if let Some(url) = &config.secrets.database_url {
+        let url = url.expose_secret();
+        tracing::info!(backend = "postgres", db = %kit::pg::describe(url), "tracker storage");
+        return Store::connect(url, config.database_pool_size, config.peer_ttl())
+            .await
+            .context("failed to open the tracker's PostgreSQL store");
+    }
     let store = Store::open(&config.db_path(), config.peer_ttl()).context("failed to open the tracker database")?;
     tracing::info!(backend = "sqlite", db = %store.describe(), "tracker storage");
     Ok(store)

@@ -11,6 +11,7 @@
 //! Either way checks that decide a write run inside the write itself, and a message
 //! is pushed to peers only once it is committed, and in id order.
 
+pub mod postgres;
 pub mod sqlite;
 
 #[cfg(test)]
@@ -22,6 +23,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use kit::db::DbError;
+use kit::pg::PgError;
 use kit::session::TokenKeys;
 use tokio::sync::broadcast;
 use wire::addr::PeerAddr;
@@ -90,12 +92,22 @@ pub enum StoreError {
     NotMember(ChannelName),
     #[error(transparent)]
     Db(#[from] DbError),
+    #[error(transparent)]
+    Pg(#[from] PgError),
+    /// A batch of posts failed to commit: every post in it gets the cause.
+    #[error(transparent)]
+    Batch(Arc<StoreError>),
+    #[error("stored data does not parse: {0}")]
+    Corrupt(String),
+    #[error("the store is closed")]
+    Closed,
 }
 
 /// The tracker's data, on one backend. Cloning is a reference-count bump.
 #[derive(Clone)]
 pub enum Store {
     Sqlite(sqlite::SqliteStore),
+    Postgres(postgres::PgStore),
 }
 
 /// Calls the same method on whichever backend holds the data.
@@ -103,6 +115,7 @@ macro_rules! dispatch {
     ($self:ident.$method:ident($($arg:expr),*)) => {
         match $self {
             Store::Sqlite(store) => store.$method($($arg),*).await,
+            Store::Postgres(store) => store.$method($($arg),*).await,
         }
     };
 }
@@ -113,10 +126,17 @@ impl Store {
         sqlite::SqliteStore::open(path, peer_ttl).map(Store::Sqlite)
     }
 
+    /// The cluster backend: the PostgreSQL database at `url`, through a pool of at most
+    /// `pool_size` connections; starts this replica's follower and post batcher.
+    pub async fn connect(url: &str, pool_size: usize, peer_ttl: Duration) -> anyhow::Result<Self> {
+        postgres::PgStore::connect(url, pool_size, peer_ttl).await.map(Store::Postgres)
+    }
+
     /// Where the data is, for logs (no password).
     pub fn describe(&self) -> String {
         match self {
             Store::Sqlite(store) => store.path().display().to_string(),
+            Store::Postgres(store) => store.describe(),
         }
     }
 
@@ -124,12 +144,14 @@ impl Store {
     pub fn peer_ttl(&self) -> Duration {
         match self {
             Store::Sqlite(store) => store.peer_ttl(),
+            Store::Postgres(store) => store.peer_ttl(),
         }
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Push>> {
         match self {
             Store::Sqlite(store) => store.subscribe(),
+            Store::Postgres(store) => store.subscribe(),
         }
     }
 
@@ -139,7 +161,9 @@ impl Store {
     pub fn revoke_into(&self, tokens: &TokenKeys) {
         // One tracker hears of every revocation through its own route, which revokes
         // locally first: only replicas need this.
-        let _ = tokens;
+        if let Store::Postgres(store) = self {
+            store.revoke_into(tokens.clone());
+        }
     }
 
     // === Ended sessions ===

@@ -3,26 +3,35 @@
 
 use std::time::Duration;
 
+use kit::pg::TestDatabase;
+
 use super::*;
 
 /// One backend's data, which can be opened (again) as a [`Store`].
-enum Fixture {
+pub(crate) enum Fixture {
     Sqlite(tempfile::TempDir),
+    Postgres(TestDatabase),
 }
 
 impl Fixture {
-    async fn open(&self) -> Store {
+    pub(crate) async fn open(&self) -> Store {
         match self {
             Fixture::Sqlite(dir) => Store::open(&dir.path().join("tracker.db"), TTL).unwrap(),
+            // Tests run in parallel on one server: small pools.
+            Fixture::Postgres(database) => Store::connect(database.url(), 3, TTL).await.unwrap(),
         }
     }
 }
 
 const TTL: Duration = Duration::from_secs(15);
 
-/// A fresh fixture per backend.
-async fn fixtures(_test: &str) -> Vec<Fixture> {
-    vec![Fixture::Sqlite(tempfile::tempdir().unwrap())]
+/// A fresh fixture per backend: SQLite, and PostgreSQL where a server answers.
+pub(crate) async fn fixtures(test: &str) -> Vec<Fixture> {
+    let mut fixtures = vec![Fixture::Sqlite(tempfile::tempdir().unwrap())];
+    if let Some(database) = TestDatabase::for_test(test).await {
+        fixtures.push(Fixture::Postgres(database));
+    }
+    fixtures
 }
 
 fn user(name: &str) -> Username {
