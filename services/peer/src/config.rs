@@ -39,6 +39,9 @@ pub struct Config {
     pub db_slot: bool,
     /// The web UI folder.
     pub www_dir: PathBuf,
+    /// The most connections to the PostgreSQL database (cluster mode) at once.
+    #[serde(default = "default_pool_size")]
+    pub database_pool_size: usize,
     /// How often the peer tells the tracker it is alive.
     pub heartbeat_secs: u64,
     /// How long an undelivered direct message is retried before it is given up.
@@ -64,6 +67,7 @@ impl Default for Config {
             data_dir: PathBuf::from("data/peers"),
             db_slot: false,
             www_dir: PathBuf::from("www"),
+            database_pool_size: default_pool_size(),
             heartbeat_secs: 5,
             outbox_ttl_secs: 7 * 24 * 60 * 60,
             activity_grace_secs: 10,
@@ -71,6 +75,10 @@ impl Default for Config {
             secrets: Secrets::default(),
         }
     }
+}
+
+fn default_pool_size() -> usize {
+    16
 }
 
 /// The peer's flags: the original's, plus the new services' addresses.

@@ -6,6 +6,9 @@
 //! to the new home), sends their mailbox and contacts there in pages, and forgets what
 //! it sent. Nothing is forgotten before the new home has it: a failed hand-over leaves
 //! the mailbox here for the next attempt.
+//!
+//! On PostgreSQL every peer replica reads the one shared mailbox, so nothing moves:
+//! the old peer only stops hosting the user.
 
 use std::time::Duration;
 

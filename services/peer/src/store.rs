@@ -3,19 +3,25 @@
 //! in, the sender's `outgoing` and the recipient's), and the outbox of messages not
 //! yet delivered.
 //!
-//! One interface, [`PeerStore`], over its backends (today [`sqlite`]: embedded, one
-//! file per peer). Routes never see SQL.
+//! One interface, [`PeerStore`], over two backends chosen by configuration:
+//! [`sqlite`] (embedded, one file per peer, mailboxes handed over when their owner
+//! moves) and [`postgres`] (cluster mode, one database shared by every peer replica,
+//! so a mailbox never moves). Routes never see SQL.
 
+pub mod postgres;
 pub mod sqlite;
 
 use std::path::Path;
+use std::time::Duration;
 
 use kit::db::DbError;
 use kit::error::ApiError;
+use kit::pg::PgError;
 use wire::addr::PeerAddr;
 use wire::api::{Contact, DirectMessage};
 use wire::names::Username;
 
+use postgres::PgStore;
 use sqlite::SqliteStore;
 
 /// How long the outbox worker leaves a new message to its sender's own first attempt.
@@ -25,6 +31,7 @@ const FIRST_ATTEMPT_GRACE_MS: i64 = 15_000;
 #[derive(Clone)]
 pub enum PeerStore {
     Sqlite(SqliteStore),
+    Postgres(PgStore),
 }
 
 /// Why the store could not answer.
@@ -32,6 +39,23 @@ pub enum PeerStore {
 pub enum StoreError {
     #[error(transparent)]
     Sqlite(#[from] DbError),
+    #[error(transparent)]
+    Postgres(#[from] PgError),
+    /// A row that does not read back as what was written (edited by hand).
+    #[error("unreadable stored data: {0}")]
+    Corrupt(String),
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(err: tokio_postgres::Error) -> Self {
+        StoreError::Postgres(err.into())
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(err: deadpool_postgres::PoolError) -> Self {
+        StoreError::Postgres(err.into())
+    }
 }
 
 /// A store failure is the server's fault: a 500 whose cause is logged, not shown.
@@ -66,6 +90,7 @@ macro_rules! on_backend {
     ($self:ident, $store:ident => $call:expr) => {
         match $self {
             PeerStore::Sqlite($store) => $call.map_err(StoreError::from),
+            PeerStore::Postgres($store) => $call,
         }
     };
 }
@@ -77,10 +102,24 @@ impl PeerStore {
         Ok((Self::Sqlite(store), loaded))
     }
 
+    /// The store in the PostgreSQL database at `url`, shared by every peer replica,
+    /// for the peer at `me`, and what that peer restores. Waits up to `patience` for
+    /// the database to answer.
+    pub async fn connect(
+        url: &str,
+        me: &PeerAddr,
+        max_size: usize,
+        patience: Duration,
+    ) -> anyhow::Result<(Self, Loaded)> {
+        let (store, loaded) = PgStore::connect(url, me, max_size, patience).await?;
+        Ok((Self::Postgres(store), loaded))
+    }
+
     /// Where the data lives, for logs (no secrets).
     pub fn describe(&self) -> String {
         match self {
             PeerStore::Sqlite(store) => format!("sqlite:{}", store.path().display()),
+            PeerStore::Postgres(store) => store.describe().to_owned(),
         }
     }
 
@@ -89,6 +128,7 @@ impl PeerStore {
     pub fn handover(&self) -> Option<&SqliteStore> {
         match self {
             PeerStore::Sqlite(store) => Some(store),
+            PeerStore::Postgres(_) => None,
         }
     }
 

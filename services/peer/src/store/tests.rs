@@ -1,5 +1,9 @@
 //! The store's behaviour, one body per test run on every backend.
 
+use std::collections::HashSet;
+use std::time::Duration;
+
+use kit::pg::TestDatabase;
 use wire::api::DirectMessage;
 use wire::names::{MessageText, Username};
 
@@ -8,6 +12,7 @@ use super::*;
 /// A place a store lives, which can be opened again as a restarted peer would.
 enum Backend {
     Sqlite(tempfile::TempDir),
+    Postgres(TestDatabase),
 }
 
 impl Backend {
@@ -15,10 +20,24 @@ impl Backend {
         Backend::Sqlite(tempfile::tempdir().unwrap())
     }
 
+    /// A fresh database, or `None` (said on stderr) where no server answers.
+    async fn postgres(test: &str) -> Option<Self> {
+        TestDatabase::for_test(test).await.map(Backend::Postgres)
+    }
+
     /// Opens the store (again), as the same peer.
     async fn open(&self) -> (PeerStore, Loaded) {
+        self.open_as(&replica(1)).await
+    }
+
+    /// Opens the store as the peer at `me` (on PostgreSQL, one replica of several).
+    async fn open_as(&self, me: &PeerAddr) -> (PeerStore, Loaded) {
         match self {
             Backend::Sqlite(dir) => PeerStore::open(&dir.path().join("peer.db")).unwrap(),
+            // Tests run in parallel on one server: small pools.
+            Backend::Postgres(database) => {
+                PeerStore::connect(database.url(), me, 4, Duration::from_secs(10)).await.unwrap()
+            }
         }
     }
 
@@ -35,6 +54,13 @@ macro_rules! on_every_backend {
             async fn sqlite() {
                 super::$name(super::Backend::sqlite()).await;
             }
+
+            #[tokio::test]
+            async fn postgres() {
+                let test = concat!(stringify!($name), "::postgres");
+                let Some(backend) = super::Backend::postgres(test).await else { return };
+                super::$name(backend).await;
+            }
         }
     )*};
 }
@@ -45,6 +71,11 @@ on_every_backend!(
     outgoing_messages_wait_in_the_outbox_until_delivered_across_reopens,
     conversations_page_backwards,
 );
+
+/// The address of peer replica `n`.
+fn replica(n: u16) -> PeerAddr {
+    PeerAddr::parse("10.0.0.1", 9000 + n).unwrap()
+}
 
 fn user(name: &str) -> Username {
     Username::parse(name).unwrap()
@@ -127,4 +158,94 @@ async fn conversations_page_backwards(backend: Backend) {
     let (older, more) = store.conversation(&user("bob"), &user("alice"), latest[0].seq, 10).await.unwrap();
     assert_eq!((older.iter().map(|m| m.message.as_str()).collect::<Vec<_>>(), more), (vec!["0", "1", "2"], false));
     assert_eq!(older[0].delivered, None, "received copies have no delivery state");
+}
+
+// === Cluster mode: several peer replicas on one database ===
+
+#[tokio::test]
+async fn a_users_mailbox_and_contacts_filed_through_one_replica_are_read_through_another() {
+    let Some(backend) =
+        Backend::postgres("a_users_mailbox_and_contacts_filed_through_one_replica_are_read_through_another").await
+    else {
+        return;
+    };
+    let (one, _) = backend.open_as(&replica(1)).await;
+    let (two, _) = backend.open_as(&replica(2)).await;
+    one.host(&user("alice"), kit::now_secs() + 600).await.unwrap();
+    one.save_outgoing(&dm("x", "alice", "bob", "sent through one")).await.unwrap();
+    one.add_contact(&user("alice"), &user("bob"), &replica(2)).await.unwrap();
+    // Bob lives on replica two; his copy is filed there, once.
+    assert!(two.save_incoming(&dm("x", "alice", "bob", "sent through one")).await.unwrap().is_some());
+    assert!(one.save_incoming(&dm("x", "alice", "bob", "sent through one")).await.unwrap().is_none(), "once");
+    two.save_incoming(&dm("y", "carol", "alice", "to alice, filed by two")).await.unwrap();
+
+    let (alices, _) = two.conversation(&user("alice"), &user("bob"), None, 10).await.unwrap();
+    assert_eq!(alices.iter().map(|m| m.message.as_str()).collect::<Vec<_>>(), ["sent through one"]);
+    assert_eq!(alices[0].delivered, Some(false), "still in the (shared) outbox");
+    one.delivered("x").await.unwrap();
+    let (alices, _) = two.conversation(&user("alice"), &user("bob"), None, 10).await.unwrap();
+    assert_eq!(alices[0].delivered, Some(true));
+    let (bobs, _) = one.conversation(&user("bob"), &user("alice"), None, 10).await.unwrap();
+    assert_eq!(bobs.len(), 1);
+    assert_eq!(one.take_unread(&user("alice")).await.unwrap().len(), 1, "what two filed, one reads");
+    assert!(two.take_unread(&user("alice")).await.unwrap().is_empty(), "and it is read everywhere");
+    let contacts = two.contacts(&user("alice")).await.unwrap();
+    assert_eq!(contacts.iter().map(|c| c.username.as_str()).collect::<Vec<_>>(), ["bob"]);
+
+    // Hosting is each replica's own: a restarted replica restores only its users.
+    let (_, restored_one) = backend.open_as(&replica(1)).await;
+    let (_, restored_two) = backend.open_as(&replica(2)).await;
+    assert_eq!(restored_one.hosted.iter().map(|(u, _)| u.as_str()).collect::<Vec<_>>(), ["alice"]);
+    assert!(restored_two.hosted.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn each_due_outbox_row_is_claimed_by_one_replica_only() {
+    let Some(backend) = Backend::postgres("each_due_outbox_row_is_claimed_by_one_replica_only").await else {
+        return;
+    };
+    let (first, _) = backend.open_as(&replica(1)).await;
+    const ROWS: usize = 300;
+    for i in 0..ROWS {
+        let id = format!("m{i:04}");
+        first.save_outgoing(&dm(&id, "alice", "bob", "queued")).await.unwrap();
+        // Due now, as if its sender's own attempt had failed (or its peer died).
+        first.retry_later(&id, 1, kit::now_ms(), "down").await.unwrap();
+    }
+    let mut stores = Vec::new();
+    for n in 1..=4 {
+        stores.push(backend.open_as(&replica(n)).await.0);
+    }
+    // All start together, so the claims overlap.
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(stores.len()));
+    let workers: Vec<_> = stores
+        .into_iter()
+        .map(|store| {
+            let start = start.clone();
+            tokio::spawn(async move {
+                start.wait().await;
+                let mut claimed = Vec::new();
+                loop {
+                    let due = store.due(7).await.unwrap();
+                    if due.is_empty() {
+                        return claimed;
+                    }
+                    claimed.extend(due.into_iter().map(|pending| pending.message.id));
+                }
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    let mut busy_workers = 0;
+    for worker in workers {
+        let claimed = worker.await.unwrap();
+        busy_workers += usize::from(!claimed.is_empty());
+        all.extend(claimed);
+    }
+    let distinct: HashSet<&String> = all.iter().collect();
+    assert_eq!(distinct.len(), all.len(), "a row was claimed twice");
+    assert_eq!(all.len(), ROWS, "every due row was claimed");
+    assert!(busy_workers > 1, "the replicas shared the work");
+    assert!(first.due(10).await.unwrap().is_empty(), "claimed rows are leased, not due");
+    assert_eq!(first.outbox_len().await.unwrap(), ROWS as u64, "claimed is not delivered");
 }
