@@ -147,3 +147,5 @@ async fn messages_are_pushed_in_id_order_to_the_peers_of_members() {
         }
     }
 }
+
+mod replicas;
