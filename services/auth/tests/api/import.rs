@@ -1,14 +1,12 @@
-//! `import-csv`: the library function on both backends, and the binary once.
+//! `import-csv`, the library function, on both backends.
 
 use auth::import::import_csv;
-use secrecy::ExposeSecret;
 
 use crate::{Backend, Storage, spawn_on};
 
 on_both_backends!(
     plaintext_users_are_imported_around_bad_lines_and_a_reimport_leaves_them_as_they_are,
     hashed_users_are_imported_as_they_are,
-    the_binary_imports_into_the_configured_store,
 );
 
 async fn plaintext_users_are_imported_around_bad_lines_and_a_reimport_leaves_them_as_they_are(backend: Backend) {
@@ -55,25 +53,4 @@ async fn hashed_users_are_imported_as_they_are(backend: Backend) {
     std::fs::write(&file, format!("dave,\"{hash}\"\n")).unwrap();
     let report = import_csv(&auth.state.users, &file).await.unwrap();
     assert_eq!((report.added, report.bad_lines.len()), (0, 1), "{report:?}");
-}
-
-async fn the_binary_imports_into_the_configured_store(backend: Backend) {
-    let Some(storage) = Storage::new(backend, true).await else { return };
-    let auth = spawn_on(&storage).await;
-    let file = storage.dir.path().join("database.csv");
-    std::fs::write(&file, "username,password\nuser1,password1\nnot a name,password1\n").unwrap();
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_auth"));
-    // Nothing from this environment: no config file, no database URL but the one given.
-    command.current_dir(storage.dir.path()).env_remove("WEAPROUS_DATABASE_URL").env_remove("AUTH_CONFIG");
-    match &storage.config.secrets.database_url {
-        Some(url) => command.args(["--database-url", url.expose_secret()]),
-        None => command.arg("--db").arg(&storage.config.db),
-    };
-    let output = command.arg("import-csv").arg(&file).output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
-    assert!(stderr.contains("line 3:"), "the bad line is named: {stderr}");
-    assert!(stderr.contains("1 added, 0 skipped"), "{stderr}");
-    // The running server sees the user the command added.
-    assert_eq!(auth.post("/login", "username=user1&password=password1").await.0, 200);
 }
