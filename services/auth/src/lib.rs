@@ -4,9 +4,14 @@
 //! can be switched off), `POST /logout` (revokes the session), `GET /session` (who
 //! a token belongs to), plus `/healthz` and `/readyz`. The tracker and the peers verify
 //! tokens locally with the shared session secret; they call auth only to log in.
+//!
+//! State lives in one of two places, by `config.secrets.database_url`: embedded (the
+//! CSV user file, counts and ended sessions in memory) or PostgreSQL, shared by every
+//! replica of auth (cluster mode). See [`store`], [`throttle`] and [`sessions`].
 
 pub mod config;
 pub mod import;
+pub mod sessions;
 pub mod store;
 pub mod throttle;
 pub mod users;
@@ -26,6 +31,7 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
 pub use config::Config;
+use sessions::EndedSessions;
 use store::UserStore;
 use throttle::Throttle;
 
@@ -36,6 +42,8 @@ pub struct AppState {
     pub users: UserStore,
     /// Issues and verifies session tokens; also remembers the sessions ended here.
     pub tokens: TokenKeys,
+    /// Sessions ended through any replica (cluster mode).
+    pub ended_sessions: EndedSessions,
     pub throttle: Throttle,
     /// Verifies the log-ins that peers and the tracker relay, which name the client.
     pub cluster: ClusterKey,
@@ -76,6 +84,7 @@ impl AppState {
         let users = UserStore::open(config).await?;
         Ok(Self {
             throttle: Throttle::new(users.pool().cloned()),
+            ended_sessions: EndedSessions::new(users.pool().cloned()),
             users,
             tokens: TokenKeys::new(&config.secrets.session_secret, config.session_ttl()),
             cluster: ClusterKey::new(&config.secrets.cluster_secret),

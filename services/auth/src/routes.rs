@@ -84,14 +84,14 @@ async fn register(
 }
 
 async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Ack>, ApiError> {
-    let claims = verified(&state, &headers)?;
-    state.tokens.revoke(&claims.sid, claims.exp);
+    let claims = verified(&state, &headers).await?;
+    state.ended_sessions.end(&state.tokens, &claims).await?;
     tracing::info!(username = %claims.sub, "logged out");
     Ok(Json(Ack::success("Logged out")))
 }
 
 async fn session(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<SessionInfo>, ApiError> {
-    let claims = verified(&state, &headers)?;
+    let claims = verified(&state, &headers).await?;
     Ok(Json(SessionInfo { status: Status::Success, username: claims.sub, expires_at: claims.exp, peer: None }))
 }
 
@@ -135,10 +135,10 @@ impl From<AddUserError> for ApiError {
     }
 }
 
-fn verified(state: &AppState, headers: &HeaderMap) -> Result<wire::token::Claims, ApiError> {
+async fn verified(state: &AppState, headers: &HeaderMap) -> Result<wire::token::Claims, ApiError> {
     let token = kit::session::token_from_headers(headers).ok_or_else(ApiError::unauthorized)?;
-    // Sessions ended here fail too.
-    state.tokens.verify(&token)
+    // Sessions ended here (or, in cluster mode, through another replica) fail too.
+    state.ended_sessions.verify(&state.tokens, &token).await
 }
 
 fn grant(state: &AppState, username: &Username) -> Result<SessionGrant, ApiError> {

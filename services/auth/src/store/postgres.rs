@@ -9,8 +9,9 @@ use deadpool_postgres::Pool;
 use kit::pg::PgError;
 use wire::names::Username;
 
-/// Auth's migrations (its users, and the log-in failures of
-/// [`crate::throttle::PgThrottle`]), in order. Never edit a released one; append.
+/// Auth's migrations (its users, the log-in failures of
+/// [`crate::throttle::PgThrottle`], the sessions of [`crate::sessions::EndedSessions`]),
+/// in order. Never edit a released one; append.
 pub const MIGRATIONS: &[&str] = &[
     "CREATE TABLE auth_users (
          username      TEXT PRIMARY KEY,
@@ -24,6 +25,11 @@ pub const MIGRATIONS: &[&str] = &[
          window_start BIGINT NOT NULL
      );
      CREATE INDEX auth_login_failures_window_start ON auth_login_failures (window_start)",
+    "CREATE TABLE auth_ended_sessions (
+         sid        TEXT PRIMARY KEY,
+         expires_at BIGINT NOT NULL
+     );
+     CREATE INDEX auth_ended_sessions_expires_at ON auth_ended_sessions (expires_at)",
 ];
 
 /// The `auth_users` table. Cloning is a pool-handle clone.

@@ -86,3 +86,20 @@ async fn five_failures_through_one_replica_lock_the_name_on_the_other() {
     assert_eq!(status, 429, "{body}");
     assert!(body["message"].as_str().unwrap().contains("try again"), "{body}");
 }
+
+#[tokio::test]
+async fn a_session_ended_through_one_replica_is_over_on_the_other() {
+    let Some((a, b)) = two_replicas().await else { return };
+    let (status, body) = a.post("/login", "username=alice&password=password1").await;
+    assert_eq!(status, 200, "{body}");
+    let token = body["token"].as_str().unwrap();
+    let session = |replica: &TestAuth| replica.client.get(format!("{}/session", replica.url)).bearer_auth(token).send();
+    assert_eq!(session(&b).await.unwrap().status(), 200);
+    let logout = a.client.post(format!("{}/logout", a.url)).bearer_auth(token).send().await.unwrap();
+    assert_eq!(logout.status(), 200);
+    for replica in [&b, &a, &b] {
+        let after = session(replica).await.unwrap();
+        assert_eq!(after.status(), 401);
+        assert!(after.json::<Value>().await.unwrap()["message"].as_str().unwrap().contains("session ended"));
+    }
+}
