@@ -78,8 +78,9 @@ struct TestAuth {
     client: reqwest::Client,
     cluster: kit::sign::ClusterKey,
     state: AppState,
-    _storage: Arc<Storage>,
+    /// Dropped first: the server stops before its storage goes.
     _stop: tokio::sync::oneshot::Sender<()>,
+    _storage: Arc<Storage>,
 }
 
 /// Auth on `backend` with the user `alice` (password `password1`); `None` when the
