@@ -18,7 +18,7 @@ use kit::db::DbError;
 use kit::error::ApiError;
 use kit::pg::PgError;
 use wire::addr::PeerAddr;
-use wire::api::{Contact, DirectMessage};
+use wire::api::{Contact, ConversationSummary, DirectMessage};
 use wire::names::Username;
 
 use postgres::PgStore;
@@ -64,6 +64,9 @@ impl From<StoreError> for ApiError {
         ApiError::Internal(anyhow::Error::new(err))
     }
 }
+
+/// The most conversations `/get-conversations` lists (the most recent ones).
+const MAX_CONVERSATIONS: usize = 1000;
 
 /// What the peer keeps in memory from its database.
 #[derive(Debug, Default)]
@@ -206,6 +209,12 @@ impl PeerStore {
         on_backend!(self, store => store.conversation(owner, other, before, limit).await)
     }
 
+    /// `owner`'s direct conversations, newest first: with whom, the latest message
+    /// either way, and how many received messages are unread.
+    pub async fn conversations(&self, owner: &Username) -> Result<Vec<ConversationSummary>, StoreError> {
+        on_backend!(self, store => store.conversations(owner).await)
+    }
+
     /// Files a page of a mailbox handed over by `owner`'s previous peer, and their
     /// contacts. Messages already here are skipped; handed-over ones count as read.
     pub async fn import_mailbox(
@@ -247,6 +256,22 @@ impl PeerStore {
     pub async fn retry_later(&self, id: &str, attempts: u32, next_attempt: u64, error: &str) -> Result<(), StoreError> {
         on_backend!(self, store => store.retry_later(id, attempts, next_attempt, error).await)
     }
+}
+
+/// One summary per latest message (already newest first), naming the other user of
+/// each and their unread count.
+fn summarize(
+    owner: &Username,
+    latest: Vec<DirectMessage>,
+    unread: impl Fn(&Username) -> u64,
+) -> Vec<ConversationSummary> {
+    latest
+        .into_iter()
+        .map(|last| {
+            let with = if &last.username == owner { last.to.clone() } else { last.username.clone() };
+            ConversationSummary { unread: unread(&with), with, last }
+        })
+        .collect()
 }
 
 #[cfg(test)]

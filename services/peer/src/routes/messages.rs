@@ -12,7 +12,8 @@ use kit::sign::Signed;
 use serde::Deserialize;
 use wire::addr::PeerAddr;
 use wire::api::{
-    Ack, Broadcast, BroadcastSent, Conversation, DirectMessage, DirectSent, MailboxTransfer, SendPeer, Status,
+    Ack, Broadcast, BroadcastSent, Conversation, Conversations, DirectMessage, DirectSent, MailboxTransfer, SendPeer,
+    Status,
 };
 use wire::names::Username;
 
@@ -32,6 +33,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/broadcast-peer", post(broadcast))
         .route("/get-received-messages", get(received_messages))
         .route("/get-conversation", get(conversation))
+        .route("/get-conversations", get(conversations))
         .route("/import-mailbox", post(import_mailbox))
 }
 
@@ -137,4 +139,12 @@ async fn conversation(
     let limit = query.limit.unwrap_or(100).clamp(1, MAX_PAGE);
     let (messages, has_more) = state.store.conversation(session.username(), &query.with, query.before, limit).await?;
     Ok(Json(Conversation { status: Status::Success, with: query.with, messages, has_more }))
+}
+
+/// The caller's direct conversations, newest first, each with its latest message and
+/// unread count: what a page lists after a reload or a new log-in, including partners
+/// who are offline.
+async fn conversations(State(state): State<AppState>, session: Session) -> Result<Json<Conversations>, ApiError> {
+    let conversations = state.store.conversations(session.username()).await?;
+    Ok(Json(Conversations { status: Status::Success, conversations }))
 }

@@ -70,6 +70,7 @@ on_every_backend!(
     received_messages_are_filed_once_and_read_once,
     outgoing_messages_wait_in_the_outbox_until_delivered_across_reopens,
     conversations_page_backwards,
+    conversations_list_each_other_user_once_newest_first_with_unread_counts,
 );
 
 /// The address of peer replica `n`.
@@ -158,6 +159,42 @@ async fn conversations_page_backwards(backend: Backend) {
     let (older, more) = store.conversation(&user("bob"), &user("alice"), latest[0].seq, 10).await.unwrap();
     assert_eq!((older.iter().map(|m| m.message.as_str()).collect::<Vec<_>>(), more), (vec!["0", "1", "2"], false));
     assert_eq!(older[0].delivered, None, "received copies have no delivery state");
+}
+
+async fn conversations_list_each_other_user_once_newest_first_with_unread_counts(backend: Backend) {
+    let store = backend.store().await;
+    let at = |ts: u64, message: DirectMessage| DirectMessage { ts, ..message };
+    store.save_incoming(&at(1, dm("d1", "dave", "alice", "old news"))).await.unwrap();
+    store.save_incoming(&at(10, dm("b1", "bob", "alice", "hi alice"))).await.unwrap();
+    store.save_outgoing(&at(20, dm("b2", "alice", "bob", "hi bob"))).await.unwrap();
+    store.save_incoming(&at(30, dm("c1", "carol", "alice", "one"))).await.unwrap();
+    store.save_incoming(&at(40, dm("c2", "carol", "alice", "two"))).await.unwrap();
+    store.save_incoming(&at(50, dm("e1", "bob", "erin", "not for alice"))).await.unwrap();
+
+    let summary = |list: Vec<ConversationSummary>| {
+        list.into_iter()
+            .map(|c| (c.with.as_str().to_owned(), c.last.message.as_str().to_owned(), c.unread))
+            .collect::<Vec<_>>()
+    };
+    let expected = |unread: [u64; 3]| {
+        vec![
+            ("carol".to_owned(), "two".to_owned(), unread[0]),
+            ("bob".to_owned(), "hi bob".to_owned(), unread[1]),
+            ("dave".to_owned(), "old news".to_owned(), unread[2]),
+        ]
+    };
+    let list = store.conversations(&user("alice")).await.unwrap();
+    assert_eq!(list[1].last.delivered, Some(false), "her own last message, not delivered yet");
+    assert_eq!(list[0].last.id, "c2");
+    assert_eq!(summary(list), expected([2, 1, 1]));
+    store.take_unread(&user("alice")).await.unwrap();
+    assert_eq!(summary(store.conversations(&user("alice")).await.unwrap()), expected([0, 0, 0]));
+    assert_eq!(
+        summary(store.conversations(&user("erin")).await.unwrap()),
+        [("bob".to_owned(), "not for alice".to_owned(), 1)],
+        "each mailbox is its owner's"
+    );
+    assert!(store.conversations(&user("zoe")).await.unwrap().is_empty());
 }
 
 // === Cluster mode: several peer replicas on one database ===

@@ -1,13 +1,15 @@
 //! Mailboxes in PostgreSQL: filing and reading, shared by every replica. Filing is
 //! idempotent by message id (`ON CONFLICT DO NOTHING`), whichever replica files it.
 
+use std::collections::HashMap;
+
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
-use wire::api::{Contact, DirectMessage};
+use wire::api::{Contact, ConversationSummary, DirectMessage};
 use wire::names::{MessageText, Username};
 
 use super::{PgStore, parse_name, port};
-use crate::store::{FIRST_ATTEMPT_GRACE_MS, StoreError};
+use crate::store::{FIRST_ATTEMPT_GRACE_MS, MAX_CONVERSATIONS, StoreError, summarize};
 
 /// The columns [`message_from_row`] reads, from `peer_dms` as `d`. An outgoing
 /// message is delivered once it has left the outbox.
@@ -82,6 +84,32 @@ impl PgStore {
         messages.truncate(limit as usize);
         messages.reverse();
         Ok((messages, has_more))
+    }
+
+    /// `owner`'s conversations, newest first: the latest message with each other
+    /// user, and how many received ones are unread.
+    pub async fn conversations(&self, owner: &Username) -> Result<Vec<ConversationSummary>, StoreError> {
+        let client = self.pool.get().await?;
+        let sql = format!(
+            "SELECT * FROM (SELECT DISTINCT ON (d.other) {COLUMNS} FROM peer_dms d
+                            WHERE d.owner = $1 ORDER BY d.other, d.ts DESC, d.seq DESC) AS latest
+             ORDER BY 6 DESC, 1 DESC LIMIT $2"
+        );
+        let statement = client.prepare_cached(&sql).await?;
+        let rows = client.query(&statement, &[&owner.as_str(), &(MAX_CONVERSATIONS as i64)]).await?;
+        let latest = rows.iter().map(message_from_row).collect::<Result<Vec<_>, _>>()?;
+        let statement = client
+            .prepare_cached(
+                "SELECT other, COUNT(*) FROM peer_dms WHERE owner = $1 AND NOT outgoing AND unread GROUP BY other",
+            )
+            .await?;
+        let unread: HashMap<String, u64> = client
+            .query(&statement, &[&owner.as_str()])
+            .await?
+            .iter()
+            .map(|row| (row.get(0), row.get::<_, i64>(1) as u64))
+            .collect();
+        Ok(summarize(owner, latest, |with| unread.get(with.as_str()).copied().unwrap_or(0)))
     }
 
     /// Files a page of a mailbox handed over by an embedded peer (a peer never hands

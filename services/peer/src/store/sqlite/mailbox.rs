@@ -1,12 +1,14 @@
 //! Mailboxes in SQLite: filing, reading, and handing a mailbox over to another peer.
 
+use std::collections::HashMap;
+
 use kit::db::{DbError, parse_column};
 use rusqlite::{Connection, params};
-use wire::api::{Contact, DirectMessage};
+use wire::api::{Contact, ConversationSummary, DirectMessage};
 use wire::names::{MessageText, Username};
 
 use super::SqliteStore;
-use crate::store::FIRST_ATTEMPT_GRACE_MS;
+use crate::store::{FIRST_ATTEMPT_GRACE_MS, MAX_CONVERSATIONS, summarize};
 
 impl SqliteStore {
     /// Files a message in its sender's mailbox and in the outbox, in one commit.
@@ -108,6 +110,30 @@ impl SqliteStore {
                     "WHERE owner = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
                     params![owner.as_str(), after as i64, limit as i64],
                 )
+            })
+            .await
+    }
+
+    /// `owner`'s conversations, newest first: the latest message with each other
+    /// user, and how many received ones are unread.
+    pub async fn conversations(&self, owner: &Username) -> Result<Vec<ConversationSummary>, DbError> {
+        let owner = owner.clone();
+        self.db
+            .read(move |conn| {
+                let latest = query_dms(
+                    conn,
+                    "WHERE owner = ?1 AND seq = (SELECT x.seq FROM dms AS x WHERE x.owner = dms.owner
+                                                 AND x.other = dms.other ORDER BY x.ts DESC, x.seq DESC LIMIT 1)
+                     ORDER BY ts DESC, seq DESC LIMIT ?2",
+                    params![owner.as_str(), MAX_CONVERSATIONS as i64],
+                )?;
+                let mut statement = conn.prepare_cached(
+                    "SELECT other, COUNT(*) FROM dms WHERE owner = ?1 AND outgoing = 0 AND unread = 1 GROUP BY other",
+                )?;
+                let unread = statement
+                    .query_map([owner.as_str()], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64)))?
+                    .collect::<rusqlite::Result<HashMap<_, _>>>()?;
+                Ok(summarize(&owner, latest, |with| unread.get(with.as_str()).copied().unwrap_or(0)))
             })
             .await
     }
