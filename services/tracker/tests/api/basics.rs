@@ -2,9 +2,13 @@
 
 use serde_json::{Value, json};
 
-use crate::{Backend, Storage, on_both_backends};
+use crate::{Backend, Events, Storage, next_event, on_both_backends};
 
-on_both_backends!(peers_register_and_host_users, channels_are_created_joined_and_posted_to);
+on_both_backends!(
+    peers_register_and_host_users,
+    channels_are_created_joined_and_posted_to,
+    the_peer_stream_carries_messages_for_its_members_and_resumes
+);
 
 async fn peers_register_and_host_users(backend: Backend) {
     let Some(storage) = Storage::new(backend, "peers_register_and_host_users").await else { return };
@@ -70,4 +74,38 @@ async fn channels_are_created_joined_and_posted_to(backend: Backend) {
     let view = &history["messages"];
     assert_eq!((&view["messages"][0]["id"], &view["messages"][0]["text"]), (&json!(id), &json!("hello")));
     assert_eq!(view["members"], json!([{ "username": "bob", "ip": "127.0.0.1", "port": 9901, "online": true }]));
+}
+
+async fn the_peer_stream_carries_messages_for_its_members_and_resumes(backend: Backend) {
+    let test = "the_peer_stream_carries_messages_for_its_members_and_resumes";
+    let Some(storage) = Storage::new(backend, test).await else { return };
+    let tracker = storage.start().await;
+    for port in [9901, 9902] {
+        tracker.register_peer(port).await;
+    }
+    tracker.submit_info("fay", 9901).await;
+    tracker.submit_info("gus", 9902).await;
+    tracker.join("fay", "help").await;
+    // Messages of channels with members on this peer, from where it left off.
+    let messages = |mut events: Events, count: usize| async move {
+        let mut texts = Vec::new();
+        while texts.len() < count {
+            let event = next_event(&mut events, "channel_message").await;
+            let data: Value = serde_json::from_str(&event.data).unwrap();
+            texts.push((event.id, data["text"].as_str().unwrap().to_owned()));
+        }
+        (texts, events)
+    };
+    let events = tracker.peer_stream(9901, 0).await;
+    tracker.join("gus", "random").await;
+    let gus = tracker.token("gus");
+    tracker.post(&gus, "random", "not for 9901").await;
+    let fay = tracker.token("fay");
+    let first = tracker.post(&fay, "help", "one").await;
+    let second = tracker.post(&fay, "help", "two").await;
+    let (texts, events) = messages(events, 2).await;
+    assert_eq!(texts, [(first.to_string(), "one".to_owned()), (second.to_string(), "two".to_owned())]);
+    drop(events);
+    let (resumed, _) = messages(tracker.peer_stream(9901, first).await, 1).await;
+    assert_eq!(resumed, [(second.to_string(), "two".to_owned())]);
 }

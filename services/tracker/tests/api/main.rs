@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use eventsource_stream::{Event, EventStreamError, Eventsource};
+use futures_util::{Stream, StreamExt};
 use kit::client::Client;
 use kit::config::Secrets;
 use kit::pg::TestDatabase;
@@ -92,6 +94,23 @@ impl Storage {
     }
 }
 
+/// A peer's push stream from the tracker.
+pub type Events = std::pin::Pin<Box<dyn Stream<Item = Result<Event, EventStreamError<reqwest::Error>>> + Send>>;
+
+/// The next event named `name` on `events`, within 20 s.
+pub async fn next_event(events: &mut Events, name: &str) -> Event {
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(20), events.next())
+            .await
+            .unwrap_or_else(|_| panic!("no {name} event in time"))
+            .expect("the stream ended")
+            .unwrap();
+        if event.event == name {
+            return event;
+        }
+    }
+}
+
 /// A running tracker; stops when dropped.
 pub struct Tracker {
     pub url: Url,
@@ -104,6 +123,15 @@ pub struct Tracker {
 impl Tracker {
     pub fn at(&self, path: &str) -> Url {
         self.url.join(path).unwrap()
+    }
+
+    /// Opens the push stream of the peer at 127.0.0.1:`port`, resuming after `last_id`.
+    pub async fn peer_stream(&self, port: u16, last_id: u64) -> Events {
+        let url = self.at(&format!("peer-stream?ip=127.0.0.1&port={port}"));
+        let response =
+            self.client.signed_stream(url).header("last-event-id", last_id.to_string()).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        Box::pin(response.bytes_stream().eventsource())
     }
 
     /// A session token for `user` (every replica shares the session secret).

@@ -1,40 +1,22 @@
 //! Two tracker replicas on one PostgreSQL database, over HTTP.
 
-use std::time::Duration;
+use serde_json::json;
+use wire::api::{ActivityReport, RevokedSession, RevokedSessions};
+use wire::names::Username;
 
-use eventsource_stream::Eventsource;
-use futures_util::{Stream, StreamExt};
-
-use crate::{Backend, Storage, Tracker};
+use crate::{Backend, Events, Storage, next_event};
 
 /// The peer every stream in these tests is for.
 const PEER: u16 = 9901;
 
-/// Opens the peer stream of [`PEER`] on `tracker`, resuming after `last_id`.
-async fn peer_stream(
-    tracker: &Tracker,
-    last_id: u64,
-) -> impl Stream<Item = Result<eventsource_stream::Event, impl std::fmt::Debug>> + Unpin {
-    let url = tracker.at(&format!("peer-stream?ip=127.0.0.1&port={PEER}"));
-    let response = tracker.client.signed_stream(url).header("last-event-id", last_id.to_string()).send().await.unwrap();
-    assert_eq!(response.status(), 200);
-    Box::pin(response.bytes_stream().eventsource())
+/// The id of the next channel message on `events`.
+async fn next_message(events: &mut Events) -> u64 {
+    next_event(events, "channel_message").await.id.parse().unwrap()
 }
 
-/// The id of the next channel message on `stream`, within 20 s.
-async fn next_message(
-    stream: &mut (impl Stream<Item = Result<eventsource_stream::Event, impl std::fmt::Debug>> + Unpin),
-) -> u64 {
-    loop {
-        let event = tokio::time::timeout(Duration::from_secs(20), stream.next())
-            .await
-            .expect("no channel message in time")
-            .expect("the stream ended")
-            .unwrap();
-        if event.event == "channel_message" {
-            return event.id.parse().unwrap();
-        }
-    }
+/// The data of the next event named `name` on `events`.
+async fn next_data(events: &mut Events, name: &str) -> serde_json::Value {
+    serde_json::from_str(&next_event(events, name).await.data).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -50,7 +32,7 @@ async fn a_peer_stream_on_one_replica_carries_every_replica_s_messages_once_in_o
     }
     // Resuming from 0 rather than from "now": no post below can fall before the
     // stream's starting point.
-    let mut on_b = peer_stream(&b, 0).await;
+    let mut on_b = b.peer_stream(PEER, 0).await;
 
     let posters = users.iter().enumerate().map(|(index, user)| {
         let (a_url, b_url) = (a.url.clone(), b.url.clone());
@@ -85,7 +67,7 @@ async fn a_peer_stream_on_one_replica_carries_every_replica_s_messages_once_in_o
     drop(on_b);
 
     // The peer moves to replica A and resumes after the 100th message it saw.
-    let mut on_a = peer_stream(&a, seen[99]).await;
+    let mut on_a = a.peer_stream(PEER, seen[99]).await;
     let mut resumed = Vec::new();
     while resumed.len() < 100 {
         resumed.push(next_message(&mut on_a).await);
@@ -94,4 +76,42 @@ async fn a_peer_stream_on_one_replica_carries_every_replica_s_messages_once_in_o
     // Nothing more was pending: the next message is a new one, posted through B.
     let marker = b.post(&b.token("u0"), "general", "marker").await;
     assert_eq!(next_message(&mut on_a).await, marker);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_through_one_replica_reach_the_peer_streams_and_sessions_of_the_other() {
+    let test = "events_through_one_replica_reach_the_peer_streams_and_sessions_of_the_other";
+    let Some(storage) = Storage::new(Backend::Postgres, test).await else { return };
+    let (a, b) = (storage.start().await, storage.start().await);
+    a.register_peer(PEER).await;
+    b.submit_info("erin", PEER).await;
+    let mut on_b = b.peer_stream(PEER, 0).await;
+
+    a.join("erin", "random").await;
+    let membership = next_data(&mut on_b, "membership").await;
+    assert_eq!(
+        (&membership["channel"], &membership["username"], &membership["joined"]),
+        (&json!("random"), &json!("erin"), &json!(true))
+    );
+
+    let report =
+        ActivityReport { ip: "127.0.0.1".into(), port: PEER, username: Username::parse("erin").unwrap(), active: true };
+    let reported = a.client.signed_post(a.at("presence"), &report).send().await.unwrap();
+    assert_eq!(reported.status(), 200);
+    let presence = next_data(&mut on_b, "presence").await;
+    assert_eq!((&presence["username"], &presence["active"]), (&json!("erin"), &json!(true)));
+    let online: serde_json::Value = b.client.signed_get(b.at("get-list")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(online[0]["active"], json!(true), "B answers what A was told");
+
+    let (token, claims) = b.state.tokens.issue(&Username::parse("erin").unwrap()).unwrap();
+    let before = b.client.user_get(b.at("get-joined-channels"), &token).send().await.unwrap();
+    assert_eq!(before.status(), 200);
+    let ended = RevokedSessions { sessions: vec![RevokedSession { sid: claims.sid.clone(), expires_at: claims.exp }] };
+    let revoked = a.client.signed_post(a.at("revoke-sessions"), &ended).send().await.unwrap();
+    assert_eq!(revoked.status(), 200);
+    let announced = next_data(&mut on_b, "session_revoked").await;
+    assert_eq!(announced["sid"], json!(claims.sid));
+    // B's follower revokes the session before it publishes the event.
+    let after = b.client.user_get(b.at("get-joined-channels"), &token).send().await.unwrap();
+    assert_eq!(after.status(), 401, "a session ended through A is refused by B");
 }

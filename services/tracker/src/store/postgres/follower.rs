@@ -141,7 +141,8 @@ impl Follower {
 
     /// Follows the log until `stop` is cancelled.
     pub(super) async fn run(mut self, stop: CancellationToken) {
-        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        // At most the fallback period, so reading goes on at that pace without a listener.
+        let mut backoff = Backoff::new(Duration::from_millis(100), FALLBACK);
         loop {
             // Listening first, then reading: whatever commits after the read notifies.
             let listener = match Listener::start(&self.url, &[LOG_CHANNEL]).await {
