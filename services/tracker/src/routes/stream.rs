@@ -6,6 +6,10 @@
 //! messages it missed, from the database, then the live ones; so does a peer that
 //! fell too far behind the live feed, which the tracker disconnects to make it
 //! resume that way.
+//!
+//! With several tracker replicas on PostgreSQL, every replica's feed carries every
+//! replica's messages (its follower reads them from the database), and ids are the
+//! database's: a peer may resume on any replica.
 
 use std::collections::HashMap;
 use std::convert::Infallible;

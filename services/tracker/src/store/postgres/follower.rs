@@ -33,6 +33,8 @@ const MAX_BATCH: usize = 1024;
 const PAGE: i64 = 1000;
 /// How often the follower reads even without a notification.
 const FALLBACK: Duration = Duration::from_secs(1);
+/// How long the follower waits for a listening connection before reading without.
+const LISTEN_PATIENCE: Duration = Duration::from_secs(5);
 
 /// A post waiting for its batch.
 pub(super) struct PostJob {
@@ -145,7 +147,9 @@ impl Follower {
         let mut backoff = Backoff::new(Duration::from_millis(100), FALLBACK);
         loop {
             // Listening first, then reading: whatever commits after the read notifies.
-            let listener = match Listener::start(&self.url, &[LOG_CHANNEL]).await {
+            // Bounded: a database that does not answer must not stop the reading.
+            let listening = tokio::time::timeout(LISTEN_PATIENCE, Listener::start(&self.url, &[LOG_CHANNEL])).await;
+            let listener = match listening.unwrap_or_else(|_| Err(anyhow::anyhow!("no answer in time"))) {
                 Ok(listener) => Some(listener),
                 Err(err) => {
                     tracing::warn!(err = %format!("{err:#}"), "tracker follower failed to listen; reading on a timer");
