@@ -3,14 +3,18 @@
 //! user their conversations.
 
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
+use peer::store::PeerStore;
 use peer::{AppState, Config};
 use reqwest::StatusCode;
 use secrecy::SecretString;
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-use wire::names::Username;
+use wire::addr::PeerAddr;
+use wire::api::{DirectMessage, Location};
+use wire::names::{MessageText, Username};
 
 /// A serving peer replica on the test's database, and how to stop it.
 struct Replica {
@@ -21,17 +25,21 @@ struct Replica {
 }
 
 impl Replica {
+    /// A replica with no tracker: peers find each other by last known address.
     async fn start(database_url: &str, data_dir: &std::path::Path) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on(listener, database_url, data_dir, "127.0.0.1:9").await
+    }
+
+    async fn start_on(listener: TcpListener, database_url: &str, data_dir: &std::path::Path, tracker: &str) -> Self {
         let mut config = Config {
-            // No tracker answers there: peers find each other by last known address.
-            tracker_url: "127.0.0.1:9".into(),
+            tracker_url: tracker.into(),
             auth_url: "127.0.0.1:9".into(),
             data_dir: data_dir.to_owned(),
             database_pool_size: 4,
             ..Config::default()
         };
         config.secrets.database_url = Some(SecretString::from(database_url.to_owned()));
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let state = AppState::new(&config, addr).await.unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -121,4 +129,73 @@ async fn a_message_between_replicas_is_listed_in_both_users_conversations_on_eit
     assert!(std::fs::read_dir(data_dir.path()).unwrap().next().is_none(), "no SQLite file in cluster mode");
     one.stop().await;
     two.stop().await;
+}
+
+/// A stand-in tracker that only answers `/lookup`: every user lives at `home`.
+async fn tracker_placing_everyone_at(home: SocketAddr) -> SocketAddr {
+    use axum::extract::Query;
+    use axum::routing::get;
+
+    #[derive(serde::Deserialize)]
+    struct Lookup {
+        username: Username,
+    }
+    let lookup = move |Query(query): Query<Lookup>| async move {
+        axum::Json(Location { ip: home.ip().to_string(), port: home.port(), username: query.username, online: true })
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, axum::Router::new().route("/lookup", get(lookup))).await });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_queued_by_a_replica_that_died_are_delivered_by_the_others() {
+    let test = "messages_queued_by_a_replica_that_died_are_delivered_by_the_others";
+    let Some(database) = kit::pg::TestDatabase::for_test(test).await else { return };
+    let data_dir = tempfile::tempdir().unwrap();
+    // A replica took alice's message, committed it, and died before its first attempt.
+    let dead = PeerAddr::parse("127.0.0.1", 9).unwrap();
+    let (dead_store, _) = PeerStore::connect(database.url(), &dead, 2, Duration::from_secs(10)).await.unwrap();
+    let message = DirectMessage {
+        id: "queued-by-the-dead".into(),
+        message: MessageText::parse("still arrives").unwrap(),
+        sender_ip: dead.ip.clone(),
+        sender_port: dead.port,
+        username: Username::parse("alice").unwrap(),
+        to: Username::parse("bob").unwrap(),
+        ts: kit::now_ms(),
+        broadcast: false,
+        seq: None,
+        delivered: None,
+    };
+    dead_store.save_outgoing(&message).await.unwrap();
+    dead_store.retry_later(&message.id, 1, kit::now_ms(), "its peer died").await.unwrap();
+    drop(dead_store);
+
+    // Bob lives on the first of two live replicas; the tracker says so.
+    let home_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let tracker = tracker_placing_everyone_at(home_listener.local_addr().unwrap()).await.to_string();
+    let home = Replica::start_on(home_listener, database.url(), data_dir.path(), &tracker).await;
+    let other =
+        Replica::start_on(TcpListener::bind("127.0.0.1:0").await.unwrap(), database.url(), data_dir.path(), &tracker)
+            .await;
+    let client = reqwest::Client::new();
+    let bob = home.token("bob");
+    let (status, _) = get_json(&client, home.url("/me"), Some(&bob)).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, body) = get_json(&client, other.url("/get-conversations"), Some(&bob)).await;
+        let delivered = body["conversations"].as_array().is_some_and(|list| !list.is_empty());
+        if delivered && home.state.store.outbox_len().await.unwrap() == 0 {
+            assert_eq!(body["conversations"][0]["last"]["message"], "still arrives");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the queued message was not delivered within 30 s: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    home.stop().await;
+    other.stop().await;
 }

@@ -71,6 +71,7 @@ on_every_backend!(
     outgoing_messages_wait_in_the_outbox_until_delivered_across_reopens,
     conversations_page_backwards,
     conversations_list_each_other_user_once_newest_first_with_unread_counts,
+    a_handed_over_mailbox_is_filed_once_as_read_with_its_contacts,
 );
 
 /// The address of peer replica `n`.
@@ -195,6 +196,20 @@ async fn conversations_list_each_other_user_once_newest_first_with_unread_counts
         "each mailbox is its owner's"
     );
     assert!(store.conversations(&user("zoe")).await.unwrap().is_empty());
+}
+
+async fn a_handed_over_mailbox_is_filed_once_as_read_with_its_contacts(backend: Backend) {
+    let store = backend.store().await;
+    let sent = DirectMessage { delivered: Some(true), ..dm("s", "alice", "bob", "sent before the move") };
+    let received = dm("r", "bob", "alice", "received before the move");
+    let contact = Contact { username: user("bob"), ip: "10.0.0.2".into(), port: 9002, online: false };
+    let page = vec![sent.clone(), received.clone()];
+    assert_eq!(store.import_mailbox(&user("alice"), page.clone(), vec![contact.clone()]).await.unwrap(), 2);
+    assert_eq!(store.import_mailbox(&user("alice"), page, vec![contact]).await.unwrap(), 0, "a retried page");
+    let (messages, _) = store.conversation(&user("alice"), &user("bob"), None, 10).await.unwrap();
+    assert_eq!(messages.iter().map(|m| m.delivered).collect::<Vec<_>>(), [Some(true), None], "hers, then bob's");
+    assert!(store.take_unread(&user("alice")).await.unwrap().is_empty(), "handed-over messages count as read");
+    assert_eq!(store.contacts(&user("alice")).await.unwrap().len(), 1);
 }
 
 // === Cluster mode: several peer replicas on one database ===
