@@ -122,8 +122,11 @@ impl SqliteStore {
             .read(move |conn| {
                 let latest = query_dms(
                     conn,
-                    "WHERE owner = ?1 AND seq = (SELECT x.seq FROM dms AS x WHERE x.owner = dms.owner
-                                                 AND x.other = dms.other ORDER BY x.ts DESC, x.seq DESC LIMIT 1)
+                    // Each other user once (an index walk), then one lookup each for
+                    // their latest message.
+                    "WHERE seq IN (SELECT (SELECT x.seq FROM dms AS x WHERE x.owner = ?1 AND x.other = o.other
+                                           ORDER BY x.ts DESC, x.seq DESC LIMIT 1)
+                                   FROM (SELECT DISTINCT other FROM dms WHERE owner = ?1) AS o)
                      ORDER BY ts DESC, seq DESC LIMIT ?2",
                     params![owner.as_str(), MAX_CONVERSATIONS as i64],
                 )?;
