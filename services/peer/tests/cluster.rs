@@ -199,3 +199,65 @@ async fn messages_queued_by_a_replica_that_died_are_delivered_by_the_others() {
     home.stop().await;
     other.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_handed_over_twice_is_filed_and_pushed_once() {
+    use eventsource_stream::Eventsource;
+    use futures_util::StreamExt;
+
+    let test = "a_message_handed_over_twice_is_filed_and_pushed_once";
+    let Some(database) = kit::pg::TestDatabase::for_test(test).await else { return };
+    let data_dir = tempfile::tempdir().unwrap();
+    let one = Replica::start(database.url(), data_dir.path()).await;
+    let two = Replica::start(database.url(), data_dir.path()).await;
+    let client = reqwest::Client::new();
+    let bob = two.token("bob");
+    let response = client.get(two.url("/events")).bearer_auth(&bob).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "bob's browser follows his home, replica two");
+    let mut events = response.bytes_stream().eventsource();
+
+    let message = |id: &str| DirectMessage {
+        id: id.into(),
+        message: MessageText::parse("once").unwrap(),
+        sender_ip: one.state.me.ip.clone(),
+        sender_port: one.state.me.port,
+        username: Username::parse("alice").unwrap(),
+        to: Username::parse("bob").unwrap(),
+        ts: kit::now_ms(),
+        broadcast: false,
+        seq: None,
+        delivered: None,
+    };
+    // Replica one hands the same message over twice (a retry whose answer was lost),
+    // then another.
+    let receive = reqwest::Url::parse(&two.url("/receive-message")).unwrap();
+    for id in ["first", "first", "second"] {
+        let sent = one.state.client.signed_post(receive.clone(), &message(id)).send().await.unwrap();
+        assert_eq!(sent.status(), StatusCode::OK);
+    }
+
+    // Everything the browser got up to the second message: the first came once.
+    let mut pushed = Vec::new();
+    while pushed.last().map(String::as_str) != Some("second") {
+        let event = tokio::time::timeout(Duration::from_secs(10), events.next())
+            .await
+            .expect("the second message is pushed within 10 s")
+            .expect("the stream stays open")
+            .unwrap();
+        if event.event == "direct_message" {
+            let data: Value = serde_json::from_str(&event.data).unwrap();
+            pushed.push(data["id"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(pushed, ["first", "second"]);
+    let (messages, _) = one
+        .state
+        .store
+        .conversation(&Username::parse("bob").unwrap(), &Username::parse("alice").unwrap(), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(messages.len(), 2, "filed once, seen from the other replica too");
+    drop(events);
+    one.stop().await;
+    two.stop().await;
+}
