@@ -19,7 +19,7 @@ pub mod otlp;
 mod process;
 
 use std::path::{Path, PathBuf};
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use kit::config::Secrets;
@@ -31,6 +31,66 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use process::Child;
+
+/// Where the services of a [`System`] keep their data.
+#[derive(Clone, Default)]
+pub enum Backend {
+    /// SQLite files and the CSV user file in the system's temporary folder.
+    #[default]
+    Embedded,
+    /// One fresh PostgreSQL database shared by every service, dropped with the last
+    /// clone of this.
+    Postgres(Arc<kit::pg::TestDatabase>),
+}
+
+impl Backend {
+    /// A fresh PostgreSQL database for `test`; `None` (after saying why on stderr)
+    /// where no server answers outside CI. See [`kit::pg::TestDatabase::for_test`].
+    pub async fn postgres(test: &str) -> Option<Self> {
+        kit::pg::TestDatabase::for_test(test).await.map(|database| Self::Postgres(Arc::new(database)))
+    }
+
+    /// The database URL the services get, if any.
+    pub fn database_url(&self) -> Option<&str> {
+        match self {
+            Self::Embedded => None,
+            Self::Postgres(database) => Some(database.url()),
+        }
+    }
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Embedded => f.write_str("Embedded"),
+            Self::Postgres(_) => f.write_str("Postgres"),
+        }
+    }
+}
+
+/// Runs an `async fn name(backend: testkit::Backend)` as two tests, `name::embedded`
+/// and `name::postgres`. The PostgreSQL one says on stderr, and returns, where no
+/// server answers outside CI (in CI it fails instead).
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),+ $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn embedded() {
+                    super::$name($crate::Backend::Embedded).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    if let Some(backend) = $crate::Backend::postgres(concat!(module_path!(), "::postgres")).await {
+                        super::$name(backend).await;
+                    }
+                }
+            }
+        )+
+    };
+}
 
 /// The repository's root (for `db/` and `www/`).
 pub fn repo_root() -> PathBuf {
@@ -63,9 +123,16 @@ pub struct Builder {
     processes: Option<PathBuf>,
     /// Environment for every child process (process mode).
     env: Vec<(String, String)>,
+    backend: Backend,
 }
 
 impl Builder {
+    /// Where the services keep their data (default: embedded).
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.backend = backend;
+        self
+    }
+
     /// How many peers (default 2).
     pub fn peers(mut self, peers: usize) -> Self {
         self.peers = peers;
@@ -110,9 +177,11 @@ impl Builder {
         let dir = tempfile::tempdir().expect("a temporary folder");
         let db = dir.path().join("database.csv");
         std::fs::copy(repo_root().join("db/database.csv"), &db).expect("the demo user database exists");
+        let mut secrets = Secrets::random();
+        secrets.database_url = self.backend.database_url().map(|url| url.to_owned().into());
         let mut sys = System {
             settings: self.clone(),
-            secrets: Secrets::random(),
+            secrets,
             dir,
             auth: None,
             tracker: None,
@@ -193,7 +262,13 @@ impl System {
             heartbeat_secs: 1,
             processes: None,
             env: Vec::new(),
+            backend: Backend::Embedded,
         }
+    }
+
+    /// Where this system's services keep their data.
+    pub fn backend(&self) -> &Backend {
+        &self.settings.backend
     }
 
     pub fn auth_url(&self) -> &str {
@@ -403,6 +478,9 @@ impl System {
             ("PEER_SSE_KEEPALIVE_SECS", "1".to_owned()),
             ("AUTH_ALLOW_REGISTRATION", self.settings.allow_registration.to_string()),
         ];
+        if let Some(url) = self.settings.backend.database_url() {
+            envs.push(("WEAPROUS_DATABASE_URL", url.to_owned()));
+        }
         envs.extend(self.settings.env.iter().map(|(key, value)| (key.as_str(), value.clone())));
         let child = Child::spawn(binary, &format!("{role:?}").to_lowercase(), &args, &envs).await;
         let port = child.port();
