@@ -116,6 +116,8 @@ pub fn init_logging() {
 #[derive(Debug, Clone)]
 pub struct Builder {
     peers: usize,
+    trackers: usize,
+    auths: usize,
     proxy: bool,
     allow_registration: bool,
     peer_ttl_secs: u64,
@@ -130,6 +132,19 @@ impl Builder {
     /// Where the services keep their data (default: embedded).
     pub fn backend(mut self, backend: Backend) -> Self {
         self.backend = backend;
+        self
+    }
+
+    /// How many tracker replicas (default 1). More than one needs a shared
+    /// database ([`Builder::backend`]); peers get every tracker's address.
+    pub fn trackers(mut self, trackers: usize) -> Self {
+        self.trackers = trackers;
+        self
+    }
+
+    /// How many auth replicas (default 1); like [`Builder::trackers`].
+    pub fn auths(mut self, auths: usize) -> Self {
+        self.auths = auths;
         self
     }
 
@@ -183,9 +198,8 @@ impl Builder {
             settings: self.clone(),
             secrets,
             dir,
-            auth: None,
-            tracker: None,
-            tracker_port: 0,
+            auths: Vec::new(),
+            trackers: Vec::new(),
             peers: Vec::new(),
             proxy: None,
             client: reqwest::Client::builder()
@@ -194,10 +208,14 @@ impl Builder {
                 .build()
                 .expect("an HTTP client"),
         };
-        sys.auth = Some(sys.launch(Role::Auth, None).await);
-        let tracker = sys.launch(Role::Tracker, None).await;
-        sys.tracker_port = tracker.port;
-        sys.tracker = Some(tracker);
+        for _ in 0..self.auths.max(1) {
+            let auth = sys.launch(Role::Auth, None).await;
+            sys.auths.push((auth.port, Some(auth)));
+        }
+        for _ in 0..self.trackers.max(1) {
+            let tracker = sys.launch(Role::Tracker, None).await;
+            sys.trackers.push((tracker.port, Some(tracker)));
+        }
         for _ in 0..self.peers {
             let peer = sys.launch(Role::Peer, None).await;
             sys.peers.push((peer.port, Some(peer)));
@@ -218,10 +236,10 @@ pub struct System {
     settings: Builder,
     secrets: Secrets,
     dir: tempfile::TempDir,
-    auth: Option<Service>,
-    tracker: Option<Service>,
-    /// The tracker's port, kept while it is stopped.
-    tracker_port: u16,
+    /// Each auth replica's port, and the replica while it runs.
+    auths: Vec<(u16, Option<Service>)>,
+    /// Each tracker replica's port, and the replica while it runs.
+    trackers: Vec<(u16, Option<Service>)>,
     /// Each peer's port, and the peer while it runs (stopped peers keep their port).
     peers: Vec<(u16, Option<Service>)>,
     proxy: Option<Service>,
@@ -256,6 +274,8 @@ impl System {
     pub fn builder() -> Builder {
         Builder {
             peers: 2,
+            trackers: 1,
+            auths: 1,
             proxy: false,
             allow_registration: true,
             peer_ttl_secs: 15,
@@ -271,12 +291,29 @@ impl System {
         &self.settings.backend
     }
 
-    pub fn auth_url(&self) -> &str {
-        &self.auth.as_ref().expect("auth runs").url
+    /// The first auth replica's base URL (also while stopped).
+    pub fn auth_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.auths[0].0)
     }
 
-    pub fn tracker_url(&self) -> &str {
-        &self.tracker.as_ref().expect("the tracker runs").url
+    /// Every auth replica's base URL, comma-separated: what peers and trackers get.
+    pub fn auth_urls(&self) -> String {
+        urls(&self.auths)
+    }
+
+    /// The first tracker replica's base URL (also while stopped).
+    pub fn tracker_url(&self) -> String {
+        self.tracker_url_at(0)
+    }
+
+    /// Tracker replica `index`'s base URL (also while stopped).
+    pub fn tracker_url_at(&self, index: usize) -> String {
+        format!("http://127.0.0.1:{}", self.trackers[index].0)
+    }
+
+    /// Every tracker replica's base URL, comma-separated: what peers get.
+    pub fn tracker_urls(&self) -> String {
+        urls(&self.trackers)
     }
 
     /// The base URL of peer `index`, like `http://127.0.0.1:PORT` (also while stopped).
@@ -339,34 +376,59 @@ impl System {
     /// Kills the tracker with SIGKILL (process mode only) and starts it again on its
     /// port and data; waits until every running peer is back in its pool.
     pub async fn kill_and_restart_tracker(&mut self) {
-        self.tracker.take().expect("the tracker runs").kill().await;
+        self.kill_tracker(0).await;
         self.restart_tracker().await;
     }
 
-    /// Stops the tracker gracefully, leaving the peers running;
-    /// [`System::restart_tracker`] brings it back.
-    pub async fn stop_tracker(&mut self) {
-        self.tracker.take().expect("the tracker runs").stop().await;
+    /// Kills tracker replica `index` with SIGKILL (process mode only).
+    pub async fn kill_tracker(&mut self, index: usize) {
+        self.trackers[index].1.take().expect("the tracker runs").kill().await;
     }
 
-    /// Starts the tracker again on its port and data; waits until every running peer
-    /// is back in its pool.
+    /// Stops the (first) tracker gracefully, leaving the peers running;
+    /// [`System::restart_tracker`] brings it back.
+    pub async fn stop_tracker(&mut self) {
+        self.trackers[0].1.take().expect("the tracker runs").stop().await;
+    }
+
+    /// Starts the (first) tracker again on its port and data; waits until every
+    /// running peer is back in its pool.
     pub async fn restart_tracker(&mut self) {
-        assert!(self.tracker.is_none(), "the tracker still runs");
-        self.tracker = Some(self.launch(Role::Tracker, Some(self.tracker_port)).await);
-        for index in 0..self.peers.len() {
-            if self.peers[index].1.is_some() {
-                self.wait_registered(index).await;
+        self.restart_tracker_at(0).await;
+    }
+
+    /// Starts tracker replica `index` again on its port; waits until every running
+    /// peer is in the pool it sees.
+    pub async fn restart_tracker_at(&mut self, index: usize) {
+        assert!(self.trackers[index].1.is_none(), "tracker {index} still runs");
+        self.trackers[index].1 = Some(self.launch(Role::Tracker, Some(self.trackers[index].0)).await);
+        for peer in 0..self.peers.len() {
+            if self.peers[peer].1.is_some() {
+                self.wait_registered_at(index, peer).await;
             }
         }
     }
 
+    /// Kills auth replica `index` with SIGKILL (process mode only).
+    pub async fn kill_auth(&mut self, index: usize) {
+        self.auths[index].1.take().expect("auth runs").kill().await;
+    }
+
+    /// Starts auth replica `index` again on its port.
+    pub async fn restart_auth(&mut self, index: usize) {
+        assert!(self.auths[index].1.is_none(), "auth {index} still runs");
+        self.auths[index].1 = Some(self.launch(Role::Auth, Some(self.auths[index].0)).await);
+    }
+
     /// Every log line the child processes wrote so far (process mode).
     pub fn logs(&self) -> Vec<String> {
-        let services = [&self.auth, &self.tracker, &self.proxy]
-            .into_iter()
-            .flatten()
-            .chain(self.peers.iter().filter_map(|(_, peer)| peer.as_ref()));
+        let services = self
+            .auths
+            .iter()
+            .chain(&self.trackers)
+            .chain(&self.peers)
+            .filter_map(|(_, service)| service.as_ref())
+            .chain(&self.proxy);
         services
             .filter_map(|service| match &service.running {
                 Running::Process(child) => Some(child.logs()),
@@ -386,8 +448,10 @@ impl System {
                 peer.stop().await;
             }
         }
-        for service in [self.tracker.take(), self.auth.take()].into_iter().flatten() {
-            service.stop().await;
+        for (_, service) in self.trackers.drain(..).chain(self.auths.drain(..)) {
+            if let Some(service) = service {
+                service.stop().await;
+            }
         }
     }
 
@@ -444,7 +508,7 @@ impl System {
             Role::Tracker => vec![
                 "tracker".into(),
                 "--auth-url".into(),
-                self.auth_url().to_owned(),
+                self.auth_urls(),
                 "--data-dir".into(),
                 dir.join("tracker").display().to_string(),
                 "--www".into(),
@@ -453,9 +517,9 @@ impl System {
             Role::Peer => vec![
                 "peer".into(),
                 "--tracker-ip".into(),
-                self.tracker_url().to_owned(),
+                self.tracker_urls(),
                 "--auth-url".into(),
-                self.auth_url().to_owned(),
+                self.auth_urls(),
                 "--data-dir".into(),
                 dir.join("peers").display().to_string(),
                 "--www".into(),
@@ -489,7 +553,7 @@ impl System {
 
     fn tracker_config(&self) -> tracker::Config {
         tracker::Config {
-            auth_url: self.auth_url().to_owned(),
+            auth_url: self.auth_urls(),
             data_dir: self.dir.path().join("tracker"),
             www_dir: repo_root().join("www"),
             peer_ttl_secs: self.settings.peer_ttl_secs,
@@ -500,8 +564,8 @@ impl System {
 
     fn peer_config(&self) -> peer::Config {
         peer::Config {
-            tracker_url: self.tracker_url().to_owned(),
-            auth_url: self.auth_url().to_owned(),
+            tracker_url: self.tracker_urls(),
+            auth_url: self.auth_urls(),
             data_dir: self.dir.path().join("peers"),
             www_dir: repo_root().join("www"),
             heartbeat_secs: self.settings.heartbeat_secs,
@@ -515,12 +579,14 @@ impl System {
     fn proxy_conf(&self) -> String {
         let peers: String =
             self.peers.iter().map(|(port, _)| format!("    proxy_pass http://$HOST:{port};\n")).collect();
-        let tracker = self.tracker.as_ref().expect("the tracker runs").port;
-        let auth = self.auth.as_ref().expect("auth runs").port;
+        let passes = |slots: &[(u16, Option<Service>)]| -> String {
+            slots.iter().map(|(port, _)| format!("    proxy_pass http://$HOST:{port};\n")).collect()
+        };
+        let (trackers, auths) = (passes(&self.trackers), passes(&self.auths));
         format!(
             "host \"localhost\" {{\n{peers}    dist_policy sticky\n}}\n\
-             host \"tracker.localhost\" {{\n    proxy_pass http://$HOST:{tracker};\n}}\n\
-             host \"auth.localhost\" {{\n    proxy_pass http://$HOST:{auth};\n}}\n"
+             host \"tracker.localhost\" {{\n{trackers}}}\n\
+             host \"auth.localhost\" {{\n{auths}}}\n"
         )
     }
 
@@ -534,10 +600,17 @@ impl System {
         self.wait_registered(index).await;
     }
 
-    /// Waits (bounded) until the tracker lists peer `index` among live peers.
+    /// Waits (bounded) until the first running tracker lists peer `index` among
+    /// live peers.
     async fn wait_registered(&self, index: usize) {
+        let tracker = self.trackers.iter().position(|(_, service)| service.is_some()).expect("a tracker runs");
+        self.wait_registered_at(tracker, index).await;
+    }
+
+    /// Waits (bounded) until tracker replica `tracker` lists peer `index`.
+    async fn wait_registered_at(&self, tracker: usize, index: usize) {
         let port = self.peer_port(index);
-        let url = format!("{}/get-peers", self.tracker_url());
+        let url = format!("{}/get-peers", self.tracker_url_at(tracker));
         let key = self.cluster_key();
         eventually("peer in the tracker's pool", || async {
             let signature = key.sign(&reqwest::Method::GET, "/get-peers", b"");
@@ -573,6 +646,10 @@ impl Service {
             Running::InProcess { .. } => panic!("SIGKILL needs process mode: build the system with .processes(..)"),
         }
     }
+}
+
+fn urls(slots: &[(u16, Option<Service>)]) -> String {
+    slots.iter().map(|(port, _)| format!("http://127.0.0.1:{port}")).collect::<Vec<_>>().join(",")
 }
 
 async fn bind(port: u16) -> TcpListener {
@@ -673,8 +750,8 @@ impl TestUser {
     }
 
     /// The same session, sent to another base URL (another peer, the proxy).
-    pub fn at(&self, base: &str) -> Self {
-        Self { base: base.to_owned(), ..self.clone() }
+    pub fn at(&self, base: impl AsRef<str>) -> Self {
+        Self { base: base.as_ref().to_owned(), ..self.clone() }
     }
 
     /// Sends these cookies too (`a=1; b=2`).
