@@ -112,7 +112,7 @@ async fn direct_messages_acknowledged_before_a_peer_sigkill_are_in_its_inbox_aft
     assert!(!delivered.is_empty());
     sys.restart_peer(1).await;
 
-    let bob = bob.at(&sys.peer_url(1));
+    let bob = bob.at(sys.peer_url(1));
     let inbox = bob.get("/get-conversation?with=user1&limit=500").await;
     let ids: HashSet<String> =
         inbox.body["messages"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().to_owned()).collect();
@@ -147,7 +147,7 @@ async fn direct_messages_sent_while_the_recipients_peer_is_down_arrive_exactly_o
     assert_eq!(broadcast.body["queued"], 1);
     sys.restart_peer(1).await;
 
-    let bob = bob.at(&sys.peer_url(1));
+    let bob = bob.at(sys.peer_url(1));
     testkit::eventually("the queued messages arrive", || async {
         bob.get("/get-conversation?with=user1").await.body["messages"].as_array().is_some_and(|m| m.len() >= 6)
     })

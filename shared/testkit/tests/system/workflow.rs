@@ -191,7 +191,7 @@ async fn a_logout_ends_the_session_on_every_peer_and_on_the_tracker(backend: Bac
     let other_tab = sys.login(0, "user1", "password1").await;
     let at_tracker = alice.at(sys.tracker_url());
     assert_eq!(at_tracker.get("/me").await.status, 200);
-    let stream = alice.at(&sys.peer_url(1)).request(reqwest::Method::GET, "/events").send().await.unwrap();
+    let stream = alice.at(sys.peer_url(1)).request(reqwest::Method::GET, "/events").send().await.unwrap();
     assert_eq!(stream.status(), 200);
     sys.stop_peer(2).await;
 
@@ -204,13 +204,13 @@ async fn a_logout_ends_the_session_on_every_peer_and_on_the_tracker(backend: Bac
     ended.await.expect("the ended session's event stream closes");
     assert_eq!(at_tracker.get("/me").await.status, 401, "the tracker knew before the logout answered");
     testkit::eventually("peer 1 refuses the ended session", || async {
-        alice.at(&sys.peer_url(1)).get("/me").await.status == 401
+        alice.at(sys.peer_url(1)).get("/me").await.status == 401
     })
     .await;
     assert_eq!(other_tab.get("/me").await.status, 200, "her other session goes on");
     // Peer 2 was down: it learns of the logout before it counts as ready again.
     sys.restart_peer(2).await;
-    assert_eq!(alice.at(&sys.peer_url(2)).get("/me").await.status, 401);
+    assert_eq!(alice.at(sys.peer_url(2)).get("/me").await.status, 401);
     // The tracker keeps it across a restart. A logout while it is down reaches it,
     // and the other peers, once it is back.
     let bob = sys.login(0, "user2", "password2").await;
@@ -222,7 +222,7 @@ async fn a_logout_ends_the_session_on_every_peer_and_on_the_tracker(backend: Bac
         bob.at(sys.tracker_url()).get("/me").await.status == 401
     })
     .await;
-    testkit::eventually("so does peer 1", || async { bob.at(&sys.peer_url(1)).get("/me").await.status == 401 }).await;
+    testkit::eventually("so does peer 1", || async { bob.at(sys.peer_url(1)).get("/me").await.status == 401 }).await;
     sys.shutdown().await;
 }
 
