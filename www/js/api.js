@@ -101,6 +101,8 @@ export const api = {
   sendChannel: (name, message) => post('/send-channel-message', { channel_name: name, message }),
 
   conversation: (withName, { before, limit } = {}) => get('/get-conversation', { with: withName, before, limit }),
+  /** Every direct conversation, newest first: `{status, conversations: [{with, last, unread}]}`. */
+  conversations: () => get('/get-conversations'),
   received: () => get('/get-received-messages'),
   /** Resolves to `{status, data}`: 200 delivered, 202 queued. */
   sendPeer: (username, message) => request('POST', '/send-peer', { form: { username, message } }),

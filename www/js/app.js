@@ -250,6 +250,35 @@ async function fetchReceived({ live = false } = {}) {
   ingestDirect(Array.isArray(list) ? list : [], { live });
 }
 
+/** Every direct conversation (the last message of each), so the list is whole after a
+ * reload or a new log-in, partners who are offline included. */
+async function refreshConversations() {
+  const data = await api.conversations();
+  const list = Array.isArray(data && data.conversations) ? data.conversations : [];
+  const lasts = [];
+  for (const c of list) {
+    if (!c || !c.with || !c.last) continue;
+    state.partners.add(c.with);
+    const t = thread('dm', c.with);
+    // A conversation this browser has no marker for (a new log-in): read up to its last
+    // message when the server counts nothing unread, or when that message is our own.
+    if (getSeen(t.key) === null && (!c.unread || c.last.username === state.me)) setSeen(t.key, Number(c.last.ts) || 0);
+    lasts.push(c.last);
+  }
+  ingestDirect(lasts, { live: false });
+}
+
+/** Direct messages on load: the conversations first (their unread counts are the
+ * server's before fetchReceived marks messages read), then what arrived while away. */
+async function loadDirect() {
+  try {
+    await refreshConversations();
+  } catch (err) {
+    showError(err, 'Conversations');
+  }
+  await fetchReceived();
+}
+
 async function refreshAll() {
   const results = await Promise.allSettled([refreshContacts(), refreshUsers(), refreshChannels()]);
   for (const r of results) if (r.status === 'rejected') showError(r.reason, 'Refreshing');
@@ -489,7 +518,7 @@ function onEvent(event) {
 async function resync() {
   await refreshAll();
   const jobs = [...state.joined].map((name) => catchUpChannel(name).catch((err) => showError(err, `#${name}`)));
-  jobs.push(fetchReceived().catch((err) => showError(err, 'Direct messages')));
+  jobs.push(loadDirect().catch((err) => showError(err, 'Direct messages')));
   const t = currentThread();
   if (t && t.kind === 'dm') {
     jobs.push(
@@ -1412,7 +1441,7 @@ async function main() {
 
   startEvents(); // first, so nothing that happens while we load is missed
   scheduleRefresh();
-  const results = await Promise.allSettled([refreshContacts(), refreshUsers(), refreshChannels(), fetchReceived()]);
+  const results = await Promise.allSettled([refreshContacts(), refreshUsers(), refreshChannels(), loadDirect()]);
   for (const r of results) if (r.status === 'rejected') showError(r.reason, 'Loading');
   $('app').dataset.state = 'ready';
   restoreThread();

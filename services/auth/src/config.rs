@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use figment::Figment;
-use kit::config::{ConfigError, Secrets, ServerFlags};
+use kit::config::{ConfigError, Secrets, ServerFlags, StorageFlags};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -20,6 +20,8 @@ pub struct Config {
     pub allow_registration: bool,
     /// How long a session token stays valid, in seconds.
     pub session_ttl_secs: u64,
+    /// The most connections to PostgreSQL (cluster mode) this replica holds at once.
+    pub database_pool_size: usize,
     #[serde(flatten, skip_serializing)]
     pub secrets: Secrets,
 }
@@ -32,6 +34,7 @@ impl Default for Config {
             db: PathBuf::from("db/database.csv"),
             allow_registration: true,
             session_ttl_secs: 24 * 60 * 60,
+            database_pool_size: 16,
             secrets: Secrets::default(),
         }
     }
@@ -45,6 +48,8 @@ pub struct Flags {
     /// The user database file.
     #[arg(long)]
     pub db: Option<PathBuf>,
+    #[command(flatten)]
+    pub storage: StorageFlags,
 }
 
 #[derive(Serialize)]
@@ -55,6 +60,9 @@ struct Overrides<'a> {
     server_port: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
     db: Option<&'a PathBuf>,
+    /// Lands in `secrets.database_url`, which is flattened into `Config`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    database_url: Option<&'a str>,
 }
 
 impl Config {
@@ -64,6 +72,7 @@ impl Config {
             server_ip: flags.server.bind_ip(),
             server_port: flags.server.server_port,
             db: flags.db.as_ref(),
+            database_url: flags.storage.database_url.as_deref(),
         };
         kit::config::layered(&Config::default(), &file, "AUTH", &overrides)
     }
@@ -78,5 +87,33 @@ impl Config {
 
     pub fn session_ttl(&self) -> Duration {
         Duration::from_secs(self.session_ttl_secs)
+    }
+}
+
+#[cfg(test)]
+// figment's Jail returns figment's own (large) error type.
+#[allow(clippy::result_large_err)]
+mod tests {
+    use secrecy::ExposeSecret;
+
+    use super::*;
+
+    fn database_url(flags: &Flags) -> Option<String> {
+        Config::load(flags).unwrap().secrets.database_url.map(|url| url.expose_secret().to_owned())
+    }
+
+    #[test]
+    fn the_database_url_comes_from_the_env_or_the_flag_and_the_flag_wins() {
+        figment::Jail::expect_with(|jail| {
+            assert_eq!(database_url(&Flags::default()), None, "embedded unless asked");
+            jail.set_env("WEAPROUS_DATABASE_URL", "postgres://auth@env-db/chat");
+            assert_eq!(database_url(&Flags::default()).as_deref(), Some("postgres://auth@env-db/chat"));
+            let flags = Flags {
+                storage: StorageFlags { database_url: Some("postgres://auth@flag-db/chat".to_owned()) },
+                ..Flags::default()
+            };
+            assert_eq!(database_url(&flags).as_deref(), Some("postgres://auth@flag-db/chat"));
+            Ok(())
+        });
     }
 }

@@ -4,8 +4,15 @@
 //! can be switched off), `POST /logout` (revokes the session), `GET /session` (who
 //! a token belongs to), plus `/healthz` and `/readyz`. The tracker and the peers verify
 //! tokens locally with the shared session secret; they call auth only to log in.
+//!
+//! State lives in one of two places, by `config.secrets.database_url`: embedded (the
+//! CSV user file, counts and ended sessions in memory) or PostgreSQL, shared by every
+//! replica of auth (cluster mode). See [`store`], [`throttle`] and [`sessions`].
 
 pub mod config;
+pub mod import;
+pub mod sessions;
+pub mod store;
 pub mod throttle;
 pub mod users;
 
@@ -24,15 +31,19 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
 pub use config::Config;
+use sessions::EndedSessions;
+use store::UserStore;
 use throttle::Throttle;
-use users::UserDb;
 
 /// Everything a handler needs. Cloning is cheap.
 #[derive(Clone)]
 pub struct AppState {
-    pub users: UserDb,
+    /// The users: the CSV file, or PostgreSQL in cluster mode.
+    pub users: UserStore,
     /// Issues and verifies session tokens; also remembers the sessions ended here.
     pub tokens: TokenKeys,
+    /// Sessions ended through any replica (cluster mode).
+    pub ended_sessions: EndedSessions,
     pub throttle: Throttle,
     /// Verifies the log-ins that peers and the tracker relay, which name the client.
     pub cluster: ClusterKey,
@@ -70,10 +81,12 @@ impl AuthMetrics {
 
 impl AppState {
     pub async fn new(config: &Config) -> anyhow::Result<Self> {
+        let users = UserStore::open(config).await?;
         Ok(Self {
-            users: UserDb::open(&config.db)?,
+            throttle: Throttle::new(users.pool().cloned()),
+            ended_sessions: EndedSessions::new(users.pool().cloned()),
+            users,
             tokens: TokenKeys::new(&config.secrets.session_secret, config.session_ttl()),
-            throttle: Throttle::default(),
             cluster: ClusterKey::new(&config.secrets.cluster_secret),
             allow_registration: config.allow_registration,
             readiness: Readiness::ready(),
@@ -105,7 +118,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, users = state.users.len(), db = %state.users.path().display(), "listening");
+    let users = state.users.count().await?;
+    tracing::info!(%addr, users, store = %state.users.describe(), "listening");
     let http_metrics = state.metrics.http.clone();
     let app = kit::http::common_layers(router(state), &format!("auth@{addr}"), http_metrics);
     kit::http::serve(listener, app, shutdown).await

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use auth::config::{Config, Flags};
-use auth::users::{self, UserDb};
+use auth::store::UserStore;
+use auth::users;
 use clap::{Parser, Subcommand};
 use wire::names::Username;
 
@@ -25,6 +26,11 @@ enum Command {
     /// Convert a database in the original's plaintext form (username,password) to
     /// Argon2id hashes, in place.
     HashDb { file: PathBuf },
+    /// Import users from a CSV file into the configured store (PostgreSQL with
+    /// --database-url, else the user database file): the original's plaintext
+    /// `username,password` (the passwords are hashed) or `username,password_hash`.
+    /// Users that exist already are left as they are; bad lines are reported and skipped.
+    ImportCsv { file: PathBuf },
 }
 
 #[tokio::main]
@@ -46,8 +52,25 @@ async fn main() -> anyhow::Result<()> {
             let mut password = String::new();
             std::io::stdin().lock().read_line(&mut password).context("failed to read the password from stdin")?;
             let password = password.trim_end_matches(['\r', '\n']);
-            UserDb::open(&config.db)?.add_blocking(&username, password)?;
-            eprintln!("added {username} to {}", config.db.display());
+            let store = UserStore::open(&config).await?;
+            store.add(&username, password).await?;
+            eprintln!("added {username} to {}", store.describe());
+            Ok(())
+        }
+        Some(Command::ImportCsv { file }) => {
+            let store = UserStore::open(&config).await?;
+            let report = auth::import::import_csv(&store, &file).await?;
+            for bad in &report.bad_lines {
+                eprintln!("{}: line {}: {} (skipped)", file.display(), bad.line, bad.reason);
+            }
+            eprintln!(
+                "imported {} into {}: {} added, {} skipped (already there), {} bad lines",
+                file.display(),
+                store.describe(),
+                report.added,
+                report.skipped,
+                report.bad_lines.len()
+            );
             Ok(())
         }
         Some(Command::HashDb { file }) => {
@@ -55,5 +78,17 @@ async fn main() -> anyhow::Result<()> {
             eprintln!("hashed {count} passwords in {}", file.display());
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
     }
 }

@@ -39,7 +39,7 @@ async fn login(
         wrong()
     })?;
     // The parsed name, as failures are counted under it: `alice ` is `alice`.
-    if let Some(locked) = state.throttle.locked(client, username.as_str()) {
+    if let Some(locked) = state.throttle.locked(client, username.as_str()).await? {
         let (wait, whose) = match locked {
             Locked::Here(wait) => (wait, "from here"),
             Locked::Everywhere(wait) => (wait, "from everywhere"),
@@ -51,12 +51,17 @@ async fn login(
     }
     if !state.users.verify(username.as_str(), &credentials.password).await? {
         tracing::info!("login refused");
-        state.throttle.failed(client, username.as_str());
         state.metrics.logins.get_or_create(&OutcomeLabel { outcome: "refused" }).inc();
+        // A failure that cannot be counted (the database is away) fails the log-in
+        // as an error; the next try fails at `locked` the same way.
+        state.throttle.failed(client, username.as_str()).await?;
         return Err(wrong());
     }
     state.metrics.logins.get_or_create(&OutcomeLabel { outcome: "ok" }).inc();
-    state.throttle.succeeded(client, username.as_str());
+    if let Err(err) = state.throttle.succeeded(client, username.as_str()).await {
+        // The password was right: the log-in stands; the old failures only run out.
+        tracing::warn!(?err, "failed to clear log-in failures");
+    }
     let grant = grant(&state, &username)?;
     tracing::info!("logged in");
     Ok(Json(grant))
@@ -72,25 +77,21 @@ async fn register(
         return Err(ApiError::forbidden("sign-up is switched off on this server"));
     }
     let username = Username::parse(&credentials.username).map_err(|err| ApiError::bad_request(err.to_string()))?;
-    state.users.add(&username, &credentials.password).await.map_err(|err| match err {
-        AddUserError::Exists(_) => ApiError::Conflict(err.to_string()),
-        AddUserError::BadPassword => ApiError::bad_request(err.to_string()),
-        AddUserError::Io(cause) => ApiError::Internal(cause),
-    })?;
+    state.users.add(&username, &credentials.password).await?;
     tracing::info!("signed up");
     state.metrics.sign_ups.inc();
     Ok((StatusCode::CREATED, Json(grant(&state, &username)?)))
 }
 
 async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Ack>, ApiError> {
-    let claims = verified(&state, &headers)?;
-    state.tokens.revoke(&claims.sid, claims.exp);
+    let claims = verified(&state, &headers).await?;
+    state.ended_sessions.end(&state.tokens, &claims).await?;
     tracing::info!(username = %claims.sub, "logged out");
     Ok(Json(Ack::success("Logged out")))
 }
 
 async fn session(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<SessionInfo>, ApiError> {
-    let claims = verified(&state, &headers)?;
+    let claims = verified(&state, &headers).await?;
     Ok(Json(SessionInfo { status: Status::Success, username: claims.sub, expires_at: claims.exp, peer: None }))
 }
 
@@ -124,10 +125,20 @@ impl<T: DeserializeOwned> FromRequest<AppState> for FromClient<T> {
     }
 }
 
-fn verified(state: &AppState, headers: &HeaderMap) -> Result<wire::token::Claims, ApiError> {
+impl From<AddUserError> for ApiError {
+    fn from(err: AddUserError) -> Self {
+        match err {
+            AddUserError::Exists(_) => ApiError::Conflict(err.to_string()),
+            AddUserError::BadPassword => ApiError::bad_request(err.to_string()),
+            AddUserError::Io(cause) => ApiError::Internal(cause),
+        }
+    }
+}
+
+async fn verified(state: &AppState, headers: &HeaderMap) -> Result<wire::token::Claims, ApiError> {
     let token = kit::session::token_from_headers(headers).ok_or_else(ApiError::unauthorized)?;
-    // Sessions ended here fail too.
-    state.tokens.verify(&token)
+    // Sessions ended here (or, in cluster mode, through another replica) fail too.
+    state.ended_sessions.verify(&state.tokens, &token).await
 }
 
 fn grant(state: &AppState, username: &Username) -> Result<SessionGrant, ApiError> {

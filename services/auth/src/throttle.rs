@@ -7,16 +7,30 @@
 //! Failures also count per name from every client together: past
 //! [`Throttle::MAX_FAILURES_PER_NAME`], the name is locked for everyone, which bounds
 //! a guesser who spreads over many addresses.
+//!
+//! One replica keeps the counts in memory ([`MemoryThrottle`]); replicas on
+//! PostgreSQL keep them in a table they share ([`PgThrottle`]), so a guesser gains
+//! nothing by spreading over the replicas behind the proxy.
 
-use std::collections::HashMap;
+pub mod memory;
+pub mod postgres;
+
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
+use deadpool_postgres::Pool;
+
+pub use memory::MemoryThrottle;
+pub use postgres::PgThrottle;
+
 /// Failed log-ins in the current window. Cloning is a reference-count bump.
-#[derive(Clone, Default)]
-pub struct Throttle {
-    inner: Arc<Mutex<Failures>>,
+#[derive(Clone)]
+pub enum Throttle {
+    /// This replica's own counts (the embedded backend).
+    Memory(MemoryThrottle),
+    /// Counts shared by every replica on the database (cluster mode).
+    Postgres(PgThrottle),
 }
 
 /// Why a log-in is refused before the password is checked, and for how long.
@@ -28,16 +42,10 @@ pub enum Locked {
     Everywhere(Duration),
 }
 
-#[derive(Default)]
-struct Failures {
-    by_client: HashMap<(IpAddr, String), Window>,
-    by_name: HashMap<String, Window>,
-}
-
-#[derive(Clone, Copy)]
-struct Window {
-    count: u32,
-    since: Instant,
+impl Default for Throttle {
+    fn default() -> Self {
+        Self::Memory(MemoryThrottle::default())
+    }
 }
 
 impl Throttle {
@@ -45,93 +53,55 @@ impl Throttle {
     pub const MAX_FAILURES_PER_NAME: u32 = 50;
     pub const WINDOW: Duration = Duration::from_secs(60);
 
-    /// Whether `client` must wait before trying `username` again.
-    pub fn locked(&self, client: IpAddr, username: &str) -> Option<Locked> {
-        self.locked_at(client, username, Instant::now())
+    /// Counts in the database behind `pool` (cluster mode), else in memory.
+    pub fn new(pool: Option<Pool>) -> Self {
+        match pool {
+            Some(pool) => Self::Postgres(PgThrottle::new(pool)),
+            None => Self::default(),
+        }
     }
 
-    pub fn failed(&self, client: IpAddr, username: &str) {
-        self.failed_at(client, username, Instant::now());
+    /// Whether `client` must wait before trying `username` again.
+    pub async fn locked(&self, client: IpAddr, username: &str) -> anyhow::Result<Option<Locked>> {
+        match self {
+            Self::Memory(throttle) => Ok(throttle.locked_at(client, username, Instant::now())),
+            Self::Postgres(throttle) => {
+                throttle.locked_at(client, username, postgres::now_ms()).await.context("failed to read log-in failures")
+            }
+        }
+    }
+
+    pub async fn failed(&self, client: IpAddr, username: &str) -> anyhow::Result<()> {
+        match self {
+            Self::Memory(throttle) => {
+                throttle.failed_at(client, username, Instant::now());
+                Ok(())
+            }
+            Self::Postgres(throttle) => throttle
+                .failed_at(client, username, postgres::now_ms())
+                .await
+                .context("failed to count a log-in failure"),
+        }
     }
 
     /// A good password clears this client's failures for the name (not the others').
-    pub fn succeeded(&self, client: IpAddr, username: &str) {
-        self.lock().by_client.remove(&(client, username.to_lowercase()));
-    }
-
-    fn locked_at(&self, client: IpAddr, username: &str, now: Instant) -> Option<Locked> {
-        let name = username.to_lowercase();
-        let failures = self.lock();
-        let left = |window: &Window, max: u32| {
-            let elapsed = now.saturating_duration_since(window.since);
-            (window.count >= max && elapsed < Self::WINDOW).then(|| Self::WINDOW - elapsed)
-        };
-        if let Some(wait) = failures.by_name.get(&name).and_then(|window| left(window, Self::MAX_FAILURES_PER_NAME)) {
-            return Some(Locked::Everywhere(wait));
+    pub async fn succeeded(&self, client: IpAddr, username: &str) -> anyhow::Result<()> {
+        match self {
+            Self::Memory(throttle) => {
+                throttle.succeeded(client, username);
+                Ok(())
+            }
+            Self::Postgres(throttle) => {
+                throttle.succeeded(client, username).await.context("failed to clear log-in failures")
+            }
         }
-        failures.by_client.get(&(client, name)).and_then(|window| left(window, Self::MAX_FAILURES)).map(Locked::Here)
     }
+}
 
-    fn failed_at(&self, client: IpAddr, username: &str, now: Instant) {
-        let name = username.to_lowercase();
-        let mut failures = self.lock();
-        let current = |window: &Window| now.saturating_duration_since(window.since) < Self::WINDOW;
-        failures.by_client.retain(|_, window| current(window));
-        failures.by_name.retain(|_, window| current(window));
-        failures.by_client.entry((client, name.clone())).or_insert(Window { count: 0, since: now }).count += 1;
-        failures.by_name.entry(name).or_insert(Window { count: 0, since: now }).count += 1;
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Failures> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
-    }
+/// How long a window of `count` failures, `elapsed` old, still locks at `max`.
+fn wait_left(count: u32, elapsed: Duration, max: u32) -> Option<Duration> {
+    (count >= max && elapsed < Throttle::WINDOW).then(|| Throttle::WINDOW - elapsed)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ip(last: u8) -> IpAddr {
-        IpAddr::from([10, 0, 0, last])
-    }
-
-    #[test]
-    fn a_client_that_keeps_failing_is_locked_out_of_that_name_only() {
-        let throttle = Throttle::default();
-        let start = Instant::now();
-        for _ in 0..Throttle::MAX_FAILURES {
-            assert_eq!(throttle.locked_at(ip(1), "alice", start), None);
-            throttle.failed_at(ip(1), "alice", start);
-        }
-        assert!(matches!(throttle.locked_at(ip(1), "ALICE", start), Some(Locked::Here(_))));
-        assert_eq!(throttle.locked_at(ip(2), "alice", start), None, "the real alice, elsewhere, still can");
-        assert_eq!(throttle.locked_at(ip(1), "bob", start), None);
-        assert_eq!(throttle.locked_at(ip(1), "alice", start + Throttle::WINDOW), None, "until the window ends");
-    }
-
-    #[test]
-    fn failures_from_many_clients_lock_the_name_for_everyone() {
-        let throttle = Throttle::default();
-        let start = Instant::now();
-        for n in 0..Throttle::MAX_FAILURES_PER_NAME {
-            throttle.failed_at(ip((n % 250) as u8), "alice", start);
-        }
-        assert!(matches!(throttle.locked_at(ip(251), "alice", start), Some(Locked::Everywhere(_))));
-        let later = start + Throttle::WINDOW;
-        throttle.failed_at(ip(1), "bob", later);
-        assert_eq!(throttle.locked_at(ip(251), "alice", later), None, "old failures are dropped");
-    }
-
-    #[test]
-    fn success_clears_only_that_clients_failures() {
-        let throttle = Throttle::default();
-        let start = Instant::now();
-        for _ in 0..Throttle::MAX_FAILURES {
-            throttle.failed_at(ip(1), "alice", start);
-            throttle.failed_at(ip(2), "alice", start);
-        }
-        throttle.succeeded(ip(2), "alice");
-        assert_eq!(throttle.locked_at(ip(2), "alice", start), None);
-        assert!(throttle.locked_at(ip(1), "alice", start).is_some());
-    }
-}
+mod tests;

@@ -8,7 +8,7 @@
 //! The server re-reads the file when its modification time changes, so a user added
 //! from the command line can log in at once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -81,16 +81,7 @@ impl UserDb {
     pub async fn verify(&self, username: &str, password: &str) -> anyhow::Result<bool> {
         self.reload_if_changed()?;
         let hash = self.read().hashes.get(username).cloned();
-        let password = password.to_owned();
-        tokio::task::spawn_blocking(move || match hash {
-            Some(hash) => verify_password(&password, &hash),
-            None => {
-                let _ = verify_password(&password, &DUMMY_HASH);
-                false
-            }
-        })
-        .await
-        .context("password check task failed")
+        verify_against(hash, password).await
     }
 
     /// Signs up a new user. Names are unique regardless of case.
@@ -120,6 +111,32 @@ impl UserDb {
         current.modified = modified(path);
         *self.shared.users.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = current;
         Ok(())
+    }
+
+    /// Adds users whose hashes are computed already (an import), under one lock and
+    /// with one write; for each, whether it was added (`false`: the name, in any case,
+    /// was taken, before or earlier in `users`).
+    pub fn add_hashed_blocking(&self, users: &[(Username, String)]) -> anyhow::Result<Vec<bool>> {
+        let path = &self.shared.path;
+        let _lock = lock_file(path)?;
+        let mut current = load(path)?;
+        let mut taken: HashSet<String> = current.hashes.keys().map(|name| name.to_lowercase()).collect();
+        let added: Vec<bool> = users
+            .iter()
+            .map(|(username, hash)| {
+                let fresh = taken.insert(username.as_str().to_lowercase());
+                if fresh {
+                    current.hashes.insert(username.to_string(), hash.clone());
+                }
+                fresh
+            })
+            .collect();
+        if added.contains(&true) {
+            write_atomically(path, &current.hashes)?;
+            current.modified = modified(path);
+            *self.shared.users.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = current;
+        }
+        Ok(added)
     }
 
     fn reload_if_changed(&self) -> anyhow::Result<()> {
@@ -180,7 +197,22 @@ pub fn convert_plaintext(path: &Path) -> anyhow::Result<usize> {
     Ok(hashes.len())
 }
 
-fn check_password(password: &str) -> Result<(), AddUserError> {
+/// Whether `password` matches `hash`, off the async threads; no hash (an unknown
+/// user) costs a check against a dummy hash, so timing does not tell which names exist.
+pub(crate) async fn verify_against(hash: Option<String>, password: &str) -> anyhow::Result<bool> {
+    let password = password.to_owned();
+    tokio::task::spawn_blocking(move || match hash {
+        Some(hash) => verify_password(&password, &hash),
+        None => {
+            let _ = verify_password(&password, &DUMMY_HASH);
+            false
+        }
+    })
+    .await
+    .context("password check task failed")
+}
+
+pub(crate) fn check_password(password: &str) -> Result<(), AddUserError> {
     let chars = password.chars().count();
     if (MIN_PASSWORD_CHARS..=MAX_PASSWORD_CHARS).contains(&chars) { Ok(()) } else { Err(AddUserError::BadPassword) }
 }

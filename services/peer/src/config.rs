@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use figment::Figment;
-use kit::config::{ConfigError, Secrets, ServerFlags};
+use kit::config::{ConfigError, Secrets, ServerFlags, StorageFlags};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
@@ -39,6 +39,9 @@ pub struct Config {
     pub db_slot: bool,
     /// The web UI folder.
     pub www_dir: PathBuf,
+    /// The most connections to the PostgreSQL database (cluster mode) at once.
+    #[serde(default = "default_pool_size")]
+    pub database_pool_size: usize,
     /// How often the peer tells the tracker it is alive.
     pub heartbeat_secs: u64,
     /// How long an undelivered direct message is retried before it is given up.
@@ -64,6 +67,7 @@ impl Default for Config {
             data_dir: PathBuf::from("data/peers"),
             db_slot: false,
             www_dir: PathBuf::from("www"),
+            database_pool_size: default_pool_size(),
             heartbeat_secs: 5,
             outbox_ttl_secs: 7 * 24 * 60 * 60,
             activity_grace_secs: 10,
@@ -71,6 +75,10 @@ impl Default for Config {
             secrets: Secrets::default(),
         }
     }
+}
+
+fn default_pool_size() -> usize {
+    16
 }
 
 /// The peer's flags: the original's, plus the new services' addresses.
@@ -96,6 +104,8 @@ pub struct Flags {
     /// The web UI folder.
     #[arg(long = "www")]
     pub www_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub storage: StorageFlags,
 }
 
 #[derive(Serialize)]
@@ -114,6 +124,9 @@ struct Overrides<'a> {
     data_dir: Option<&'a PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     www_dir: Option<&'a PathBuf>,
+    /// Lands in `secrets.database_url`, which is flattened into `Config`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    database_url: Option<&'a str>,
 }
 
 impl Config {
@@ -137,6 +150,7 @@ impl Config {
             advertise: flags.advertise.as_deref(),
             data_dir: flags.data_dir.as_ref(),
             www_dir: flags.www_dir.as_ref(),
+            database_url: flags.storage.database_url.as_deref(),
         };
         kit::config::layered(&Config::default(), &file, "PEER", &overrides)
     }
@@ -187,5 +201,43 @@ impl Config {
             }
         }
         anyhow::bail!("no free port between {} and {}", AUTO_PORTS.start(), AUTO_PORTS.end())
+    }
+}
+
+#[cfg(test)]
+// figment's Jail returns figment's own (large) error type.
+#[allow(clippy::result_large_err)]
+mod tests {
+    use secrecy::ExposeSecret;
+
+    use super::*;
+
+    fn database_url(flags: &Flags) -> Option<String> {
+        Config::load(flags).unwrap().secrets.database_url.map(|url| url.expose_secret().to_owned())
+    }
+
+    #[test]
+    fn the_database_url_comes_from_the_env_or_the_flag_and_the_flag_wins() {
+        figment::Jail::expect_with(|jail| {
+            assert_eq!(database_url(&Flags::default()), None, "embedded unless asked");
+            jail.set_env("WEAPROUS_DATABASE_URL", "postgres://peer@env-db/chat");
+            assert_eq!(database_url(&Flags::default()).as_deref(), Some("postgres://peer@env-db/chat"));
+            let flags = Flags {
+                storage: StorageFlags { database_url: Some("postgres://peer@flag-db/chat".to_owned()) },
+                ..Flags::default()
+            };
+            assert_eq!(database_url(&flags).as_deref(), Some("postgres://peer@flag-db/chat"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_pool_size_has_a_default_and_can_be_set() {
+        figment::Jail::expect_with(|jail| {
+            assert_eq!(Config::load(&Flags::default()).unwrap().database_pool_size, 16);
+            jail.set_env("PEER_DATABASE_POOL_SIZE", "4");
+            assert_eq!(Config::load(&Flags::default()).unwrap().database_pool_size, 4);
+            Ok(())
+        });
     }
 }

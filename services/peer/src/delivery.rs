@@ -69,7 +69,7 @@ pub async fn send(
         seq: None,
         delivered: None,
     };
-    let seq = state.store.save_outgoing(&message).await.map_err(anyhow::Error::from)?;
+    let seq = state.store.save_outgoing(&message).await?;
     state.metrics.dms_sent.inc();
     state.hub.publish(
         Audience::Users(vec![from.clone()]),
@@ -81,7 +81,7 @@ pub async fn send(
     };
     let delivered = match first {
         Ok(()) => {
-            state.store.delivered(&message.id).await.map_err(anyhow::Error::from)?;
+            state.store.delivered(&message.id).await?;
             state.metrics.dms_delivered.inc();
             announce_delivery(state, &message);
             true
@@ -89,7 +89,7 @@ pub async fn send(
         Err(err) => {
             tracing::info!(id = %message.id, %err, "direct message not delivered yet; queued");
             let next = kit::now_ms() + delay_for(0, RETRY_MIN, RETRY_MAX).as_millis() as u64;
-            state.store.retry_later(&message.id, 1, next, &err.to_string()).await.map_err(anyhow::Error::from)?;
+            state.store.retry_later(&message.id, 1, next, &err.to_string()).await?;
             state.metrics.outbox_depth.inc();
             state.outbox_wake.notify_one();
             false
@@ -110,7 +110,7 @@ pub async fn deliver_here(state: &AppState, message: &DirectMessage) -> Result<b
     if !state.sessions.is_hosted(&message.to) {
         return Err(ApiError::NotFound(format!("user {} is not hosted on this peer", message.to)));
     }
-    match state.store.save_incoming(message).await.map_err(anyhow::Error::from)? {
+    match state.store.save_incoming(message).await? {
         Some(seq) => {
             state.metrics.dms_received.inc();
             let filed = DirectMessage { seq: Some(seq), ..message.clone() };

@@ -5,10 +5,11 @@
 //!
 //! - [`config`]: flags, env and file settings, and binding.
 //! - [`sessions`]: hosted users, revoked sessions, the [`sessions::Session`] extractor.
-//! - [`store`]: contacts, mailboxes and the outbox, durable in SQLite.
+//! - [`store`]: contacts, mailboxes and the outbox, durable in SQLite or PostgreSQL.
 //! - [`hub`]: the events browsers get, with ids to resume from.
 //! - [`delivery`]: sending direct messages peer to peer, and the outbox worker.
-//! - [`handoff`]: handing a user's mailbox to their new home when they move.
+//! - [`handoff`]: handing a user's mailbox to their new home when they move
+//!   (embedded backend only: on PostgreSQL the mailbox is shared).
 //! - [`tracker_link`]: registration, heartbeat and the tracker's push stream.
 //! - `routes`: one module per resource.
 
@@ -39,6 +40,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use reqwest::Url;
+use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -116,6 +118,33 @@ fn claim_slot(dir: &std::path::Path) -> anyhow::Result<(PathBuf, std::fs::File)>
     anyhow::bail!("no free database slot in {}", dir.display())
 }
 
+/// Opens the peer's store: the shared PostgreSQL database when a database URL is set
+/// (no SQLite file and no slot then), else this peer's own SQLite file. Returns the
+/// slot lock, if one was claimed, to hold while the peer runs.
+async fn open_store(
+    config: &Config,
+    me: &PeerAddr,
+) -> anyhow::Result<(PeerStore, store::Loaded, Option<std::fs::File>)> {
+    if let Some(url) = &config.secrets.database_url {
+        let url = url.expose_secret();
+        tracing::info!(backend = "postgres", db = %kit::pg::describe(url), "storage backend");
+        let (store, loaded) = PeerStore::connect(url, me, config.database_pool_size, kit::pg::STARTUP_PATIENCE)
+            .await
+            .context("failed to open the peer database")?;
+        return Ok((store, loaded, None));
+    }
+    let (db_path, slot) = if config.db_slot {
+        let (path, lock) = claim_slot(&config.data_dir)?;
+        (path, Some(lock))
+    } else {
+        let name = format!("peer-{}-{}.db", me.ip.replace([':', '/', '\\'], "_"), me.port);
+        (config.data_dir.join(name), None)
+    };
+    tracing::info!(backend = "sqlite", db = %db_path.display(), "storage backend");
+    let (store, loaded) = PeerStore::open(&db_path).context("failed to open the peer database")?;
+    Ok((store, loaded, slot))
+}
+
 /// The peer's metrics, and the registry they render from.
 #[derive(Clone)]
 pub struct PeerMetrics {
@@ -191,14 +220,7 @@ impl AppState {
     pub async fn new(config: &Config, bound: SocketAddr) -> anyhow::Result<Self> {
         config.validate()?;
         let me = PeerAddr::parse(&config.advertised_host(), bound.port()).map_err(anyhow::Error::msg)?;
-        let (db_path, slot) = if config.db_slot {
-            let (path, lock) = claim_slot(&config.data_dir)?;
-            (path, Some(lock))
-        } else {
-            let name = format!("peer-{}-{}.db", me.ip.replace([':', '/', '\\'], "_"), me.port);
-            (config.data_dir.join(name), None)
-        };
-        let (store, loaded) = PeerStore::open(&db_path).context("failed to open the peer database")?;
+        let (store, loaded, slot) = open_store(config, &me).await?;
         let cluster = ClusterKey::new(&config.secrets.cluster_secret);
         let tokens = TokenKeys::new(&config.secrets.session_secret, Duration::from_secs(24 * 60 * 60));
         for (sid, expires_at) in loaded.revoked {
@@ -266,7 +288,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, advertised = %state.me, tracker = %state.tracker, db = %state.store.path().display(), "listening");
+    tracing::info!(%addr, advertised = %state.me, tracker = %state.tracker, store = %state.store.describe(), "listening");
     let registration = tokio::spawn(tracker_link::keep_registered(state.clone()));
     tokio::spawn(delivery::outbox_worker(state.clone()));
     let token = state.shutdown.clone();

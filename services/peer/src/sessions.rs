@@ -214,7 +214,7 @@ impl FromRequestParts<AppState> for Session {
 /// part is retried by the heartbeat loop when the tracker is down.
 pub async fn host(state: &AppState, session: &Session) -> Result<(), ApiError> {
     let user = session.username();
-    state.store.host(user, session.claims.exp).await.map_err(anyhow::Error::from)?;
+    state.store.host(user, session.claims.exp).await?;
     if !state.sessions.insert(user, session.claims.exp) {
         return Ok(());
     }
@@ -346,7 +346,7 @@ pub async fn revoke_here(state: &AppState, session: &RevokedSession, own: bool) 
     if own {
         // A logout here: on disk first, so a failed write leaves the session as it
         // was and the user can simply log out again.
-        state.store.revoke(&session.sid, session.expires_at, true).await.map_err(anyhow::Error::from)?;
+        state.store.revoke(&session.sid, session.expires_at, true).await?;
         let news = state.tokens.revoke(&session.sid, session.expires_at);
         wake_streams(state, session);
         return Ok(news);
@@ -356,7 +356,7 @@ pub async fn revoke_here(state: &AppState, session: &RevokedSession, own: bool) 
         return Ok(false);
     }
     wake_streams(state, session);
-    state.store.revoke(&session.sid, session.expires_at, false).await.map_err(anyhow::Error::from)?;
+    state.store.revoke(&session.sid, session.expires_at, false).await?;
     Ok(true)
 }
 
@@ -369,7 +369,7 @@ fn wake_streams(state: &AppState, session: &RevokedSession) {
 /// Stops hosting `user` and tells the tracker they left (logout, or every session
 /// expired). Direct messages to them then wait in their senders' outboxes.
 pub async fn release(state: &AppState, user: &Username) -> Result<(), ApiError> {
-    state.store.unhost(user).await.map_err(anyhow::Error::from)?;
+    state.store.unhost(user).await?;
     state.sessions.remove(user);
     let release = ReleaseUser { ip: state.me.ip.clone(), port: state.me.port, username: user.clone() };
     let request = state.client.signed_post(state.tracker_url("release-user"), &release);

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use figment::Figment;
-use kit::config::{ConfigError, Secrets, ServerFlags};
+use kit::config::{ConfigError, Secrets, ServerFlags, StorageFlags};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -23,6 +23,9 @@ pub struct Config {
     /// A peer that sends no heartbeat for this long leaves the pool, and its users
     /// show offline.
     pub peer_ttl_secs: u64,
+    /// The most connections to PostgreSQL (cluster mode) this replica opens, besides
+    /// its one listening connection.
+    pub database_pool_size: usize,
     #[serde(flatten, skip_serializing)]
     pub secrets: Secrets,
 }
@@ -36,6 +39,7 @@ impl Default for Config {
             data_dir: PathBuf::from("data/tracker"),
             www_dir: PathBuf::from("www"),
             peer_ttl_secs: 15,
+            database_pool_size: 16,
             secrets: Secrets::default(),
         }
     }
@@ -59,6 +63,9 @@ pub struct Flags {
     /// The web UI folder.
     #[arg(long = "www")]
     pub www_dir: Option<PathBuf>,
+    /// `--database-url`: PostgreSQL (cluster mode) instead of the embedded database.
+    #[command(flatten)]
+    pub storage: StorageFlags,
 }
 
 #[derive(Serialize)]
@@ -73,6 +80,9 @@ struct Overrides<'a> {
     data_dir: Option<&'a PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     www_dir: Option<&'a PathBuf>,
+    /// Lands in `secrets.database_url`, which is flattened into `Config`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    database_url: Option<&'a str>,
 }
 
 impl Config {
@@ -84,6 +94,7 @@ impl Config {
             auth_url: flags.auth_url.as_deref(),
             data_dir: flags.data_dir.as_ref(),
             www_dir: flags.www_dir.as_ref(),
+            database_url: flags.storage.database_url.as_deref(),
         };
         kit::config::layered(&Config::default(), &file, "TRACKER", &overrides)
     }
@@ -100,6 +111,10 @@ impl Config {
         if self.peer_ttl_secs < 3 {
             return Err(ConfigError("peer_ttl_secs must be at least 3".into()));
         }
+        if self.database_pool_size < 2 {
+            // The post batcher holds one connection while requests need others.
+            return Err(ConfigError("database_pool_size must be at least 2".into()));
+        }
         Ok(())
     }
 
@@ -113,5 +128,45 @@ impl Config {
 
     pub fn db_path(&self) -> PathBuf {
         self.data_dir.join("tracker.db")
+    }
+}
+
+#[cfg(test)]
+// figment's Jail returns figment's own (large) error type.
+#[allow(clippy::result_large_err)]
+mod tests {
+    use secrecy::ExposeSecret;
+
+    use super::*;
+
+    fn database_url(flags: &Flags) -> Option<String> {
+        Config::load(flags).unwrap().secrets.database_url.map(|url| url.expose_secret().to_owned())
+    }
+
+    #[test]
+    fn the_database_url_comes_from_the_env_or_the_flag_and_the_flag_wins() {
+        figment::Jail::expect_with(|jail| {
+            assert_eq!(database_url(&Flags::default()), None, "embedded unless asked");
+            jail.set_env("WEAPROUS_DATABASE_URL", "postgres://tracker@env-db/chat");
+            assert_eq!(database_url(&Flags::default()).as_deref(), Some("postgres://tracker@env-db/chat"));
+            let flags = Flags {
+                storage: StorageFlags { database_url: Some("postgres://tracker@flag-db/chat".to_owned()) },
+                ..Flags::default()
+            };
+            assert_eq!(database_url(&flags).as_deref(), Some("postgres://tracker@flag-db/chat"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_pool_size_comes_from_the_env_and_must_leave_room_for_the_batcher() {
+        figment::Jail::expect_with(|jail| {
+            assert_eq!(Config::load(&Flags::default()).unwrap().database_pool_size, 16);
+            jail.set_env("TRACKER_DATABASE_POOL_SIZE", "4");
+            assert_eq!(Config::load(&Flags::default()).unwrap().database_pool_size, 4);
+            jail.set_env("TRACKER_DATABASE_POOL_SIZE", "1");
+            assert!(Config::load(&Flags::default()).is_err());
+            Ok(())
+        });
     }
 }

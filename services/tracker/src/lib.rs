@@ -4,8 +4,10 @@
 //! # Layout
 //!
 //! - [`config`]: flags, env and file settings.
-//! - [`pool`]: live peers, by registration and heartbeat (soft state, in memory).
-//! - [`store`]: channels, members, history and the directory, durable in SQLite.
+//! - [`pool`]: live peers, by registration and heartbeat, in memory (the embedded
+//!   backend's pool).
+//! - [`store`]: the peer pool, channels, members, history, the directory and ended
+//!   sessions, on SQLite (embedded) or PostgreSQL (several replicas).
 //! - `caller`: who is calling, a user (session token) or a service (signature).
 //! - `routes`: one module per resource; `stream` pushes to peers over SSE.
 
@@ -31,11 +33,11 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use reqwest::Url;
+use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
-use pool::PeerPool;
 use store::Store;
 
 /// Everything a handler needs, behind one reference count: extractors clone the state
@@ -54,7 +56,6 @@ impl std::ops::Deref for AppState {
 /// What [`AppState`] holds.
 pub struct Shared {
     pub store: Store,
-    pub pool: PeerPool,
     pub tokens: TokenKeys,
     pub cluster: ClusterKey,
     pub client: Client,
@@ -109,14 +110,14 @@ impl AppState {
     pub async fn new(config: &Config) -> anyhow::Result<Self> {
         config.validate()?;
         let cluster = ClusterKey::new(&config.secrets.cluster_secret);
-        let store = Store::open(&config.db_path()).context("failed to open the tracker database")?;
+        let store = open_store(config).await?;
         let tokens = TokenKeys::new(&config.secrets.session_secret, Duration::from_secs(24 * 60 * 60));
-        for session in store.revoked() {
+        store.revoke_into(&tokens);
+        for session in store.revoked().await.context("failed to read the ended sessions")? {
             tokens.revoke(&session.sid, session.expires_at);
         }
         Ok(Self(Arc::new(Shared {
             store,
-            pool: PeerPool::new(config.peer_ttl()),
             tokens,
             client: Client::new(cluster.clone(), Duration::from_secs(10))?,
             cluster,
@@ -127,6 +128,20 @@ impl AppState {
             metrics: TrackerMetrics::new(),
         })))
     }
+}
+
+/// The store the config asks for.
+async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    if let Some(url) = &config.secrets.database_url {
+        let url = url.expose_secret();
+        tracing::info!(backend = "postgres", db = %kit::pg::describe(url), "tracker storage");
+        return Store::connect(url, config.database_pool_size, config.peer_ttl())
+            .await
+            .context("failed to open the tracker's PostgreSQL store");
+    }
+    let store = Store::open(&config.db_path(), config.peer_ttl()).context("failed to open the tracker database")?;
+    tracing::info!(backend = "sqlite", db = %store.describe(), "tracker storage");
+    Ok(store)
 }
 
 kit::state_parts!(AppState {
@@ -154,7 +169,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, db = %state.store.path().display(), "listening");
+    tracing::info!(%addr, db = %state.store.describe(), "listening");
     let token = state.shutdown.clone();
     tokio::spawn(routes::peers::expire_silent_peers(state.clone()));
     let http_metrics = state.metrics.http.clone();

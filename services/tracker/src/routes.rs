@@ -21,7 +21,11 @@ impl From<StoreError> for ApiError {
             StoreError::NoChannel(_) => ApiError::NotFound(err.to_string()),
             StoreError::ChannelExists(_) => ApiError::Conflict(err.to_string()),
             StoreError::NotMember(_) => ApiError::Forbidden(err.to_string()),
-            StoreError::Db(cause) => ApiError::Internal(cause.into()),
+            StoreError::Db(_)
+            | StoreError::Pg(_)
+            | StoreError::Batch(_)
+            | StoreError::Corrupt(_)
+            | StoreError::Closed => ApiError::Internal(err.into()),
         }
     }
 }

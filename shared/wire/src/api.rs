@@ -408,6 +408,24 @@ pub struct Conversation {
     pub has_more: bool,
 }
 
+/// `GET /get-conversations`: the caller's direct conversations, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Conversations {
+    pub status: Status,
+    pub conversations: Vec<ConversationSummary>,
+}
+
+/// One direct conversation of the caller, as a list shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationSummary {
+    /// The other user.
+    pub with: Username,
+    /// The latest message, either way.
+    pub last: DirectMessage,
+    /// Received messages not yet read (through `/get-received-messages`).
+    pub unread: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -470,6 +488,37 @@ mod tests {
                 r#""members":[{"username":"alice","ip":"127.0.0.1","port":9001,"online":true}],"#,
                 r#""messages":[{"id":7,"channel":"general","sender_ip":"127.0.0.1","sender_port":9001,"#,
                 r#""username":"alice","text":"hello & friends","ts":1700000000000}],"has_more":false}}"#
+            ),
+        );
+    }
+
+    #[test]
+    fn conversations_list_the_other_user_the_last_message_and_the_unread_count() {
+        let conversations = Conversations {
+            status: Status::Success,
+            conversations: vec![ConversationSummary {
+                with: name("bob"),
+                last: DirectMessage {
+                    id: "0190".into(),
+                    message: MessageText::parse("see you").unwrap(),
+                    sender_ip: "127.0.0.1".into(),
+                    sender_port: 9002,
+                    username: name("bob"),
+                    to: name("alice"),
+                    ts: 1_700_000_000_000,
+                    broadcast: false,
+                    seq: Some(12),
+                    delivered: None,
+                },
+                unread: 2,
+            }],
+        };
+        check(
+            &conversations,
+            concat!(
+                r#"{"status":"success","conversations":[{"with":"bob","last":{"id":"0190","message":"see you","#,
+                r#""sender_ip":"127.0.0.1","sender_port":9002,"username":"bob","to":"alice","ts":1700000000000,"#,
+                r#""broadcast":false,"seq":12},"unread":2}]}"#
             ),
         );
     }

@@ -1,38 +1,120 @@
-//! Auth over real HTTP on 127.0.0.1:0.
+//! Auth over real HTTP on 127.0.0.1:0, each test on both storage backends.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use auth::{AppState, Config};
 use kit::config::Secrets;
 use serde_json::Value;
 
+/// Where a test's users are kept.
+#[derive(Clone, Copy, Debug)]
+enum Backend {
+    /// The CSV file, in a temporary directory.
+    Csv,
+    /// A PostgreSQL database of the test's own.
+    Postgres,
+}
+
+/// Runs each named test body (an `async fn(Backend)` in the invoking module) once on
+/// each backend, as `csv::name` and `postgres::name`.
+macro_rules! on_both_backends {
+    ($($test:ident),* $(,)?) => {
+        mod csv {
+            $(#[tokio::test]
+            async fn $test() {
+                super::$test(crate::Backend::Csv).await
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test]
+            async fn $test() {
+                super::$test(crate::Backend::Postgres).await
+            })*
+        }
+    };
+}
+
+mod cluster;
+mod commands;
+mod import;
+
+/// One test's storage and the config that points at it; several auth instances
+/// started from one `Storage` share their users (and secrets), like replicas.
+struct Storage {
+    config: Config,
+    dir: tempfile::TempDir,
+    _database: Option<kit::pg::TestDatabase>,
+}
+
+impl Storage {
+    /// `None` when the test cannot run here: PostgreSQL asked for and no server (the
+    /// reason is printed).
+    async fn new(backend: Backend, allow_registration: bool) -> Option<Arc<Self>> {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config {
+            db: dir.path().join("users.csv"),
+            allow_registration,
+            secrets: Secrets::random(),
+            database_pool_size: 4,
+            ..Config::default()
+        };
+        let database = match backend {
+            Backend::Csv => None,
+            Backend::Postgres => {
+                // A test runs on a thread named after it.
+                let test = std::thread::current().name().unwrap_or("auth api test").to_owned();
+                let database = kit::pg::TestDatabase::for_test(&test).await?;
+                config.secrets.database_url = Some(database.url().to_owned().into());
+                Some(database)
+            }
+        };
+        Some(Arc::new(Self { config, dir, _database: database }))
+    }
+}
+
 struct TestAuth {
     url: String,
     client: reqwest::Client,
     cluster: kit::sign::ClusterKey,
-    _dir: tempfile::TempDir,
+    state: AppState,
+    /// Dropped first: the server stops before its storage goes.
     _stop: tokio::sync::oneshot::Sender<()>,
+    _storage: Arc<Storage>,
 }
 
-async fn spawn(allow_registration: bool) -> TestAuth {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("users.csv");
-    auth::users::UserDb::open(&db)
-        .unwrap()
-        .add_blocking(&wire::names::Username::parse("alice").unwrap(), "password1")
-        .unwrap();
-    let config = Config { db, allow_registration, secrets: Secrets::random(), ..Config::default() };
+/// Auth on `backend` with the user `alice` (password `password1`); `None` when the
+/// backend is not available here.
+async fn spawn(backend: Backend, allow_registration: bool) -> Option<TestAuth> {
+    let storage = Storage::new(backend, allow_registration).await?;
+    let auth = spawn_on(&storage).await;
+    auth.state.users.add(&wire::names::Username::parse("alice").unwrap(), "password1").await.unwrap();
+    Some(auth)
+}
+
+/// One more auth instance on `storage`.
+async fn spawn_on(storage: &Arc<Storage>) -> TestAuth {
+    let config = &storage.config;
     let cluster = kit::sign::ClusterKey::new(&config.secrets.cluster_secret);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let state = AppState::new(&config).await.unwrap();
-    tokio::spawn(auth::serve(listener, state, async move {
+    let state = AppState::new(config).await.unwrap();
+    tokio::spawn(auth::serve(listener, state.clone(), async move {
         let _ = stopped.await;
     }));
     let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
-    TestAuth { url, client, cluster, _dir: dir, _stop: stop }
+    TestAuth { url, client, cluster, state, _storage: storage.clone(), _stop: stop }
 }
+
+on_both_backends!(
+    login_issues_a_token_that_session_accepts_until_logout,
+    wrong_passwords_and_unknown_users_get_the_same_401,
+    sign_up_creates_a_user_once_and_can_be_switched_off,
+    bad_bodies_get_json_4xx_and_the_server_keeps_answering,
+    repeated_failures_lock_a_name_out_for_a_while,
+    someone_failing_on_purpose_does_not_lock_the_user_out_elsewhere,
+);
 
 impl TestAuth {
     async fn post(&self, path: &str, body: &str) -> (u16, Value) {
@@ -63,9 +145,8 @@ impl TestAuth {
     }
 }
 
-#[tokio::test]
-async fn login_issues_a_token_that_session_accepts_until_logout() {
-    let auth = spawn(true).await;
+async fn login_issues_a_token_that_session_accepts_until_logout(backend: Backend) {
+    let Some(auth) = spawn(backend, true).await else { return };
     let (status, body) = auth.post("/login", "username=alice&password=password1").await;
     assert_eq!(status, 200, "{body}");
     let token = body["token"].as_str().unwrap().to_owned();
@@ -81,9 +162,8 @@ async fn login_issues_a_token_that_session_accepts_until_logout() {
     assert_eq!(after.status(), 401);
 }
 
-#[tokio::test]
-async fn wrong_passwords_and_unknown_users_get_the_same_401() {
-    let auth = spawn(true).await;
+async fn wrong_passwords_and_unknown_users_get_the_same_401(backend: Backend) {
+    let Some(auth) = spawn(backend, true).await else { return };
     let (wrong_status, wrong) = auth.post("/login", "username=alice&password=nope").await;
     let (unknown_status, unknown) = auth.post("/login", r#"{"username":"mallory","password":"password1"}"#).await;
     assert_eq!((wrong_status, unknown_status), (401, 401));
@@ -91,9 +171,8 @@ async fn wrong_passwords_and_unknown_users_get_the_same_401() {
     assert_eq!(wrong["status"], "error");
 }
 
-#[tokio::test]
-async fn sign_up_creates_a_user_once_and_can_be_switched_off() {
-    let auth = spawn(true).await;
+async fn sign_up_creates_a_user_once_and_can_be_switched_off(backend: Backend) {
+    let Some(auth) = spawn(backend, true).await else { return };
     let (status, body) = auth.post("/register", "username=Nguy%E1%BB%85n&password=m%E1%BA%ADt+kh%E1%BA%A9u").await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["username"], "Nguyễn");
@@ -102,13 +181,12 @@ async fn sign_up_creates_a_user_once_and_can_be_switched_off() {
     assert_eq!(auth.post("/register", "username=bob&password=short").await.0, 400);
     assert_eq!(auth.post("/register", "username=%3Cb%3E&password=password1").await.0, 400);
 
-    let closed = spawn(false).await;
+    let Some(closed) = spawn(backend, false).await else { return };
     assert_eq!(closed.post("/register", "username=bob&password=password1").await.0, 403);
 }
 
-#[tokio::test]
-async fn bad_bodies_get_json_4xx_and_the_server_keeps_answering() {
-    let auth = spawn(true).await;
+async fn bad_bodies_get_json_4xx_and_the_server_keeps_answering(backend: Backend) {
+    let Some(auth) = spawn(backend, true).await else { return };
     for body in ["", "username=alice", "{\"username\": 1, \"password\": \"x\"}", "not a form at all {"] {
         let (status, reply) = auth.post("/login", body).await;
         assert_eq!(status, 400, "{body:?} -> {reply}");
@@ -127,9 +205,8 @@ async fn bad_bodies_get_json_4xx_and_the_server_keeps_answering() {
     assert_eq!(auth.post("/login", "username=alice&password=password1").await.0, 200);
 }
 
-#[tokio::test]
-async fn repeated_failures_lock_a_name_out_for_a_while() {
-    let auth = spawn(true).await;
+async fn repeated_failures_lock_a_name_out_for_a_while(backend: Backend) {
+    let Some(auth) = spawn(backend, true).await else { return };
     for _ in 0..auth::throttle::Throttle::MAX_FAILURES {
         assert_eq!(auth.post("/login", "username=alice&password=guess").await.0, 401);
     }
@@ -144,9 +221,8 @@ async fn repeated_failures_lock_a_name_out_for_a_while() {
     }
 }
 
-#[tokio::test]
-async fn someone_failing_on_purpose_does_not_lock_the_user_out_elsewhere() {
-    let auth = spawn(true).await;
+async fn someone_failing_on_purpose_does_not_lock_the_user_out_elsewhere(backend: Backend) {
+    let Some(auth) = spawn(backend, true).await else { return };
     for _ in 0..auth::throttle::Throttle::MAX_FAILURES {
         assert_eq!(auth.relayed_login("203.0.113.7", "guess").await, 401);
     }

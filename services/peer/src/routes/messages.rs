@@ -12,7 +12,8 @@ use kit::sign::Signed;
 use serde::Deserialize;
 use wire::addr::PeerAddr;
 use wire::api::{
-    Ack, Broadcast, BroadcastSent, Conversation, DirectMessage, DirectSent, MailboxTransfer, SendPeer, Status,
+    Ack, Broadcast, BroadcastSent, Conversation, Conversations, DirectMessage, DirectSent, MailboxTransfer, SendPeer,
+    Status,
 };
 use wire::names::Username;
 
@@ -32,6 +33,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/broadcast-peer", post(broadcast))
         .route("/get-received-messages", get(received_messages))
         .route("/get-conversation", get(conversation))
+        .route("/get-conversations", get(conversations))
         .route("/import-mailbox", post(import_mailbox))
 }
 
@@ -76,7 +78,7 @@ async fn broadcast(
     session: Session,
     Input(request): Input<Broadcast>,
 ) -> Result<Json<BroadcastSent>, ApiError> {
-    let contacts = state.store.contacts(session.username()).await.map_err(anyhow::Error::from)?;
+    let contacts = state.store.contacts(session.username()).await?;
     let sends = contacts.iter().map(|contact| {
         let hint = delivery::Destination::Hint(PeerAddr { ip: contact.ip.clone(), port: contact.port });
         delivery::send(&state, session.username(), &contact.username, hint, request.message.clone(), true)
@@ -101,7 +103,7 @@ async fn received_messages(
     State(state): State<AppState>,
     session: Session,
 ) -> Result<Json<Vec<DirectMessage>>, ApiError> {
-    Ok(Json(state.store.take_unread(session.username()).await.map_err(anyhow::Error::from)?))
+    Ok(Json(state.store.take_unread(session.username()).await?))
 }
 
 /// A user's previous peer hands over their mailbox (signed: only peers can).
@@ -111,8 +113,7 @@ async fn import_mailbox(
     Signed(transfer): Signed<MailboxTransfer>,
 ) -> Result<Json<Ack>, ApiError> {
     let user = transfer.username.clone();
-    let filed =
-        state.store.import_mailbox(&user, transfer.messages, transfer.contacts).await.map_err(anyhow::Error::from)?;
+    let filed = state.store.import_mailbox(&user, transfer.messages, transfer.contacts).await?;
     if filed > 0 {
         // Their open pages reload what they show, older messages included.
         state.hub.publish(Audience::Users(vec![user.clone()]), &wire::events::Event::Reset);
@@ -136,10 +137,14 @@ async fn conversation(
     let Query(query) =
         query.map_err(|err| ApiError::bad_request(format!("expected ?with=NAME: {}", err.body_text())))?;
     let limit = query.limit.unwrap_or(100).clamp(1, MAX_PAGE);
-    let (messages, has_more) = state
-        .store
-        .conversation(session.username(), &query.with, query.before, limit)
-        .await
-        .map_err(anyhow::Error::from)?;
+    let (messages, has_more) = state.store.conversation(session.username(), &query.with, query.before, limit).await?;
     Ok(Json(Conversation { status: Status::Success, with: query.with, messages, has_more }))
+}
+
+/// The caller's direct conversations, newest first, each with its latest message and
+/// unread count: what a page lists after a reload or a new log-in, including partners
+/// who are offline.
+async fn conversations(State(state): State<AppState>, session: Session) -> Result<Json<Conversations>, ApiError> {
+    let conversations = state.store.conversations(session.username()).await?;
+    Ok(Json(Conversations { status: Status::Success, conversations }))
 }

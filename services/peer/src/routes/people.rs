@@ -53,12 +53,10 @@ pub(crate) async fn resolve(
                 Err(ApiError::NotFound(format!("no user {username} has ever been online")))
             }
             // The tracker cannot say: where the caller last knew them to be, if anywhere.
-            Err(err) if cannot_ask(&err) => {
-                match state.store.last_known_address(caller, username).await.map_err(anyhow::Error::from)? {
-                    Some(addr) => Ok((username.clone(), Destination::LastKnown(addr))),
-                    None => Err(err),
-                }
-            }
+            Err(err) if cannot_ask(&err) => match state.store.last_known_address(caller, username).await? {
+                Some(addr) => Ok((username.clone(), Destination::LastKnown(addr))),
+                None => Err(err),
+            },
             Err(err) => Err(err),
         };
     }
@@ -82,8 +80,7 @@ pub(crate) async fn resolve(
         here = state
             .store
             .contacts(caller)
-            .await
-            .map_err(anyhow::Error::from)?
+            .await?
             .into_iter()
             .filter(|contact| contact.ip == addr.ip && contact.port == addr.port)
             .map(|contact| contact.username)
@@ -126,14 +123,14 @@ async fn connect_peer(
             return Err(ApiError::BadGateway(format!("peer {addr} does not answer")));
         }
     }
-    state.store.add_contact(session.username(), &contact, addr).await.map_err(anyhow::Error::from)?;
+    state.store.add_contact(session.username(), &contact, addr).await?;
     tracing::info!(username = %session.username(), %contact, peer = %addr, "contact added");
     Ok(Json(Ack::success(format!("Connected to {addr}"))))
 }
 
 /// The caller's contacts, where they are now and whether they are online.
 async fn contacts(State(state): State<AppState>, session: Session) -> Result<Json<Vec<Contact>>, ApiError> {
-    let mut contacts = state.store.contacts(session.username()).await.map_err(anyhow::Error::from)?;
+    let mut contacts = state.store.contacts(session.username()).await?;
     // The tracker being down only costs the online marks.
     let online: HashMap<Username, UserInfo> =
         online(&state).await.unwrap_or_default().into_iter().map(|user| (user.username.clone(), user)).collect();

@@ -7,8 +7,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use kit::error::ApiError;
 use wire::api::{
-    Ack, ChannelHistory, ChannelList, ChannelRequest, ChannelView, HistoryRequest, Member, MessageStored,
-    SendChannelMessage, Status,
+    Ack, ChannelHistory, ChannelList, ChannelRequest, ChannelView, HistoryRequest, MessageStored, SendChannelMessage,
+    Status,
 };
 
 use serde::Deserialize;
@@ -29,8 +29,8 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/send-channel-message", post(send_channel_message))
 }
 
-async fn all_channels(State(state): State<AppState>, _caller: Caller) -> Json<ChannelList> {
-    Json(ChannelList { status: Status::Success, channels: state.store.channels() })
+async fn all_channels(State(state): State<AppState>, _caller: Caller) -> Result<Json<ChannelList>, ApiError> {
+    Ok(Json(ChannelList { status: Status::Success, channels: state.store.channels().await? }))
 }
 
 #[derive(Deserialize)]
@@ -50,7 +50,7 @@ async fn joined_channels(
         (Caller::Service, None) => return Err(ApiError::bad_request("a service must say which user: ?username=NAME")),
         (Caller::User(_), _) => caller.user()?,
     };
-    Ok(Json(ChannelList { status: Status::Success, channels: state.store.joined(user) }))
+    Ok(Json(ChannelList { status: Status::Success, channels: state.store.joined(user).await? }))
 }
 
 #[tracing::instrument(level = "debug", skip_all, fields(channel = %request.body.channel_name))]
@@ -87,22 +87,7 @@ async fn channel_messages(
 ) -> Result<Json<ChannelHistory>, ApiError> {
     let HistoryRequest { channel_name, before, after, limit } = request.body;
     let (messages, has_more) = state.store.history(&channel_name, before, after, limit.unwrap_or(DEFAULT_PAGE)).await?;
-    let members = state
-        .store
-        .members(&channel_name)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|username| {
-            let home = state.store.home(&username);
-            let online = home.as_ref().is_some_and(|(addr, signed_in)| *signed_in && state.pool.is_live(addr));
-            Member {
-                ip: home.as_ref().map(|(addr, _)| addr.ip.clone()),
-                port: home.as_ref().map(|(addr, _)| addr.port),
-                username,
-                online,
-            }
-        })
-        .collect();
+    let members = state.store.roster(&channel_name).await?;
     Ok(Json(ChannelHistory {
         status: Status::Success,
         messages: ChannelView { channel: channel_name, members, messages, has_more },
@@ -116,7 +101,7 @@ async fn send_channel_message(
 ) -> Result<Json<MessageStored>, ApiError> {
     let user = request.caller.user()?;
     let SendChannelMessage { channel_name, message } = request.body;
-    let (sender, _) = state.store.home(user).ok_or_else(|| {
+    let (sender, _) = state.store.home(user).await?.ok_or_else(|| {
         ApiError::Conflict("you are not on any peer: open the chat page of a peer (or log in there) first".into())
     })?;
     let stored = state.store.post(&channel_name, user, &sender, &message).await?;

@@ -34,12 +34,15 @@ async fn login_page(State(state): State<AppState>) -> Result<Response, ApiError>
 }
 
 /// The chat page lives on the peers: a logged-in user goes to theirs, others log in.
-async fn home(State(state): State<AppState>, user: Result<AuthUser, ApiError>) -> Redirect {
-    let home = user.ok().and_then(|user| state.store.home(user.username()));
-    match home.filter(|(addr, _)| state.pool.is_live(addr)) {
-        Some((addr, _)) => Redirect::to(&format!("{}/", addr.url())),
-        None => Redirect::to("/login"),
-    }
+async fn home(State(state): State<AppState>, user: Result<AuthUser, ApiError>) -> Result<Redirect, ApiError> {
+    let home = match user {
+        Ok(user) => state.store.home(user.username()).await?,
+        Err(_) => None,
+    };
+    Ok(match home {
+        Some((addr, _)) if state.store.is_live(&addr).await? => Redirect::to(&format!("{}/", addr.url())),
+        _ => Redirect::to("/login"),
+    })
 }
 
 #[tracing::instrument(level = "debug", skip_all, fields(username = %credentials.username))]
@@ -64,9 +67,9 @@ async fn register(
 }
 
 /// Who the session belongs to, and their peer.
-async fn me(State(state): State<AppState>, user: AuthUser) -> Json<SessionInfo> {
-    let peer = state.store.home(user.username()).map(|(addr, _)| addr.to_string());
-    Json(SessionInfo { status: Status::Success, username: user.claims.sub, expires_at: user.claims.exp, peer })
+async fn me(State(state): State<AppState>, user: AuthUser) -> Result<Json<SessionInfo>, ApiError> {
+    let peer = state.store.home(user.username()).await?.map(|(addr, _)| addr.to_string());
+    Ok(Json(SessionInfo { status: Status::Success, username: user.claims.sub, expires_at: user.claims.exp, peer }))
 }
 
 /// Asks auth (`login` or `register`), assigns a peer, sets the cookie.
@@ -79,7 +82,7 @@ async fn sign_in(
 ) -> Result<Response, ApiError> {
     let url = state.auth_url.join(route).map_err(anyhow::Error::from)?;
     let grant: SessionGrant = kit::client::call(state.client.relay_to_auth(url, client, credentials), "auth").await?;
-    let peer = assign_peer(state, &grant)?;
+    let peer = assign_peer(state, &grant).await?;
     state.store.set_home(&grant.username, &peer).await?;
     let location = format!("{}/", peer.url());
     tracing::info!(%peer, "logged in; sent to a peer");
@@ -96,13 +99,13 @@ async fn sign_in(
 
 /// The user's current peer if it is alive, else the live peer with the fewest users
 /// (the first registered among equals).
-fn assign_peer(state: &AppState, grant: &SessionGrant) -> Result<PeerAddr, ApiError> {
-    let live = state.pool.live();
-    if let Some((home, _)) = state.store.home(&grant.username).filter(|(home, _)| live.contains(home)) {
+async fn assign_peer(state: &AppState, grant: &SessionGrant) -> Result<PeerAddr, ApiError> {
+    let live = state.store.live_peers().await?;
+    if let Some((home, _)) = state.store.home(&grant.username).await?.filter(|(home, _)| live.contains(home)) {
         return Ok(home);
     }
     let mut load: HashMap<PeerAddr, usize> = HashMap::new();
-    for (_, home) in state.store.signed_in() {
+    for (_, home) in state.store.signed_in().await? {
         *load.entry(home).or_default() += 1;
     }
     live.into_iter()

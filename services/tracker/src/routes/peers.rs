@@ -13,7 +13,6 @@ use wire::names::Username;
 
 use crate::AppState;
 use crate::caller::{Authed, Caller};
-use crate::store::presence;
 use wire::addr::PeerAddr;
 
 pub(crate) fn router() -> Router<AppState> {
@@ -40,15 +39,10 @@ async fn register_peer(
     Signed(registration): Signed<PeerRegistration>,
 ) -> Result<Json<Done>, ApiError> {
     let addr = peer_addr(&registration.ip, registration.port)?;
-    if state.pool.register(&addr) {
+    if state.store.register_peer(&addr).await? {
         tracing::info!("peer registered");
-        // Users it hosted when it left (or went silent, or before this tracker
-        // restarted) are online again: everyone hears so, as they heard of them leaving.
-        for user in state.store.users_on(&addr) {
-            state.store.publish(presence(user, true, false));
-        }
     }
-    state.metrics.peers_live.set(state.pool.live().len() as i64);
+    count_live_peers(&state).await?;
     Ok(Json(Done::success()))
 }
 
@@ -59,8 +53,8 @@ async fn leave_peer(
     Signed(registration): Signed<PeerRegistration>,
 ) -> Result<Json<Done>, ApiError> {
     let addr = peer_addr(&registration.ip, registration.port)?;
-    if state.pool.remove(&addr) {
-        let users = forget_peer(&state, &addr);
+    if let Some(users) = state.store.leave_pool(&addr).await? {
+        count_live_peers(&state).await?;
         tracing::info!(peer = %addr, users, "peer left the pool");
     }
     Ok(Json(Done::success()))
@@ -71,25 +65,26 @@ async fn heartbeat(
     Signed(registration): Signed<PeerRegistration>,
 ) -> Result<Json<Done>, ApiError> {
     let addr = peer_addr(&registration.ip, registration.port)?;
-    if state.pool.heartbeat(&addr) {
+    if state.store.heartbeat(&addr).await? {
         Ok(Json(Done::success()))
     } else {
         Err(ApiError::NotFound(format!("peer {addr} is not in the pool: register again")))
     }
 }
 
-async fn peers(State(state): State<AppState>, _caller: Caller) -> Json<Vec<PeerStatus>> {
+async fn peers(State(state): State<AppState>, _caller: Caller) -> Result<Json<Vec<PeerStatus>>, ApiError> {
     let mut load: HashMap<PeerAddr, u32> = HashMap::new();
-    for (_, home) in state.store.signed_in() {
+    for (_, home) in state.store.signed_in().await? {
         *load.entry(home).or_default() += 1;
     }
     let peers = state
-        .pool
-        .live()
+        .store
+        .live_peers()
+        .await?
         .into_iter()
         .map(|addr| PeerStatus { users: load.get(&addr).copied().unwrap_or(0), ip: addr.ip, port: addr.port })
         .collect();
-    Json(peers)
+    Ok(Json(peers))
 }
 
 /// The peer that hosts a user says so (signed), or the user does for themself.
@@ -102,13 +97,13 @@ async fn submit_info(State(state): State<AppState>, request: Authed<UserInfo>) -
         return Err(ApiError::forbidden(format!("you are logged in as {}, not {username}", user.username())));
     }
     let addr = peer_addr(&ip, port)?;
-    if !state.pool.is_live(&addr) {
+    if !state.store.is_live(&addr).await? {
         return Err(ApiError::NotFound(format!("peer {addr} is not in the pool")));
     }
     if reclaim
-        && let Some((home, true)) = state.store.home(&username)
+        && let Some((home, true)) = state.store.home(&username).await?
         && home != addr
-        && state.pool.is_live(&home)
+        && state.store.is_live(&home).await?
     {
         return Err(ApiError::Conflict(format!("{username} is signed in on {home} now")));
     }
@@ -144,7 +139,7 @@ async fn revoke_sessions(
     if !fresh.is_empty() {
         tracing::info!(sessions = fresh.len(), "sessions ended");
     }
-    Ok(Json(RevokedSessions { sessions: state.store.revoked() }))
+    Ok(Json(RevokedSessions { sessions: state.store.revoked().await? }))
 }
 
 /// A peer says whether a user it hosts has the chat open.
@@ -153,7 +148,7 @@ async fn report_activity(
     Signed(report): Signed<ActivityReport>,
 ) -> Result<Json<Done>, ApiError> {
     let addr = peer_addr(&report.ip, report.port)?;
-    if state.store.set_active(&report.username, &addr, report.active) {
+    if state.store.set_active(&report.username, &addr, report.active).await? {
         Ok(Json(Done::success()))
     } else {
         Err(ApiError::NotFound(format!("{} is not signed in on {addr}", report.username)))
@@ -161,21 +156,15 @@ async fn report_activity(
 }
 
 /// The users online now: their home peer is alive.
-async fn online_users(State(state): State<AppState>, _caller: Caller) -> Json<Vec<UserInfo>> {
+async fn online_users(State(state): State<AppState>, _caller: Caller) -> Result<Json<Vec<UserInfo>>, ApiError> {
     let users = state
         .store
-        .signed_in()
+        .online()
+        .await?
         .into_iter()
-        .filter(|(_, addr)| state.pool.is_live(addr))
-        .map(|(username, addr)| UserInfo {
-            active: state.store.is_active(&username),
-            ip: addr.ip,
-            port: addr.port,
-            username,
-            reclaim: false,
-        })
+        .map(|(username, addr, active)| UserInfo { active, ip: addr.ip, port: addr.port, username, reclaim: false })
         .collect();
-    Json(users)
+    Ok(Json(users))
 }
 
 #[derive(Deserialize)]
@@ -193,36 +182,36 @@ async fn lookup(
     let (home, signed_in) = state
         .store
         .home(&username)
+        .await?
         .ok_or_else(|| ApiError::NotFound(format!("user {username} has never been online")))?;
-    let online = signed_in && state.pool.is_live(&home);
+    let online = signed_in && state.store.is_live(&home).await?;
     Ok(Json(Location { ip: home.ip, port: home.port, username, online }))
 }
 
 /// Drops peers that stopped beating, and tells everyone their users went offline.
 pub(crate) async fn expire_silent_peers(state: AppState) {
-    let mut ticker = tokio::time::interval(state.pool.ttl() / 3);
+    let mut ticker = tokio::time::interval(state.store.peer_ttl() / 3);
     loop {
         tokio::select! {
             () = state.shutdown.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        for peer in state.pool.expire() {
-            let users = forget_peer(&state, &peer);
-            tracing::warn!(%peer, users, "peer stopped beating; removed from the pool");
+        match state.store.expire_peers().await {
+            Ok(expired) => {
+                for (peer, users) in expired {
+                    tracing::warn!(%peer, users, "peer stopped beating; removed from the pool");
+                }
+            }
+            Err(err) => tracing::error!(%err, "failed to expire silent peers"),
         }
-        state.metrics.peers_live.set(state.pool.live().len() as i64);
+        if let Err(err) = count_live_peers(&state).await {
+            tracing::warn!(%err, "failed to count the live peers");
+        }
     }
 }
 
-/// After `peer` left the pool: its users are no longer active, and everyone hears
-/// they went offline. Returns how many users it hosted.
-fn forget_peer(state: &AppState, peer: &PeerAddr) -> usize {
-    state.metrics.peers_live.set(state.pool.live().len() as i64);
-    let users = state.store.users_on(peer);
-    state.store.clear_active_on(peer);
-    let count = users.len();
-    for user in users {
-        state.store.publish(presence(user, false, false));
-    }
-    count
+/// Sets the live-peers gauge.
+async fn count_live_peers(state: &AppState) -> Result<(), crate::store::StoreError> {
+    state.metrics.peers_live.set(state.store.live_peers().await?.len() as i64);
+    Ok(())
 }

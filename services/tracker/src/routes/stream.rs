@@ -47,7 +47,7 @@ async fn peer_stream(
     let Query(peer) =
         query.map_err(|err| ApiError::bad_request(format!("expected ?ip=IP&port=PORT: {}", err.body_text())))?;
     let addr = PeerAddr::parse(&peer.ip, peer.port).map_err(ApiError::BadRequest)?;
-    if !state.pool.is_live(&addr) {
+    if !state.store.is_live(&addr).await? {
         return Err(ApiError::NotFound(format!("peer {addr} is not in the pool: register first")));
     }
     let resume_from = headers
@@ -137,9 +137,14 @@ async fn replay(
         let Some(newest) = page.last() else { return Ok(true) };
         *last = newest.id;
         for message in page {
-            let concerns_peer = *hosts
-                .entry(message.channel.clone())
-                .or_insert_with(|| state.store.hosts_of_members(&message.channel).contains(peer));
+            let concerns_peer = match hosts.get(&message.channel) {
+                Some(concerns_peer) => *concerns_peer,
+                None => {
+                    let concerns_peer = state.store.hosts_of_members(&message.channel).await?.contains(peer);
+                    hosts.insert(message.channel.clone(), concerns_peer);
+                    concerns_peer
+                }
+            };
             if concerns_peer {
                 let id = message.id;
                 let event = Event::ChannelMessage(message);

@@ -1,0 +1,443 @@
+//! The cluster backend: every tracker replica keeps its state in one PostgreSQL
+//! database, so any replica answers the same.
+//!
+//! Channel messages and the events for peers (membership, presence, moves, ended
+//! sessions) form one log: `tracker_messages` and `tracker_events` draw their ids
+//! from one sequence, and every transaction that appends to the log first takes one
+//! advisory lock ([`LOG_LOCK`]), held until it commits. So ids become visible in id
+//! order, and a reader that saw id N has seen every id below it that will ever
+//! commit. After each append the transaction sends `NOTIFY tracker_log`; each
+//! replica's follower ([`follower`]) wakes, reads on from the last id it saw, and
+//! publishes what it read on its own broadcast, to its own peer streams. Nothing is
+//! published from the write path, so nothing is doubled.
+//!
+//! Reads query the database directly rather than a per-replica cache: a cache would
+//! trail the database by a follower round, and two replicas would then answer
+//! differently for a moment; these reads are indexed and small.
+
+mod directory;
+mod follower;
+mod schema;
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use deadpool_postgres::{Object, Pool, Transaction};
+use kit::pg::PgError;
+use kit::session::TokenKeys;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_util::sync::{CancellationToken, DropGuard};
+use wire::addr::PeerAddr;
+use wire::api::{ChannelMessage, Member, RevokedSession};
+use wire::events::{Event, Membership};
+use wire::names::{ChannelName, MessageText, Username};
+
+use super::{PUSH_BUFFER, Push, StoreError};
+
+/// The advisory lock every append to the log takes first ("trklog" in ASCII).
+const LOG_LOCK: i64 = 0x7472_6b6c_6f67;
+/// The channel a committed append notifies.
+const LOG_CHANNEL: &str = "tracker_log";
+
+/// The PostgreSQL store. Cloning is a reference-count bump.
+#[derive(Clone)]
+pub struct PgStore {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    pool: Pool,
+    description: String,
+    peer_ttl: Duration,
+    events: broadcast::Sender<Arc<Push>>,
+    /// Where this replica's posts wait to be committed together.
+    posts: mpsc::Sender<follower::PostJob>,
+    /// Where revocations read from the log go (this replica's session checks).
+    tokens: Arc<OnceLock<TokenKeys>>,
+    /// Stops the follower when the last handle on the store is dropped.
+    _follower: DropGuard,
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(err: tokio_postgres::Error) -> Self {
+        StoreError::Pg(PgError::from(err))
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(err: deadpool_postgres::PoolError) -> Self {
+        StoreError::Pg(PgError::from(err))
+    }
+}
+
+impl PgStore {
+    /// Connects, migrates, and starts this replica's follower (from the newest entry
+    /// of the log) and post batcher.
+    pub async fn connect(url: &str, pool_size: usize, peer_ttl: Duration) -> anyhow::Result<Self> {
+        let pool = kit::pg::connect(url, "tracker", pool_size, kit::pg::STARTUP_PATIENCE).await?;
+        kit::pg::migrate(&pool, "tracker", schema::MIGRATIONS).await?;
+        let newest = {
+            let conn = pool.get().await.context("failed to get a database connection")?;
+            let row = conn
+                .query_one(
+                    "SELECT GREATEST((SELECT COALESCE(MAX(id), 0) FROM tracker_messages),
+                                     (SELECT COALESCE(MAX(id), 0) FROM tracker_events))",
+                    &[],
+                )
+                .await
+                .context("failed to read the newest log entry")?;
+            row.get::<_, i64>(0)
+        };
+        let (events, _) = broadcast::channel(PUSH_BUFFER);
+        let tokens = Arc::new(OnceLock::new());
+        let stop = CancellationToken::new();
+        let follower = follower::Follower::new(pool.clone(), url, events.clone(), tokens.clone(), newest);
+        tokio::spawn(follower.run(stop.clone()));
+        let (posts, jobs) = mpsc::channel(follower::POST_QUEUE);
+        tokio::spawn(follower::commit_posts(pool.clone(), jobs));
+        Ok(Self {
+            shared: Arc::new(Shared {
+                pool,
+                description: kit::pg::describe(url),
+                peer_ttl,
+                events,
+                posts,
+                tokens,
+                _follower: stop.drop_guard(),
+            }),
+        })
+    }
+
+    pub fn describe(&self) -> String {
+        self.shared.description.clone()
+    }
+
+    pub fn peer_ttl(&self) -> Duration {
+        self.shared.peer_ttl
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Push>> {
+        self.shared.events.subscribe()
+    }
+
+    pub fn revoke_into(&self, tokens: TokenKeys) {
+        // Set once, at start; a second call keeps the first.
+        let _ = self.shared.tokens.set(tokens);
+    }
+
+    async fn conn(&self) -> Result<Object, StoreError> {
+        Ok(self.shared.pool.get().await?)
+    }
+
+    fn ttl_ms(&self) -> i64 {
+        i64::try_from(self.shared.peer_ttl.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    // === Ended sessions ===
+
+    pub async fn revoked(&self) -> Result<Vec<RevokedSession>, StoreError> {
+        let now = kit::now_secs() as i64;
+        let rows = self
+            .conn()
+            .await?
+            .query("SELECT sid, expires_at FROM tracker_revoked WHERE expires_at >= $1", &[&now])
+            .await?;
+        Ok(rows.iter().map(|row| RevokedSession { sid: row.get(0), expires_at: row.get::<_, i64>(1) as u64 }).collect())
+    }
+
+    pub async fn revoke(&self, sessions: Vec<RevokedSession>) -> Result<Vec<RevokedSession>, StoreError> {
+        let now = kit::now_secs();
+        let sessions: Vec<_> = sessions.into_iter().filter(|session| session.expires_at >= now).collect();
+        if sessions.is_empty() {
+            return Ok(sessions);
+        }
+        let traceparent = kit::telemetry::current_traceparent();
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await?;
+        tx.execute("DELETE FROM tracker_revoked WHERE expires_at < $1", &[&(now as i64)]).await?;
+        let mut fresh = Vec::new();
+        for session in sessions {
+            let inserted = tx
+                .execute(
+                    "INSERT INTO tracker_revoked (sid, expires_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                    &[&session.sid, &(session.expires_at as i64)],
+                )
+                .await?;
+            if inserted == 1 {
+                fresh.push(session);
+            }
+        }
+        for session in &fresh {
+            append_event(&tx, &Event::SessionRevoked(session.clone()), None, traceparent.as_deref()).await?;
+        }
+        tx.commit().await?;
+        Ok(fresh)
+    }
+
+    // === Channels and members ===
+
+    pub async fn channels(&self) -> Result<Vec<ChannelName>, StoreError> {
+        let rows =
+            self.conn().await?.query("SELECT name FROM tracker_channels ORDER BY name COLLATE \"C\"", &[]).await?;
+        rows.iter().map(|row| parse(row.get(0), ChannelName::parse)).collect()
+    }
+
+    async fn channel_exists(&self, conn: &Object, channel: &ChannelName) -> Result<bool, StoreError> {
+        let row = conn.query_opt("SELECT 1 FROM tracker_channels WHERE name = $1", &[&channel.as_str()]).await?;
+        Ok(row.is_some())
+    }
+
+    pub async fn joined(&self, user: &Username) -> Result<Vec<ChannelName>, StoreError> {
+        let rows = self
+            .conn()
+            .await?
+            .query(
+                "SELECT channel FROM tracker_members WHERE username = $1 ORDER BY channel COLLATE \"C\"",
+                &[&user.as_str()],
+            )
+            .await?;
+        rows.iter().map(|row| parse(row.get(0), ChannelName::parse)).collect()
+    }
+
+    pub async fn members(&self, channel: &ChannelName) -> Result<Option<Vec<Username>>, StoreError> {
+        let conn = self.conn().await?;
+        if !self.channel_exists(&conn, channel).await? {
+            return Ok(None);
+        }
+        let rows = conn
+            .query(
+                "SELECT username FROM tracker_members WHERE channel = $1 ORDER BY username COLLATE \"C\"",
+                &[&channel.as_str()],
+            )
+            .await?;
+        rows.iter().map(|row| parse(row.get(0), Username::parse)).collect::<Result<_, _>>().map(Some)
+    }
+
+    pub async fn roster(&self, channel: &ChannelName) -> Result<Vec<Member>, StoreError> {
+        let rows = self
+            .conn()
+            .await?
+            .query(
+                &format!(
+                    "SELECT m.username, d.ip, d.port, d.online AND EXISTS (
+                         SELECT 1 FROM tracker_peers p
+                         WHERE p.ip = d.ip AND p.port = d.port AND p.last_beat_ms >= {NOW_MS} - $2)
+                     FROM tracker_members m LEFT JOIN tracker_directory d ON d.username = m.username
+                     WHERE m.channel = $1 ORDER BY m.username COLLATE \"C\""
+                ),
+                &[&channel.as_str(), &self.ttl_ms()],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Member {
+                    username: parse(row.get(0), Username::parse)?,
+                    ip: row.get(1),
+                    port: row.get::<_, Option<i32>>(2).map(|port| port as u16),
+                    online: row.get::<_, Option<bool>>(3).unwrap_or(false),
+                })
+            })
+            .collect()
+    }
+
+    pub async fn is_member(&self, channel: &ChannelName, user: &Username) -> Result<bool, StoreError> {
+        let row = self
+            .conn()
+            .await?
+            .query_opt(
+                "SELECT 1 FROM tracker_members WHERE channel = $1 AND username = $2",
+                &[&channel.as_str(), &user.as_str()],
+            )
+            .await?;
+        Ok(row.is_some())
+    }
+
+    pub async fn create_channel(&self, channel: &ChannelName, by: &Username) -> Result<(), StoreError> {
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await?;
+        let now = kit::now_ms() as i64;
+        let inserted = tx
+            .execute(
+                "INSERT INTO tracker_channels (name, created_at, created_by) VALUES ($1, $2, $3)
+                 ON CONFLICT DO NOTHING",
+                &[&channel.as_str(), &now, &by.as_str()],
+            )
+            .await?;
+        if inserted == 0 {
+            return Err(StoreError::ChannelExists(channel.clone()));
+        }
+        tx.execute(
+            "INSERT INTO tracker_members (channel, username, joined_at) VALUES ($1, $2, $3)",
+            &[&channel.as_str(), &by.as_str(), &now],
+        )
+        .await?;
+        let event = Event::Membership(Membership { channel: channel.clone(), username: by.clone(), joined: true });
+        append_event(&tx, &event, None, None).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn set_membership(
+        &self,
+        channel: &ChannelName,
+        user: &Username,
+        joined: bool,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.conn().await?;
+        if !self.channel_exists(&conn, channel).await? {
+            return Err(StoreError::NoChannel(channel.clone()));
+        }
+        let tx = conn.transaction().await?;
+        let changed = if joined {
+            tx.execute(
+                "INSERT INTO tracker_members (channel, username, joined_at) VALUES ($1, $2, $3)
+                 ON CONFLICT DO NOTHING",
+                &[&channel.as_str(), &user.as_str(), &(kit::now_ms() as i64)],
+            )
+            .await?
+        } else {
+            tx.execute(
+                "DELETE FROM tracker_members WHERE channel = $1 AND username = $2",
+                &[&channel.as_str(), &user.as_str()],
+            )
+            .await?
+        } == 1;
+        if changed {
+            let event = Event::Membership(Membership { channel: channel.clone(), username: user.clone(), joined });
+            append_event(&tx, &event, None, None).await?;
+        }
+        tx.commit().await?;
+        Ok(changed)
+    }
+
+    // === Messages ===
+
+    pub async fn post(
+        &self,
+        channel: &ChannelName,
+        user: &Username,
+        sender: &PeerAddr,
+        text: &MessageText,
+    ) -> Result<ChannelMessage, StoreError> {
+        let draft = ChannelMessage {
+            id: 0,
+            channel: channel.clone(),
+            sender_ip: sender.ip.clone(),
+            sender_port: sender.port,
+            username: user.clone(),
+            text: text.clone(),
+            ts: 0,
+        };
+        let (reply, answer) = oneshot::channel();
+        let job = follower::PostJob { draft, traceparent: kit::telemetry::current_traceparent(), reply };
+        let closed = || StoreError::Closed;
+        self.shared.posts.send(job).await.map_err(|_| closed())?;
+        match answer.await.map_err(|_| closed())?? {
+            Some(stored) => Ok(stored),
+            // Which refusal: the rare case pays the extra query.
+            None if self.channel_exists(&self.conn().await?, channel).await? => {
+                Err(StoreError::NotMember(channel.clone()))
+            }
+            None => Err(StoreError::NoChannel(channel.clone())),
+        }
+    }
+
+    pub async fn history(
+        &self,
+        channel: &ChannelName,
+        before: Option<u64>,
+        after: Option<u64>,
+        limit: u64,
+    ) -> Result<(Vec<ChannelMessage>, bool), StoreError> {
+        let conn = self.conn().await?;
+        let fetch = (limit + 1) as i64;
+        let name = channel.as_str();
+        let mut rows = match (before, after) {
+            (_, Some(after)) => {
+                let clause = "WHERE channel = $1 AND id > $2 ORDER BY id ASC LIMIT $3";
+                query_messages(&conn, clause, &[&name, &(after as i64), &fetch]).await?
+            }
+            (Some(before), None) => {
+                let clause = "WHERE channel = $1 AND id < $2 ORDER BY id DESC LIMIT $3";
+                query_messages(&conn, clause, &[&name, &(before as i64), &fetch]).await?
+            }
+            (None, None) => {
+                query_messages(&conn, "WHERE channel = $1 ORDER BY id DESC LIMIT $2", &[&name, &fetch]).await?
+            }
+        };
+        if rows.is_empty() && !self.channel_exists(&conn, channel).await? {
+            return Err(StoreError::NoChannel(channel.clone()));
+        }
+        let has_more = rows.len() as u64 > limit;
+        rows.truncate(limit as usize);
+        if after.is_none() {
+            rows.reverse();
+        }
+        Ok((rows, has_more))
+    }
+
+    pub async fn messages_since(&self, after: u64, limit: u64) -> Result<Vec<ChannelMessage>, StoreError> {
+        let conn = self.conn().await?;
+        query_messages(&conn, "WHERE id > $1 ORDER BY id ASC LIMIT $2", &[&(after as i64), &(limit as i64)]).await
+    }
+
+    pub async fn last_message_id(&self) -> Result<u64, StoreError> {
+        let row = self.conn().await?.query_one("SELECT COALESCE(MAX(id), 0) FROM tracker_messages", &[]).await?;
+        Ok(row.get::<_, i64>(0) as u64)
+    }
+}
+
+/// The database's clock in milliseconds: liveness is judged by one clock, whichever
+/// replica writes or reads it.
+const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+
+/// Appends an event for the peers to the log, inside `tx`: takes the log lock (held
+/// until `tx` ends), inserts, notifies (sent when `tx` commits). `targets` `None`
+/// means every peer.
+async fn append_event(
+    tx: &Transaction<'_>,
+    event: &Event,
+    targets: Option<&[PeerAddr]>,
+    traceparent: Option<&str>,
+) -> Result<(), StoreError> {
+    let event = serde_json::to_string(event).expect("wire events serialize to JSON");
+    let targets = targets.map(|targets| serde_json::to_string(targets).expect("addresses serialize to JSON"));
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOG_LOCK]).await?;
+    tx.execute(
+        "INSERT INTO tracker_events (event, targets, traceparent, created_at) VALUES ($1, $2, $3, $4)",
+        &[&event, &targets, &traceparent, &(kit::now_ms() as i64)],
+    )
+    .await?;
+    tx.execute("SELECT pg_notify($1, '')", &[&LOG_CHANNEL]).await?;
+    Ok(())
+}
+
+async fn query_messages(
+    conn: &Object,
+    clause: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<Vec<ChannelMessage>, StoreError> {
+    let sql = format!("SELECT id, channel, username, sender_ip, sender_port, text, ts FROM tracker_messages {clause}");
+    let statement = conn.prepare_cached(&sql).await?;
+    conn.query(&statement, params).await?.iter().map(message_from_row).collect()
+}
+
+/// A `tracker_messages` row, its columns in the order [`query_messages`] selects them.
+fn message_from_row(row: &tokio_postgres::Row) -> Result<ChannelMessage, StoreError> {
+    Ok(ChannelMessage {
+        id: row.get::<_, i64>(0) as u64,
+        channel: parse(row.get(1), ChannelName::parse)?,
+        username: parse(row.get(2), Username::parse)?,
+        sender_ip: row.get(3),
+        sender_port: row.get::<_, i32>(4) as u16,
+        text: parse(row.get(5), MessageText::parse)?,
+        ts: row.get::<_, i64>(6) as u64,
+    })
+}
+
+/// Reads a text column through a wire type's parser. Stored data was parsed on the
+/// way in, so a failure means someone edited the table by hand.
+fn parse<T, E: std::fmt::Display>(text: &str, parse: impl FnOnce(&str) -> Result<T, E>) -> Result<T, StoreError> {
+    parse(text).map_err(|err| StoreError::Corrupt(err.to_string()))
+}

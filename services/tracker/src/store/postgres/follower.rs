@@ -1,0 +1,291 @@
+//! This replica's two background tasks on PostgreSQL.
+//!
+//! - [`commit_posts`]: group commit of channel messages. The posts waiting together go
+//!   into one transaction, which takes the log lock first; each post's membership
+//!   check is part of its insert. Posters hear back once the batch is committed.
+//! - [`Follower`]: reads the log (messages and events) in id order from the last id
+//!   it saw, woken by `LISTEN tracker_log`, and by a timer in case a notification is
+//!   lost, and publishes each entry on this replica's broadcast, to its peer streams.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use kit::backoff::Backoff;
+use kit::pg::Listener;
+use kit::session::TokenKeys;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use wire::addr::PeerAddr;
+use wire::api::ChannelMessage;
+use wire::events::Event;
+use wire::names::ChannelName;
+
+use super::{LOG_CHANNEL, LOG_LOCK, message_from_row};
+use crate::store::{Push, StoreError, Targets};
+
+/// Posts waiting beyond this many make posters wait (back-pressure).
+pub(super) const POST_QUEUE: usize = 8192;
+/// The most posts one transaction takes; bounds the latency of a batch.
+const MAX_BATCH: usize = 1024;
+/// The most log entries one read takes.
+const PAGE: i64 = 1000;
+/// How often the follower reads even without a notification.
+const FALLBACK: Duration = Duration::from_secs(1);
+
+/// A post waiting for its batch.
+pub(super) struct PostJob {
+    pub(super) draft: ChannelMessage,
+    pub(super) traceparent: Option<String>,
+    /// The stored message, or `None` when the poster is not a member.
+    pub(super) reply: oneshot::Sender<Result<Option<ChannelMessage>, StoreError>>,
+}
+
+/// Commits the posts of this replica in batches until every sender is dropped.
+pub(super) async fn commit_posts(pool: Pool, mut jobs: mpsc::Receiver<PostJob>) {
+    let mut batch = Vec::with_capacity(64);
+    while let Some(first) = jobs.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        match commit_batch(&pool, &batch).await {
+            Ok(stored) => {
+                for (job, stored) in batch.drain(..).zip(stored) {
+                    let _ = job.reply.send(Ok(stored));
+                }
+            }
+            Err(err) => {
+                tracing::error!(%err, posts = batch.len(), "failed to commit a batch of posts");
+                let err = Arc::new(err);
+                for job in batch.drain(..) {
+                    let _ = job.reply.send(Err(StoreError::Batch(err.clone())));
+                }
+            }
+        }
+    }
+}
+
+async fn commit_batch(pool: &Pool, batch: &[PostJob]) -> Result<Vec<Option<ChannelMessage>>, StoreError> {
+    let mut conn = pool.get().await?;
+    let tx = conn.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOG_LOCK]).await?;
+    let insert = tx
+        .prepare_cached(
+            "INSERT INTO tracker_messages (channel, username, sender_ip, sender_port, text, ts, traceparent)
+             SELECT $1, $2, $3, $4, $5, $6, $7
+             WHERE EXISTS (SELECT 1 FROM tracker_members WHERE channel = $1 AND username = $2)
+             RETURNING id",
+        )
+        .await?;
+    let ts = kit::now_ms();
+    let (tx_ref, insert) = (&tx, &insert);
+    // Sent together, answered in order: one round trip for the whole batch.
+    let inserts = batch.iter().map(|job| async move {
+        let draft = &job.draft;
+        let (port, ts) = (i32::from(draft.sender_port), ts as i64);
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] = [
+            &draft.channel.as_str(),
+            &draft.username.as_str(),
+            &draft.sender_ip,
+            &port,
+            &draft.text.as_str(),
+            &ts,
+            &job.traceparent,
+        ];
+        tx_ref.query_opt(insert, &params).await
+    });
+    let rows = futures_util::future::try_join_all(inserts).await?;
+    let stored: Vec<Option<ChannelMessage>> = batch
+        .iter()
+        .zip(rows)
+        .map(|(job, row)| row.map(|row| ChannelMessage { id: row.get::<_, i64>(0) as u64, ts, ..job.draft.clone() }))
+        .collect();
+    if stored.iter().any(Option::is_some) {
+        tx.execute("SELECT pg_notify($1, '')", &[&LOG_CHANNEL]).await?;
+    }
+    tx.commit().await?;
+    Ok(stored)
+}
+
+/// Reads the log on from the last id seen and publishes it on this replica.
+pub(super) struct Follower {
+    pool: Pool,
+    url: String,
+    events: broadcast::Sender<Arc<Push>>,
+    tokens: Arc<OnceLock<TokenKeys>>,
+    /// The newest log id published.
+    last: i64,
+}
+
+/// One entry of the log.
+enum Entry {
+    Message(ChannelMessage, Option<String>),
+    Event(Event, Option<Vec<PeerAddr>>, Option<String>),
+}
+
+impl Follower {
+    pub(super) fn new(
+        pool: Pool,
+        url: &str,
+        events: broadcast::Sender<Arc<Push>>,
+        tokens: Arc<OnceLock<TokenKeys>>,
+        last: i64,
+    ) -> Self {
+        Self { pool, url: url.to_owned(), events, tokens, last }
+    }
+
+    /// Follows the log until `stop` is cancelled.
+    pub(super) async fn run(mut self, stop: CancellationToken) {
+        // At most the fallback period, so reading goes on at that pace without a listener.
+        let mut backoff = Backoff::new(Duration::from_millis(100), FALLBACK);
+        loop {
+            // Listening first, then reading: whatever commits after the read notifies.
+            let listener = match Listener::start(&self.url, &[LOG_CHANNEL]).await {
+                Ok(listener) => Some(listener),
+                Err(err) => {
+                    tracing::warn!(err = %format!("{err:#}"), "tracker follower failed to listen; reading on a timer");
+                    None
+                }
+            };
+            self.catch_up().await;
+            match listener {
+                Some(mut listener) => {
+                    backoff.reset();
+                    loop {
+                        tokio::select! {
+                            () = stop.cancelled() => return,
+                            woken = listener.recv() => if woken.is_none() {
+                                tracing::warn!("tracker follower lost its listener; listening again");
+                                break;
+                            },
+                            () = tokio::time::sleep(FALLBACK) => {}
+                        }
+                        self.catch_up().await;
+                    }
+                }
+                None => tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(backoff.next_wait()) => {}
+                },
+            }
+        }
+    }
+
+    /// Publishes every entry committed after the last one seen.
+    async fn catch_up(&mut self) {
+        loop {
+            match self.publish_page().await {
+                Ok(read) if read == PAGE as usize => {}
+                Ok(_) => return,
+                Err(err) => {
+                    // The next wake-up or tick reads again from the same id.
+                    tracing::warn!(%err, after = self.last, "tracker follower failed to read the log");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Publishes the next page of the log; returns how many entries it read.
+    async fn publish_page(&mut self) -> Result<usize, StoreError> {
+        let conn = self.pool.get().await?;
+        let statement = conn
+            .prepare_cached(
+                "(SELECT id, channel, username, sender_ip, sender_port, text, ts, traceparent,
+                         NULL::text AS event, NULL::text AS targets
+                  FROM tracker_messages WHERE id > $1 ORDER BY id LIMIT $2)
+                 UNION ALL
+                 (SELECT id, NULL, NULL, NULL, NULL, NULL, NULL, traceparent, event, targets
+                  FROM tracker_events WHERE id > $1 ORDER BY id LIMIT $2)
+                 ORDER BY id LIMIT $2",
+            )
+            .await?;
+        let rows = conn.query(&statement, &[&self.last, &PAGE]).await?;
+        let mut entries = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let id: i64 = row.get(0);
+            let traceparent: Option<String> = row.get(7);
+            let entry = match row.get::<_, Option<String>>(8) {
+                None => message_from_row(row).map(|message| Entry::Message(message, traceparent)),
+                Some(event) => {
+                    parse_event(&event, row.get(9)).map(|(event, targets)| Entry::Event(event, targets, traceparent))
+                }
+            };
+            match entry {
+                Ok(entry) => entries.push((id, entry)),
+                Err(err) => tracing::error!(%err, id, "skipping a log entry that does not parse"),
+            }
+        }
+        let channels: HashSet<&ChannelName> = entries
+            .iter()
+            .filter_map(|(_, entry)| match entry {
+                Entry::Message(message, _) => Some(&message.channel),
+                Entry::Event(..) => None,
+            })
+            .collect();
+        let hosts = hosts_of_members(&conn, channels).await?;
+        for (id, entry) in entries {
+            let push = match entry {
+                Entry::Message(message, traceparent) => {
+                    let targets = Targets::Peers(hosts.get(&message.channel).cloned().unwrap_or_default());
+                    Push::new(Some(message.id), Event::ChannelMessage(message), targets, traceparent)
+                }
+                Entry::Event(event, targets, traceparent) => {
+                    if let (Event::SessionRevoked(session), Some(tokens)) = (&event, self.tokens.get()) {
+                        tokens.revoke(&session.sid, session.expires_at);
+                    }
+                    let targets = match targets {
+                        Some(peers) => Targets::Peers(peers.into_iter().collect()),
+                        None => Targets::Everyone,
+                    };
+                    Push::new(None, event, targets, traceparent)
+                }
+            };
+            // No subscriber is fine: no peer is connected to this replica.
+            let _ = self.events.send(Arc::new(push));
+            self.last = id;
+        }
+        if let Some(row) = rows.last() {
+            self.last = row.get(0);
+        }
+        Ok(rows.len())
+    }
+}
+
+fn parse_event(event: &str, targets: Option<String>) -> Result<(Event, Option<Vec<PeerAddr>>), StoreError> {
+    let corrupt = |err: serde_json::Error| StoreError::Corrupt(err.to_string());
+    let event = serde_json::from_str(event).map_err(corrupt)?;
+    let targets = targets.map(|targets| serde_json::from_str(&targets)).transpose().map_err(corrupt)?;
+    Ok((event, targets))
+}
+
+/// The peers that host members of each of `channels` now.
+async fn hosts_of_members(
+    conn: &deadpool_postgres::Object,
+    channels: HashSet<&ChannelName>,
+) -> Result<HashMap<ChannelName, HashSet<PeerAddr>>, StoreError> {
+    let mut hosts: HashMap<ChannelName, HashSet<PeerAddr>> = HashMap::new();
+    if channels.is_empty() {
+        return Ok(hosts);
+    }
+    let names: Vec<&str> = channels.iter().map(|channel| channel.as_str()).collect();
+    let rows = conn
+        .query(
+            "SELECT DISTINCT m.channel, d.ip, d.port
+             FROM tracker_members m JOIN tracker_directory d ON d.username = m.username
+             WHERE d.online AND m.channel = ANY($1)",
+            &[&names],
+        )
+        .await?;
+    for row in rows {
+        let channel = super::parse(row.get(0), ChannelName::parse)?;
+        let peer = PeerAddr { ip: row.get(1), port: row.get::<_, i32>(2) as u16 };
+        hosts.entry(channel).or_default().insert(peer);
+    }
+    Ok(hosts)
+}

@@ -1,0 +1,62 @@
+//! The tracker's tables in the shared database, prefixed `tracker_`. Timestamps are
+//! integers, as in the embedded schema: milliseconds, and seconds for token expiry.
+
+/// Applied in order through `kit::pg::migrate`; never edit one once released.
+pub(super) const MIGRATIONS: &[&str] = &[r#"
+    CREATE TABLE tracker_channels (
+        name       TEXT PRIMARY KEY,
+        created_at BIGINT NOT NULL,
+        created_by TEXT
+    );
+    CREATE TABLE tracker_members (
+        channel   TEXT NOT NULL REFERENCES tracker_channels(name),
+        username  TEXT NOT NULL,
+        joined_at BIGINT NOT NULL,
+        PRIMARY KEY (channel, username)
+    );
+    CREATE INDEX tracker_members_by_user ON tracker_members(username);
+    CREATE TABLE tracker_messages (
+        id          BIGSERIAL PRIMARY KEY,
+        channel     TEXT NOT NULL REFERENCES tracker_channels(name),
+        username    TEXT NOT NULL,
+        sender_ip   TEXT NOT NULL,
+        sender_port INTEGER NOT NULL,
+        text        TEXT NOT NULL,
+        ts          BIGINT NOT NULL,
+        traceparent TEXT
+    );
+    CREATE INDEX tracker_messages_by_channel ON tracker_messages(channel, id);
+    -- Events for the peers draw their ids from the messages' sequence: the two tables
+    -- are one log, which followers read in one order.
+    CREATE TABLE tracker_events (
+        id          BIGINT PRIMARY KEY DEFAULT nextval('tracker_messages_id_seq'),
+        event       TEXT NOT NULL,
+        targets     TEXT,
+        traceparent TEXT,
+        created_at  BIGINT NOT NULL
+    );
+    CREATE INDEX tracker_events_by_age ON tracker_events(created_at);
+    CREATE TABLE tracker_directory (
+        username   TEXT PRIMARY KEY,
+        ip         TEXT NOT NULL,
+        port       INTEGER NOT NULL,
+        online     BOOLEAN NOT NULL,
+        active     BOOLEAN NOT NULL DEFAULT FALSE,
+        updated_at BIGINT NOT NULL
+    );
+    CREATE INDEX tracker_directory_by_peer ON tracker_directory(ip, port);
+    CREATE TABLE tracker_revoked (
+        sid        TEXT PRIMARY KEY,
+        expires_at BIGINT NOT NULL
+    );
+    CREATE TABLE tracker_peers (
+        ip            TEXT NOT NULL,
+        port          INTEGER NOT NULL,
+        registration  BIGSERIAL,
+        registered_at BIGINT NOT NULL,
+        last_beat_ms  BIGINT NOT NULL,
+        PRIMARY KEY (ip, port)
+    );
+    INSERT INTO tracker_channels (name, created_at) VALUES
+        ('general', 0), ('random', 0), ('project', 0), ('help', 0), ('announcements', 0);
+"#];

@@ -1,0 +1,433 @@
+//! The embedded backend: SQLite (WAL, group commit through [`kit::db::Db`]), with an
+//! in-memory view of channels, members and homes for the reads that happen on every
+//! request, and the peer pool in memory.
+//!
+//! The in-memory view and the event stream are updated by commit hooks, which run in
+//! commit order. So a message is pushed to peers only once it is on disk, and in id
+//! order.
+
+mod directory;
+mod schema;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use kit::db::{Db, parse_column};
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::broadcast;
+use wire::addr::PeerAddr;
+use wire::api::{ChannelMessage, Member, RevokedSession};
+use wire::events::Event;
+use wire::names::{ChannelName, MessageText, Username};
+
+use super::{PUSH_BUFFER, Push, StoreError, Targets, membership};
+use crate::pool::PeerPool;
+
+/// The embedded store. Cloning is a reference-count bump.
+#[derive(Clone)]
+pub struct SqliteStore {
+    db: Db,
+    view: Arc<RwLock<View>>,
+    events: broadcast::Sender<Arc<Push>>,
+    pool: PeerPool,
+}
+
+#[derive(Default)]
+struct View {
+    /// Channel to members.
+    channels: BTreeMap<ChannelName, BTreeSet<Username>>,
+    /// User to the peer that hosts them, or hosted them last.
+    homes: HashMap<Username, Home>,
+    /// Users with the chat open (an event stream on their peer). Soft state: peers
+    /// report it again after a tracker restart.
+    active: HashSet<Username>,
+    /// Ended sessions (logouts), by session id, with when their tokens expire anyway.
+    revoked: HashMap<String, u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Home {
+    peer: PeerAddr,
+    /// False once the peer released the user (logout); the peer stays their last home,
+    /// where direct messages are retried until they log in again.
+    signed_in: bool,
+}
+
+impl SqliteStore {
+    /// Opens the database at `path`, migrating it, and loads the in-memory view.
+    pub fn open(path: &Path, peer_ttl: Duration) -> anyhow::Result<Self> {
+        let (db, view) = Db::open_and_load(path, schema::MIGRATIONS, schema::load_view)?;
+        // Peers that fall this far behind get a `reset` and reload; see the peer stream.
+        let (events, _) = broadcast::channel(PUSH_BUFFER);
+        Ok(Self { db, view: Arc::new(RwLock::new(view)), events, pool: PeerPool::new(peer_ttl) })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.db.path()
+    }
+
+    pub fn peer_ttl(&self) -> Duration {
+        self.pool.ttl()
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Push>> {
+        self.events.subscribe()
+    }
+
+    /// Sends a push to every subscribed peer stream.
+    fn publish(&self, push: Push) {
+        // No subscriber is fine: no peer is connected.
+        let _ = self.events.send(Arc::new(push));
+    }
+
+    // === Ended sessions ===
+
+    pub async fn revoked(&self) -> Result<Vec<RevokedSession>, StoreError> {
+        let now = kit::now_secs();
+        let view = self.read();
+        let live = view.revoked.iter().filter(|(_, expires_at)| **expires_at >= now);
+        Ok(live.map(|(sid, expires_at)| RevokedSession { sid: sid.clone(), expires_at: *expires_at }).collect())
+    }
+
+    pub async fn revoke(&self, sessions: Vec<RevokedSession>) -> Result<Vec<RevokedSession>, StoreError> {
+        let now = kit::now_secs();
+        let fresh: Vec<RevokedSession> = {
+            let view = self.read();
+            sessions.into_iter().filter(|s| s.expires_at >= now && !view.revoked.contains_key(&s.sid)).collect()
+        };
+        if fresh.is_empty() {
+            return Ok(fresh);
+        }
+        let rows = fresh.clone();
+        let announced = fresh.clone();
+        let (view, events) = (self.view.clone(), self.events.clone());
+        let traceparent = kit::telemetry::current_traceparent();
+        self.db
+            .write_then(
+                move |conn| {
+                    conn.execute("DELETE FROM revoked WHERE expires_at < ?1", [now as i64])?;
+                    let mut insert =
+                        conn.prepare_cached("INSERT OR IGNORE INTO revoked (sid, expires_at) VALUES (?1, ?2)")?;
+                    for session in &rows {
+                        insert.execute(params![session.sid, session.expires_at as i64])?;
+                    }
+                    Ok(())
+                },
+                move |_: &()| {
+                    let mut view = write(&view);
+                    view.revoked.retain(|_, expires_at| *expires_at >= now);
+                    for session in announced {
+                        if view.revoked.insert(session.sid.clone(), session.expires_at).is_none() {
+                            let event = Event::SessionRevoked(session);
+                            let _ =
+                                events.send(Arc::new(Push::new(None, event, Targets::Everyone, traceparent.clone())));
+                        }
+                    }
+                },
+            )
+            .await?;
+        Ok(fresh)
+    }
+
+    // === Channels and members ===
+
+    pub async fn channels(&self) -> Result<Vec<ChannelName>, StoreError> {
+        Ok(self.read().channels.keys().cloned().collect())
+    }
+
+    fn channel_exists(&self, channel: &ChannelName) -> bool {
+        self.read().channels.contains_key(channel)
+    }
+
+    pub async fn joined(&self, user: &Username) -> Result<Vec<ChannelName>, StoreError> {
+        Ok(self
+            .read()
+            .channels
+            .iter()
+            .filter(|(_, members)| members.contains(user))
+            .map(|(name, _)| name.clone())
+            .collect())
+    }
+
+    pub async fn members(&self, channel: &ChannelName) -> Result<Option<Vec<Username>>, StoreError> {
+        Ok(self.read().channels.get(channel).map(|members| members.iter().cloned().collect()))
+    }
+
+    pub async fn roster(&self, channel: &ChannelName) -> Result<Vec<Member>, StoreError> {
+        let view = self.read();
+        let Some(members) = view.channels.get(channel) else { return Ok(Vec::new()) };
+        Ok(members
+            .iter()
+            .map(|username| {
+                let home = view.homes.get(username);
+                Member {
+                    ip: home.map(|home| home.peer.ip.clone()),
+                    port: home.map(|home| home.peer.port),
+                    username: username.clone(),
+                    online: home.is_some_and(|home| home.signed_in && self.pool.is_live(&home.peer)),
+                }
+            })
+            .collect())
+    }
+
+    pub async fn is_member(&self, channel: &ChannelName, user: &Username) -> Result<bool, StoreError> {
+        Ok(self.read().channels.get(channel).is_some_and(|members| members.contains(user)))
+    }
+
+    pub async fn create_channel(&self, channel: &ChannelName, by: &Username) -> Result<(), StoreError> {
+        let (name, creator) = (channel.clone(), by.clone());
+        let view = self.view.clone();
+        let events = self.events.clone();
+        let created = self
+            .db
+            .write_then(
+                move |conn| {
+                    let inserted = conn.execute(
+                        "INSERT OR IGNORE INTO channels (name, created_at, created_by) VALUES (?1, ?2, ?3)",
+                        params![name.as_str(), kit::now_ms() as i64, creator.as_str()],
+                    )?;
+                    if inserted == 1 {
+                        conn.execute(
+                            "INSERT INTO members (channel, username, joined_at) VALUES (?1, ?2, ?3)",
+                            params![name.as_str(), creator.as_str(), kit::now_ms() as i64],
+                        )?;
+                    }
+                    Ok(inserted == 1)
+                },
+                {
+                    let (name, creator) = (channel.clone(), by.clone());
+                    move |created: &bool| {
+                        if *created {
+                            write(&view).channels.insert(name.clone(), BTreeSet::from([creator.clone()]));
+                            let _ = events.send(Arc::new(membership(name, creator, true)));
+                        }
+                    }
+                },
+            )
+            .await?;
+        if created { Ok(()) } else { Err(StoreError::ChannelExists(channel.clone())) }
+    }
+
+    pub async fn set_membership(
+        &self,
+        channel: &ChannelName,
+        user: &Username,
+        joined: bool,
+    ) -> Result<bool, StoreError> {
+        if !self.channel_exists(channel) {
+            return Err(StoreError::NoChannel(channel.clone()));
+        }
+        let (name, member) = (channel.clone(), user.clone());
+        let view = self.view.clone();
+        let events = self.events.clone();
+        let hook = {
+            let (name, member) = (channel.clone(), user.clone());
+            move |changed: &bool| {
+                if *changed {
+                    let mut view = write(&view);
+                    if let Some(members) = view.channels.get_mut(&name) {
+                        if joined {
+                            members.insert(member.clone());
+                        } else {
+                            members.remove(&member);
+                        }
+                    }
+                    drop(view);
+                    let _ = events.send(Arc::new(membership(name, member, joined)));
+                }
+            }
+        };
+        let changed = self
+            .db
+            .write_then(
+                move |conn| {
+                    if joined {
+                        conn.execute(
+                            "INSERT OR IGNORE INTO members (channel, username, joined_at) VALUES (?1, ?2, ?3)",
+                            params![name.as_str(), member.as_str(), kit::now_ms() as i64],
+                        )
+                    } else {
+                        conn.execute(
+                            "DELETE FROM members WHERE channel = ?1 AND username = ?2",
+                            params![name.as_str(), member.as_str()],
+                        )
+                    }
+                    .map(|rows| rows == 1)
+                },
+                hook,
+            )
+            .await?;
+        Ok(changed)
+    }
+
+    // === Messages ===
+
+    pub async fn post(
+        &self,
+        channel: &ChannelName,
+        user: &Username,
+        sender: &PeerAddr,
+        text: &MessageText,
+    ) -> Result<ChannelMessage, StoreError> {
+        if !self.channel_exists(channel) {
+            return Err(StoreError::NoChannel(channel.clone()));
+        }
+        let draft = ChannelMessage {
+            id: 0,
+            channel: channel.clone(),
+            sender_ip: sender.ip.clone(),
+            sender_port: sender.port,
+            username: user.clone(),
+            text: text.clone(),
+            ts: 0,
+        };
+        let view = self.view.clone();
+        let events = self.events.clone();
+        let traceparent = kit::telemetry::current_traceparent();
+        let stored = self
+            .db
+            .write_then(
+                move |conn| {
+                    let member: Option<i64> = conn
+                        .prepare_cached("SELECT 1 FROM members WHERE channel = ?1 AND username = ?2")?
+                        .query_row(params![draft.channel.as_str(), draft.username.as_str()], |row| row.get(0))
+                        .optional()?;
+                    if member.is_none() {
+                        return Ok(None);
+                    }
+                    let ts = kit::now_ms();
+                    conn.prepare_cached(
+                        "INSERT INTO messages (channel, username, sender_ip, sender_port, text, ts)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    )?
+                    .execute(params![
+                        draft.channel.as_str(),
+                        draft.username.as_str(),
+                        draft.sender_ip,
+                        draft.sender_port,
+                        draft.text.as_str(),
+                        ts as i64
+                    ])?;
+                    Ok(Some(ChannelMessage { id: conn.last_insert_rowid() as u64, ts, ..draft }))
+                },
+                move |stored: &Option<ChannelMessage>| {
+                    if let Some(message) = stored {
+                        let targets = Targets::Peers(hosts_of_members(&read_view(&view), &message.channel));
+                        let push =
+                            Push::new(Some(message.id), Event::ChannelMessage(message.clone()), targets, traceparent);
+                        let _ = events.send(Arc::new(push));
+                    }
+                },
+            )
+            .await?;
+        stored.ok_or_else(|| StoreError::NotMember(channel.clone()))
+    }
+
+    pub async fn history(
+        &self,
+        channel: &ChannelName,
+        before: Option<u64>,
+        after: Option<u64>,
+        limit: u64,
+    ) -> Result<(Vec<ChannelMessage>, bool), StoreError> {
+        if !self.channel_exists(channel) {
+            return Err(StoreError::NoChannel(channel.clone()));
+        }
+        let name = channel.clone();
+        let page = self
+            .db
+            .read(move |conn| {
+                let fetch = (limit + 1) as i64;
+                let mut rows = match (before, after) {
+                    (_, Some(after)) => query_messages(
+                        conn,
+                        "WHERE channel = ?1 AND id > ?2 ORDER BY id ASC LIMIT ?3",
+                        params![name.as_str(), after as i64, fetch],
+                    )?,
+                    (Some(before), None) => query_messages(
+                        conn,
+                        "WHERE channel = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
+                        params![name.as_str(), before as i64, fetch],
+                    )?,
+                    (None, None) => query_messages(
+                        conn,
+                        "WHERE channel = ?1 ORDER BY id DESC LIMIT ?2",
+                        params![name.as_str(), fetch],
+                    )?,
+                };
+                let has_more = rows.len() as u64 > limit;
+                rows.truncate(limit as usize);
+                if after.is_none() {
+                    rows.reverse();
+                }
+                Ok((rows, has_more))
+            })
+            .await?;
+        Ok(page)
+    }
+
+    pub async fn messages_since(&self, after: u64, limit: u64) -> Result<Vec<ChannelMessage>, StoreError> {
+        Ok(self
+            .db
+            .read(move |conn| {
+                query_messages(conn, "WHERE id > ?1 ORDER BY id ASC LIMIT ?2", params![after as i64, limit as i64])
+            })
+            .await?)
+    }
+
+    pub async fn last_message_id(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .db
+            .read(|conn| conn.query_row("SELECT COALESCE(MAX(id), 0) FROM messages", [], |row| row.get::<_, i64>(0)))
+            .await? as u64)
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, View> {
+        read_view(&self.view)
+    }
+}
+
+fn hosts_of_members(view: &View, channel: &ChannelName) -> HashSet<PeerAddr> {
+    view.channels
+        .get(channel)
+        .map(|members| {
+            members
+                .iter()
+                .filter_map(|member| view.homes.get(member))
+                .filter(|home| home.signed_in)
+                .map(|home| home.peer.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn read_view(view: &RwLock<View>) -> std::sync::RwLockReadGuard<'_, View> {
+    view.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn write(view: &RwLock<View>) -> std::sync::RwLockWriteGuard<'_, View> {
+    view.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn query_messages(
+    conn: &Connection,
+    clause: &str,
+    params: impl rusqlite::Params,
+) -> rusqlite::Result<Vec<ChannelMessage>> {
+    let sql = format!("SELECT id, channel, username, sender_ip, sender_port, text, ts FROM messages {clause}");
+    let mut statement = conn.prepare_cached(&sql)?;
+    let rows = statement.query_map(params, |row| {
+        Ok(ChannelMessage {
+            id: row.get::<_, i64>(0)? as u64,
+            channel: parse_column(row, 1, ChannelName::parse)?,
+            username: parse_column(row, 2, Username::parse)?,
+            sender_ip: row.get(3)?,
+            sender_port: row.get(4)?,
+            text: parse_column(row, 5, MessageText::parse)?,
+            ts: row.get::<_, i64>(6)? as u64,
+        })
+    })?;
+    rows.collect()
+}

@@ -1,0 +1,82 @@
+//! The embedded database's schema, and loading the in-memory view from it.
+
+use std::collections::BTreeSet;
+
+use kit::db::parse_column;
+use rusqlite::Connection;
+use wire::addr::PeerAddr;
+use wire::names::{ChannelName, Username};
+
+use super::{Home, View};
+
+pub(super) const MIGRATIONS: &[&str] = &[
+    r#"
+    CREATE TABLE channels (
+        name       TEXT PRIMARY KEY,
+        created_at INTEGER NOT NULL,
+        created_by TEXT
+    );
+    CREATE TABLE members (
+        channel   TEXT NOT NULL REFERENCES channels(name),
+        username  TEXT NOT NULL,
+        joined_at INTEGER NOT NULL,
+        PRIMARY KEY (channel, username)
+    );
+    CREATE INDEX members_by_user ON members(username);
+    CREATE TABLE messages (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        channel     TEXT NOT NULL REFERENCES channels(name),
+        username    TEXT NOT NULL,
+        sender_ip   TEXT NOT NULL,
+        sender_port INTEGER NOT NULL,
+        text        TEXT NOT NULL,
+        ts          INTEGER NOT NULL
+    );
+    CREATE INDEX messages_by_channel ON messages(channel, id);
+    CREATE TABLE directory (
+        username   TEXT PRIMARY KEY,
+        ip         TEXT NOT NULL,
+        port       INTEGER NOT NULL,
+        online     INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    INSERT INTO channels (name, created_at) VALUES
+        ('general', 0), ('random', 0), ('project', 0), ('help', 0), ('announcements', 0);
+"#,
+    r#"
+    CREATE TABLE revoked (
+        sid        TEXT PRIMARY KEY,
+        expires_at INTEGER NOT NULL
+    );
+"#,
+];
+
+pub(super) fn load_view(conn: &Connection) -> rusqlite::Result<View> {
+    let mut view = View::default();
+    let mut channels = conn.prepare("SELECT name FROM channels")?;
+    for name in channels.query_map([], |row| parse_column(row, 0, ChannelName::parse))? {
+        view.channels.insert(name?, BTreeSet::new());
+    }
+    let mut members = conn.prepare("SELECT channel, username FROM members")?;
+    let rows = members
+        .query_map([], |row| Ok((parse_column(row, 0, ChannelName::parse)?, parse_column(row, 1, Username::parse)?)))?;
+    for row in rows {
+        let (channel, user) = row?;
+        view.channels.entry(channel).or_default().insert(user);
+    }
+    let mut directory = conn.prepare("SELECT username, ip, port, online FROM directory")?;
+    let rows = directory.query_map([], |row| {
+        let peer = PeerAddr { ip: row.get(1)?, port: row.get(2)? };
+        Ok((parse_column(row, 0, Username::parse)?, Home { peer, signed_in: row.get(3)? }))
+    })?;
+    for row in rows {
+        let (user, addr) = row?;
+        view.homes.insert(user, addr);
+    }
+    let mut revoked = conn.prepare("SELECT sid, expires_at FROM revoked WHERE expires_at >= ?1")?;
+    for row in revoked.query_map([kit::now_secs() as i64], |row| Ok((row.get(0)?, row.get::<_, i64>(1)? as u64)))? {
+        let (sid, expires_at) = row?;
+        view.revoked.insert(sid, expires_at);
+    }
+    Ok(view)
+}

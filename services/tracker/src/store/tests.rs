@@ -1,0 +1,151 @@
+//! The store's tests: each body runs on every backend (SQLite always, PostgreSQL
+//! where a server answers).
+
+use std::time::Duration;
+
+use kit::pg::TestDatabase;
+
+use super::*;
+
+/// One backend's data, which can be opened (again) as a [`Store`].
+pub(crate) enum Fixture {
+    Sqlite(tempfile::TempDir),
+    Postgres(TestDatabase),
+}
+
+impl Fixture {
+    pub(crate) async fn open(&self) -> Store {
+        match self {
+            Fixture::Sqlite(dir) => Store::open(&dir.path().join("tracker.db"), TTL).unwrap(),
+            // Tests run in parallel on one server: small pools.
+            Fixture::Postgres(database) => Store::connect(database.url(), 3, TTL).await.unwrap(),
+        }
+    }
+}
+
+const TTL: Duration = Duration::from_secs(15);
+
+/// A fresh fixture per backend: SQLite, and PostgreSQL where a server answers.
+pub(crate) async fn fixtures(test: &str) -> Vec<Fixture> {
+    let mut fixtures = vec![Fixture::Sqlite(tempfile::tempdir().unwrap())];
+    if let Some(database) = TestDatabase::for_test(test).await {
+        fixtures.push(Fixture::Postgres(database));
+    }
+    fixtures
+}
+
+fn user(name: &str) -> Username {
+    Username::parse(name).unwrap()
+}
+
+fn channel(name: &str) -> ChannelName {
+    ChannelName::parse(name).unwrap()
+}
+
+fn peer(port: u16) -> PeerAddr {
+    PeerAddr::parse("127.0.0.1", port).unwrap()
+}
+
+fn text(body: &str) -> MessageText {
+    MessageText::parse(body).unwrap()
+}
+
+#[tokio::test]
+async fn everything_survives_a_reopen() {
+    for fixture in fixtures("everything_survives_a_reopen").await {
+        {
+            let store = fixture.open().await;
+            assert_eq!(store.channels().await.unwrap().len(), 5);
+            store.create_channel(&channel("rust"), &user("alice")).await.unwrap();
+            store.join(&channel("general"), &user("bob")).await.unwrap();
+            store.set_home(&user("bob"), &peer(9002)).await.unwrap();
+            store.post(&channel("general"), &user("bob"), &peer(9002), &text("one")).await.unwrap();
+            store.post(&channel("general"), &user("bob"), &peer(9002), &text("two")).await.unwrap();
+        }
+        let store = fixture.open().await;
+        assert!(store.is_member(&channel("rust"), &user("alice")).await.unwrap());
+        assert_eq!(store.joined(&user("bob")).await.unwrap(), [channel("general")]);
+        assert_eq!(store.home(&user("bob")).await.unwrap(), Some((peer(9002), true)));
+        assert!(store.release(&user("bob"), &peer(9002)).await.unwrap());
+        assert_eq!(store.home(&user("bob")).await.unwrap(), Some((peer(9002), false)));
+        assert!(store.signed_in().await.unwrap().is_empty());
+        let (page, has_more) = store.history(&channel("general"), None, None, 10).await.unwrap();
+        let texts: Vec<_> = page.iter().map(|m| m.text.as_str()).collect();
+        assert_eq!((texts, has_more), (vec!["one", "two"], false));
+    }
+}
+
+#[tokio::test]
+async fn history_pages_backwards_and_forwards() {
+    for fixture in fixtures("history_pages_backwards_and_forwards").await {
+        let store = fixture.open().await;
+        store.join(&channel("general"), &user("a")).await.unwrap();
+        for i in 0..7 {
+            store.post(&channel("general"), &user("a"), &peer(9001), &text(&format!("m{i}"))).await.unwrap();
+        }
+        let texts = |page: &[ChannelMessage]| page.iter().map(|m| m.text.to_string()).collect::<Vec<_>>();
+        let (latest, more) = store.history(&channel("general"), None, None, 3).await.unwrap();
+        assert_eq!((texts(&latest), more), (vec!["m4".into(), "m5".into(), "m6".into()], true));
+        let (older, more) = store.history(&channel("general"), Some(latest[0].id), None, 3).await.unwrap();
+        assert_eq!((texts(&older), more), (vec!["m1".into(), "m2".into(), "m3".into()], true));
+        let (oldest, more) = store.history(&channel("general"), Some(older[0].id), None, 3).await.unwrap();
+        assert_eq!((texts(&oldest), more), (vec!["m0".into()], false));
+        let (newer, more) = store.history(&channel("general"), None, Some(older[2].id), 2).await.unwrap();
+        assert_eq!((texts(&newer), more), (vec!["m4".into(), "m5".into()], true));
+    }
+}
+
+#[tokio::test]
+async fn posting_needs_membership_and_a_known_channel() {
+    for fixture in fixtures("posting_needs_membership_and_a_known_channel").await {
+        let store = fixture.open().await;
+        let not_member = store.post(&channel("general"), &user("eve"), &peer(9001), &text("hi")).await;
+        assert!(matches!(not_member, Err(StoreError::NotMember(_))));
+        let unknown = store.post(&channel("nope"), &user("eve"), &peer(9001), &text("hi")).await;
+        assert!(matches!(unknown, Err(StoreError::NoChannel(_))));
+        assert!(matches!(store.join(&channel("nope"), &user("eve")).await, Err(StoreError::NoChannel(_))));
+        assert!(matches!(
+            store.create_channel(&channel("general"), &user("eve")).await,
+            Err(StoreError::ChannelExists(_))
+        ));
+        assert!(store.join(&channel("general"), &user("eve")).await.unwrap());
+        assert!(!store.join(&channel("general"), &user("eve")).await.unwrap(), "joining twice is a no-op");
+        assert!(store.leave(&channel("general"), &user("eve")).await.unwrap());
+        assert!(store.joined(&user("eve")).await.unwrap().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn messages_are_pushed_in_id_order_to_the_peers_of_members() {
+    for fixture in fixtures("messages_are_pushed_in_id_order_to_the_peers_of_members").await {
+        let store = fixture.open().await;
+        store.join(&channel("general"), &user("a")).await.unwrap();
+        store.join(&channel("general"), &user("b")).await.unwrap();
+        store.set_home(&user("a"), &peer(9001)).await.unwrap();
+        store.set_home(&user("b"), &peer(9002)).await.unwrap();
+        let mut events = store.subscribe();
+        let posts = (0..50).map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store.post(&channel("general"), &user("a"), &peer(9001), &text(&format!("{i}"))).await.unwrap()
+            })
+        });
+        for post in posts {
+            post.await.unwrap();
+        }
+        let mut last = 0;
+        let mut messages = 0;
+        while messages < 50 {
+            let push = events.recv().await.unwrap();
+            // Where pushes come through a follower (PostgreSQL), the membership and
+            // presence events of the set-up above may come after the subscription.
+            let Some(id) = push.id else { continue };
+            messages += 1;
+            assert!(id > last, "pushes must come in id order");
+            last = id;
+            assert!(push.is_for(&peer(9001)) && push.is_for(&peer(9002)) && !push.is_for(&peer(9003)));
+        }
+    }
+}
+
+mod replicas;

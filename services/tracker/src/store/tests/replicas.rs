@@ -1,0 +1,164 @@
+//! Several tracker replicas on one PostgreSQL database: what one writes, the others
+//! answer and push.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use kit::pg::TestDatabase;
+use tokio::time::Instant;
+use wire::api::RevokedSession;
+use wire::events::Presence;
+
+use super::{TTL, channel, peer, text, user};
+use crate::store::*;
+
+/// Two stores on one fresh database; `None` where no PostgreSQL server answers.
+async fn two_replicas(test: &str, ttl: Duration) -> Option<(TestDatabase, Store, Store)> {
+    let database = TestDatabase::for_test(test).await?;
+    let a = Store::connect(database.url(), 3, ttl).await.unwrap();
+    let b = Store::connect(database.url(), 3, ttl).await.unwrap();
+    Some((database, a, b))
+}
+
+/// Polls `check` until it holds, for at most 10 s.
+async fn eventually<F: Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The next push on `events` that `wanted` picks, within 10 s.
+async fn next_push<T>(events: &mut broadcast::Receiver<Arc<Push>>, mut wanted: impl FnMut(&Push) -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let push = tokio::time::timeout_at(deadline, events.recv()).await.expect("no push in time").unwrap();
+        if let Some(found) = wanted(&push) {
+            return found;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channels_members_peers_and_sessions_are_shared_between_replicas() {
+    let Some((_database, a, b)) =
+        two_replicas("channels_members_peers_and_sessions_are_shared_between_replicas", TTL).await
+    else {
+        return;
+    };
+    a.create_channel(&channel("rust"), &user("alice")).await.unwrap();
+    assert!(b.channels().await.unwrap().contains(&channel("rust")));
+    assert!(matches!(b.create_channel(&channel("rust"), &user("bob")).await, Err(StoreError::ChannelExists(_))));
+    assert!(b.join(&channel("rust"), &user("bob")).await.unwrap());
+    assert_eq!(a.members(&channel("rust")).await.unwrap(), Some(vec![user("alice"), user("bob")]));
+
+    assert!(a.register_peer(&peer(9001)).await.unwrap());
+    assert!(b.is_live(&peer(9001)).await.unwrap());
+    assert!(!b.register_peer(&peer(9001)).await.unwrap(), "registered already, through the other replica");
+    assert!(b.heartbeat(&peer(9001)).await.unwrap());
+    assert_eq!(b.live_peers().await.unwrap(), [peer(9001)]);
+
+    a.set_home(&user("alice"), &peer(9001)).await.unwrap();
+    assert_eq!(b.home(&user("alice")).await.unwrap(), Some((peer(9001), true)));
+    assert!(b.set_active(&user("alice"), &peer(9001), true).await.unwrap());
+    assert!(a.is_active(&user("alice")).await.unwrap());
+    assert_eq!(a.online().await.unwrap(), [(user("alice"), peer(9001), true)]);
+    assert_eq!(b.hosts_of_members(&channel("rust")).await.unwrap(), HashSet::from([peer(9001)]));
+
+    let tokens = kit::session::TokenKeys::new(&kit::config::Secrets::random().session_secret, TTL);
+    b.revoke_into(&tokens);
+    let session = RevokedSession { sid: "s-1".into(), expires_at: kit::now_secs() + 600 };
+    assert_eq!(a.revoke(vec![session.clone()]).await.unwrap(), std::slice::from_ref(&session));
+    assert_eq!(b.revoked().await.unwrap(), std::slice::from_ref(&session));
+    assert!(b.revoke(vec![session]).await.unwrap().is_empty(), "ended once, through the other replica");
+    eventually("the revocation reaches the other replica's session keys", || async { tokens.is_revoked("s-1") }).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_peer_expires_once_and_its_users_go_offline_on_every_replica() {
+    let test = "a_silent_peer_expires_once_and_its_users_go_offline_on_every_replica";
+    let Some((_database, a, b)) = two_replicas(test, Duration::from_millis(500)).await else {
+        return;
+    };
+    a.register_peer(&peer(9001)).await.unwrap();
+    a.set_home(&user("carol"), &peer(9001)).await.unwrap();
+    let (mut on_a, mut on_b) = (a.subscribe(), b.subscribe());
+    let mut expired = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while expired.is_empty() {
+        assert!(Instant::now() < deadline, "the silent peer never expired");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let (from_a, from_b) = tokio::join!(a.expire_peers(), b.expire_peers());
+        expired.extend(from_a.unwrap());
+        expired.extend(from_b.unwrap());
+    }
+    assert_eq!(expired, [(peer(9001), 1)], "exactly one replica expires the peer");
+    assert!(a.expire_peers().await.unwrap().is_empty() && b.expire_peers().await.unwrap().is_empty());
+    assert!(!b.is_live(&peer(9001)).await.unwrap());
+    assert!(a.online().await.unwrap().is_empty());
+    for events in [&mut on_a, &mut on_b] {
+        let offline = next_push(events, |push| match &push.event {
+            Event::Presence(presence) if presence.username == user("carol") && !presence.online => {
+                Some(presence.clone())
+            }
+            _ => None,
+        })
+        .await;
+        assert_eq!(offline, Presence { username: user("carol"), online: false, active: false });
+    }
+    assert!(a.register_peer(&peer(9001)).await.unwrap(), "an expired peer registers anew");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_follower_catches_up_when_its_listener_is_killed() {
+    let Some((database, a, b)) = two_replicas("the_follower_catches_up_when_its_listener_is_killed", TTL).await else {
+        return;
+    };
+    a.join(&channel("general"), &user("dave")).await.unwrap();
+    a.set_home(&user("dave"), &peer(9001)).await.unwrap();
+    let (mut on_a, mut on_b) = (a.subscribe(), b.subscribe());
+    let (admin, connection) = tokio_postgres::connect(database.url(), tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let kill_listeners = || async {
+        admin
+            .query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                 WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .len()
+    };
+    eventually("both replicas listen", || async {
+        let rows = admin
+            .query("SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'", &[])
+            .await
+            .unwrap();
+        rows.len() >= 2
+    })
+    .await;
+    assert!(kill_listeners().await >= 2);
+    let posts = (0..100).map(|i| {
+        let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tokio::spawn(async move {
+            store.post(&channel("general"), &user("dave"), &peer(9001), &text(&format!("{i}"))).await.unwrap().id
+        })
+    });
+    let posts: Vec<_> = posts.collect();
+    // Killed again while the posts are being committed.
+    kill_listeners().await;
+    let mut acknowledged = Vec::new();
+    for post in posts {
+        acknowledged.push(post.await.unwrap());
+    }
+    acknowledged.sort_unstable();
+    for events in [&mut on_a, &mut on_b] {
+        let mut seen = Vec::new();
+        while seen.len() < acknowledged.len() {
+            seen.push(next_push(events, |push| push.id).await);
+        }
+        assert_eq!(seen, acknowledged, "every acknowledged message, once, in id order");
+    }
+}
