@@ -208,6 +208,12 @@ impl Builder {
                 .build()
                 .expect("an HTTP client"),
         };
+        if let Backend::Postgres(_) = &self.backend {
+            // The database starts empty: the demo users go in as `auth import-csv` puts them.
+            let config = auth::Config { secrets: sys.secrets.clone(), ..auth::Config::default() };
+            let users = auth::store::UserStore::open(&config).await.expect("the auth store opens");
+            auth::import::import_csv(&users, &db).await.expect("the demo users import");
+        }
         for _ in 0..self.auths.max(1) {
             let auth = sys.launch(Role::Auth, None).await;
             sys.auths.push((auth.port, Some(auth)));
@@ -225,6 +231,9 @@ impl Builder {
         }
         for index in 0..self.peers {
             sys.wait_ready(index).await;
+        }
+        if let Some(url) = self.backend.database_url() {
+            assert_on_postgres(url).await;
         }
         sys
     }
@@ -645,6 +654,18 @@ impl Service {
             Running::Process(child) => child.kill().await,
             Running::InProcess { .. } => panic!("SIGKILL needs process mode: build the system with .processes(..)"),
         }
+    }
+}
+
+/// Fails unless every service that keeps data migrated its tables into the database
+/// at `url`: a "postgres" test that ran embedded would prove nothing.
+async fn assert_on_postgres(url: &str) {
+    let pool = kit::pg::connect(url, "testkit", 1, Duration::from_secs(5)).await.expect("the test database answers");
+    let conn = pool.get().await.expect("a connection");
+    let rows = conn.query("SELECT DISTINCT component FROM schema_migrations", &[]).await.expect("schema_migrations");
+    let components: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
+    for service in ["auth", "tracker", "peer"] {
+        assert!(components.iter().any(|c| c == service), "{service} keeps no tables in the test database");
     }
 }
 
