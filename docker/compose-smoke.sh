@@ -186,6 +186,204 @@ discover() { # WANT: probe until WANT replicas are known (bounded)
   ((${#STICKY[@]} >= want))
 }
 
+# --- cluster mode (PostgreSQL) ------------------------------------------------------
+
+# check_postgres_cluster: what cluster mode promises, once every service keeps its data
+# in the compose file's PostgreSQL. NOT CALLED YET: wire it in after the stack is up
+# (it uses the HTTP helpers above and leaves 2 peers and 2 trackers running).
+#   1. `--scale peer=5`: five users, each on another replica, send channel and direct
+#      messages; `--scale peer=2`: every user still reads all of theirs, once;
+#   2. `--scale tracker=2`, a small load (two users sending channel and direct
+#      messages), one tracker container killed (SIGKILL) under it: the load goes on,
+#      and every acknowledged message is there afterwards, once.
+check_postgres_cluster() {
+  local stamp i j u n step jar peer t victim killed_at
+  stamp=$(date +%s)
+
+  # JAR USER PASSWORD: a new user (201), retried while sign-ups are throttled.
+  cluster_register() {
+    for _ in $(seq 1 10); do
+      call "$1" POST /register "username=$2&password=$3"
+      [[ $STATUS == 429 || $STATUS == 503 ]] || break
+      sleep 1
+    done
+    expect 201
+    [[ $(body .username) == "$2" && -n $(cookie "$1" weaprous_session) ]] || fail "sign-up of $2"
+  }
+  # JAR CHANNEL: the ids of the channel's history (up to 500) on stdout.
+  cluster_channel_ids() {
+    for _ in $(seq 1 20); do
+      call "$1" POST /get-channel-messages "channel_name=$2&limit=500"
+      [[ $STATUS == 200 ]] && break
+      sleep 1
+    done
+    expect 200
+    body '.messages.messages[].id | tostring'
+  }
+  # JAR WITH: the ids of the conversation with WITH (up to 500) on stdout.
+  cluster_dm_ids() {
+    for _ in $(seq 1 20); do
+      call "$1" GET "/get-conversation?with=$2&limit=500"
+      [[ $STATUS == 200 ]] && break
+      sleep 1
+    done
+    expect 200
+    body '.messages[].id | tostring'
+  }
+  # WANT_FILE GOT_FILE WHAT: every id of WANT_FILE is in GOT_FILE exactly once.
+  cluster_all_once() {
+    local missing dups
+    missing=$(sort -u "$1" | comm -23 - <(sort -u "$2") | head -5 | tr '\n' ' ')
+    [[ -z $missing ]] || fail "$3: acknowledged messages missing: $missing"
+    dups=$(sort "$2" | uniq -d | head -5 | tr '\n' ' ')
+    [[ -z $dups ]] || fail "$3: messages listed twice: $dups"
+  }
+
+  log "cluster: docker compose up -d --scale peer=5"
+  t=$(now)
+  compose up -d --wait --wait-timeout 180 --no-recreate --scale peer=5 "${SERVICES[@]}" || fail "scale peers to 5"
+  figure "scale peer=5 to healthy" "$(since "$t") s"
+  [[ $(compose ps -q peer | wc -l) == 5 ]] || fail "five peer replicas"
+  discover 5 || fail "the proxy sends traffic to all 5 replicas (saw ${#STICKY[@]})"
+  local replicas=("${!STICKY[@]}") users=() jars=()
+  declare -A homes=()
+  for i in 0 1 2 3 4; do
+    u="cl${stamp}u$i"
+    jar=$(new_jar "cluster-$u")
+    pin_jar "$jar" "${STICKY[${replicas[$i]}]}"
+    cluster_register "$jar" "$u" "pw-$u-secret"
+    peer=$(replica "$jar")
+    homes[$peer]=1
+    users+=("$u")
+    jars+=("$jar")
+  done
+  ((${#homes[@]} == 5)) || fail "the 5 users are on 5 replicas (on ${#homes[@]})"
+  pass "5 new users, one on each of the 5 replicas"
+
+  local channel="cluster-$stamp" sent="$WORK/cluster-sent"
+  : >"$sent.channel"
+  call "${jars[0]}" POST /create-channel "channel_name=$channel"
+  expect 201
+  for i in 1 2 3 4; do
+    call "${jars[$i]}" POST /join-channel "channel_name=$channel"
+    expect 200
+  done
+  for n in 1 2; do
+    for i in 0 1 2 3 4; do
+      call "${jars[$i]}" POST /send-channel-message "channel_name=$channel&message=${users[$i]}+says+$n"
+      expect 200
+      body '.id | tostring' >>"$sent.channel"
+    done
+  done
+  # Direct messages: each user to the next two (so each has 4 counterparts' worth of
+  # conversation), acknowledged with 200 (delivered) or 202 (queued).
+  for i in 0 1 2 3 4; do : >"$sent.dm.$i"; done
+  for i in 0 1 2 3 4; do
+    for step in 1 2; do
+      j=$(((i + step) % 5))
+      call "${jars[$i]}" POST /connect-peer "username=${users[$j]}"
+      expect 200
+      for n in 1 2; do
+        call "${jars[$i]}" POST /send-peer "username=${users[$j]}&message=dm-$n-to-${users[$j]}"
+        expect 200 202
+        body '.id | tostring' | tee -a "$sent.dm.$i" >>"$sent.dm.$j"
+      done
+    done
+  done
+  pass "on 5 replicas: $(wc -l <"$sent.channel") channel messages and $((5 * 2 * 2)) direct messages acknowledged"
+
+  log "cluster: docker compose up -d --scale peer=2"
+  t=$(now)
+  compose up -d --wait --wait-timeout 120 --no-recreate --scale peer=2 "${SERVICES[@]}" || fail "scale peers to 2"
+  figure "scale peer=5 to 2" "$(since "$t") s"
+  [[ $(compose ps -q peer | wc -l) == 2 ]] || fail "two peer replicas"
+  # Every user, wherever the proxy sends them now (3 of 5 had their replica removed),
+  # reads the whole channel and every direct message they sent or received, once.
+  for i in 0 1 2 3 4; do
+    cluster_channel_ids "${jars[$i]}" "$channel" >"$WORK/cluster-got"
+    cluster_all_once "$sent.channel" "$WORK/cluster-got" "channel $channel read by ${users[$i]}"
+    : >"$WORK/cluster-got"
+    for step in 1 2 3 4; do
+      cluster_dm_ids "${jars[$i]}" "${users[$(((i + step) % 5))]}" >>"$WORK/cluster-got"
+    done
+    cluster_all_once "$sent.dm.$i" "$WORK/cluster-got" "direct messages of ${users[$i]}"
+  done
+  pass "after scaling 5 -> 2 peers, all 5 users read every channel and direct message of theirs, once"
+
+  log "cluster: docker compose up -d --scale tracker=2, then kill one under load"
+  t=$(now)
+  compose up -d --wait --wait-timeout 120 --no-recreate --scale tracker=2 --scale peer=2 "${SERVICES[@]}" ||
+    fail "scale trackers to 2"
+  figure "scale tracker=2 to healthy" "$(since "$t") s"
+  [[ $(compose ps -q tracker | wc -l) == 2 ]] || fail "two tracker replicas"
+  local load_channel="cluster-load-$stamp" stop="$WORK/cluster-load.stop" pids=()
+  call "${jars[0]}" POST /create-channel "channel_name=$load_channel"
+  expect 201
+  call "${jars[1]}" POST /join-channel "channel_name=$load_channel"
+  expect 200
+  rm -f "$stop"
+  # The load: user0 and user1 each send a channel message and a direct message to the
+  # other, again and again, with curl of their own (the helpers' files are the
+  # foreground's). Acknowledged ids, with when, go to cluster-load.<i>.
+  cluster_load() { # I J
+    local i=$1 j=$2 n=0 out="$WORK/cluster-load.$1" status
+    : >"$out"
+    while [[ ! -e $stop ]] && ((n < 300)); do
+      n=$((n + 1))
+      status=$(curl -sS --max-time 10 -o "$out.body" -w '%{http_code}' -b "${jars[$i]}" -c "${jars[$i]}" \
+        -H 'Accept: application/json' --data "channel_name=$load_channel&message=load-$i-$n" \
+        "$BASE/send-channel-message" 2>/dev/null) || status=000
+      if [[ $status == 200 ]]; then
+        printf '%s channel %s\n' "$(now)" "$(jq -r '.id | tostring' "$out.body")" >>"$out"
+      else
+        printf '%s failed %s\n' "$(now)" "$status" >>"$out"
+      fi
+      status=$(curl -sS --max-time 10 -o "$out.body" -w '%{http_code}' -b "${jars[$i]}" -c "${jars[$i]}" \
+        -H 'Accept: application/json' --data "username=${users[$j]}&message=load-dm-$n" \
+        "$BASE/send-peer" 2>/dev/null) || status=000
+      if [[ $status == 200 || $status == 202 ]]; then
+        printf '%s dm %s\n' "$(now)" "$(jq -r '.id | tostring' "$out.body")" >>"$out"
+      else
+        printf '%s failed %s\n' "$(now)" "$status" >>"$out"
+      fi
+      sleep 0.2
+    done
+  }
+  cluster_load 0 1 &
+  pids+=($!)
+  cluster_load 1 0 &
+  pids+=($!)
+  sleep 3
+  victim=$(compose ps -q tracker | head -1)
+  "$DOCKER" kill --signal KILL "$victim" >/dev/null
+  killed_at=$(now)
+  sleep 10
+  touch "$stop"
+  for i in "${pids[@]}"; do wait "$i" || true; done
+  local acked failed after
+  acked=$(cat "$WORK"/cluster-load.[01] | awk '$2 != "failed"' | wc -l)
+  failed=$(cat "$WORK"/cluster-load.[01] | awk '$2 == "failed"' | wc -l)
+  after=$(cat "$WORK"/cluster-load.[01] | awk -v k="$killed_at" '$2 != "failed" && $1 > k + 2' | wc -l)
+  figure "load around the tracker kill" "$acked acknowledged, $failed failed, $after acknowledged from 2 s after the kill"
+  ((after > 0)) || fail "the load goes on with one tracker killed"
+
+  awk '$2 == "channel" { print $3 }' "$WORK"/cluster-load.[01] >"$sent.load.channel"
+  cluster_channel_ids "${jars[1]}" "$load_channel" >"$WORK/cluster-got"
+  cluster_all_once "$sent.load.channel" "$WORK/cluster-got" "channel $load_channel after the tracker kill"
+  for i in 0 1; do
+    awk '$2 == "dm" { print $3 }' "$WORK"/cluster-load.[01] >"$sent.load.dm"
+    cluster_dm_ids "${jars[$i]}" "${users[$((1 - i))]}" >"$WORK/cluster-got"
+    cluster_all_once "$sent.load.dm" "$WORK/cluster-got" "direct messages of ${users[$i]} after the tracker kill"
+  done
+  pass "one tracker killed under load: all $acked acknowledged messages are there, once"
+
+  # Put the killed tracker back (`docker kill` is a manual stop for the restart policy).
+  "$DOCKER" start "$victim" >/dev/null
+  compose up -d --wait --wait-timeout 120 --no-recreate --scale tracker=2 --scale peer=2 "${SERVICES[@]}" ||
+    fail "the killed tracker is back"
+  pass "the killed tracker replica is back and healthy"
+}
+
 log "log-in through the proxy: two users, two replicas"
 discover 2 || fail "the proxy spreads unpinned requests over 2 replicas (saw ${#STICKY[@]})"
 pass "the proxy round-robins over both replicas: ${!STICKY[*]}"

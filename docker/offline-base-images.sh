@@ -7,6 +7,10 @@
 #                               Rust toolchain, and this machine's CA bundle (so that
 #                               cargo inside the build can reach crates.io)
 #
+# and, side by side (docker/offline-postgres-image.sh), the PostgreSQL image that
+# docker-compose.yml names (postgres:15-bookworm): the same minbase with Debian's
+# postgresql-15, behaving as the official image does.
+#
 # Only for machines that cannot reach Docker Hub (our CI). On a normal Docker host,
 # `docker compose up --build` pulls the official images and this script is not needed.
 #
@@ -54,9 +58,18 @@ TRIPLE=$(rustc -vV | sed -n 's/^host: //p')
 CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
 [[ -s "$CA_BUNDLE" ]] || die "$CA_BUNDLE is missing"
 
+# The PostgreSQL stand-in: its own debootstrap, in the background meanwhile (it
+# checks whether its tag exists itself).
+postgres_args=()
+((FORCE)) && postgres_args=(--force)
+DOCKER=$DOCKER DEBIAN_MIRROR=$MIRROR bash docker/offline-postgres-image.sh "${postgres_args[@]}" &
+postgres_pid=$!
+wait_postgres() { wait "$postgres_pid" || die "the PostgreSQL image failed (docker/offline-postgres-image.sh, log above)"; }
+
 have() { "$DOCKER" image inspect "$1" >/dev/null 2>&1; }
 if ((!FORCE)) && have "$SLIM_TAG" && have "$RUST_TAG"; then
   log "$SLIM_TAG and $RUST_TAG exist already (--force rebuilds them)"
+  wait_postgres
   exit 0
 fi
 
@@ -126,4 +139,5 @@ tar -C "$root" --numeric-owner -c . |
     - "$RUST_TAG" >/dev/null
 
 "$DOCKER" image ls --format '{{.Repository}}:{{.Tag}}  {{.Size}}' | grep -E "^(debian:$SUITE-slim|rust:$RUST_VERSION-bookworm) " >&2 || true
+wait_postgres
 log "done"

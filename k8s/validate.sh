@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Checks the Kubernetes manifests offline, no cluster needed: renders each
-# kustomization (k8s/ and k8s/with-jaeger/) and validates every resource against the
-# Kubernetes 1.30 API schemas, strictly (unknown fields are errors):
+# kustomization (k8s/, k8s/with-jaeger/, k8s/external-database/) and validates every
+# resource against the Kubernetes 1.30 API schemas, strictly (unknown fields are
+# errors):
 #
 #   kubectl kustomize k8s/ | kubernetes-validate --strict -k 1.30.0 -
 #
@@ -41,13 +42,18 @@ else
 fi
 
 status=0
-for dir in k8s k8s/with-jaeger; do
+for dir in k8s k8s/with-jaeger k8s/external-database; do
   echo "[k8s] $dir: render and validate against Kubernetes $K8S_VERSION (strict)" >&2
   rendered=$(render "$dir/")
   count=$(grep -c '^kind:' <<<"$rendered")
   if "$VALIDATE" --strict --quiet -k "$K8S_VERSION" - <<<"$rendered"; then
     echo "[k8s] $dir: $count resources valid" >&2
   else
+    status=1
+  fi
+  # The external database replaces the StatefulSet: none may be left.
+  if [[ $dir == k8s/external-database ]] && grep -q '^kind: StatefulSet' <<<"$rendered"; then
+    echo "[k8s] $dir: a StatefulSet is left (the postgres one should be removed)" >&2
     status=1
   fi
 done

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -52,6 +52,8 @@ struct UpArgs {
     /// The proxy's port.
     #[arg(long = "proxy-port", default_value_t = 8080)]
     proxy_port: u16,
+    #[command(flatten)]
+    storage: kit::config::StorageFlags,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -121,7 +123,14 @@ async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
 /// The whole system in this process, on the original's ports.
 async fn up(args: UpArgs) -> anyhow::Result<()> {
     let _telemetry = kit::start("weaprous");
-    let secrets = secrets_from_env_or_random();
+    let mut secrets = secrets_from_env_or_random();
+    if let Some(url) = &args.storage.database_url {
+        secrets.database_url = Some(SecretString::from(url.clone()));
+    }
+    match secrets.database_url.as_ref() {
+        Some(url) => tracing::info!(db = %kit::pg::describe(url.expose_secret()), "storage: PostgreSQL"),
+        None => tracing::info!(data_dir = %args.data_dir.display(), users = %args.db.display(), "storage: embedded"),
+    }
     let host = args.host;
 
     // Bind every port first, so a busy port fails before anything starts.

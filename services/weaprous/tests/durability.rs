@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 
 use serde_json::Value;
-use testkit::{System, TestUser};
+use testkit::{Backend, System, TestUser};
 
 fn system() -> testkit::Builder {
     System::builder().processes(env!("CARGO_BIN_EXE_weaprous"))
@@ -30,9 +30,8 @@ async fn whole_history(user: &TestUser, channel: &str) -> Vec<Value> {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn channel_messages_acknowledged_before_a_tracker_sigkill_are_all_there_in_order() {
-    let mut sys = system().peers(1).start().await;
+async fn channel_messages_acknowledged_before_a_tracker_sigkill_are_all_there_in_order(backend: Backend) {
+    let mut sys = system().backend(backend).peers(1).start().await;
     let alice = sys.login(0, "user1", "password1").await;
     assert_eq!(alice.post("/join-channel", "channel_name=general").await.status, 200);
 
@@ -86,9 +85,8 @@ async fn channel_messages_acknowledged_before_a_tracker_sigkill_are_all_there_in
     sys.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn direct_messages_acknowledged_before_a_peer_sigkill_are_in_its_inbox_after_restart() {
-    let mut sys = system().peers(2).start().await;
+async fn direct_messages_acknowledged_before_a_peer_sigkill_are_in_its_inbox_after_restart(backend: Backend) {
+    let mut sys = system().backend(backend).peers(2).start().await;
     let alice = sys.login(0, "user1", "password1").await;
     let bob = sys.login(1, "user2", "password2").await;
 
@@ -114,7 +112,7 @@ async fn direct_messages_acknowledged_before_a_peer_sigkill_are_in_its_inbox_aft
     assert!(!delivered.is_empty());
     sys.restart_peer(1).await;
 
-    let bob = bob.at(&sys.peer_url(1));
+    let bob = bob.at(sys.peer_url(1));
     let inbox = bob.get("/get-conversation?with=user1&limit=500").await;
     let ids: HashSet<String> =
         inbox.body["messages"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().to_owned()).collect();
@@ -134,9 +132,8 @@ async fn direct_messages_acknowledged_before_a_peer_sigkill_are_in_its_inbox_aft
     sys.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn direct_messages_sent_while_the_recipients_peer_is_down_arrive_exactly_once() {
-    let mut sys = system().peers(2).start().await;
+async fn direct_messages_sent_while_the_recipients_peer_is_down_arrive_exactly_once(backend: Backend) {
+    let mut sys = system().backend(backend).peers(2).start().await;
     let alice = sys.login(0, "user1", "password1").await;
     let bob = sys.login(1, "user2", "password2").await;
     assert_eq!(alice.post("/connect-peer", "username=user2").await.status, 200);
@@ -150,7 +147,7 @@ async fn direct_messages_sent_while_the_recipients_peer_is_down_arrive_exactly_o
     assert_eq!(broadcast.body["queued"], 1);
     sys.restart_peer(1).await;
 
-    let bob = bob.at(&sys.peer_url(1));
+    let bob = bob.at(sys.peer_url(1));
     testkit::eventually("the queued messages arrive", || async {
         bob.get("/get-conversation?with=user1").await.body["messages"].as_array().is_some_and(|m| m.len() >= 6)
     })
@@ -189,3 +186,9 @@ async fn a_peer_killed_without_a_word_leaves_the_pool_after_the_ttl() {
     );
     sys.shutdown().await;
 }
+
+testkit::on_both_backends!(
+    channel_messages_acknowledged_before_a_tracker_sigkill_are_all_there_in_order,
+    direct_messages_acknowledged_before_a_peer_sigkill_are_in_its_inbox_after_restart,
+    direct_messages_sent_while_the_recipients_peer_is_down_arrive_exactly_once,
+);

@@ -15,6 +15,8 @@ use wire::headers::SIGNATURE;
 use crate::error::ApiError;
 use crate::sign::ClusterKey;
 
+pub mod endpoints;
+
 /// How long a stream may stay silent before it counts as dead; servers send a
 /// keep-alive every 15 s.
 pub const STREAM_IDLE: Duration = Duration::from_secs(45);
@@ -113,7 +115,11 @@ fn path_and_query(url: &Url) -> String {
 /// Sends a request to `service` and reads its JSON reply. A 4xx from the service is
 /// passed on as it came; being down, slow or failing becomes 503, 504 or 502.
 pub async fn call<T: DeserializeOwned>(request: RequestBuilder, service: &str) -> Result<T, ApiError> {
-    let response = send(request, service).await?;
+    read_reply(send(request, service).await?, service).await
+}
+
+/// Reads a service's JSON reply: the value on success, else the error it means.
+pub async fn read_reply<T: DeserializeOwned>(response: Response, service: &str) -> Result<T, ApiError> {
     let status = response.status();
     let bytes =
         response.bytes().await.map_err(|err| ApiError::BadGateway(format!("{service} reply was cut off: {err}")))?;
@@ -127,7 +133,11 @@ pub async fn call<T: DeserializeOwned>(request: RequestBuilder, service: &str) -
 
 /// Sends a request and checks only that it succeeded.
 pub async fn call_ok(request: RequestBuilder, service: &str) -> Result<(), ApiError> {
-    let response = send(request, service).await?;
+    check_reply(send(request, service).await?, service).await
+}
+
+/// Checks that a service's reply is a success, else gives the error it means.
+pub async fn check_reply(response: Response, service: &str) -> Result<(), ApiError> {
     let status = response.status();
     if status.is_success() {
         return Ok(());

@@ -19,7 +19,7 @@ pub mod otlp;
 mod process;
 
 use std::path::{Path, PathBuf};
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use kit::config::Secrets;
@@ -31,6 +31,66 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use process::Child;
+
+/// Where the services of a [`System`] keep their data.
+#[derive(Clone, Default)]
+pub enum Backend {
+    /// SQLite files and the CSV user file in the system's temporary folder.
+    #[default]
+    Embedded,
+    /// One fresh PostgreSQL database shared by every service, dropped with the last
+    /// clone of this.
+    Postgres(Arc<kit::pg::TestDatabase>),
+}
+
+impl Backend {
+    /// A fresh PostgreSQL database for `test`; `None` (after saying why on stderr)
+    /// where no server answers outside CI. See [`kit::pg::TestDatabase::for_test`].
+    pub async fn postgres(test: &str) -> Option<Self> {
+        kit::pg::TestDatabase::for_test(test).await.map(|database| Self::Postgres(Arc::new(database)))
+    }
+
+    /// The database URL the services get, if any.
+    pub fn database_url(&self) -> Option<&str> {
+        match self {
+            Self::Embedded => None,
+            Self::Postgres(database) => Some(database.url()),
+        }
+    }
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Embedded => f.write_str("Embedded"),
+            Self::Postgres(_) => f.write_str("Postgres"),
+        }
+    }
+}
+
+/// Runs an `async fn name(backend: testkit::Backend)` as two tests, `name::embedded`
+/// and `name::postgres`. The PostgreSQL one says on stderr, and returns, where no
+/// server answers outside CI (in CI it fails instead).
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),+ $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn embedded() {
+                    super::$name($crate::Backend::Embedded).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    if let Some(backend) = $crate::Backend::postgres(concat!(module_path!(), "::postgres")).await {
+                        super::$name(backend).await;
+                    }
+                }
+            }
+        )+
+    };
+}
 
 /// The repository's root (for `db/` and `www/`).
 pub fn repo_root() -> PathBuf {
@@ -56,6 +116,8 @@ pub fn init_logging() {
 #[derive(Debug, Clone)]
 pub struct Builder {
     peers: usize,
+    trackers: usize,
+    auths: usize,
     proxy: bool,
     allow_registration: bool,
     peer_ttl_secs: u64,
@@ -63,9 +125,29 @@ pub struct Builder {
     processes: Option<PathBuf>,
     /// Environment for every child process (process mode).
     env: Vec<(String, String)>,
+    backend: Backend,
 }
 
 impl Builder {
+    /// Where the services keep their data (default: embedded).
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.backend = backend;
+        self
+    }
+
+    /// How many tracker replicas (default 1). More than one needs a shared
+    /// database ([`Builder::backend`]); peers get every tracker's address.
+    pub fn trackers(mut self, trackers: usize) -> Self {
+        self.trackers = trackers;
+        self
+    }
+
+    /// How many auth replicas (default 1); like [`Builder::trackers`].
+    pub fn auths(mut self, auths: usize) -> Self {
+        self.auths = auths;
+        self
+    }
+
     /// How many peers (default 2).
     pub fn peers(mut self, peers: usize) -> Self {
         self.peers = peers;
@@ -110,13 +192,14 @@ impl Builder {
         let dir = tempfile::tempdir().expect("a temporary folder");
         let db = dir.path().join("database.csv");
         std::fs::copy(repo_root().join("db/database.csv"), &db).expect("the demo user database exists");
+        let mut secrets = Secrets::random();
+        secrets.database_url = self.backend.database_url().map(|url| url.to_owned().into());
         let mut sys = System {
             settings: self.clone(),
-            secrets: Secrets::random(),
+            secrets,
             dir,
-            auth: None,
-            tracker: None,
-            tracker_port: 0,
+            auths: Vec::new(),
+            trackers: Vec::new(),
             peers: Vec::new(),
             proxy: None,
             client: reqwest::Client::builder()
@@ -125,10 +208,20 @@ impl Builder {
                 .build()
                 .expect("an HTTP client"),
         };
-        sys.auth = Some(sys.launch(Role::Auth, None).await);
-        let tracker = sys.launch(Role::Tracker, None).await;
-        sys.tracker_port = tracker.port;
-        sys.tracker = Some(tracker);
+        if let Backend::Postgres(_) = &self.backend {
+            // The database starts empty: the demo users go in as `auth import-csv` puts them.
+            let config = auth::Config { secrets: sys.secrets.clone(), ..auth::Config::default() };
+            let users = auth::store::UserStore::open(&config).await.expect("the auth store opens");
+            auth::import::import_csv(&users, &db).await.expect("the demo users import");
+        }
+        for _ in 0..self.auths.max(1) {
+            let auth = sys.launch(Role::Auth, None).await;
+            sys.auths.push((auth.port, Some(auth)));
+        }
+        for _ in 0..self.trackers.max(1) {
+            let tracker = sys.launch(Role::Tracker, None).await;
+            sys.trackers.push((tracker.port, Some(tracker)));
+        }
         for _ in 0..self.peers {
             let peer = sys.launch(Role::Peer, None).await;
             sys.peers.push((peer.port, Some(peer)));
@@ -138,6 +231,9 @@ impl Builder {
         }
         for index in 0..self.peers {
             sys.wait_ready(index).await;
+        }
+        if let Some(url) = self.backend.database_url() {
+            assert_on_postgres(url).await;
         }
         sys
     }
@@ -149,10 +245,10 @@ pub struct System {
     settings: Builder,
     secrets: Secrets,
     dir: tempfile::TempDir,
-    auth: Option<Service>,
-    tracker: Option<Service>,
-    /// The tracker's port, kept while it is stopped.
-    tracker_port: u16,
+    /// Each auth replica's port, and the replica while it runs.
+    auths: Vec<(u16, Option<Service>)>,
+    /// Each tracker replica's port, and the replica while it runs.
+    trackers: Vec<(u16, Option<Service>)>,
     /// Each peer's port, and the peer while it runs (stopped peers keep their port).
     peers: Vec<(u16, Option<Service>)>,
     proxy: Option<Service>,
@@ -187,21 +283,46 @@ impl System {
     pub fn builder() -> Builder {
         Builder {
             peers: 2,
+            trackers: 1,
+            auths: 1,
             proxy: false,
             allow_registration: true,
             peer_ttl_secs: 15,
             heartbeat_secs: 1,
             processes: None,
             env: Vec::new(),
+            backend: Backend::Embedded,
         }
     }
 
-    pub fn auth_url(&self) -> &str {
-        &self.auth.as_ref().expect("auth runs").url
+    /// Where this system's services keep their data.
+    pub fn backend(&self) -> &Backend {
+        &self.settings.backend
     }
 
-    pub fn tracker_url(&self) -> &str {
-        &self.tracker.as_ref().expect("the tracker runs").url
+    /// The first auth replica's base URL (also while stopped).
+    pub fn auth_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.auths[0].0)
+    }
+
+    /// Every auth replica's base URL, comma-separated: what peers and trackers get.
+    pub fn auth_urls(&self) -> String {
+        urls(&self.auths)
+    }
+
+    /// The first tracker replica's base URL (also while stopped).
+    pub fn tracker_url(&self) -> String {
+        self.tracker_url_at(0)
+    }
+
+    /// Tracker replica `index`'s base URL (also while stopped).
+    pub fn tracker_url_at(&self, index: usize) -> String {
+        format!("http://127.0.0.1:{}", self.trackers[index].0)
+    }
+
+    /// Every tracker replica's base URL, comma-separated: what peers get.
+    pub fn tracker_urls(&self) -> String {
+        urls(&self.trackers)
     }
 
     /// The base URL of peer `index`, like `http://127.0.0.1:PORT` (also while stopped).
@@ -264,34 +385,59 @@ impl System {
     /// Kills the tracker with SIGKILL (process mode only) and starts it again on its
     /// port and data; waits until every running peer is back in its pool.
     pub async fn kill_and_restart_tracker(&mut self) {
-        self.tracker.take().expect("the tracker runs").kill().await;
+        self.kill_tracker(0).await;
         self.restart_tracker().await;
     }
 
-    /// Stops the tracker gracefully, leaving the peers running;
-    /// [`System::restart_tracker`] brings it back.
-    pub async fn stop_tracker(&mut self) {
-        self.tracker.take().expect("the tracker runs").stop().await;
+    /// Kills tracker replica `index` with SIGKILL (process mode only).
+    pub async fn kill_tracker(&mut self, index: usize) {
+        self.trackers[index].1.take().expect("the tracker runs").kill().await;
     }
 
-    /// Starts the tracker again on its port and data; waits until every running peer
-    /// is back in its pool.
+    /// Stops the (first) tracker gracefully, leaving the peers running;
+    /// [`System::restart_tracker`] brings it back.
+    pub async fn stop_tracker(&mut self) {
+        self.trackers[0].1.take().expect("the tracker runs").stop().await;
+    }
+
+    /// Starts the (first) tracker again on its port and data; waits until every
+    /// running peer is back in its pool.
     pub async fn restart_tracker(&mut self) {
-        assert!(self.tracker.is_none(), "the tracker still runs");
-        self.tracker = Some(self.launch(Role::Tracker, Some(self.tracker_port)).await);
-        for index in 0..self.peers.len() {
-            if self.peers[index].1.is_some() {
-                self.wait_registered(index).await;
+        self.restart_tracker_at(0).await;
+    }
+
+    /// Starts tracker replica `index` again on its port; waits until every running
+    /// peer is in the pool it sees.
+    pub async fn restart_tracker_at(&mut self, index: usize) {
+        assert!(self.trackers[index].1.is_none(), "tracker {index} still runs");
+        self.trackers[index].1 = Some(self.launch(Role::Tracker, Some(self.trackers[index].0)).await);
+        for peer in 0..self.peers.len() {
+            if self.peers[peer].1.is_some() {
+                self.wait_registered_at(index, peer).await;
             }
         }
     }
 
+    /// Kills auth replica `index` with SIGKILL (process mode only).
+    pub async fn kill_auth(&mut self, index: usize) {
+        self.auths[index].1.take().expect("auth runs").kill().await;
+    }
+
+    /// Starts auth replica `index` again on its port.
+    pub async fn restart_auth(&mut self, index: usize) {
+        assert!(self.auths[index].1.is_none(), "auth {index} still runs");
+        self.auths[index].1 = Some(self.launch(Role::Auth, Some(self.auths[index].0)).await);
+    }
+
     /// Every log line the child processes wrote so far (process mode).
     pub fn logs(&self) -> Vec<String> {
-        let services = [&self.auth, &self.tracker, &self.proxy]
-            .into_iter()
-            .flatten()
-            .chain(self.peers.iter().filter_map(|(_, peer)| peer.as_ref()));
+        let services = self
+            .auths
+            .iter()
+            .chain(&self.trackers)
+            .chain(&self.peers)
+            .filter_map(|(_, service)| service.as_ref())
+            .chain(&self.proxy);
         services
             .filter_map(|service| match &service.running {
                 Running::Process(child) => Some(child.logs()),
@@ -311,8 +457,10 @@ impl System {
                 peer.stop().await;
             }
         }
-        for service in [self.tracker.take(), self.auth.take()].into_iter().flatten() {
-            service.stop().await;
+        for (_, service) in self.trackers.drain(..).chain(self.auths.drain(..)) {
+            if let Some(service) = service {
+                service.stop().await;
+            }
         }
     }
 
@@ -369,7 +517,7 @@ impl System {
             Role::Tracker => vec![
                 "tracker".into(),
                 "--auth-url".into(),
-                self.auth_url().to_owned(),
+                self.auth_urls(),
                 "--data-dir".into(),
                 dir.join("tracker").display().to_string(),
                 "--www".into(),
@@ -378,9 +526,9 @@ impl System {
             Role::Peer => vec![
                 "peer".into(),
                 "--tracker-ip".into(),
-                self.tracker_url().to_owned(),
+                self.tracker_urls(),
                 "--auth-url".into(),
-                self.auth_url().to_owned(),
+                self.auth_urls(),
                 "--data-dir".into(),
                 dir.join("peers").display().to_string(),
                 "--www".into(),
@@ -403,6 +551,9 @@ impl System {
             ("PEER_SSE_KEEPALIVE_SECS", "1".to_owned()),
             ("AUTH_ALLOW_REGISTRATION", self.settings.allow_registration.to_string()),
         ];
+        if let Some(url) = self.settings.backend.database_url() {
+            envs.push(("WEAPROUS_DATABASE_URL", url.to_owned()));
+        }
         envs.extend(self.settings.env.iter().map(|(key, value)| (key.as_str(), value.clone())));
         let child = Child::spawn(binary, &format!("{role:?}").to_lowercase(), &args, &envs).await;
         let port = child.port();
@@ -411,7 +562,7 @@ impl System {
 
     fn tracker_config(&self) -> tracker::Config {
         tracker::Config {
-            auth_url: self.auth_url().to_owned(),
+            auth_url: self.auth_urls(),
             data_dir: self.dir.path().join("tracker"),
             www_dir: repo_root().join("www"),
             peer_ttl_secs: self.settings.peer_ttl_secs,
@@ -422,8 +573,8 @@ impl System {
 
     fn peer_config(&self) -> peer::Config {
         peer::Config {
-            tracker_url: self.tracker_url().to_owned(),
-            auth_url: self.auth_url().to_owned(),
+            tracker_url: self.tracker_urls(),
+            auth_url: self.auth_urls(),
             data_dir: self.dir.path().join("peers"),
             www_dir: repo_root().join("www"),
             heartbeat_secs: self.settings.heartbeat_secs,
@@ -437,12 +588,14 @@ impl System {
     fn proxy_conf(&self) -> String {
         let peers: String =
             self.peers.iter().map(|(port, _)| format!("    proxy_pass http://$HOST:{port};\n")).collect();
-        let tracker = self.tracker.as_ref().expect("the tracker runs").port;
-        let auth = self.auth.as_ref().expect("auth runs").port;
+        let passes = |slots: &[(u16, Option<Service>)]| -> String {
+            slots.iter().map(|(port, _)| format!("    proxy_pass http://$HOST:{port};\n")).collect()
+        };
+        let (trackers, auths) = (passes(&self.trackers), passes(&self.auths));
         format!(
             "host \"localhost\" {{\n{peers}    dist_policy sticky\n}}\n\
-             host \"tracker.localhost\" {{\n    proxy_pass http://$HOST:{tracker};\n}}\n\
-             host \"auth.localhost\" {{\n    proxy_pass http://$HOST:{auth};\n}}\n"
+             host \"tracker.localhost\" {{\n{trackers}}}\n\
+             host \"auth.localhost\" {{\n{auths}}}\n"
         )
     }
 
@@ -456,10 +609,17 @@ impl System {
         self.wait_registered(index).await;
     }
 
-    /// Waits (bounded) until the tracker lists peer `index` among live peers.
+    /// Waits (bounded) until the first running tracker lists peer `index` among
+    /// live peers.
     async fn wait_registered(&self, index: usize) {
+        let tracker = self.trackers.iter().position(|(_, service)| service.is_some()).expect("a tracker runs");
+        self.wait_registered_at(tracker, index).await;
+    }
+
+    /// Waits (bounded) until tracker replica `tracker` lists peer `index`.
+    async fn wait_registered_at(&self, tracker: usize, index: usize) {
         let port = self.peer_port(index);
-        let url = format!("{}/get-peers", self.tracker_url());
+        let url = format!("{}/get-peers", self.tracker_url_at(tracker));
         let key = self.cluster_key();
         eventually("peer in the tracker's pool", || async {
             let signature = key.sign(&reqwest::Method::GET, "/get-peers", b"");
@@ -495,6 +655,22 @@ impl Service {
             Running::InProcess { .. } => panic!("SIGKILL needs process mode: build the system with .processes(..)"),
         }
     }
+}
+
+/// Fails unless every service that keeps data migrated its tables into the database
+/// at `url`: a "postgres" test that ran embedded would prove nothing.
+async fn assert_on_postgres(url: &str) {
+    let pool = kit::pg::connect(url, "testkit", 1, Duration::from_secs(5)).await.expect("the test database answers");
+    let conn = pool.get().await.expect("a connection");
+    let rows = conn.query("SELECT DISTINCT component FROM schema_migrations", &[]).await.expect("schema_migrations");
+    let components: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
+    for service in ["auth", "tracker", "peer"] {
+        assert!(components.iter().any(|c| c == service), "{service} keeps no tables in the test database");
+    }
+}
+
+fn urls(slots: &[(u16, Option<Service>)]) -> String {
+    slots.iter().map(|(port, _)| format!("http://127.0.0.1:{port}")).collect::<Vec<_>>().join(",")
 }
 
 async fn bind(port: u16) -> TcpListener {
@@ -595,8 +771,8 @@ impl TestUser {
     }
 
     /// The same session, sent to another base URL (another peer, the proxy).
-    pub fn at(&self, base: &str) -> Self {
-        Self { base: base.to_owned(), ..self.clone() }
+    pub fn at(&self, base: impl AsRef<str>) -> Self {
+        Self { base: base.as_ref().to_owned(), ..self.clone() }
     }
 
     /// Sends these cookies too (`a=1; b=2`).

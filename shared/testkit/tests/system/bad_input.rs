@@ -3,7 +3,7 @@
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use testkit::{Reply, System, TestUser};
+use testkit::{Backend, Reply, System, TestUser};
 
 /// Sends one request and checks the reply is `status` with a JSON error body.
 async fn refused(user: &TestUser, method: Method, path: &str, body: Vec<u8>, status: u16) -> Reply {
@@ -21,9 +21,8 @@ async fn refused(user: &TestUser, method: Method, path: &str, body: Vec<u8>, sta
     reply
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_route_refuses_bad_input_with_a_json_4xx_and_keeps_serving() {
-    let sys = System::builder().peers(2).start().await;
+async fn every_route_refuses_bad_input_with_a_json_4xx_and_keeps_serving(backend: Backend) {
+    let sys = System::builder().backend(backend).peers(2).start().await;
     let alice = sys.login(0, "user1", "password1").await;
     let _bob = sys.login(1, "user2", "password2").await;
     alice.post("/join-channel", "channel_name=general").await;
@@ -180,3 +179,5 @@ async fn every_route_refuses_bad_input_with_a_json_4xx_and_keeps_serving() {
     }
     sys.shutdown().await;
 }
+
+testkit::on_both_backends!(every_route_refuses_bad_input_with_a_json_4xx_and_keeps_serving,);

@@ -72,8 +72,8 @@ async fn every_service_exposes_metrics_that_move_with_traffic() {
     let client = sys.client();
     let proxy_own = Some("127.0.0.1");
     let before_peer = metrics(client, &sys.peer_url(0), None).await;
-    let before_tracker = metrics(client, sys.tracker_url(), None).await;
-    let before_auth = metrics(client, sys.auth_url(), None).await;
+    let before_tracker = metrics(client, &sys.tracker_url(), None).await;
+    let before_auth = metrics(client, &sys.auth_url(), None).await;
     let before_proxy = metrics(client, &sys.proxy_url(), proxy_own).await;
 
     // Traffic: a log-in through the proxy, channel messages, a direct message.
@@ -91,8 +91,8 @@ async fn every_service_exposes_metrics_that_move_with_traffic() {
     assert_eq!(alice.post("/send-peer", "username=user2&message=hi").await.status, 200);
 
     let peer = metrics(client, &sys.peer_url(0), None).await;
-    let tracker = metrics(client, sys.tracker_url(), None).await;
-    let auth = metrics(client, sys.auth_url(), None).await;
+    let tracker = metrics(client, &sys.tracker_url(), None).await;
+    let auth = metrics(client, &sys.auth_url(), None).await;
     let proxy = metrics(client, &sys.proxy_url(), proxy_own).await;
 
     let moved = |after: &HashMap<String, f64>, before: &HashMap<String, f64>, prefix: &str, containing: &str| {

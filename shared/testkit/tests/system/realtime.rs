@@ -5,7 +5,7 @@ use std::time::Duration;
 use eventsource_stream::{Event, Eventsource};
 use futures_util::{Stream, StreamExt};
 use serde_json::Value;
-use testkit::{System, TestUser};
+use testkit::{Backend, System, TestUser};
 
 type Events =
     std::pin::Pin<Box<dyn Stream<Item = Result<Event, eventsource_stream::EventStreamError<reqwest::Error>>> + Send>>;
@@ -36,9 +36,8 @@ async fn next_message(events: &mut Events) -> (String, String, Value) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pushes_arrive_across_peers_and_a_reconnect_gets_exactly_what_it_missed() {
-    let sys = System::builder().peers(2).start().await;
+async fn pushes_arrive_across_peers_and_a_reconnect_gets_exactly_what_it_missed(backend: Backend) {
+    let sys = System::builder().backend(backend).peers(2).start().await;
     let alice = sys.login(0, "user1", "password1").await;
     let bob = sys.login(1, "user2", "password2").await;
     alice.post("/join-channel", "channel_name=general").await;
@@ -86,9 +85,8 @@ async fn pushes_arrive_across_peers_and_a_reconnect_gets_exactly_what_it_missed(
     sys.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn channel_pushes_reach_only_members() {
-    let sys = System::builder().peers(1).start().await;
+async fn channel_pushes_reach_only_members(backend: Backend) {
+    let sys = System::builder().backend(backend).peers(1).start().await;
     let alice = sys.login(0, "user1", "password1").await;
     let carol = sys.login(0, "user3", "password3").await;
     alice.post("/join-channel", "channel_name=general").await;
@@ -119,9 +117,8 @@ async fn next_presence(events: &mut Events, user: &str) -> Value {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn presence_follows_log_ins_open_chats_and_log_outs() {
-    let sys = System::builder().peers(2).start().await;
+async fn presence_follows_log_ins_open_chats_and_log_outs(backend: Backend) {
+    let sys = System::builder().backend(backend).peers(2).start().await;
     let bob = sys.login(1, "user2", "password2").await;
     let mut bobs = open(&bob, None).await;
     let alice = sys.login(0, "user1", "password1").await;
@@ -158,9 +155,8 @@ async fn peer_gauge(sys: &System, index: usize, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("no {name} in {text}"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stream_through_the_proxy_is_alone_on_its_connection_to_the_peer() {
-    let sys = System::builder().peers(1).proxy().start().await;
+async fn a_stream_through_the_proxy_is_alone_on_its_connection_to_the_peer(backend: Backend) {
+    let sys = System::builder().backend(backend).peers(1).proxy().start().await;
     let alice = sys.login(0, "user1", "password1").await.via(&sys.proxy_url(), "localhost");
     // A request first, so that the proxy holds an idle pooled connection to the peer.
     assert_eq!(alice.get("/me").await.status, 200);
@@ -186,10 +182,9 @@ async fn a_stream_through_the_proxy_is_alone_on_its_connection_to_the_peer() {
     sys.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn users_of_a_peer_that_stops_show_offline_and_online_again_when_it_is_back() {
+async fn users_of_a_peer_that_stops_show_offline_and_online_again_when_it_is_back(backend: Backend) {
     // A TTL longer than the waits below: only the peers' own words can be this quick.
-    let mut sys = System::builder().peers(2).liveness(30, 1).start().await;
+    let mut sys = System::builder().backend(backend).peers(2).liveness(30, 1).start().await;
     let _alice = sys.login(0, "user1", "password1").await;
     let bob = sys.login(1, "user2", "password2").await;
     let mut events = open(&bob, None).await;
@@ -204,3 +199,11 @@ async fn users_of_a_peer_that_stops_show_offline_and_online_again_when_it_is_bac
     assert_eq!((back["online"].as_bool(), back["active"].as_bool()), (Some(true), Some(false)), "{back}");
     sys.shutdown().await;
 }
+
+testkit::on_both_backends!(
+    pushes_arrive_across_peers_and_a_reconnect_gets_exactly_what_it_missed,
+    channel_pushes_reach_only_members,
+    presence_follows_log_ins_open_chats_and_log_outs,
+    a_stream_through_the_proxy_is_alone_on_its_connection_to_the_peer,
+    users_of_a_peer_that_stops_show_offline_and_online_again_when_it_is_back,
+);

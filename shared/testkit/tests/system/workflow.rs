@@ -2,7 +2,7 @@
 
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-use testkit::{System, TestUser};
+use testkit::{Backend, System, TestUser};
 
 fn texts(history: &Value) -> Vec<String> {
     history["messages"]["messages"]
@@ -13,9 +13,8 @@ fn texts(history: &Value) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_users_log_in_through_the_tracker_chat_in_a_channel_and_message_each_other() {
-    let sys = System::builder().peers(2).start().await;
+async fn two_users_log_in_through_the_tracker_chat_in_a_channel_and_message_each_other(backend: Backend) {
+    let sys = System::builder().backend(backend).peers(2).start().await;
 
     // Log in the original way: POST /login on the tracker, which picks a peer.
     let login = |user: &'static str, password: &'static str| {
@@ -141,9 +140,8 @@ async fn two_users_log_in_through_the_tracker_chat_in_a_channel_and_message_each
     sys.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn channels_can_be_created_left_and_paged() {
-    let sys = System::builder().peers(1).start().await;
+async fn channels_can_be_created_left_and_paged(backend: Backend) {
+    let sys = System::builder().backend(backend).peers(1).start().await;
     let alice = sys.login(0, "user1", "password1").await;
     let created = alice.post("/create-channel", "channel_name=Rust-VN").await;
     assert_eq!(created.status, 201, "{}", created.body);
@@ -165,9 +163,8 @@ async fn channels_can_be_created_left_and_paged() {
     sys.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn logout_ends_the_session_and_shows_the_user_offline() {
-    let sys = System::builder().peers(2).start().await;
+async fn logout_ends_the_session_and_shows_the_user_offline(backend: Backend) {
+    let sys = System::builder().backend(backend).peers(2).start().await;
     let alice = sys.login(0, "user1", "password1").await;
     let bob = sys.login(1, "user2", "password2").await;
     assert_eq!(bob.get("/get-list").await.body.as_array().unwrap().len(), 1);
@@ -188,14 +185,13 @@ async fn logout_ends_the_session_and_shows_the_user_offline() {
     sys.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_logout_ends_the_session_on_every_peer_and_on_the_tracker() {
-    let mut sys = System::builder().peers(3).start().await;
+async fn a_logout_ends_the_session_on_every_peer_and_on_the_tracker(backend: Backend) {
+    let mut sys = System::builder().backend(backend).peers(3).start().await;
     let alice = sys.login(0, "user1", "password1").await;
     let other_tab = sys.login(0, "user1", "password1").await;
     let at_tracker = alice.at(sys.tracker_url());
     assert_eq!(at_tracker.get("/me").await.status, 200);
-    let stream = alice.at(&sys.peer_url(1)).request(reqwest::Method::GET, "/events").send().await.unwrap();
+    let stream = alice.at(sys.peer_url(1)).request(reqwest::Method::GET, "/events").send().await.unwrap();
     assert_eq!(stream.status(), 200);
     sys.stop_peer(2).await;
 
@@ -208,13 +204,13 @@ async fn a_logout_ends_the_session_on_every_peer_and_on_the_tracker() {
     ended.await.expect("the ended session's event stream closes");
     assert_eq!(at_tracker.get("/me").await.status, 401, "the tracker knew before the logout answered");
     testkit::eventually("peer 1 refuses the ended session", || async {
-        alice.at(&sys.peer_url(1)).get("/me").await.status == 401
+        alice.at(sys.peer_url(1)).get("/me").await.status == 401
     })
     .await;
     assert_eq!(other_tab.get("/me").await.status, 200, "her other session goes on");
     // Peer 2 was down: it learns of the logout before it counts as ready again.
     sys.restart_peer(2).await;
-    assert_eq!(alice.at(&sys.peer_url(2)).get("/me").await.status, 401);
+    assert_eq!(alice.at(sys.peer_url(2)).get("/me").await.status, 401);
     // The tracker keeps it across a restart. A logout while it is down reaches it,
     // and the other peers, once it is back.
     let bob = sys.login(0, "user2", "password2").await;
@@ -226,13 +222,12 @@ async fn a_logout_ends_the_session_on_every_peer_and_on_the_tracker() {
         bob.at(sys.tracker_url()).get("/me").await.status == 401
     })
     .await;
-    testkit::eventually("so does peer 1", || async { bob.at(&sys.peer_url(1)).get("/me").await.status == 401 }).await;
+    testkit::eventually("so does peer 1", || async { bob.at(sys.peer_url(1)).get("/me").await.status == 401 }).await;
     sys.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_user_whose_sessions_all_expired_is_released() {
-    let sys = System::builder().peers(1).start().await;
+async fn a_user_whose_sessions_all_expired_is_released(backend: Backend) {
+    let sys = System::builder().backend(backend).peers(1).start().await;
     let bob = sys.login(0, "user2", "password2").await;
     let keys = sys.token_keys(std::time::Duration::from_secs(1));
     let (token, _) = keys.issue(&wire::names::Username::parse("user1").unwrap()).unwrap();
@@ -252,9 +247,8 @@ async fn conversation(user: &TestUser, with: &str) -> Vec<String> {
     reply.body["messages"].as_array().unwrap().iter().map(|m| m["message"].as_str().unwrap().to_owned()).collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_user_who_moves_to_another_peer_takes_their_direct_messages_along() {
-    let sys = System::builder().peers(3).start().await;
+async fn a_user_who_moves_to_another_peer_takes_their_direct_messages_along(backend: Backend) {
+    let sys = System::builder().backend(backend).peers(3).start().await;
     let alice_on_0 = sys.login(0, "user1", "password1").await;
     let bob = sys.login(1, "user2", "password2").await;
     bob.post("/send-peer", "username=user1&message=one").await;
@@ -278,16 +272,22 @@ async fn a_user_who_moves_to_another_peer_takes_their_direct_messages_along() {
     sys.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_mailbox_left_on_a_peer_that_was_down_follows_its_user_when_it_returns() {
-    let mut sys = System::builder().peers(3).start().await;
+async fn a_mailbox_left_on_a_peer_that_was_down_follows_its_user_when_it_returns(backend: Backend) {
+    let shared_mailboxes = matches!(backend, Backend::Postgres(_));
+    let mut sys = System::builder().backend(backend).peers(3).start().await;
     let _alice_on_0 = sys.login(0, "user1", "password1").await;
     let bob = sys.login(1, "user2", "password2").await;
     bob.post("/send-peer", "username=user1&message=before").await;
     sys.stop_peer(0).await;
     let alice_on_2 = sys.login(2, "user1", "password1").await;
     bob.post("/send-peer", "username=user1&message=after").await;
-    assert_eq!(conversation(&alice_on_2, "user2").await, ["after"]);
+    if shared_mailboxes {
+        // On PostgreSQL every peer reads the one mailbox: nothing waits for peer 0.
+        assert_eq!(conversation(&alice_on_2, "user2").await, ["before", "after"]);
+    } else {
+        // Embedded, the first message sits on the stopped peer until it returns.
+        assert_eq!(conversation(&alice_on_2, "user2").await, ["after"]);
+    }
     sys.restart_peer(0).await;
     testkit::eventually("the message kept by the returning peer joins the rest, in time order", || async {
         conversation(&alice_on_2, "user2").await == ["before", "after"]
@@ -296,9 +296,8 @@ async fn a_mailbox_left_on_a_peer_that_was_down_follows_its_user_when_it_returns
     sys.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn direct_messages_go_peer_to_peer_while_the_tracker_is_down() {
-    let mut sys = System::builder().start().await;
+async fn direct_messages_go_peer_to_peer_while_the_tracker_is_down(backend: Backend) {
+    let mut sys = System::builder().backend(backend).start().await;
     let alice = sys.login(0, "user1", "password1").await;
     let bob = sys.login(1, "user2", "password2").await;
     let carol = sys.login(0, "user3", "password3").await;
@@ -333,3 +332,14 @@ async fn direct_messages_go_peer_to_peer_while_the_tracker_is_down() {
     assert_eq!(posted.status, 200, "{:?}", posted.body);
     sys.shutdown().await;
 }
+
+testkit::on_both_backends!(
+    two_users_log_in_through_the_tracker_chat_in_a_channel_and_message_each_other,
+    channels_can_be_created_left_and_paged,
+    logout_ends_the_session_and_shows_the_user_offline,
+    a_logout_ends_the_session_on_every_peer_and_on_the_tracker,
+    a_user_whose_sessions_all_expired_is_released,
+    a_user_who_moves_to_another_peer_takes_their_direct_messages_along,
+    a_mailbox_left_on_a_peer_that_was_down_follows_its_user_when_it_returns,
+    direct_messages_go_peer_to_peer_while_the_tracker_is_down,
+);
