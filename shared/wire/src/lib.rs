@@ -22,6 +22,7 @@ pub mod api;
 pub mod events;
 pub mod headers;
 pub mod names;
+pub mod routes;
 pub mod token;
 
 mod de;
