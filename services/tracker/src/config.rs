@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use figment::Figment;
+use kit::client::endpoints::Endpoints;
 use kit::config::{ConfigError, Secrets, ServerFlags, StorageFlags};
 use serde::{Deserialize, Serialize};
 
@@ -14,7 +15,8 @@ pub struct Config {
     /// The address to bind.
     pub server_ip: IpAddr,
     pub server_port: u16,
-    /// Where auth answers, to check passwords on `POST /login`.
+    /// Where auth answers, to check passwords on `POST /login`: `ip:port` or a URL, or
+    /// several, comma-separated (replicas), tried in turn while one is down.
     pub auth_url: String,
     /// The folder of the tracker's database (`tracker.db`).
     pub data_dir: PathBuf,
@@ -54,7 +56,8 @@ pub struct Flags {
     /// not given).
     #[arg(long = "tracker-port")]
     pub tracker_port: Option<u16>,
-    /// Where auth answers (`ip:port` or a URL).
+    /// Where auth answers (`ip:port` or a URL); several, comma-separated, for
+    /// replicas.
     #[arg(long = "auth-url")]
     pub auth_url: Option<String>,
     /// The folder of the tracker's database.
@@ -107,7 +110,7 @@ impl Config {
 
     /// Checks what types alone cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        kit::config::base_url(&self.auth_url)?;
+        Endpoints::parse("auth", &self.auth_url)?;
         if self.peer_ttl_secs < 3 {
             return Err(ConfigError("peer_ttl_secs must be at least 3".into()));
         }
@@ -154,6 +157,33 @@ mod tests {
                 ..Flags::default()
             };
             assert_eq!(database_url(&flags).as_deref(), Some("postgres://tracker@flag-db/chat"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn auth_url_takes_one_address_or_a_list_from_the_file_the_env_or_the_flag() {
+        figment::Jail::expect_with(|jail| {
+            let auth_url = |flags: &Flags| Config::load(flags).unwrap().auth_url;
+            assert_eq!(auth_url(&Flags::default()), "http://127.0.0.1:9100");
+            jail.create_file("tracker.toml", r#"auth_url = "127.0.0.1:9100""#)?;
+            assert_eq!(auth_url(&Flags::default()), "127.0.0.1:9100", "the original's ip:port form");
+            jail.set_env("TRACKER_AUTH_URL", "http://auth-a:9100,http://auth-b:9100");
+            assert_eq!(auth_url(&Flags::default()), "http://auth-a:9100,http://auth-b:9100");
+            let flags = Flags { auth_url: Some("10.0.0.1:9100, 10.0.0.2:9100".to_owned()), ..Flags::default() };
+            assert_eq!(auth_url(&flags), "10.0.0.1:9100, 10.0.0.2:9100", "the flag wins");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn auth_url_refuses_an_empty_list_and_other_schemes() {
+        figment::Jail::expect_with(|jail| {
+            for nonsense in [",", " , ", "", "ftp://x", "http://auth-a:9100,ftp://x", "http://"] {
+                jail.set_env("TRACKER_AUTH_URL", nonsense);
+                let err = Config::load(&Flags::default()).expect_err(nonsense);
+                assert!(!err.0.is_empty(), "{nonsense:?} is refused with a reason");
+            }
             Ok(())
         });
     }

@@ -4,6 +4,7 @@
 //! # Layout
 //!
 //! - [`config`]: flags, env and file settings.
+//! - [`auth_client`]: the calls to auth, over every configured auth instance.
 //! - [`pool`]: live peers, by registration and heartbeat, in memory (the embedded
 //!   backend's pool).
 //! - [`store`]: the peer pool, channels, members, history, the directory and ended
@@ -11,6 +12,7 @@
 //! - `caller`: who is calling, a user (session token) or a service (signature).
 //! - `routes`: one module per resource; `stream` pushes to peers over SSE.
 
+pub mod auth_client;
 pub mod config;
 pub mod pool;
 pub mod store;
@@ -26,17 +28,18 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use kit::client::Client;
+use kit::client::endpoints::Endpoints;
 use kit::health::Readiness;
 use kit::session::TokenKeys;
 use kit::sign::ClusterKey;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use reqwest::Url;
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use auth_client::AuthClient;
 pub use config::Config;
 use store::Store;
 
@@ -59,7 +62,8 @@ pub struct Shared {
     pub tokens: TokenKeys,
     pub cluster: ClusterKey,
     pub client: Client,
-    pub auth_url: Url,
+    /// Auth, to check passwords on the original's `POST /login`.
+    pub auth: AuthClient,
     pub www_dir: Arc<PathBuf>,
     pub readiness: Readiness,
     /// Cancelled at shutdown, so peer streams end and the drain can finish.
@@ -116,12 +120,14 @@ impl AppState {
         for session in store.revoked().await.context("failed to read the ended sessions")? {
             tokens.revoke(&session.sid, session.expires_at);
         }
+        let client = Client::new(cluster.clone(), Duration::from_secs(10))?;
+        let auth = AuthClient::new(client.clone(), Endpoints::parse("auth", &config.auth_url)?);
         Ok(Self(Arc::new(Shared {
             store,
             tokens,
-            client: Client::new(cluster.clone(), Duration::from_secs(10))?,
+            client,
             cluster,
-            auth_url: kit::config::base_url(&config.auth_url)?,
+            auth,
             www_dir: Arc::new(config.www_dir.clone()),
             readiness: Readiness::ready(),
             shutdown: CancellationToken::new(),

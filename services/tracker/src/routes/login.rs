@@ -3,7 +3,6 @@
 //! session cookie and send the browser there.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -52,7 +51,8 @@ async fn login(
     headers: HeaderMap,
     Input(credentials): Input<Credentials>,
 ) -> Result<Response, ApiError> {
-    sign_in(&state, client, &headers, &credentials, "login").await
+    let grant = state.auth.login(client, &credentials).await?;
+    sign_in(&state, &headers, grant).await
 }
 
 /// Sign-up through auth, then as log-in.
@@ -63,7 +63,8 @@ async fn register(
     headers: HeaderMap,
     Input(credentials): Input<Credentials>,
 ) -> Result<Response, ApiError> {
-    sign_in(&state, client, &headers, &credentials, "register").await
+    let grant = state.auth.register(client, &credentials).await?;
+    sign_in(&state, &headers, grant).await
 }
 
 /// Who the session belongs to, and their peer.
@@ -72,16 +73,8 @@ async fn me(State(state): State<AppState>, user: AuthUser) -> Result<Json<Sessio
     Ok(Json(SessionInfo { status: Status::Success, username: user.claims.sub, expires_at: user.claims.exp, peer }))
 }
 
-/// Asks auth (`login` or `register`), assigns a peer, sets the cookie.
-async fn sign_in(
-    state: &AppState,
-    client: IpAddr,
-    headers: &HeaderMap,
-    credentials: &Credentials,
-    route: &str,
-) -> Result<Response, ApiError> {
-    let url = state.auth_url.join(route).map_err(anyhow::Error::from)?;
-    let grant: SessionGrant = kit::client::call(state.client.relay_to_auth(url, client, credentials), "auth").await?;
+/// After auth granted a session: assigns a peer, sets the cookie.
+async fn sign_in(state: &AppState, headers: &HeaderMap, grant: SessionGrant) -> Result<Response, ApiError> {
     let peer = assign_peer(state, &grant).await?;
     state.store.set_home(&grant.username, &peer).await?;
     let location = format!("{}/", peer.url());

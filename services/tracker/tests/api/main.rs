@@ -1,5 +1,5 @@
 //! The tracker over real HTTP on 127.0.0.1:0: API tests on both storage backends, and
-//! several replicas on one PostgreSQL database.
+//! several replicas on one PostgreSQL database, and the log-in through auth instances.
 
 use std::time::Duration;
 
@@ -17,6 +17,7 @@ use wire::api::{PeerRegistration, UserInfo};
 use wire::names::Username;
 
 mod basics;
+mod login;
 mod replicas;
 
 /// Where a test's tracker keeps its data.
