@@ -13,12 +13,13 @@ use kit::backoff::delay_for;
 use kit::error::ApiError;
 use tracing::Instrument;
 use wire::addr::PeerAddr;
-use wire::api::{Ack, DirectMessage, Location};
+use wire::api::DirectMessage;
 use wire::events::{Delivered, Event};
 use wire::names::{MessageText, Username};
 
 use crate::AppState;
 use crate::hub::Audience;
+use crate::ids::MessageId;
 
 /// The first retry comes after about this long, then the waits double.
 const RETRY_MIN: Duration = Duration::from_secs(1);
@@ -58,7 +59,7 @@ pub async fn send(
     broadcast: bool,
 ) -> Result<(DirectMessage, bool), ApiError> {
     let message = DirectMessage {
-        id: uuid::Uuid::now_v7().simple().to_string(),
+        id: MessageId::new().into(),
         message: text,
         sender_ip: state.me.ip.clone(),
         sender_port: state.me.port,
@@ -123,7 +124,7 @@ pub async fn deliver_here(state: &AppState, message: &DirectMessage) -> Result<b
 
 /// One delivery attempt: find the recipient's peer, hand the message over.
 async fn attempt(state: &AppState, message: &DirectMessage, hint: Option<&PeerAddr>) -> Result<(), ApiError> {
-    let home = match locate(state, &message.to).await {
+    let home = match state.tracker.lookup(&message.to).await {
         Ok(location) => PeerAddr { ip: location.ip, port: location.port },
         Err(err) => match hint {
             Some(hint) => hint.clone(),
@@ -138,16 +139,7 @@ async fn hand_over(state: &AppState, message: &DirectMessage, home: &PeerAddr) -
     if *home == state.me {
         return deliver_here(state, message).await.map(drop);
     }
-    let url = reqwest::Url::parse(&format!("{}/receive-message", home.url())).map_err(anyhow::Error::from)?;
-    let service = format!("peer {home}");
-    kit::client::call::<Ack>(state.client.signed_post(url, message), &service).await.map(drop)
-}
-
-/// Where the tracker says a user is hosted (or was last).
-pub async fn locate(state: &AppState, user: &Username) -> Result<Location, ApiError> {
-    let mut url = state.tracker_url("lookup");
-    url.query_pairs_mut().append_pair("username", user.as_str());
-    kit::client::call(state.client.signed_get(url), "tracker").await
+    state.peers.receive_message(home, message).await
 }
 
 /// Retries what is in the outbox until each message is delivered or too old.

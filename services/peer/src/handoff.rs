@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use kit::backoff::Backoff;
 use wire::addr::PeerAddr;
-use wire::api::{Ack, Contact, DirectMessage, MailboxTransfer};
+use wire::api::{Contact, DirectMessage, MailboxTransfer};
 use wire::names::Username;
 
 use crate::AppState;
@@ -62,7 +62,6 @@ pub async fn hand_over(state: AppState, user: Username, to: PeerAddr) {
 async fn transfer(state: &AppState, user: &Username, to: &PeerAddr) -> anyhow::Result<usize> {
     // A mailbox shared by every peer stays where it is.
     let Some(mailboxes) = state.store.handover() else { return Ok(0) };
-    let url = reqwest::Url::parse(&format!("{}/import-mailbox", to.url()))?;
     let mut sent = 0;
     let mut contacts = mailboxes.contacts(user).await?;
     loop {
@@ -80,7 +79,7 @@ async fn transfer(state: &AppState, user: &Username, to: &PeerAddr) -> anyhow::R
             }
             sent += messages.len();
             for page in pages(user, messages, std::mem::take(&mut contacts), PAGE_BYTES) {
-                kit::client::call::<Ack>(state.client.signed_post(url.clone(), &page), &format!("peer {to}")).await?;
+                state.peers.import_mailbox(to, &page).await?;
             }
             if !full {
                 break;
@@ -145,7 +144,7 @@ pub async fn hand_over_strays(state: AppState) {
         }
     };
     for owner in owners.into_iter().filter(|owner| !state.sessions.is_hosted(owner)) {
-        match crate::delivery::locate(&state, &owner).await {
+        match state.tracker.lookup(&owner).await {
             Ok(home) => {
                 let to = PeerAddr { ip: home.ip, port: home.port };
                 if to != state.me {

@@ -4,7 +4,12 @@
 //! # Layout
 //!
 //! - [`config`]: flags, env and file settings, and binding.
-//! - [`sessions`]: hosted users, revoked sessions, the [`sessions::Session`] extractor.
+//! - [`sessions`]: the hosted users and their open event streams (state only).
+//! - [`hosting`]: the [`hosting::Session`] extractor, what the tracker hears about
+//!   hosted users, log-outs and revoked sessions.
+//! - [`clients`]: typed clients of the tracker, auth and other peers, with fail-over
+//!   between a service's instances.
+//! - [`ids`]: message ids as their own types.
 //! - [`store`]: contacts, mailboxes and the outbox, durable in SQLite or PostgreSQL.
 //! - [`hub`]: the events browsers get, with ids to resume from.
 //! - [`delivery`]: sending direct messages peer to peer, and the outbox worker.
@@ -13,10 +18,13 @@
 //! - [`tracker_link`]: registration, heartbeat and the tracker's push stream.
 //! - `routes`: one module per resource.
 
+pub mod clients;
 pub mod config;
 pub mod delivery;
 pub mod handoff;
+pub mod hosting;
 pub mod hub;
+pub mod ids;
 pub mod sessions;
 pub mod store;
 pub mod tracker_link;
@@ -39,15 +47,18 @@ use kit::sign::ClusterKey;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use reqwest::Url;
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use wire::addr::PeerAddr;
 
+use clients::auth::AuthClient;
+use clients::peer::PeerClient;
+use clients::tracker::TrackerClient;
 pub use config::Config;
 use hub::Hub;
+use kit::client::endpoints::Endpoints;
 use sessions::Sessions;
 use store::PeerStore;
 
@@ -73,9 +84,14 @@ pub struct Shared {
     pub hub: Hub,
     pub tokens: TokenKeys,
     pub cluster: ClusterKey,
+    /// The plain client the service clients share (tests sign calls with it).
     pub client: Client,
-    pub tracker: Url,
-    pub auth: Url,
+    /// The tracker, at every configured instance.
+    pub tracker: TrackerClient,
+    /// Auth, at every configured instance.
+    pub auth: AuthClient,
+    /// Other peers.
+    pub peers: PeerClient,
     pub www_dir: Arc<PathBuf>,
     pub heartbeat: Duration,
     pub outbox_ttl: Duration,
@@ -226,16 +242,20 @@ impl AppState {
         for (sid, expires_at) in loaded.revoked {
             tokens.revoke(&sid, expires_at);
         }
+        let client = Client::new(cluster.clone(), Duration::from_secs(10))?;
+        let tracker_endpoints = Endpoints::parse("tracker", &config.tracker_url)?;
+        let auth_endpoints = Endpoints::parse("auth", &config.auth_url)?;
         Ok(Self(Arc::new(Shared {
+            tracker: TrackerClient::new(tracker_endpoints, client.clone(), me.clone()),
+            auth: AuthClient::new(auth_endpoints, client.clone()),
+            peers: PeerClient::new(client.clone()),
+            client,
             me,
             store,
             sessions: Sessions::restore(loaded.hosted),
             hub: Hub::new(),
             tokens,
-            client: Client::new(cluster.clone(), Duration::from_secs(10))?,
             cluster,
-            tracker: kit::config::base_url(&config.tracker_url)?,
-            auth: kit::config::base_url(&config.auth_url)?,
             www_dir: Arc::new(config.www_dir.clone()),
             heartbeat: config.heartbeat(),
             outbox_ttl: Duration::from_secs(config.outbox_ttl_secs),
@@ -248,17 +268,6 @@ impl AppState {
             metrics: PeerMetrics::new(),
             _slot: slot,
         })))
-    }
-
-    /// A route on the tracker.
-    pub fn tracker_url(&self, route: &str) -> Url {
-        // Route names are fixed identifiers, so joining cannot fail.
-        self.tracker.join(route).expect("tracker routes are valid URL paths")
-    }
-
-    /// A route on auth.
-    pub fn auth_url(&self, route: &str) -> Url {
-        self.auth.join(route).expect("auth routes are valid URL paths")
     }
 }
 
@@ -288,7 +297,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, advertised = %state.me, tracker = %state.tracker, store = %state.store.describe(), "listening");
+    tracing::info!(%addr, advertised = %state.me, tracker = %state.tracker.endpoints().url("/"), store = %state.store.describe(), "listening");
     let registration = tokio::spawn(tracker_link::keep_registered(state.clone()));
     tokio::spawn(delivery::outbox_worker(state.clone()));
     let token = state.shutdown.clone();

@@ -12,25 +12,22 @@ use eventsource_stream::Eventsource;
 use futures_util::StreamExt;
 use kit::backoff::Backoff;
 use kit::error::ApiError;
-use wire::api::{Done, PeerRegistration, RevokedSession, RevokedSessions};
 use wire::events::{Event, Pushed};
 
 use crate::AppState;
+use crate::hosting::{self, our_revoked, share_revoked};
 use crate::hub::Audience;
-use crate::sessions;
 
 /// Registers with the tracker (retrying until it answers), then beats. Once first
 /// registered, follows the tracker's push stream too.
 pub async fn keep_registered(state: AppState) {
     let mut following = false;
-    let registration = PeerRegistration { ip: state.me.ip.clone(), port: state.me.port, username: None };
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
     let mut quiet = Quiet::default();
     'register: loop {
         loop {
-            let request = state.client.signed_post(state.tracker_url("register-peer-pool"), &registration);
-            match kit::client::call::<Done>(request, "tracker").await {
-                Ok(_) => break,
+            match state.tracker.register().await {
+                Ok(()) => break,
                 Err(err) => {
                     quiet.failed("could not register with the tracker; retrying", &err);
                     if !pause(&state, backoff.next_wait()).await {
@@ -58,18 +55,18 @@ pub async fn keep_registered(state: AppState) {
         let mut report_activity = true;
         let mut strays = true;
         loop {
-            sessions::release_expired(&state).await;
+            hosting::release_expired(&state).await;
             for user in state.sessions.unannounced() {
-                sessions::announce(&state, &user, true).await;
+                hosting::announce(&state, &user, true).await;
             }
             for user in state.sessions.without_channels() {
-                sessions::learn_channels(&state, &user).await;
+                hosting::learn_channels(&state, &user).await;
             }
             // After (re-)registering and announcing, who has the chat open, and the
             // mailboxes of users who moved while this peer was away.
             if std::mem::take(&mut report_activity) {
                 for user in state.sessions.active() {
-                    sessions::report_activity(&state, &user, true).await;
+                    hosting::report_activity(&state, &user, true).await;
                 }
             }
             if std::mem::take(&mut strays) {
@@ -83,9 +80,8 @@ pub async fn keep_registered(state: AppState) {
             if !pause(&state, state.heartbeat).await {
                 return;
             }
-            let request = state.client.signed_post(state.tracker_url("heartbeat"), &registration);
-            match kit::client::call::<Done>(request, "tracker").await {
-                Ok(_) => quiet.recovered(),
+            match state.tracker.heartbeat().await {
+                Ok(()) => quiet.recovered(),
                 Err(ApiError::Upstream { status, .. }) if status == 404 => {
                     tracing::warn!("the tracker forgot this peer; registering again");
                     continue 'register;
@@ -100,10 +96,8 @@ pub async fn keep_registered(state: AppState) {
 /// show offline at once rather than after the tracker's TTL. Bounded: a tracker that
 /// is gone or stopping too is not waited for (it then notices by the missed beats).
 pub async fn leave(state: &AppState) {
-    let registration = PeerRegistration { ip: state.me.ip.clone(), port: state.me.port, username: None };
-    let request = state.client.signed_post(state.tracker_url("leave-peer-pool"), &registration);
-    match tokio::time::timeout(LEAVE_PATIENCE, kit::client::call::<Done>(request, "tracker")).await {
-        Ok(Ok(_)) => tracing::info!(peer = %state.me, "left the tracker's pool"),
+    match tokio::time::timeout(LEAVE_PATIENCE, state.tracker.leave()).await {
+        Ok(Ok(())) => tracing::info!(peer = %state.me, "left the tracker's pool"),
         Ok(Err(err)) => tracing::debug!(%err, "could not tell the tracker this peer is leaving"),
         Err(_) => tracing::debug!("the tracker did not answer the leave in time"),
     }
@@ -119,15 +113,9 @@ pub async fn follow_stream(state: AppState) {
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
     let mut quiet = Quiet::default();
     loop {
-        let mut url = state.tracker_url("peer-stream");
-        url.query_pairs_mut().append_pair("ip", &state.me.ip).append_pair("port", &state.me.port.to_string());
-        let mut request = state.client.signed_stream(url);
-        if let Some(id) = last_id {
-            request = request.header("last-event-id", id.to_string());
-        }
         let response = tokio::select! {
             () = state.shutdown.cancelled() => return,
-            response = request.send() => response,
+            response = state.tracker.peer_stream(last_id) => response,
         };
         match response {
             Ok(response) if response.status().is_success() => {
@@ -175,48 +163,6 @@ pub async fn follow_stream(state: AppState) {
     }
 }
 
-/// Sessions per `POST /revoke-sessions`, well inside the request body limit.
-const REVOKED_PER_CALL: usize = 500;
-
-/// Tells the tracker about sessions ended here, and learns every session ended
-/// anywhere. Returns whether the tracker has them all; a failure is logged, and the
-/// heartbeat loop, the next registration or reconnect of the stream try again.
-pub async fn share_revoked(state: &AppState, ended: Vec<RevokedSession>) -> bool {
-    // One call even with nothing to tell, to learn what ended elsewhere.
-    let mut batches: Vec<&[RevokedSession]> = ended.chunks(REVOKED_PER_CALL).collect();
-    if batches.is_empty() {
-        batches.push(&[]);
-    }
-    for batch in batches {
-        let body = RevokedSessions { sessions: batch.to_vec() };
-        let request = state.client.signed_post(state.tracker_url("revoke-sessions"), &body);
-        let known = match kit::client::call::<RevokedSessions>(request, "tracker").await {
-            Ok(known) => known,
-            Err(err) => {
-                tracing::warn!(%err, "could not share ended sessions with the tracker");
-                return false;
-            }
-        };
-        for session in known.sessions {
-            if let Err(err) = sessions::revoke_here(state, &session, false).await {
-                tracing::warn!(%err, "could not record an ended session");
-            }
-        }
-    }
-    true
-}
-
-/// The sessions that ended on this peer, for the tracker.
-async fn our_revoked(state: &AppState) -> Vec<RevokedSession> {
-    match state.store.own_revoked().await {
-        Ok(own) => own.into_iter().map(|(sid, expires_at)| RevokedSession { sid, expires_at }).collect(),
-        Err(err) => {
-            tracing::warn!(%err, "could not read the sessions ended here");
-            Vec::new()
-        }
-    }
-}
-
 /// Hands one pushed event to this peer's browsers, in a span that joins the trace of
 /// the request that caused it.
 fn dispatch(state: &AppState, data: &str) {
@@ -257,7 +203,7 @@ fn dispatch(state: &AppState, data: &str) {
             let state = state.clone();
             let session = session.clone();
             tokio::spawn(async move {
-                if let Err(err) = sessions::revoke_here(&state, &session, false).await {
+                if let Err(err) = hosting::revoke_here(&state, &session, false).await {
                     tracing::warn!(%err, "could not record an ended session");
                 }
             });

@@ -11,7 +11,7 @@ use kit::http::ClientIp;
 use wire::api::{Ack, Credentials, Done, LoginRedirect, SessionGrant, SessionInfo, Status, SubmitUsername};
 
 use crate::AppState;
-use crate::sessions::{self, Session};
+use crate::hosting::{self, Session};
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
@@ -29,8 +29,7 @@ pub(crate) async fn login(
     headers: HeaderMap,
     Input(credentials): Input<Credentials>,
 ) -> Result<Response, ApiError> {
-    let request = state.client.relay_to_auth(state.auth_url("login"), client, &credentials);
-    let grant: SessionGrant = kit::client::call(request, "auth").await?;
+    let grant = state.auth.login(client, &credentials).await?;
     start_session(&state, &headers, grant, StatusCode::OK).await
 }
 
@@ -41,8 +40,7 @@ async fn register(
     headers: HeaderMap,
     Input(credentials): Input<Credentials>,
 ) -> Result<Response, ApiError> {
-    let request = state.client.relay_to_auth(state.auth_url("register"), client, &credentials);
-    let grant: SessionGrant = kit::client::call(request, "auth").await?;
+    let grant = state.auth.register(client, &credentials).await?;
     start_session(&state, &headers, grant, StatusCode::CREATED).await
 }
 
@@ -56,7 +54,7 @@ async fn start_session(
 ) -> Result<Response, ApiError> {
     let claims = state.tokens.verify(&grant.token)?;
     let session = Session { claims, token: grant.token.clone() };
-    sessions::host(state, &session).await?;
+    hosting::host(state, &session).await?;
     let max_age = std::time::Duration::from_secs(grant.expires_at.saturating_sub(kit::now_secs()));
     let cookie = kit::session::session_cookie(&grant.token, max_age);
     let body = Json(LoginRedirect { status: Status::Success, username: grant.username, location: "/".into() });
@@ -68,7 +66,7 @@ async fn start_session(
 }
 
 async fn logout(State(state): State<AppState>, headers: HeaderMap, session: Session) -> Result<Response, ApiError> {
-    sessions::end(&state, &session).await?;
+    hosting::end(&state, &session).await?;
     let cookie = kit::session::clear_session_cookie();
     let body = Json(Ack::success("Logged out"));
     if kit::www::wants_json(&headers) || !is_form_post(&headers) {
@@ -107,7 +105,7 @@ async fn submit_username(
             session.username()
         )));
     }
-    if !sessions::announce(&state, session.username(), false).await {
+    if !hosting::announce(&state, session.username(), false).await {
         return Err(ApiError::Unavailable("the tracker is unreachable; try again".into()));
     }
     Ok(Json(Done::success()))

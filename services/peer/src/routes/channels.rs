@@ -10,7 +10,7 @@ use kit::error::ApiError;
 use wire::api::{Ack, ChannelHistory, ChannelList, ChannelRequest, HistoryRequest, MessageStored, SendChannelMessage};
 
 use crate::AppState;
-use crate::sessions::Session;
+use crate::hosting::Session;
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
@@ -24,13 +24,11 @@ pub(crate) fn router() -> Router<AppState> {
 }
 
 async fn all_channels(State(state): State<AppState>, session: Session) -> Result<Json<ChannelList>, ApiError> {
-    let request = state.client.user_get(state.tracker_url("get-all-channels"), &session.token);
-    kit::client::call(request, "tracker").await.map(Json)
+    state.tracker.all_channels(&session.token).await.map(Json)
 }
 
 async fn joined_channels(State(state): State<AppState>, session: Session) -> Result<Json<ChannelList>, ApiError> {
-    let request = state.client.user_get(state.tracker_url("get-joined-channels"), &session.token);
-    let list: ChannelList = kit::client::call(request, "tracker").await?;
+    let list = state.tracker.joined_channels(&session.token).await?;
     state.sessions.set_joined(session.username(), list.channels.iter().cloned());
     Ok(Json(list))
 }
@@ -40,8 +38,7 @@ async fn create_channel(
     session: Session,
     Input(body): Input<ChannelRequest>,
 ) -> Result<(StatusCode, Json<Ack>), ApiError> {
-    let request = state.client.user_post(state.tracker_url("create-channel"), &session.token, &body);
-    let ack = kit::client::call(request, "tracker").await?;
+    let ack = state.tracker.create_channel(&session.token, &body).await?;
     state.sessions.update_joined(session.username(), &body.channel_name, true);
     Ok((StatusCode::CREATED, Json(ack)))
 }
@@ -51,8 +48,7 @@ async fn join_channel(
     session: Session,
     Input(body): Input<ChannelRequest>,
 ) -> Result<Json<Ack>, ApiError> {
-    let request = state.client.user_post(state.tracker_url("join-channel"), &session.token, &body);
-    let ack = kit::client::call(request, "tracker").await?;
+    let ack = state.tracker.join_channel(&session.token, &body).await?;
     state.sessions.update_joined(session.username(), &body.channel_name, true);
     Ok(Json(ack))
 }
@@ -62,8 +58,7 @@ async fn leave_channel(
     session: Session,
     Input(body): Input<ChannelRequest>,
 ) -> Result<Json<Ack>, ApiError> {
-    let request = state.client.user_post(state.tracker_url("leave-channel"), &session.token, &body);
-    let ack = kit::client::call(request, "tracker").await?;
+    let ack = state.tracker.leave_channel(&session.token, &body).await?;
     state.sessions.update_joined(session.username(), &body.channel_name, false);
     Ok(Json(ack))
 }
@@ -73,8 +68,7 @@ async fn channel_messages(
     session: Session,
     Input(body): Input<HistoryRequest>,
 ) -> Result<Json<ChannelHistory>, ApiError> {
-    let request = state.client.user_post(state.tracker_url("get-channel-messages"), &session.token, &body);
-    kit::client::call(request, "tracker").await.map(Json)
+    state.tracker.channel_messages(&session.token, &body).await.map(Json)
 }
 
 async fn send_channel_message(
@@ -82,6 +76,5 @@ async fn send_channel_message(
     session: Session,
     Input(body): Input<SendChannelMessage>,
 ) -> Result<Json<MessageStored>, ApiError> {
-    let request = state.client.user_post(state.tracker_url("send-channel-message"), &session.token, &body);
-    kit::client::call(request, "tracker").await.map(Json)
+    state.tracker.send_channel_message(&session.token, &body).await.map(Json)
 }

@@ -27,8 +27,9 @@ use wire::events::Event;
 use wire::names::Username;
 
 use crate::AppState;
+use crate::hosting::{Session, StreamGuard};
 use crate::hub::{Audience, HubEvent};
-use crate::sessions::{Session, Sessions, StreamGuard};
+use crate::sessions::Sessions;
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new().route("/events", get(events))

@@ -19,9 +19,9 @@ use wire::names::Username;
 
 use crate::AppState;
 use crate::delivery;
+use crate::hosting::Session;
 use crate::hub::Audience;
 use crate::routes::people::resolve;
-use crate::sessions::Session;
 
 /// The most messages one page of a conversation holds.
 const MAX_PAGE: u64 = 500;
@@ -29,12 +29,12 @@ const MAX_PAGE: u64 = 500;
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/send-peer", post(send_peer))
-        .route("/receive-message", post(receive_message))
+        .route(wire::routes::peer::RECEIVE_MESSAGE, post(receive_message))
         .route("/broadcast-peer", post(broadcast))
         .route("/get-received-messages", get(received_messages))
         .route("/get-conversation", get(conversation))
         .route("/get-conversations", get(conversations))
-        .route("/import-mailbox", post(import_mailbox))
+        .route(wire::routes::peer::IMPORT_MAILBOX, post(import_mailbox))
 }
 
 #[tracing::instrument(level = "debug", skip_all, fields(from = %session.username()))]

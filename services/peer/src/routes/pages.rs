@@ -7,7 +7,7 @@ use axum::routing::get;
 use kit::error::ApiError;
 
 use crate::AppState;
-use crate::sessions::Session;
+use crate::hosting::Session;
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()

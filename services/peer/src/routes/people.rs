@@ -1,7 +1,6 @@
 //! Who is online, and the caller's contacts.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use axum::extract::State;
 use axum::routing::{get, post};
@@ -13,8 +12,8 @@ use wire::api::{Ack, ConnectPeer, Contact, UserInfo};
 use wire::names::Username;
 
 use crate::AppState;
-use crate::delivery::{self, Destination};
-use crate::sessions::Session;
+use crate::delivery::Destination;
+use crate::hosting::Session;
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
@@ -25,7 +24,7 @@ pub(crate) fn router() -> Router<AppState> {
 
 /// Everyone online now, as the tracker sees it.
 pub(crate) async fn online(state: &AppState) -> Result<Vec<UserInfo>, ApiError> {
-    kit::client::call(state.client.signed_get(state.tracker_url("get-list")), "tracker").await
+    state.tracker.online().await
 }
 
 async fn online_users(State(state): State<AppState>, session: Session) -> Result<Json<Vec<UserInfo>>, ApiError> {
@@ -45,7 +44,7 @@ pub(crate) async fn resolve(
     username: Option<&Username>,
 ) -> Result<(Username, Destination), ApiError> {
     if let Some(username) = username {
-        return match delivery::locate(state, username).await {
+        return match state.tracker.lookup(username).await {
             Ok(location) => {
                 Ok((username.clone(), Destination::Located(PeerAddr { ip: location.ip, port: location.port })))
             }
@@ -115,13 +114,8 @@ async fn connect_peer(
     let (contact, destination) =
         resolve(&state, session.username(), request.ip.as_deref(), request.port, request.username.as_ref()).await?;
     let addr = destination.addr();
-    if *addr != state.me {
-        let health = reqwest::Url::parse(&format!("{}/healthz", addr.url())).map_err(anyhow::Error::from)?;
-        let request = state.client.http().get(health).timeout(Duration::from_secs(3));
-        let answered = kit::client::send(request, &format!("peer {addr}")).await;
-        if !answered.is_ok_and(|response| response.status().is_success()) {
-            return Err(ApiError::BadGateway(format!("peer {addr} does not answer")));
-        }
+    if *addr != state.me && !state.peers.is_up(addr).await? {
+        return Err(ApiError::BadGateway(format!("peer {addr} does not answer")));
     }
     state.store.add_contact(session.username(), &contact, addr).await?;
     tracing::info!(username = %session.username(), %contact, peer = %addr, "contact added");
