@@ -21,10 +21,10 @@ use crate::{AppState, OutcomeLabel};
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
-        .route("/login", post(login))
-        .route("/register", post(register))
-        .route("/logout", post(logout))
-        .route("/session", get(session))
+        .route(wire::routes::auth::LOGIN, post(login))
+        .route(wire::routes::auth::REGISTER, post(register))
+        .route(wire::routes::auth::LOGOUT, post(logout))
+        .route(wire::routes::auth::SESSION, get(session))
 }
 
 #[tracing::instrument(level = "debug", skip_all, fields(username = %request.body.username))]

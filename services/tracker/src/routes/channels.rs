@@ -13,6 +13,7 @@ use wire::api::{
 
 use serde::Deserialize;
 use wire::names::Username;
+use wire::routes::tracker;
 
 use crate::AppState;
 use crate::caller::{Authed, Caller};
@@ -20,13 +21,13 @@ use crate::store::DEFAULT_PAGE;
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
-        .route("/get-all-channels", get(all_channels))
-        .route("/get-joined-channels", get(joined_channels))
-        .route("/create-channel", post(create_channel))
-        .route("/join-channel", post(join_channel))
-        .route("/leave-channel", post(leave_channel))
-        .route("/get-channel-messages", post(channel_messages))
-        .route("/send-channel-message", post(send_channel_message))
+        .route(tracker::GET_ALL_CHANNELS, get(all_channels))
+        .route(tracker::GET_JOINED_CHANNELS, get(joined_channels))
+        .route(tracker::CREATE_CHANNEL, post(create_channel))
+        .route(tracker::JOIN_CHANNEL, post(join_channel))
+        .route(tracker::LEAVE_CHANNEL, post(leave_channel))
+        .route(tracker::GET_CHANNEL_MESSAGES, post(channel_messages))
+        .route(tracker::SEND_CHANNEL_MESSAGE, post(send_channel_message))
 }
 
 async fn all_channels(State(state): State<AppState>, _caller: Caller) -> Result<Json<ChannelList>, ApiError> {

@@ -17,10 +17,11 @@ use wire::api::{Credentials, LoginRedirect, SessionGrant, SessionInfo, Status};
 
 use crate::AppState;
 use wire::addr::PeerAddr;
+use wire::routes::tracker;
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
-        .route("/login", get(login_page).post(login))
+        .route(tracker::LOGIN, get(login_page).post(login))
         .route("/register", post(register))
         .route("/login.html", get(login_page))
         .route("/me", get(me))

@@ -14,19 +14,20 @@ use wire::names::Username;
 use crate::AppState;
 use crate::caller::{Authed, Caller};
 use wire::addr::PeerAddr;
+use wire::routes::tracker;
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
-        .route("/register-peer-pool", post(register_peer))
-        .route("/heartbeat", post(heartbeat))
-        .route("/leave-peer-pool", post(leave_peer))
-        .route("/get-peers", get(peers))
-        .route("/submit-info", post(submit_info))
-        .route("/release-user", post(release_user))
-        .route("/revoke-sessions", post(revoke_sessions))
-        .route("/presence", post(report_activity))
-        .route("/get-list", get(online_users))
-        .route("/lookup", get(lookup))
+        .route(tracker::REGISTER_PEER_POOL, post(register_peer))
+        .route(tracker::HEARTBEAT, post(heartbeat))
+        .route(tracker::LEAVE_PEER_POOL, post(leave_peer))
+        .route(tracker::GET_PEERS, get(peers))
+        .route(tracker::SUBMIT_INFO, post(submit_info))
+        .route(tracker::RELEASE_USER, post(release_user))
+        .route(tracker::REVOKE_SESSIONS, post(revoke_sessions))
+        .route(tracker::PRESENCE, post(report_activity))
+        .route(tracker::GET_LIST, get(online_users))
+        .route(tracker::LOOKUP, get(lookup))
 }
 
 fn peer_addr(ip: &str, port: u16) -> Result<PeerAddr, ApiError> {

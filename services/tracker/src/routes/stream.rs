@@ -34,12 +34,13 @@ use wire::events::Event;
 use crate::AppState;
 use crate::store::{Push, pushed_json};
 use wire::addr::PeerAddr;
+use wire::routes::tracker;
 
 /// How many replayed messages one database read takes.
 const REPLAY_PAGE: u64 = 1000;
 
 pub(crate) fn router() -> Router<AppState> {
-    Router::new().route("/peer-stream", get(peer_stream))
+    Router::new().route(tracker::PEER_STREAM, get(peer_stream))
 }
 
 async fn peer_stream(

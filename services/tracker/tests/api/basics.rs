@@ -1,5 +1,6 @@
 //! The peer pool, the directory and channels over HTTP, on each backend.
 
+use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::{Backend, Events, Storage, next_event, on_both_backends};
@@ -108,4 +109,40 @@ async fn the_peer_stream_carries_messages_for_its_members_and_resumes(backend: B
     drop(events);
     let (resumed, _) = messages(tracker.peer_stream(9901, first).await, 1).await;
     assert_eq!(resumed, [(second.to_string(), "two".to_owned())]);
+}
+
+/// Every route other services call, by its `wire::routes::tracker` constant, with the
+/// method callers use: unsigned and empty, each is refused (401, 400, 415, 422), but
+/// none is unknown (404) or called with the wrong method (405).
+#[tokio::test]
+async fn every_route_other_services_call_is_served_at_its_wire_path() {
+    use wire::routes::tracker as route;
+    let Some(storage) = Storage::new(Backend::Sqlite, "every_route_other_services_call_is_served").await else {
+        return;
+    };
+    let tracker = storage.start().await;
+    let gets = [route::PEER_STREAM, route::GET_PEERS, route::LOOKUP, route::GET_LIST];
+    let gets =
+        gets.iter().chain(&[route::GET_ALL_CHANNELS, route::GET_JOINED_CHANNELS]).map(|path| (Method::GET, path));
+    let posts = [
+        route::REGISTER_PEER_POOL,
+        route::HEARTBEAT,
+        route::LEAVE_PEER_POOL,
+        route::PRESENCE,
+        route::RELEASE_USER,
+        route::REVOKE_SESSIONS,
+        route::LOGIN,
+        route::SUBMIT_INFO,
+        route::JOIN_CHANNEL,
+        route::LEAVE_CHANNEL,
+        route::CREATE_CHANNEL,
+        route::SEND_CHANNEL_MESSAGE,
+        route::GET_CHANNEL_MESSAGES,
+    ];
+    let client = reqwest::Client::new();
+    for (method, path) in gets.chain(posts.iter().map(|path| (Method::POST, path))) {
+        let response = client.request(method.clone(), tracker.at(path)).send().await.unwrap();
+        let status = response.status().as_u16();
+        assert!(matches!(status, 400 | 401 | 415 | 422), "{method} {path} answered {status}");
+    }
 }
