@@ -47,14 +47,15 @@ pub struct Streams {
 }
 
 /// Posts channel messages as the members, round-robin: to each member's home peer
-/// (the user path) or straight to the tracker (where the message becomes durable).
+/// (the user path) or straight to a tracker (where the message becomes durable).
 #[derive(Clone)]
 pub struct ChannelPoster {
     http: reqwest::Client,
     members: Arc<Vec<Member>>,
     channel: ChannelName,
-    /// `None`: each member's home peer; `Some(url)`: the tracker at `url`.
-    tracker: Option<String>,
+    /// Empty: each member's home peer; else member `i` posts to tracker `i % len`
+    /// (replicas share the posters evenly).
+    trackers: Arc<Vec<String>>,
 }
 
 impl Chat {
@@ -194,15 +195,17 @@ impl Drop for Streams {
 }
 
 impl ChannelPoster {
-    pub fn new(chat: &Chat, members: Vec<Member>, channel: ChannelName, tracker: Option<String>) -> Self {
-        Self { http: chat.http.clone(), members: Arc::new(members), channel, tracker }
+    /// `trackers` empty: post to each member's home peer; else to the trackers.
+    pub fn new(chat: &Chat, members: Vec<Member>, channel: ChannelName, trackers: Vec<String>) -> Self {
+        Self { http: chat.http.clone(), members: Arc::new(members), channel, trackers: Arc::new(trackers) }
     }
 }
 
 impl Poster for ChannelPoster {
     async fn post(&self, seq: u64, text: String) -> anyhow::Result<()> {
-        let member = &self.members[(seq % self.members.len() as u64) as usize];
-        let base = self.tracker.as_deref().unwrap_or(&member.home);
+        let index = (seq % self.members.len() as u64) as usize;
+        let member = &self.members[index];
+        let base = if self.trackers.is_empty() { &member.home } else { &self.trackers[index % self.trackers.len()] };
         let message = MessageText::parse(&text).map_err(|err| anyhow::anyhow!("bad message text: {err}"))?;
         let body = SendChannelMessage { channel_name: self.channel.clone(), message };
         let response = self

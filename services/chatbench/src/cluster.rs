@@ -1,7 +1,8 @@
-//! The system under test: the tracker and the peers as child processes of the release
-//! `weaprous` binary, on loopback ports the kernel picks, with a fresh data folder and
-//! fresh secrets. Children are killed when their handle drops, so an error or Ctrl-C
-//! in the benchmark leaves nothing running.
+//! The system under test: the tracker (or several tracker replicas on one PostgreSQL
+//! database) and the peers as child processes of the release `weaprous` binary, on
+//! loopback ports the kernel picks, with a fresh data folder and fresh secrets.
+//! Children are killed when their handle drops, so an error or Ctrl-C in the benchmark
+//! leaves nothing running.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -56,9 +57,21 @@ pub struct LogSummary {
     pub notable: Vec<String>,
 }
 
-/// The tracker and the peers, and what is needed to act as their users.
+/// How many trackers and peers, and where the trackers keep their data.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// Tracker replicas; more than one needs `database_url` (they share it).
+    pub trackers: usize,
+    pub peers: usize,
+    /// `None`: the embedded store (SQLite) in the data folder; `Some(url)`: PostgreSQL.
+    pub database_url: Option<String>,
+}
+
+/// The tracker(s) and the peers, and what is needed to act as their users.
 pub struct Cluster {
     pub tracker: Service,
+    /// Tracker replicas beyond the first (same database), named `tracker2`...
+    pub replicas: Vec<Service>,
     pub peers: Vec<Service>,
     binary: PathBuf,
     dir: tempfile::TempDir,
@@ -79,6 +92,21 @@ impl Cluster {
         service_log: &str,
         service_env: &[(String, String)],
     ) -> anyhow::Result<Self> {
+        let layout = Layout { trackers: 1, peers, database_url: None };
+        Self::start_layout(binary, &layout, service_log, service_env).await
+    }
+
+    /// Starts `layout`: the trackers one after the other (the first migrates the
+    /// database), then the peers, peer `i` registered with tracker `i % trackers`.
+    pub async fn start_layout(
+        binary: &Path,
+        layout: &Layout,
+        service_log: &str,
+        service_env: &[(String, String)],
+    ) -> anyhow::Result<Self> {
+        if layout.trackers == 0 || (layout.trackers > 1 && layout.database_url.is_none()) {
+            bail!("{} trackers need a shared database (a PostgreSQL URL)", layout.trackers);
+        }
         if !binary.is_file() {
             bail!("{} not found: build it first (cargo build --release -p weaprous)", binary.display());
         }
@@ -86,22 +114,35 @@ impl Cluster {
         std::fs::create_dir_all(dir.path().join("www"))?;
         let session_secret = SecretString::from(random_secret());
         let cluster_secret = SecretString::from(random_secret());
-        let tracker_args = vec![
-            "tracker".to_owned(),
-            "--auth-url".to_owned(),
-            // Unused: the benchmark mints session tokens itself and never logs in.
-            "http://127.0.0.1:9".to_owned(),
-            "--data-dir".to_owned(),
-            dir.path().join("tracker").display().to_string(),
-            "--www".to_owned(),
-            dir.path().join("www").display().to_string(),
-            "--server-ip".to_owned(),
-            "127.0.0.1".to_owned(),
-        ];
-        let envs = envs(&session_secret, &cluster_secret, service_log, service_env);
-        let tracker = Service::spawn(&[], binary, "tracker", &tracker_args, &envs).await?;
+        let tracker_args = |name: &str| {
+            vec![
+                "tracker".to_owned(),
+                "--auth-url".to_owned(),
+                // Unused: the benchmark mints session tokens itself and never logs in.
+                "http://127.0.0.1:9".to_owned(),
+                "--data-dir".to_owned(),
+                dir.path().join(name).display().to_string(),
+                "--www".to_owned(),
+                dir.path().join("www").display().to_string(),
+                "--server-ip".to_owned(),
+                "127.0.0.1".to_owned(),
+            ]
+        };
+        let mut envs = envs(&session_secret, &cluster_secret, service_log, service_env);
+        // In the environment rather than `--database-url`: a URL may carry a password,
+        // and arguments show in `ps`. Only the trackers get it; the peers stay embedded.
+        if let Some(url) = &layout.database_url {
+            envs.push(("WEAPROUS_DATABASE_URL".to_owned(), url.clone()));
+        }
+        let tracker = Service::spawn(&[], binary, "tracker", &tracker_args("tracker"), &envs).await?;
+        let mut replicas = Vec::new();
+        for index in 2..=layout.trackers {
+            let name = format!("tracker{index}");
+            replicas.push(Service::spawn(&[], binary, &name, &tracker_args(&name), &envs).await?);
+        }
         let mut cluster = Self {
             tracker,
+            replicas,
             peers: Vec::new(),
             binary: binary.to_owned(),
             dir,
@@ -111,23 +152,34 @@ impl Cluster {
             service_env: service_env.to_vec(),
             spare_peers: 0,
         };
-        for index in 0..peers {
-            let peer = cluster.start_peer(&format!("peer{}", index + 1), &[]).await?;
+        for index in 0..layout.peers {
+            let tracker = cluster.trackers()[index % layout.trackers].url.clone();
+            let peer = cluster.start_peer_on(&format!("peer{}", index + 1), &[], &tracker).await?;
             cluster.peers.push(peer);
         }
         Ok(cluster)
+    }
+
+    /// Every tracker replica, the first one first.
+    pub fn trackers(&self) -> Vec<&Service> {
+        std::iter::once(&self.tracker).chain(&self.replicas).collect()
     }
 
     /// Starts one more peer with a fresh data folder, and waits until it is ready.
     /// A non-empty `wrapper` runs it under another program (`heaptrack -o FILE`), for
     /// profiling.
     pub async fn start_peer(&mut self, name: &str, wrapper: &[String]) -> anyhow::Result<Service> {
+        let tracker = self.tracker.url.clone();
+        self.start_peer_on(name, wrapper, &tracker).await
+    }
+
+    async fn start_peer_on(&mut self, name: &str, wrapper: &[String], tracker: &str) -> anyhow::Result<Service> {
         self.spare_peers += 1;
         let data = self.dir.path().join(format!("peer-{name}-{}", self.spare_peers));
         let args = vec![
             "peer".to_owned(),
             "--tracker-ip".to_owned(),
-            self.tracker.url.clone(),
+            tracker.to_owned(),
             "--auth-url".to_owned(),
             "http://127.0.0.1:9".to_owned(),
             "--data-dir".to_owned(),
@@ -148,12 +200,13 @@ impl Cluster {
 
     /// Every service's label and pid, for CPU accounting.
     pub fn pids(&self) -> Vec<(String, u32)> {
-        std::iter::once(&self.tracker).chain(&self.peers).map(|service| (service.name.clone(), service.pid)).collect()
+        self.trackers().into_iter().chain(&self.peers).map(|service| (service.name.clone(), service.pid)).collect()
     }
 
     /// Warnings and errors the services logged so far, per service.
     pub fn log_summaries(&self) -> Vec<LogSummary> {
-        std::iter::once(&self.tracker)
+        self.trackers()
+            .into_iter()
             .chain(&self.peers)
             .map(|service| {
                 let logs = lock(&service.logs);
@@ -171,6 +224,9 @@ impl Cluster {
     pub async fn stop(self) {
         for peer in self.peers {
             peer.terminate().await;
+        }
+        for replica in self.replicas {
+            replica.terminate().await;
         }
         self.tracker.terminate().await;
         drop(self.dir);

@@ -9,7 +9,9 @@
 //! 4. durable ingestion: acknowledged channel messages per second, through a peer
 //!    (the user path) and straight to the tracker (where durability happens);
 //! 5. the ceiling: the same fan-out through `nats-server`, same subscriber count and
-//!    message size, and the ratios.
+//!    message size, and the ratios;
+//! 6. on request (`--only pg-ingest`), durable ingestion on PostgreSQL through one and
+//!    two tracker replicas, beside pgbench inserting the same rows (see [`pgingest`]).
 //!
 //! Several rounds; the summary gives medians and the spread. Everything is bounded in
 //! time and stays on loopback; child processes die with the benchmark.
@@ -17,7 +19,8 @@
 //! # Layout
 //! `cluster` starts the services, `chat` acts as users, `probe` tallies what
 //! receivers get, `fanout`, `memory` and `ingest` are the scenarios, `nats` the
-//! ceiling, `procfs` reads memory and CPU from `/proc`, `report` prints.
+//! ceiling, `procfs` reads memory and CPU from `/proc`, `report` prints; `pg`,
+//! `pgingest` and `pgreport` are the PostgreSQL comparison.
 
 pub mod chat;
 pub mod cluster;
@@ -25,6 +28,9 @@ pub mod fanout;
 pub mod ingest;
 pub mod memory;
 pub mod nats;
+pub mod pg;
+pub mod pgingest;
+pub mod pgreport;
 pub mod probe;
 pub mod procfs;
 pub mod report;
@@ -93,9 +99,23 @@ pub struct Args {
     /// Concurrent posters (one user each) of the ingestion runs.
     #[arg(long, default_value_t = 64)]
     pub ingest_concurrency: usize,
-    /// Measured window of each ingestion run, seconds.
+    /// Measured window of each ingestion run, seconds (pg-ingest: pgbench's `-T` too).
     #[arg(long, default_value_t = 5.0)]
     pub ingest_duration: f64,
+    /// pg-ingest: a URL of the PostgreSQL server, where fresh databases are created and
+    /// dropped (default: `WEAPROUS_BENCH_DATABASE_URL`, else the local server).
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// pg-ingest: the `pgbench` binary.
+    #[arg(long, default_value = "pgbench")]
+    pub pgbench: PathBuf,
+    /// pg-ingest: pgbench's worker threads (`-j`).
+    #[arg(long, default_value_t = 2)]
+    pub pgbench_threads: usize,
+    /// pg-ingest: rows per transaction of the batch ceilings (pgbench, one client);
+    /// 0 leaves them out.
+    #[arg(long, default_value_t = 64)]
+    pub pg_batch: usize,
     /// Stops the benchmark (and the services) if the whole run takes longer, seconds.
     #[arg(long, default_value_t = 900)]
     pub max_seconds: u64,
@@ -127,6 +147,9 @@ pub enum Scenario {
     /// The NATS ceiling (its fan-out runs follow `fixed` and `saturated`, its memory
     /// run follows `memory`).
     Nats,
+    /// Durable ingestion on PostgreSQL (1 and 2 trackers) beside pgbench and the
+    /// embedded tracker; runs alone, and only when asked.
+    PgIngest,
 }
 
 impl Args {
@@ -140,9 +163,18 @@ impl Args {
             self.ingest_duration = 2.0;
         }
         if self.only.is_empty() {
-            self.only = Scenario::value_variants().to_vec();
+            // PostgreSQL is not needed unless asked for.
+            self.only = Scenario::value_variants().iter().copied().filter(|s| *s != Scenario::PgIngest).collect();
         }
         self
+    }
+
+    /// The PostgreSQL server of pg-ingest.
+    pub fn database_server(&self) -> String {
+        self.database_url
+            .clone()
+            .or_else(|| std::env::var(pg::SERVER_ENV).ok())
+            .unwrap_or_else(|| pg::DEFAULT_SERVER.to_owned())
     }
 
     fn runs(&self, scenario: Scenario) -> bool {
@@ -167,6 +199,12 @@ pub async fn run(args: Args, out: &mut impl Write) -> anyhow::Result<Vec<Round>>
         Some(path) => path.clone(),
         None => std::env::current_exe()?.with_file_name("weaprous"),
     };
+    if args.runs(Scenario::PgIngest) {
+        if args.only.len() > 1 {
+            anyhow::bail!("pg-ingest runs alone: --only pg-ingest");
+        }
+        return run_pg_ingest(&args, weaprous, out).await;
+    }
     writeln!(
         out,
         "== chatbench: {} cores, load average {:.2}, members={} message_size={}B fixed={} deliveries/s \
@@ -213,7 +251,7 @@ pub async fn run(args: Args, out: &mut impl Write) -> anyhow::Result<Vec<Round>>
     let rate = args.deliveries_per_s / args.members as f64;
     let probe = Probe::new(args.members);
     let nats_probe = Probe::new(args.members);
-    let fanout_poster = ChannelPoster::new(&chat, fanout_members.clone(), fanout_channel, None);
+    let fanout_poster = ChannelPoster::new(&chat, fanout_members.clone(), fanout_channel, Vec::new());
     let mut rounds = Vec::new();
     for number in 1..=args.rounds {
         let mut round = Round { number, load: procfs::loadavg(), ..Round::default() };
@@ -264,9 +302,9 @@ pub async fn run(args: Args, out: &mut impl Write) -> anyhow::Result<Vec<Round>>
         if args.runs(Scenario::Ingest) {
             let warmup = Duration::from_secs_f64(args.warmup.min(1.0));
             let duration = Duration::from_secs_f64(args.ingest_duration);
-            for (path, tracker) in [("peer", None), ("tracker", Some(cluster.tracker.url.clone()))] {
+            for (path, trackers) in [("peer", Vec::new()), ("tracker", vec![cluster.tracker.url.clone()])] {
                 eprintln!("  ingestion via the {path}, {} concurrent posters", args.ingest_concurrency);
-                let poster = ChannelPoster::new(&chat, ingest_members.clone(), ingest_channel.clone(), tracker);
+                let poster = ChannelPoster::new(&chat, ingest_members.clone(), ingest_channel.clone(), trackers);
                 let result =
                     ingest::run(poster, args.ingest_concurrency, warmup, duration, args.message_size, &cpu_meter).await;
                 writeln!(out, "{}", report::ingest_line(number, path, &result))?;
@@ -313,6 +351,54 @@ pub async fn run(args: Args, out: &mut impl Write) -> anyhow::Result<Vec<Round>>
         nats.stop().await;
     }
     cluster.stop().await;
+    Ok(rounds)
+}
+
+/// `--only pg-ingest`: the rounds of the PostgreSQL comparison, then its summary.
+async fn run_pg_ingest(args: &Args, weaprous: PathBuf, out: &mut impl Write) -> anyhow::Result<Vec<Round>> {
+    let server = args.database_server();
+    let settings = pgingest::Settings {
+        weaprous,
+        pgbench: args.pgbench.clone(),
+        server: server.clone(),
+        concurrency: args.ingest_concurrency,
+        pgbench_threads: args.pgbench_threads,
+        warmup: Duration::from_secs_f64(args.warmup.min(1.0)),
+        duration: Duration::from_secs_f64(args.ingest_duration),
+        message_size: args.message_size,
+        batch: args.pg_batch,
+        service_log: args.service_log.clone(),
+        service_env: args.service_env.clone(),
+    };
+    let version = pg::psql(&server, "SHOW server_version").await.context("the PostgreSQL server does not answer")?;
+    let sync = pg::psql(&server, "SHOW synchronous_commit").await?;
+    writeln!(
+        out,
+        "== chatbench pg-ingest: {} cores, load average {:.2}, PostgreSQL {version} at {} (synchronous_commit={sync}), \
+         clients={} message_size={}B warmup={:?} duration={:?} rounds={} pgbench_threads={} batch={}",
+        std::thread::available_parallelism().map_or(0, |cores| cores.get()),
+        procfs::loadavg(),
+        pg::describe(&server),
+        settings.concurrency,
+        settings.message_size,
+        settings.warmup,
+        settings.duration,
+        args.rounds,
+        settings.pgbench_threads,
+        settings.batch,
+    )?;
+    let mut rounds = Vec::new();
+    for number in 1..=args.rounds {
+        let load = procfs::loadavg();
+        eprintln!("round {number}/{}: load average {load:.2}", args.rounds);
+        let pg = pgingest::round(&settings, number, out).await?;
+        rounds.push(Round { number, load, pg: Some(pg), ..Round::default() });
+    }
+    let pg_rounds: Vec<pgingest::PgRound> = rounds.iter().filter_map(|round| round.pg.clone()).collect();
+    let loads: Vec<f64> = rounds.iter().map(|round| round.load).collect();
+    write!(out, "{}", pgreport::summary(&pg_rounds, &loads))?;
+    writeln!(out, "chatbench load_average_end={:.2}", procfs::loadavg())?;
+    out.flush()?;
     Ok(rounds)
 }
 

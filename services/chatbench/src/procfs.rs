@@ -99,9 +99,10 @@ impl CpuMeter {
 
     pub fn snapshot(&self) -> CpuSnapshot {
         let mut processes = BTreeMap::new();
+        // Processes sharing a label add up (a database's backends, as `postgres`).
         for (label, pid) in &self.processes {
             if let Some(ticks) = process_ticks(&pid.to_string()) {
-                processes.insert(label.clone(), ticks / self.ticks_per_second);
+                *processes.entry(label.clone()).or_insert(0.0) += ticks / self.ticks_per_second;
             }
         }
         if let Some(ticks) = process_ticks("self") {

@@ -25,6 +25,8 @@ pub struct Round {
     pub nats_memory: Option<MemoryResult>,
     pub ingest_peer: Option<IngestResult>,
     pub ingest_tracker: Option<IngestResult>,
+    /// The PostgreSQL ingestion comparison (`--only pg-ingest`).
+    pub pg: Option<crate::pgingest::PgRound>,
 }
 
 /// An issue 4 target.
@@ -323,7 +325,7 @@ fn push_cpu(line: &mut String, cpu: &CpuUse) {
 }
 
 /// A figure for the table: thousands separated, decimals only for small values.
-fn number(value: f64) -> String {
+pub(crate) fn number(value: f64) -> String {
     if value.abs() >= 1000.0 {
         let rounded = value.round() as i64;
         let digits = rounded.abs().to_string();
