@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use figment::Figment;
+use kit::client::endpoints::Endpoints;
 use kit::config::{ConfigError, Secrets, ServerFlags, StorageFlags};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
@@ -25,9 +26,10 @@ pub struct Config {
     /// address, and is required when binding a wildcard address.
     #[serde(default)]
     pub advertise: Option<String>,
-    /// Where the tracker answers.
+    /// Where the tracker answers: `ip:port` or a URL, or several, comma-separated
+    /// (every instance of a replicated tracker; calls fail over between them).
     pub tracker_url: String,
-    /// Where auth answers.
+    /// Where auth answers: `ip:port` or a URL, or several, comma-separated.
     pub auth_url: String,
     /// The folder of the peer's database.
     pub data_dir: PathBuf,
@@ -86,13 +88,14 @@ fn default_pool_size() -> usize {
 pub struct Flags {
     #[command(flatten)]
     pub server: ServerFlags,
-    /// The tracker's full address, `IP:PORT` (overrides --host and --tracker-port).
+    /// The tracker's full address, `IP:PORT`, or several, comma-separated (overrides
+    /// --host and --tracker-port).
     #[arg(long = "tracker-ip")]
     pub tracker_ip: Option<String>,
     /// The tracker's port on --host.
     #[arg(long = "tracker-port")]
     pub tracker_port: Option<u16>,
-    /// Where auth answers (`ip:port` or a URL).
+    /// Where auth answers (`ip:port` or a URL, or several, comma-separated).
     #[arg(long = "auth-url")]
     pub auth_url: Option<String>,
     /// The host other peers reach this one at.
@@ -163,8 +166,8 @@ impl Config {
 
     /// Checks what types alone cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        kit::config::base_url(&self.tracker_url)?;
-        kit::config::base_url(&self.auth_url)?;
+        Endpoints::parse("tracker", &self.tracker_url)?;
+        Endpoints::parse("auth", &self.auth_url)?;
         if self.server_ip.is_unspecified() && self.advertise.is_none() {
             return Err(ConfigError(format!(
                 "binding {} needs --advertise (PEER_ADVERTISE): the host other peers reach this one at",
@@ -227,6 +230,47 @@ mod tests {
                 ..Flags::default()
             };
             assert_eq!(database_url(&flags).as_deref(), Some("postgres://peer@flag-db/chat"));
+            Ok(())
+        });
+    }
+
+    fn flags(tracker_ip: Option<&str>, auth_url: Option<&str>) -> Flags {
+        Flags { tracker_ip: tracker_ip.map(str::to_owned), auth_url: auth_url.map(str::to_owned), ..Flags::default() }
+    }
+
+    #[test]
+    fn tracker_and_auth_take_one_address_or_a_list() {
+        figment::Jail::expect_with(|jail| {
+            let config =
+                Config::load(&flags(Some("127.0.0.1:9000,127.0.0.1:9010"), Some("a:9100, http://b:9100"))).unwrap();
+            assert_eq!(Endpoints::parse("tracker", &config.tracker_url).unwrap().len(), 2);
+            assert_eq!(Endpoints::parse("auth", &config.auth_url).unwrap().len(), 2);
+            // The original's single-address forms, unchanged.
+            let config = Config::load(&flags(Some("127.0.0.1:9000"), None)).unwrap();
+            assert_eq!(config.tracker_url, "127.0.0.1:9000");
+            let tracker = Endpoints::parse("tracker", &config.tracker_url).unwrap();
+            assert_eq!(tracker.url("/heartbeat").as_str(), "http://127.0.0.1:9000/heartbeat");
+            let by_host = Flags {
+                server: ServerFlags { host: Some("10.1.2.3".into()), ..ServerFlags::default() },
+                tracker_port: Some(9500),
+                ..Flags::default()
+            };
+            assert_eq!(Config::load(&by_host).unwrap().tracker_url, "10.1.2.3:9500");
+            jail.set_env("PEER_TRACKER_URL", "http://t1:9000,http://t2:9000");
+            let config = Config::load(&Flags::default()).unwrap();
+            assert_eq!(Endpoints::parse("tracker", &config.tracker_url).unwrap().len(), 2);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_address_lists_are_config_errors() {
+        figment::Jail::expect_with(|_| {
+            for bad in [",", "127.0.0.1:9000,ftp://x", "127.0.0.1:notaport"] {
+                let err = Config::load(&flags(Some(bad), None)).expect_err(bad);
+                assert!(err.to_string().contains("address") || err.to_string().contains("http"), "{bad}: {err}");
+            }
+            assert!(Config::load(&flags(None, Some(" , "))).is_err());
             Ok(())
         });
     }

@@ -162,10 +162,19 @@ pub async fn learn_channels(state: &AppState, user: &Username) {
     }
 }
 
-/// Ends a session: revoked here for good, then everywhere through the tracker, and
-/// the user released.
+/// Ends a session: revoked here for good, then everywhere through the tracker (and
+/// at auth), and the user released.
 pub async fn end(state: &AppState, session: &Session) -> Result<(), ApiError> {
     let ended = RevokedSession { sid: session.claims.sid.clone(), expires_at: session.claims.exp };
+    // Auth hears of it beside the rest, so `GET /session` there refuses the token
+    // too; the log-out does not wait for it, since the tracker's list is what every
+    // peer goes by.
+    let (auth, token) = (state.auth.clone(), session.token.clone());
+    tokio::spawn(async move {
+        if let Err(err) = auth.logout(&token).await {
+            tracing::debug!(%err, "could not tell auth a session ended");
+        }
+    });
     revoke_here(state, &ended, true).await?;
     if !share_revoked(state, vec![ended]).await {
         state.revocations_unshared.store(true, Ordering::Release);
