@@ -4,6 +4,7 @@
 //! # Layout
 //!
 //! - [`config`]: flags, env and file settings.
+//! - [`health`]: `/healthz`, and `/readyz`, which follows the database.
 //! - [`auth_client`]: the calls to auth, over every configured auth instance.
 //! - [`pool`]: live peers, by registration and heartbeat, in memory (the embedded
 //!   backend's pool).
@@ -14,6 +15,7 @@
 
 pub mod auth_client;
 pub mod config;
+pub mod health;
 pub mod pool;
 pub mod store;
 
@@ -66,6 +68,8 @@ pub struct Shared {
     pub auth: AuthClient,
     pub www_dir: Arc<PathBuf>,
     pub readiness: Readiness,
+    /// The database's last answer to `/readyz`, reused for a moment.
+    pub database_check: health::CachedCheck,
     /// Cancelled at shutdown, so peer streams end and the drain can finish.
     pub shutdown: CancellationToken,
     pub metrics: TrackerMetrics,
@@ -130,6 +134,7 @@ impl AppState {
             auth,
             www_dir: Arc::new(config.www_dir.clone()),
             readiness: Readiness::ready(),
+            database_check: health::CachedCheck::new(health::DATABASE_CHECK_FRESH_FOR),
             shutdown: CancellationToken::new(),
             metrics: TrackerMetrics::new(),
         })))
@@ -161,7 +166,7 @@ kit::state_parts!(AppState {
 pub fn router(state: AppState) -> Router {
     let www = state.www_dir.clone();
     routes::router()
-        .merge(kit::health::router())
+        .merge(health::router())
         .merge(kit::metrics::router())
         .merge(kit::www::files(&www))
         .with_state(state)

@@ -140,6 +140,15 @@ impl Store {
         }
     }
 
+    /// Whether the database answers. The embedded one is a file this process holds
+    /// open, so it always does.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(_) => Ok(()),
+            Store::Postgres(store) => store.ping().await,
+        }
+    }
+
     /// How long a silent peer stays in the pool.
     pub fn peer_ttl(&self) -> Duration {
         match self {

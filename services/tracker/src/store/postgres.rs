@@ -126,6 +126,11 @@ impl PgStore {
         let _ = self.shared.tokens.set(tokens);
     }
 
+    /// Whether the database answers: a `SELECT 1` on a pooled connection.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        ping(&self.shared.pool).await
+    }
+
     async fn conn(&self) -> Result<Object, StoreError> {
         Ok(self.shared.pool.get().await?)
     }
@@ -440,4 +445,31 @@ fn message_from_row(row: &tokio_postgres::Row) -> Result<ChannelMessage, StoreEr
 /// way in, so a failure means someone edited the table by hand.
 fn parse<T, E: std::fmt::Display>(text: &str, parse: impl FnOnce(&str) -> Result<T, E>) -> Result<T, StoreError> {
     parse(text).map_err(|err| StoreError::Corrupt(err.to_string()))
+}
+
+/// A `SELECT 1` on a connection of `pool`: the cheapest proof that the database
+/// answers this replica.
+async fn ping(pool: &Pool) -> Result<(), StoreError> {
+    let conn = pool.get().await?;
+    conn.simple_query("SELECT 1").await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+    use tokio_postgres::NoTls;
+
+    #[tokio::test]
+    async fn a_ping_of_a_database_that_does_not_listen_fails_at_once() {
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+        let mut config = tokio_postgres::Config::new();
+        config.host("127.0.0.1").port(closed.port()).user("tracker").dbname("chat");
+        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let pool = Pool::builder(manager).max_size(2).runtime(Runtime::Tokio1).build().unwrap();
+        let ping = tokio::time::timeout(Duration::from_secs(5), super::ping(&pool)).await;
+        assert!(matches!(ping, Ok(Err(super::StoreError::Pg(_)))), "{ping:?}");
+    }
 }

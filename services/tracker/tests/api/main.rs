@@ -18,6 +18,7 @@ use wire::names::Username;
 
 mod basics;
 mod login;
+mod readiness;
 mod replicas;
 
 /// Where a test's tracker keeps its data.
@@ -52,7 +53,8 @@ pub(crate) use on_both_backends;
 pub struct Storage {
     config: Config,
     _dir: tempfile::TempDir,
-    _database: Option<TestDatabase>,
+    /// Taken and dropped by tests that lose the database under a running tracker.
+    database: Option<TestDatabase>,
 }
 
 impl Storage {
@@ -77,7 +79,7 @@ impl Storage {
                 Some(database)
             }
         };
-        Some(Self { config, _dir: dir, _database: database })
+        Some(Self { config, _dir: dir, database })
     }
 
     /// Starts a tracker (a replica, when called again) on this storage.
