@@ -3,7 +3,9 @@
 //!
 //! A peer that starts before the tracker, or loses it, retries with backoff rather
 //! than dying; a tracker that restarted and forgot the peer gets a new registration
-//! and every hosted user announced again.
+//! and every hosted user announced again. With several tracker instances
+//! (`--tracker-ip A,B`), registration and heartbeats fail over through the tracker
+//! client, and the push stream moves to the next instance when it breaks.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -11,12 +13,14 @@ use std::time::Duration;
 use eventsource_stream::Eventsource;
 use futures_util::StreamExt;
 use kit::backoff::Backoff;
+use kit::client::endpoints::Endpoints;
 use kit::error::ApiError;
 use wire::events::{Event, Pushed};
 
 use crate::AppState;
 use crate::hosting::{self, our_revoked, share_revoked};
 use crate::hub::Audience;
+use crate::ids::ChannelMessageId;
 
 /// Registers with the tracker (retrying until it answers), then beats. Once first
 /// registered, follows the tracker's push stream too.
@@ -108,20 +112,29 @@ const LEAVE_PATIENCE: Duration = Duration::from_secs(2);
 
 /// Follows the tracker's push stream for this peer and hands each event to the hub,
 /// resuming after the last channel message it saw.
+///
+/// With several tracker instances the stream moves: when it ends or fails, the next
+/// instance is asked, resuming after the same message (in cluster mode every replica
+/// serves every message, under the database's ids), so nothing is missed or doubled.
+/// An instance that does not know this peer gets it registered first.
 pub async fn follow_stream(state: AppState) {
-    let mut last_id: Option<u64> = None;
+    let mut last_id: Option<ChannelMessageId> = None;
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
     let mut quiet = Quiet::default();
+    let endpoints = state.tracker.endpoints().clone();
     loop {
         let response = tokio::select! {
             () = state.shutdown.cancelled() => return,
-            response = state.tracker.peer_stream(last_id) => response,
+            response = state.tracker.peer_stream(last_id.map(|id| id.0)) => response,
         };
+        // The instance that answered (the preferred one now), to move on from if its
+        // stream breaks.
+        let instance = endpoints.url("/");
         match response {
             Ok(response) if response.status().is_success() => {
                 quiet.recovered();
                 backoff.reset();
-                tracing::info!(?last_id, "following the tracker's push stream");
+                tracing::info!(?last_id, %instance, "following the tracker's push stream");
                 // Sessions ended while this peer could not hear about it, both ways;
                 // later ones arrive on the stream.
                 if share_revoked(&state, our_revoked(&state).await).await {
@@ -135,31 +148,64 @@ pub async fn follow_stream(state: AppState) {
                     };
                     match next {
                         Some(Ok(event)) => {
-                            if let Ok(id) = event.id.parse::<u64>() {
+                            if let Some(id) = ChannelMessageId::parse(&event.id) {
                                 last_id = Some(id);
                             }
                             dispatch(&state, &event.data);
                         }
                         Some(Err(err)) => {
-                            tracing::warn!(%err, "the tracker's push stream broke; reconnecting");
+                            tracing::warn!(%err, %instance, "the tracker's push stream broke; reconnecting");
                             break;
                         }
                         None => {
-                            tracing::info!("the tracker closed its push stream; reconnecting");
+                            tracing::info!(%instance, "the tracker closed its push stream; reconnecting");
                             break;
                         }
                     }
+                }
+                move_on_from(&endpoints, &instance);
+                // Straight to the next instance: the backoff was reset, so the pause
+                // below is short.
+            }
+            Ok(response) if response.status() == reqwest::StatusCode::NOT_FOUND => {
+                // This instance does not know this peer (it restarted, or keeps a
+                // pool of its own): join its pool, and reopen the stream there.
+                tracing::info!(%instance, "the tracker does not know this peer; registering there");
+                match state.tracker.register().await {
+                    Ok(()) => reannounce(&state).await,
+                    Err(err) => quiet.failed("could not register with the tracker; retrying", &err),
                 }
             }
             Ok(response) => {
                 let err = ApiError::BadGateway(format!("tracker answered {}", response.status()));
                 quiet.failed("could not open the tracker's push stream", &err);
+                move_on_from(&endpoints, &instance);
             }
-            Err(err) => quiet.failed("could not open the tracker's push stream", &err),
+            Err(err) => {
+                quiet.failed("could not open the tracker's push stream", &err);
+                move_on_from(&endpoints, &instance);
+            }
         }
         if !pause(&state, backoff.next_wait()).await {
             return;
         }
+    }
+}
+
+/// Moves the tracker calls on to the next instance, unless another call moved them
+/// off `instance` already (a second move would land back on a dead one).
+fn move_on_from(endpoints: &Endpoints, instance: &reqwest::Url) {
+    if endpoints.url("/") == *instance {
+        endpoints.skip();
+    }
+}
+
+/// Announces every hosted user again, to a tracker that just took this peer into its
+/// pool; the heartbeat loop retries the ones that fail.
+async fn reannounce(state: &AppState) {
+    state.sessions.forget_announcements();
+    for user in state.sessions.unannounced() {
+        hosting::announce(state, &user, true).await;
     }
 }
 
