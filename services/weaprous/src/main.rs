@@ -144,6 +144,15 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
 
     let auth_config =
         auth::Config { server_ip: host, db: args.db.clone(), secrets: secrets.clone(), ..auth::Config::default() };
+    if secrets.database_url.is_some() {
+        // The database may be new: the demo users go in as `auth import-csv` puts them,
+        // leaving every user already there as they are.
+        let users = auth::store::UserStore::open(&auth_config).await.context("failed to open the user store")?;
+        let report = auth::import::import_csv(&users, &args.db)
+            .await
+            .with_context(|| format!("failed to import {}", args.db.display()))?;
+        tracing::info!(file = %args.db.display(), added = report.added, skipped = report.skipped, "users imported");
+    }
     let tracker_config = tracker::Config {
         server_ip: host,
         auth_url: format!("http://{host}:9100"),

@@ -123,8 +123,7 @@ async fn killing_any_one_replica_under_load_loses_nothing_acknowledged() {
     };
     // Log-ins through the proxy, and idempotent reads.
     let login_and_read_traffic = {
-        let (client, proxy, reader, running) =
-            (sys.client().clone(), sys.proxy_url(), poster.clone(), running.clone());
+        let (client, proxy, reader, running) = (sys.client().clone(), sys.proxy_url(), poster.clone(), running.clone());
         tokio::spawn(async move {
             let (mut logins, mut reads) = (Failures::default(), Failures::default());
             while running.load(Ordering::Relaxed) {
@@ -245,10 +244,8 @@ async fn killing_any_one_replica_under_load_loses_nothing_acknowledged() {
 
     // Every acknowledged channel message once, in order.
     let history = whole_history(&poster, "general").await;
-    let stored: Vec<(u64, String)> = history
-        .iter()
-        .map(|m| (m["id"].as_u64().unwrap(), m["text"].as_str().unwrap().to_owned()))
-        .collect();
+    let stored: Vec<(u64, String)> =
+        history.iter().map(|m| (m["id"].as_u64().unwrap(), m["text"].as_str().unwrap().to_owned())).collect();
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for (_, text) in &stored {
         *counts.entry(text.as_str()).or_default() += 1;
