@@ -578,6 +578,9 @@ figure "user2's direct messages at user2's replica" "$held (at $(replica "$BOB")
 ((${#missing[@]} == 0)) || fail "acknowledged direct messages missing: ${missing[*]}"
 pass "every acknowledged direct message to user2 (${#DM_IDS[@]}) is there, once, at user2's replica"
 
+log "cluster mode: 5 peers and back to 2, a tracker replica killed under load"
+check_postgres_cluster
+
 log "docker compose down"
 t=$(now)
 compose down -t 10

@@ -38,15 +38,17 @@ pub struct Backend {
 }
 
 /// A vhost with its resolved backends. Immutable: a reload or a change in DNS builds
-/// a new one (carrying the round-robin counter over).
+/// a new one, which keeps the round-robin counter.
 #[derive(Debug)]
 pub struct Vhost {
     pub name: Box<str>,
     pub policy: Policy,
     pub upstreams: Vec<Upstream>,
     pub backends: Box<[Arc<Backend>]>,
-    /// The round-robin counter, one per vhost.
-    pub(crate) next: AtomicUsize,
+    /// The round-robin counter: one per vhost, shared by every worker's copy of it and
+    /// kept across reloads, so successive requests alternate whichever worker takes
+    /// them, as users of the original expect.
+    pub(crate) next: Arc<AtomicUsize>,
 }
 
 /// Where a request starts.
@@ -129,7 +131,18 @@ fn sticky_id(address: &str) -> String {
 
 impl Vhost {
     pub fn new(name: &str, policy: Policy, upstreams: Vec<Upstream>, backends: Vec<Arc<Backend>>) -> Self {
-        Self { name: name.into(), policy, upstreams, backends: backends.into(), next: AtomicUsize::new(0) }
+        Self::with_counter(name, policy, upstreams, backends, Arc::default())
+    }
+
+    /// A vhost whose round-robin counter is `next` (shared with other copies of it).
+    pub fn with_counter(
+        name: &str,
+        policy: Policy,
+        upstreams: Vec<Upstream>,
+        backends: Vec<Arc<Backend>>,
+        next: Arc<AtomicUsize>,
+    ) -> Self {
+        Self { name: name.into(), policy, upstreams, backends: backends.into(), next }
     }
 
     /// Chooses the first backend to try, or `None` when the vhost has no backend.

@@ -56,7 +56,7 @@ pub mod trace_context;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -469,16 +469,19 @@ impl Shared {
             resolved_vhosts.push((config, backends));
         }
         let default = vhosts.iter().find(|config| config.default).map(|config| config.name.as_str());
+        // One round-robin counter per vhost for every worker, kept across reloads.
+        let old = self.tables[0].load();
+        let counters: Vec<Arc<AtomicUsize>> = vhosts
+            .iter()
+            .map(|config| old.get(&config.name).map(|previous| previous.next.clone()).unwrap_or_default())
+            .collect();
         for table in &self.tables {
-            let old = table.load();
             let built = resolved_vhosts
                 .iter()
-                .map(|(config, backends)| {
-                    let vhost = Vhost::new(&config.name, config.policy, config.upstreams.clone(), backends.clone());
-                    if let Some(previous) = old.get(&config.name) {
-                        vhost.next.store(previous.next.load(Ordering::Relaxed), Ordering::Relaxed);
-                    }
-                    Arc::new(vhost)
+                .zip(&counters)
+                .map(|((config, backends), next)| {
+                    let (upstreams, backends) = (config.upstreams.clone(), backends.clone());
+                    Arc::new(Vhost::with_counter(&config.name, config.policy, upstreams, backends, next.clone()))
                 })
                 .collect();
             table.store(Arc::new(RoutingTable::new(built, default)));

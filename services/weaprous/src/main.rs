@@ -58,6 +58,16 @@ struct UpArgs {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse_from(with_role_as_subcommand(std::env::args_os()));
+    if let Command::Proxy(args) = cli.command {
+        // The same engine as the `proxy` binary: one single-threaded worker per core,
+        // each with its own runtime, so no shared runtime is started here.
+        let config = proxy::Config::load(&args).unwrap_or_else(|err| err.exit());
+        if let Err(err) = config.listen() {
+            err.exit();
+        }
+        let _telemetry = kit::start("proxy");
+        return proxy::run(config, args);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(run(cli.command))
 }
@@ -103,16 +113,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let listener = bind(config.listen()).await?;
             auth::serve(listener, auth::AppState::new(&config).await?, kit::shutdown::signal()).await
         }
-        Command::Proxy(args) => {
-            let config = proxy::Config::load(&args).unwrap_or_else(|err| err.exit());
-            let listen = config.listen().unwrap_or_else(|err| err.exit());
-            let _telemetry = kit::start("proxy");
-            let listener = proxy::bind(listen)?;
-            tracing::info!(addr = %listener.local_addr()?, vhosts = config.vhosts.len(), "listening");
-            let proxy = proxy::Proxy::new(config)?;
-            tokio::spawn(proxy::reload_on_sighup(proxy.clone(), args));
-            proxy::serve(listener, proxy, kit::shutdown::signal()).await
-        }
+        Command::Proxy(_) => unreachable!("the proxy runs its own workers, before any runtime starts"),
     }
 }
 
@@ -144,6 +145,15 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
 
     let auth_config =
         auth::Config { server_ip: host, db: args.db.clone(), secrets: secrets.clone(), ..auth::Config::default() };
+    if secrets.database_url.is_some() {
+        // The database may be new: the demo users go in as `auth import-csv` puts them,
+        // leaving every user already there as they are.
+        let users = auth::store::UserStore::open(&auth_config).await.context("failed to open the user store")?;
+        let report = auth::import::import_csv(&users, &args.db)
+            .await
+            .with_context(|| format!("failed to import {}", args.db.display()))?;
+        tracing::info!(file = %args.db.display(), added = report.added, skipped = report.skipped, "users imported");
+    }
     let tracker_config = tracker::Config {
         server_ip: host,
         auth_url: format!("http://{host}:9100"),

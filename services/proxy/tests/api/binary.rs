@@ -94,3 +94,35 @@ async fn the_binary_serves_reloads_on_sighup_and_stops_on_sigterm() {
     let status = tokio::time::timeout(PATIENCE, child.wait()).await.unwrap().unwrap();
     assert!(status.success(), "{status}");
 }
+
+#[tokio::test]
+async fn round_robin_strictly_alternates_whichever_worker_takes_the_request() {
+    let (b1, b2) = (Backend::start("b1").await, Backend::start("b2").await);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("proxy.conf");
+    let conf = format!(
+        "host \"app.test\" {{\n    proxy_pass http://$HOST:{};\n    proxy_pass http://$HOST:{};\n    dist_policy round-robin\n}}\n",
+        b1.addr.port(),
+        b2.addr.port()
+    );
+    std::fs::write(&path, conf).unwrap();
+    // Four workers, so successive connections land on different ones.
+    let mut child = proxy_command(&path).env("PROXY_WORKERS", "4").spawn().unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let listening = wait_for(&mut lines, "listening").await;
+    assert_eq!(listening["workers"], 4);
+    let addr: std::net::SocketAddr = listening["addr"].as_str().unwrap().parse().unwrap();
+
+    let mut seen = Vec::new();
+    for _ in 0..16 {
+        // A new connection per request, as two `curl`s in a row make.
+        let client = reqwest::Client::builder().no_proxy().pool_max_idle_per_host(0).build().unwrap();
+        let response = client.get(format!("http://{addr}/")).header("host", "app.test").send().await.unwrap();
+        seen.push(response.headers()["x-backend"].to_str().unwrap().to_owned());
+    }
+    assert!(seen.windows(2).all(|pair| pair[0] != pair[1]), "strict alternation: {seen:?}");
+
+    signal(&child, "TERM");
+    let status = tokio::time::timeout(PATIENCE, child.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "{status}");
+}

@@ -7,10 +7,10 @@ use futures_util::{Stream, StreamExt};
 use serde_json::Value;
 use testkit::{Backend, System, TestUser};
 
-type Events =
+pub(crate) type Events =
     std::pin::Pin<Box<dyn Stream<Item = Result<Event, eventsource_stream::EventStreamError<reqwest::Error>>> + Send>>;
 
-async fn open(user: &TestUser, last_id: Option<&str>) -> Events {
+pub(crate) async fn open(user: &TestUser, last_id: Option<&str>) -> Events {
     let mut request = user.request(reqwest::Method::GET, "/events");
     if let Some(id) = last_id {
         request = request.header("last-event-id", id);
@@ -22,7 +22,7 @@ async fn open(user: &TestUser, last_id: Option<&str>) -> Events {
 }
 
 /// The next event that is not presence or membership noise.
-async fn next_message(events: &mut Events) -> (String, String, Value) {
+pub(crate) async fn next_message(events: &mut Events) -> (String, String, Value) {
     loop {
         let event = tokio::time::timeout(Duration::from_secs(10), events.next())
             .await
