@@ -206,6 +206,9 @@ async fn the_push_stream_moves_to_the_other_tracker_replica_and_misses_and_doubl
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(channel_texts_until(&mut events, "before").await, ["before"]);
 
+    let metrics = client.get(second.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(!metrics.contains(r#"route="/heartbeat""#), "the peer beats to the first tracker while it lives");
+
     // The first tracker dies. Messages go on through the second at once, while the
     // peer's stream is still moving there.
     first.stop().await;
@@ -222,6 +225,12 @@ async fn the_push_stream_moves_to_the_other_tracker_replica_and_misses_and_doubl
     .await;
     let (status, body) = post(&client, second.url("/send-channel-message"), &alice, say("last")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    // The peer's heartbeats, which went to the first tracker, reach the second now.
+    eventually("the second tracker gets heartbeats", Duration::from_secs(20), || async {
+        let metrics = client.get(second.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        metrics.contains(r#"route="/heartbeat",status="200""#)
+    })
+    .await;
 
     // Every message once, in order: none missed across the switch, none replayed twice.
     assert_eq!(
