@@ -246,8 +246,8 @@ async fn the_push_stream_moves_to_the_other_tracker_replica_and_misses_and_doubl
 }
 
 /// A stand-in auth: `POST /login` grants a session to alice (password `secret`) for
-/// the browser the peer names.
-async fn stand_in_auth(secrets: &Secrets) -> Running {
+/// the browser the peer names; `POST /logout` reports the token it ends.
+async fn stand_in_auth(secrets: &Secrets, ended: tokio::sync::mpsc::UnboundedSender<String>) -> Running {
     use axum::extract::Query;
     use axum::routing::post;
 
@@ -271,7 +271,12 @@ async fn stand_in_auth(secrets: &Secrets) -> Running {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
-    let app = axum::Router::new().route("/login", post(login));
+    let logout = move |headers: axum::http::HeaderMap| {
+        let token = kit::session::token_from_headers(&headers).unwrap_or_default();
+        let _ = ended.send(token);
+        async { axum::Json(json!({"status": "success", "message": "Logged out"})) }
+    };
+    let app = axum::Router::new().route("/login", post(login)).route("/logout", post(logout));
     let served = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
@@ -284,10 +289,11 @@ async fn stand_in_auth(secrets: &Secrets) -> Running {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_log_in_passes_over_a_dead_auth_instance() {
+async fn a_log_in_and_a_log_out_pass_over_a_dead_auth_instance() {
     let dir = tempfile::tempdir().unwrap();
     let secrets = Secrets::random();
-    let mut auth = stand_in_auth(&secrets).await;
+    let (ended, mut endings) = tokio::sync::mpsc::unbounded_channel();
+    let mut auth = stand_in_auth(&secrets, ended).await;
     let auths = format!("{},http://{}", dead_address().await, auth.addr);
     let (mut peer, _) = start_peer(&secrets, dir.path(), &dead_address().await, &auths).await;
     let client = reqwest::Client::new();
@@ -306,6 +312,18 @@ async fn a_log_in_passes_over_a_dead_auth_instance() {
     assert_eq!(me["username"], "alice", "{me}");
     // Auth's answers pass through as they came: a wrong password is still refused.
     assert_eq!(login("wrong").await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    // A log-out on the peer is told to auth too, past the dead instance.
+    let response = client
+        .post(peer.url("/logout"))
+        .header("cookie", &cookie)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let ended = tokio::time::timeout(Duration::from_secs(10), endings.recv()).await.expect("auth hears of the log-out");
+    let ended = ended.expect("the stand-in lives on");
+    assert!(!ended.is_empty() && cookie.ends_with(&format!("={ended}")), "the session that ended: {ended}");
 
     peer.stop().await;
     auth.stop().await;
