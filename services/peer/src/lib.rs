@@ -297,7 +297,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, advertised = %state.me, tracker = %state.tracker.endpoints().url("/"), store = %state.store.describe(), "listening");
+    tracing::info!(%addr, advertised = %state.me, tracker = %state.tracker.endpoints().url("/"), tracker_instances = state.tracker.endpoints().len(), auth_instances = state.auth.endpoints().len(), store = %state.store.describe(), "listening");
     let registration = tokio::spawn(tracker_link::keep_registered(state.clone()));
     tokio::spawn(delivery::outbox_worker(state.clone()));
     let token = state.shutdown.clone();
