@@ -39,6 +39,18 @@ async fn through_proxy(sys: &System, index: usize, user: &str, password: &str) -
     via.with_extra_cookies(&sticky)
 }
 
+/// Keeps the proxy's sticky cookie as a browser does: when the proxy pins the user to
+/// another peer (theirs died), the next requests go there.
+fn follow_sticky(user: &mut TestUser, headers: &reqwest::header::HeaderMap) {
+    let sticky =
+        headers.get_all("set-cookie").iter().filter_map(|value| value.to_str().ok()).find_map(|cookie| {
+            cookie.strip_prefix("weaprous_backend=").map(|rest| rest.split(';').next().unwrap_or(""))
+        });
+    if let Some(value) = sticky {
+        *user = user.with_extra_cookies(&format!("weaprous_backend={value}"));
+    }
+}
+
 /// Every message of a channel, oldest first.
 async fn whole_history(user: &TestUser, channel: &str) -> Vec<Value> {
     let mut messages: Vec<Value> = Vec::new();
@@ -86,7 +98,7 @@ async fn killing_any_one_replica_under_load_loses_nothing_acknowledged() {
 
     // Channel messages, one at a time, each acknowledged with its id.
     let channel_traffic = {
-        let (poster, running) = (poster.clone(), running.clone());
+        let (mut poster, running) = (poster.clone(), running.clone());
         tokio::spawn(async move {
             let (mut acknowledged, mut failures) = (Vec::new(), Failures::default());
             let mut n = 0;
@@ -94,8 +106,9 @@ async fn killing_any_one_replica_under_load_loses_nothing_acknowledged() {
                 n += 1;
                 let text = format!("c{n}");
                 let reply = poster.post("/send-channel-message", &format!("channel_name=general&message={text}")).await;
+                follow_sticky(&mut poster, &reply.headers);
                 match reply.body["id"].as_u64() {
-                    Some(id) if reply.status == 200 => acknowledged.push((id, text)),
+                    Some(id) if reply.status == 200 => acknowledged.push((id, text, started.elapsed())),
                     _ => fail(&mut failures, started, format!("{} {}", reply.status, reply.body)),
                 }
             }
@@ -104,7 +117,7 @@ async fn killing_any_one_replica_under_load_loses_nothing_acknowledged() {
     };
     // Direct messages from user2 to user3.
     let direct_traffic = {
-        let (sender, running) = (sender.clone(), running.clone());
+        let (mut sender, running) = (sender.clone(), running.clone());
         tokio::spawn(async move {
             let (mut acknowledged, mut failures) = (Vec::new(), Failures::default());
             let mut n = 0;
@@ -112,6 +125,7 @@ async fn killing_any_one_replica_under_load_loses_nothing_acknowledged() {
                 n += 1;
                 let text = format!("d{n}");
                 let reply = sender.post("/send-peer", &format!("username=user3&message={text}")).await;
+                follow_sticky(&mut sender, &reply.headers);
                 if matches!(reply.status, 200 | 202) {
                     acknowledged.push(text);
                 } else {
@@ -123,7 +137,8 @@ async fn killing_any_one_replica_under_load_loses_nothing_acknowledged() {
     };
     // Log-ins through the proxy, and idempotent reads.
     let login_and_read_traffic = {
-        let (client, proxy, reader, running) = (sys.client().clone(), sys.proxy_url(), poster.clone(), running.clone());
+        let (client, proxy, mut reader, running) =
+            (sys.client().clone(), sys.proxy_url(), poster.clone(), running.clone());
         tokio::spawn(async move {
             let (mut logins, mut reads) = (Failures::default(), Failures::default());
             while running.load(Ordering::Relaxed) {
@@ -140,6 +155,7 @@ async fn killing_any_one_replica_under_load_loses_nothing_acknowledged() {
                     Err(err) => fail(&mut logins, started, format!("log-in {err}")),
                 }
                 let read = reader.post("/get-channel-messages", "channel_name=general&limit=20").await;
+                follow_sticky(&mut reader, &read.headers);
                 if read.status != 200 {
                     fail(&mut reads, started, format!("read {} {}", read.status, read.body));
                 }
@@ -150,12 +166,13 @@ async fn killing_any_one_replica_under_load_loses_nothing_acknowledged() {
     // user3's event stream, reconnecting as the page does: resume from the last id,
     // and reload the history when the peer says it cannot (`reset`).
     let seen_by_stream: Arc<Mutex<BTreeSet<u64>>> = Arc::default();
+    let caught_up = Arc::new(AtomicBool::new(false));
     let stream_task = {
-        let (listener, running, seen) = (listener.clone(), running.clone(), seen_by_stream.clone());
+        let (mut listener, seen, caught_up) = (listener.clone(), seen_by_stream.clone(), caught_up.clone());
         tokio::spawn(async move {
             let mut last_id: Option<String> = None;
             let mut reconnects = 0;
-            while running.load(Ordering::Relaxed) {
+            while !caught_up.load(Ordering::Relaxed) {
                 let mut request = listener.request(reqwest::Method::GET, "/events");
                 if let Some(id) = &last_id {
                     request = request.header("last-event-id", id.clone());
@@ -164,12 +181,22 @@ async fn killing_any_one_replica_under_load_loses_nothing_acknowledged() {
                     reconnects += 1;
                     continue;
                 };
+                follow_sticky(&mut listener, response.headers());
                 if response.status() != 200 {
                     reconnects += 1;
                     continue;
                 }
                 let mut events = response.bytes_stream().eventsource();
-                while let Ok(Some(Ok(event))) = tokio::time::timeout(Duration::from_secs(2), events.next()).await {
+                loop {
+                    let next = tokio::time::timeout(Duration::from_millis(500), events.next()).await;
+                    if caught_up.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let event = match next {
+                        Ok(Some(Ok(event))) => event,
+                        Ok(_) => break,
+                        Err(_) => continue,
+                    };
                     if !event.id.is_empty() {
                         last_id = Some(event.id.clone());
                     }
@@ -181,9 +208,6 @@ async fn killing_any_one_replica_under_load_loses_nothing_acknowledged() {
                     } else if event.event == "reset" {
                         let history = whole_history(&listener, "general").await;
                         seen.lock().await.extend(history.iter().filter_map(|m| m["id"].as_u64()));
-                    }
-                    if !running.load(Ordering::Relaxed) {
-                        break;
                     }
                 }
                 reconnects += 1;
@@ -216,6 +240,17 @@ async fn killing_any_one_replica_under_load_loses_nothing_acknowledged() {
     let (channel_acked, channel_failures) = channel_traffic.await.unwrap();
     let (direct_acked, direct_failures) = direct_traffic.await.unwrap();
     let (login_failures, read_failures) = login_and_read_traffic.await.unwrap();
+    // The stream gets a bounded while to deliver what was acknowledged last.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let seen = seen_by_stream.lock().await;
+        if channel_acked.iter().all(|(id, _, _)| seen.contains(id)) {
+            break;
+        }
+        drop(seen);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    caught_up.store(true, Ordering::Relaxed);
     let reconnects = stream_task.await.unwrap();
 
     // The report: per kill, how long each kind of traffic kept failing.
@@ -250,27 +285,37 @@ async fn killing_any_one_replica_under_load_loses_nothing_acknowledged() {
     for (_, text) in &stored {
         *counts.entry(text.as_str()).or_default() += 1;
     }
-    for (id, text) in &channel_acked {
+    for (id, text, _) in &channel_acked {
         assert_eq!(counts.get(text.as_str()), Some(&1), "acknowledged message {text} (id {id}) is stored once");
         assert!(stored.contains(&(*id, text.clone())), "{text} keeps its id {id}");
     }
-    let acked_ids: Vec<u64> = channel_acked.iter().map(|(id, _)| *id).collect();
+    let acked_ids: Vec<u64> = channel_acked.iter().map(|(id, _, _)| *id).collect();
     assert!(acked_ids.windows(2).all(|pair| pair[0] < pair[1]), "one sender's messages are in order");
     assert!(channel_acked.len() > 20, "the load ran: {} messages acknowledged", channel_acked.len());
 
     // The stream saw every acknowledged channel message.
     let seen = seen_by_stream.lock().await;
-    let missed: Vec<u64> = acked_ids.iter().copied().filter(|id| !seen.contains(id)).collect();
-    assert!(missed.is_empty(), "the event stream missed {missed:?}");
+    let missed: Vec<(u64, Duration)> =
+        channel_acked.iter().filter(|(id, _, _)| !seen.contains(id)).map(|(id, _, at)| (*id, *at)).collect();
+    assert!(missed.is_empty(), "the event stream missed {missed:?} (id, when acknowledged); kills: {kills:?}");
 
     // Every acknowledged direct message is in user3's conversation, once.
-    let conversation = listener.get("/get-conversation?with=user2&limit=500").await;
-    let texts: Vec<&str> = conversation.body["messages"]
-        .as_array()
-        .expect("messages")
-        .iter()
-        .filter_map(|message| message["message"].as_str())
-        .collect();
+    let mut texts: Vec<String> = Vec::new();
+    let mut before: Option<u64> = None;
+    loop {
+        let path = match before {
+            Some(seq) => format!("/get-conversation?with=user2&limit=500&before={seq}"),
+            None => "/get-conversation?with=user2&limit=500".to_owned(),
+        };
+        let page = listener.get(&path).await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        let messages = page.body["messages"].as_array().expect("messages").clone();
+        before = messages.first().and_then(|message| message["seq"].as_u64());
+        texts.extend(messages.iter().filter_map(|message| message["message"].as_str().map(str::to_owned)));
+        if page.body["has_more"] != true || before.is_none() {
+            break;
+        }
+    }
     for text in &direct_acked {
         assert_eq!(texts.iter().filter(|t| *t == text).count(), 1, "direct message {text} is there once");
     }
