@@ -119,7 +119,8 @@ async fn any_tracker_replica_serves_channels_and_pushes_every_message_once() {
         let joined = at_tracker.get("/get-joined-channels").await;
         assert_eq!(joined.status, 200, "{}", joined.body);
         assert!(joined.body.to_string().contains("general"), "{}", joined.body);
-        let posted = at_tracker.post("/send-channel-message", &format!("channel_name=general&message=via{index}")).await;
+        let posted =
+            at_tracker.post("/send-channel-message", &format!("channel_name=general&message=via{index}")).await;
         assert_eq!(posted.status, 200, "{}", posted.body);
     }
     // Bob's page hears both, in order, whichever replica his peer's stream follows.
