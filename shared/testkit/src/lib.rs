@@ -15,82 +15,27 @@
 //! # }
 //! ```
 
+mod backend;
+mod launch;
 pub mod otlp;
 mod process;
+mod user;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use kit::config::Secrets;
 use kit::sign::ClusterKey;
-use reqwest::header::{HeaderMap, HeaderValue};
+use launch::{assert_on_postgres, urls};
 use serde_json::Value;
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+// The crate's API is flat (`testkit::TestUser`): tests read better that way.
+pub use backend::Backend;
 pub use process::Child;
-
-/// Where the services of a [`System`] keep their data.
-#[derive(Clone, Default)]
-pub enum Backend {
-    /// SQLite files and the CSV user file in the system's temporary folder.
-    #[default]
-    Embedded,
-    /// One fresh PostgreSQL database shared by every service, dropped with the last
-    /// clone of this.
-    Postgres(Arc<kit::pg::TestDatabase>),
-}
-
-impl Backend {
-    /// A fresh PostgreSQL database for `test`; `None` (after saying why on stderr)
-    /// where no server answers outside CI. See [`kit::pg::TestDatabase::for_test`].
-    pub async fn postgres(test: &str) -> Option<Self> {
-        kit::pg::TestDatabase::for_test(test).await.map(|database| Self::Postgres(Arc::new(database)))
-    }
-
-    /// The database URL the services get, if any.
-    pub fn database_url(&self) -> Option<&str> {
-        match self {
-            Self::Embedded => None,
-            Self::Postgres(database) => Some(database.url()),
-        }
-    }
-}
-
-impl std::fmt::Debug for Backend {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Embedded => f.write_str("Embedded"),
-            Self::Postgres(_) => f.write_str("Postgres"),
-        }
-    }
-}
-
-/// Runs an `async fn name(backend: testkit::Backend)` as two tests, `name::embedded`
-/// and `name::postgres`. The PostgreSQL one says on stderr, and returns, where no
-/// server answers outside CI (in CI it fails instead).
-#[macro_export]
-macro_rules! on_both_backends {
-    ($($name:ident),+ $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn embedded() {
-                    super::$name($crate::Backend::Embedded).await;
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    if let Some(backend) = $crate::Backend::postgres(concat!(module_path!(), "::postgres")).await {
-                        super::$name(backend).await;
-                    }
-                }
-            }
-        )+
-    };
-}
+pub use user::{Reply, TestUser, session_token};
 
 /// The repository's root (for `db/` and `www/`).
 pub fn repo_root() -> PathBuf {
@@ -464,141 +409,6 @@ impl System {
         }
     }
 
-    async fn launch(&self, role: Role, port: Option<u16>) -> Service {
-        match &self.settings.processes {
-            Some(binary) => self.launch_process(binary, role, port).await,
-            None => self.launch_in_process(role, port).await,
-        }
-    }
-
-    async fn launch_in_process(&self, role: Role, port: Option<u16>) -> Service {
-        let listener = bind(port.unwrap_or(0)).await;
-        let port = listener.local_addr().expect("a bound address").port();
-        let url = format!("http://127.0.0.1:{port}");
-        let stop = CancellationToken::new();
-        let shutdown = stop.clone().cancelled_owned();
-        let mut readiness = None;
-        let task = match role {
-            Role::Auth => {
-                let config = auth::Config {
-                    db: self.dir.path().join("database.csv"),
-                    allow_registration: self.settings.allow_registration,
-                    secrets: self.secrets.clone(),
-                    ..auth::Config::default()
-                };
-                let state = auth::AppState::new(&config).await.expect("auth state");
-                tokio::spawn(auth::serve(listener, state, shutdown))
-            }
-            Role::Tracker => {
-                let state = tracker::AppState::new(&self.tracker_config()).await.expect("tracker state");
-                tokio::spawn(tracker::serve(listener, state, shutdown))
-            }
-            Role::Peer => {
-                let config = self.peer_config();
-                let state =
-                    peer::AppState::new(&config, listener.local_addr().expect("bound")).await.expect("peer state");
-                readiness = Some(state.readiness.clone());
-                tokio::spawn(peer::serve(listener, state, shutdown))
-            }
-            Role::Proxy => {
-                let config = proxy::Config::from_conf_str(&self.proxy_conf(), "127.0.0.1").expect("a valid proxy.conf");
-                let proxy = proxy::Proxy::new(config).expect("proxy state");
-                tokio::spawn(proxy::serve(listener, proxy, shutdown))
-            }
-        };
-        Service { url, port, running: Running::InProcess { stop, task, readiness } }
-    }
-
-    async fn launch_process(&self, binary: &Path, role: Role, port: Option<u16>) -> Service {
-        let port_arg = port.unwrap_or(0).to_string();
-        let dir = self.dir.path();
-        let mut args: Vec<String> = match role {
-            Role::Auth => vec!["auth".into(), "--db".into(), dir.join("database.csv").display().to_string()],
-            Role::Tracker => vec![
-                "tracker".into(),
-                "--auth-url".into(),
-                self.auth_urls(),
-                "--data-dir".into(),
-                dir.join("tracker").display().to_string(),
-                "--www".into(),
-                repo_root().join("www").display().to_string(),
-            ],
-            Role::Peer => vec![
-                "peer".into(),
-                "--tracker-ip".into(),
-                self.tracker_urls(),
-                "--auth-url".into(),
-                self.auth_urls(),
-                "--data-dir".into(),
-                dir.join("peers").display().to_string(),
-                "--www".into(),
-                repo_root().join("www").display().to_string(),
-            ],
-            Role::Proxy => {
-                let conf = dir.join("proxy.conf");
-                std::fs::write(&conf, self.proxy_conf()).expect("writable temp folder");
-                vec!["proxy".into(), "--config".into(), conf.display().to_string(), "--host".into(), "127.0.0.1".into()]
-            }
-        };
-        args.extend(["--server-ip".into(), "127.0.0.1".into(), "--server-port".into(), port_arg]);
-        let mut envs = vec![
-            ("WEAPROUS_SESSION_SECRET", secrecy::ExposeSecret::expose_secret(&self.secrets.session_secret).to_owned()),
-            ("WEAPROUS_CLUSTER_SECRET", secrecy::ExposeSecret::expose_secret(&self.secrets.cluster_secret).to_owned()),
-            ("WEAPROUS_LOG_FORMAT", "json".to_owned()),
-            ("TRACKER_PEER_TTL_SECS", self.settings.peer_ttl_secs.to_string()),
-            ("PEER_HEARTBEAT_SECS", self.settings.heartbeat_secs.to_string()),
-            ("PEER_ACTIVITY_GRACE_SECS", "1".to_owned()),
-            ("PEER_SSE_KEEPALIVE_SECS", "1".to_owned()),
-            ("AUTH_ALLOW_REGISTRATION", self.settings.allow_registration.to_string()),
-        ];
-        if let Some(url) = self.settings.backend.database_url() {
-            envs.push(("WEAPROUS_DATABASE_URL", url.to_owned()));
-        }
-        envs.extend(self.settings.env.iter().map(|(key, value)| (key.as_str(), value.clone())));
-        let child = Child::spawn(binary, &format!("{role:?}").to_lowercase(), &args, &envs).await;
-        let port = child.port();
-        Service { url: format!("http://127.0.0.1:{port}"), port, running: Running::Process(Box::new(child)) }
-    }
-
-    fn tracker_config(&self) -> tracker::Config {
-        tracker::Config {
-            auth_url: self.auth_urls(),
-            data_dir: self.dir.path().join("tracker"),
-            www_dir: repo_root().join("www"),
-            peer_ttl_secs: self.settings.peer_ttl_secs,
-            secrets: self.secrets.clone(),
-            ..tracker::Config::default()
-        }
-    }
-
-    fn peer_config(&self) -> peer::Config {
-        peer::Config {
-            tracker_url: self.tracker_urls(),
-            auth_url: self.auth_urls(),
-            data_dir: self.dir.path().join("peers"),
-            www_dir: repo_root().join("www"),
-            heartbeat_secs: self.settings.heartbeat_secs,
-            activity_grace_secs: 1,
-            sse_keepalive_secs: 1,
-            secrets: self.secrets.clone(),
-            ..peer::Config::default()
-        }
-    }
-
-    fn proxy_conf(&self) -> String {
-        let peers: String =
-            self.peers.iter().map(|(port, _)| format!("    proxy_pass http://$HOST:{port};\n")).collect();
-        let passes = |slots: &[(u16, Option<Service>)]| -> String {
-            slots.iter().map(|(port, _)| format!("    proxy_pass http://$HOST:{port};\n")).collect()
-        };
-        let (trackers, auths) = (passes(&self.trackers), passes(&self.auths));
-        format!(
-            "host \"localhost\" {{\n{peers}    dist_policy sticky\n}}\n\
-             host \"tracker.localhost\" {{\n{trackers}}}\n\
-             host \"auth.localhost\" {{\n{auths}}}\n"
-        )
-    }
-
     /// Waits (bounded) until peer `index` answers `/readyz`: it is in the pool.
     async fn wait_ready(&self, index: usize) {
         let peer = self.peers[index].1.as_ref().expect("the peer runs");
@@ -633,50 +443,6 @@ impl System {
     }
 }
 
-impl Service {
-    async fn stop(self) {
-        match self.running {
-            Running::InProcess { stop, task, .. } => {
-                stop.cancel();
-                match tokio::time::timeout(Duration::from_secs(15), task).await {
-                    Ok(Ok(Ok(()))) => {}
-                    Ok(Ok(Err(err))) => panic!("service failed: {err:?}"),
-                    Ok(Err(err)) => panic!("service task panicked: {err}"),
-                    Err(_) => panic!("service did not stop within 15 s"),
-                }
-            }
-            Running::Process(child) => child.terminate().await,
-        }
-    }
-
-    async fn kill(self) {
-        match self.running {
-            Running::Process(child) => child.kill().await,
-            Running::InProcess { .. } => panic!("SIGKILL needs process mode: build the system with .processes(..)"),
-        }
-    }
-}
-
-/// Fails unless every service that keeps data migrated its tables into the database
-/// at `url`: a "postgres" test that ran embedded would prove nothing.
-async fn assert_on_postgres(url: &str) {
-    let pool = kit::pg::connect(url, "testkit", 1, Duration::from_secs(5)).await.expect("the test database answers");
-    let conn = pool.get().await.expect("a connection");
-    let rows = conn.query("SELECT DISTINCT component FROM schema_migrations", &[]).await.expect("schema_migrations");
-    let components: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
-    for service in ["auth", "tracker", "peer"] {
-        assert!(components.iter().any(|c| c == service), "{service} keeps no tables in the test database");
-    }
-}
-
-fn urls(slots: &[(u16, Option<Service>)]) -> String {
-    slots.iter().map(|(port, _)| format!("http://127.0.0.1:{port}")).collect::<Vec<_>>().join(",")
-}
-
-async fn bind(port: u16) -> TcpListener {
-    TcpListener::bind(("127.0.0.1", port)).await.unwrap_or_else(|err| panic!("failed to bind 127.0.0.1:{port}: {err}"))
-}
-
 /// Retries `check` every 20 ms for up to 10 s; panics naming `what` if it never holds.
 pub async fn eventually<F, Fut>(what: &str, mut check: F)
 where
@@ -691,133 +457,4 @@ where
         assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-/// A reply: status, headers and the JSON body (`Value::Null` when not JSON).
-#[derive(Debug)]
-pub struct Reply {
-    pub status: u16,
-    pub headers: HeaderMap,
-    pub body: Value,
-}
-
-impl Reply {
-    /// Reads a whole response.
-    pub async fn read(response: reqwest::Response) -> Self {
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let bytes = response.bytes().await.unwrap_or_default();
-        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Self { status, headers, body }
-    }
-
-    /// The `message` of an error or acknowledgement.
-    pub fn message(&self) -> &str {
-        self.body["message"].as_str().unwrap_or_default()
-    }
-}
-
-/// A logged-in user: a client that sends their session cookie to one base URL.
-#[derive(Clone)]
-pub struct TestUser {
-    pub name: String,
-    pub base: String,
-    /// The session token from the cookie.
-    pub token: String,
-    client: reqwest::Client,
-    host: Option<String>,
-    /// More cookies to send (the proxy's sticky cookie).
-    extra_cookies: Option<String>,
-}
-
-impl TestUser {
-    /// Logs in with a form on `base` (a peer, or the tracker) and keeps the cookie.
-    pub async fn login(client: &reqwest::Client, base: &str, user: &str, password: &str) -> Self {
-        let response = client
-            .post(format!("{base}/login"))
-            .header("accept", "application/json")
-            .body(format!("username={user}&password={password}"))
-            .send()
-            .await
-            .expect("log-in answered");
-        let status = response.status();
-        let token = session_token(response.headers())
-            .unwrap_or_else(|| panic!("log-in of {user} on {base} gave {status} and no session cookie"));
-        Self {
-            name: user.to_owned(),
-            base: base.to_owned(),
-            token,
-            client: client.clone(),
-            host: None,
-            extra_cookies: None,
-        }
-    }
-
-    /// A user holding `token` (from a cookie), talking to `base`.
-    pub fn from_token(client: &reqwest::Client, base: &str, name: &str, token: impl Into<String>) -> Self {
-        Self {
-            name: name.to_owned(),
-            base: base.to_owned(),
-            token: token.into(),
-            client: client.clone(),
-            host: None,
-            extra_cookies: None,
-        }
-    }
-
-    /// The same client and base with another token (forged, expired, empty).
-    pub fn with_token(&self, token: impl Into<String>) -> Self {
-        Self { token: token.into(), ..self.clone() }
-    }
-
-    /// The same session, sent to another base URL (another peer, the proxy).
-    pub fn at(&self, base: impl AsRef<str>) -> Self {
-        Self { base: base.as_ref().to_owned(), ..self.clone() }
-    }
-
-    /// Sends these cookies too (`a=1; b=2`).
-    pub fn with_extra_cookies(&self, cookies: &str) -> Self {
-        Self { extra_cookies: (!cookies.is_empty()).then(|| cookies.to_owned()), ..self.clone() }
-    }
-
-    /// The same session through the proxy with this `Host` header.
-    pub fn via(&self, base: &str, host: &str) -> Self {
-        Self { base: base.to_owned(), host: Some(host.to_owned()), ..self.clone() }
-    }
-
-    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let mut cookie = format!("{}={}", wire::headers::SESSION_COOKIE, self.token);
-        if let Some(extra) = &self.extra_cookies {
-            cookie = format!("{cookie}; {extra}");
-        }
-        let mut request = self.client.request(method, format!("{}{path}", self.base)).header("cookie", cookie);
-        if let Some(host) = &self.host {
-            request = request.header("host", host);
-        }
-        request
-    }
-
-    pub async fn get(&self, path: &str) -> Reply {
-        Reply::read(self.request(reqwest::Method::GET, path).send().await.expect("the server answered")).await
-    }
-
-    /// POSTs a raw body (a form, as the original page sends it, labelled text/plain).
-    pub async fn post(&self, path: &str, body: &str) -> Reply {
-        let request = self.request(reqwest::Method::POST, path).header("content-type", "text/plain;charset=UTF-8");
-        Reply::read(request.body(body.to_owned()).send().await.expect("the server answered")).await
-    }
-
-    pub async fn post_json(&self, path: &str, body: &Value) -> Reply {
-        Reply::read(self.request(reqwest::Method::POST, path).json(body).send().await.expect("the server answered"))
-            .await
-    }
-}
-
-/// The session token in a `Set-Cookie` header, if any.
-pub fn session_token(headers: &HeaderMap) -> Option<String> {
-    headers.get_all("set-cookie").iter().filter_map(|value: &HeaderValue| value.to_str().ok()).find_map(|cookie| {
-        let value = cookie.strip_prefix(wire::headers::SESSION_COOKIE)?.strip_prefix('=')?;
-        let token = value.split(';').next()?;
-        (!token.is_empty()).then(|| token.to_owned())
-    })
 }

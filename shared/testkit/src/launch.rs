@@ -1,0 +1,190 @@
+//! Starting one service of a test system: in this process, or as a child process.
+
+use std::path::Path;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Child, Role, Running, Service, System, repo_root};
+
+impl System {
+    pub(crate) async fn launch(&self, role: Role, port: Option<u16>) -> Service {
+        match &self.settings.processes {
+            Some(binary) => self.launch_process(binary, role, port).await,
+            None => self.launch_in_process(role, port).await,
+        }
+    }
+
+    pub(crate) async fn launch_in_process(&self, role: Role, port: Option<u16>) -> Service {
+        let listener = bind(port.unwrap_or(0)).await;
+        let port = listener.local_addr().expect("a bound address").port();
+        let url = format!("http://127.0.0.1:{port}");
+        let stop = CancellationToken::new();
+        let shutdown = stop.clone().cancelled_owned();
+        let mut readiness = None;
+        let task = match role {
+            Role::Auth => {
+                let config = auth::Config {
+                    db: self.dir.path().join("database.csv"),
+                    allow_registration: self.settings.allow_registration,
+                    secrets: self.secrets.clone(),
+                    ..auth::Config::default()
+                };
+                let state = auth::AppState::new(&config).await.expect("auth state");
+                tokio::spawn(auth::serve(listener, state, shutdown))
+            }
+            Role::Tracker => {
+                let state = tracker::AppState::new(&self.tracker_config()).await.expect("tracker state");
+                tokio::spawn(tracker::serve(listener, state, shutdown))
+            }
+            Role::Peer => {
+                let config = self.peer_config();
+                let state =
+                    peer::AppState::new(&config, listener.local_addr().expect("bound")).await.expect("peer state");
+                readiness = Some(state.readiness.clone());
+                tokio::spawn(peer::serve(listener, state, shutdown))
+            }
+            Role::Proxy => {
+                let config = proxy::Config::from_conf_str(&self.proxy_conf(), "127.0.0.1").expect("a valid proxy.conf");
+                let proxy = proxy::Proxy::new(config).expect("proxy state");
+                tokio::spawn(proxy::serve(listener, proxy, shutdown))
+            }
+        };
+        Service { url, port, running: Running::InProcess { stop, task, readiness } }
+    }
+
+    pub(crate) async fn launch_process(&self, binary: &Path, role: Role, port: Option<u16>) -> Service {
+        let port_arg = port.unwrap_or(0).to_string();
+        let dir = self.dir.path();
+        let mut args: Vec<String> = match role {
+            Role::Auth => vec!["auth".into(), "--db".into(), dir.join("database.csv").display().to_string()],
+            Role::Tracker => vec![
+                "tracker".into(),
+                "--auth-url".into(),
+                self.auth_urls(),
+                "--data-dir".into(),
+                dir.join("tracker").display().to_string(),
+                "--www".into(),
+                repo_root().join("www").display().to_string(),
+            ],
+            Role::Peer => vec![
+                "peer".into(),
+                "--tracker-ip".into(),
+                self.tracker_urls(),
+                "--auth-url".into(),
+                self.auth_urls(),
+                "--data-dir".into(),
+                dir.join("peers").display().to_string(),
+                "--www".into(),
+                repo_root().join("www").display().to_string(),
+            ],
+            Role::Proxy => {
+                let conf = dir.join("proxy.conf");
+                std::fs::write(&conf, self.proxy_conf()).expect("writable temp folder");
+                vec!["proxy".into(), "--config".into(), conf.display().to_string(), "--host".into(), "127.0.0.1".into()]
+            }
+        };
+        args.extend(["--server-ip".into(), "127.0.0.1".into(), "--server-port".into(), port_arg]);
+        let mut envs = vec![
+            ("WEAPROUS_SESSION_SECRET", secrecy::ExposeSecret::expose_secret(&self.secrets.session_secret).to_owned()),
+            ("WEAPROUS_CLUSTER_SECRET", secrecy::ExposeSecret::expose_secret(&self.secrets.cluster_secret).to_owned()),
+            ("WEAPROUS_LOG_FORMAT", "json".to_owned()),
+            ("TRACKER_PEER_TTL_SECS", self.settings.peer_ttl_secs.to_string()),
+            ("PEER_HEARTBEAT_SECS", self.settings.heartbeat_secs.to_string()),
+            ("PEER_ACTIVITY_GRACE_SECS", "1".to_owned()),
+            ("PEER_SSE_KEEPALIVE_SECS", "1".to_owned()),
+            ("AUTH_ALLOW_REGISTRATION", self.settings.allow_registration.to_string()),
+        ];
+        if let Some(url) = self.settings.backend.database_url() {
+            envs.push(("WEAPROUS_DATABASE_URL", url.to_owned()));
+        }
+        envs.extend(self.settings.env.iter().map(|(key, value)| (key.as_str(), value.clone())));
+        let child = Child::spawn(binary, &format!("{role:?}").to_lowercase(), &args, &envs).await;
+        let port = child.port();
+        Service { url: format!("http://127.0.0.1:{port}"), port, running: Running::Process(Box::new(child)) }
+    }
+
+    pub(crate) fn tracker_config(&self) -> tracker::Config {
+        tracker::Config {
+            auth_url: self.auth_urls(),
+            data_dir: self.dir.path().join("tracker"),
+            www_dir: repo_root().join("www"),
+            peer_ttl_secs: self.settings.peer_ttl_secs,
+            secrets: self.secrets.clone(),
+            ..tracker::Config::default()
+        }
+    }
+
+    pub(crate) fn peer_config(&self) -> peer::Config {
+        peer::Config {
+            tracker_url: self.tracker_urls(),
+            auth_url: self.auth_urls(),
+            data_dir: self.dir.path().join("peers"),
+            www_dir: repo_root().join("www"),
+            heartbeat_secs: self.settings.heartbeat_secs,
+            activity_grace_secs: 1,
+            sse_keepalive_secs: 1,
+            secrets: self.secrets.clone(),
+            ..peer::Config::default()
+        }
+    }
+
+    pub(crate) fn proxy_conf(&self) -> String {
+        let peers: String =
+            self.peers.iter().map(|(port, _)| format!("    proxy_pass http://$HOST:{port};\n")).collect();
+        let passes = |slots: &[(u16, Option<Service>)]| -> String {
+            slots.iter().map(|(port, _)| format!("    proxy_pass http://$HOST:{port};\n")).collect()
+        };
+        let (trackers, auths) = (passes(&self.trackers), passes(&self.auths));
+        format!(
+            "host \"localhost\" {{\n{peers}    dist_policy sticky\n}}\n\
+             host \"tracker.localhost\" {{\n{trackers}}}\n\
+             host \"auth.localhost\" {{\n{auths}}}\n"
+        )
+    }
+}
+
+impl Service {
+    pub(crate) async fn stop(self) {
+        match self.running {
+            Running::InProcess { stop, task, .. } => {
+                stop.cancel();
+                match tokio::time::timeout(Duration::from_secs(15), task).await {
+                    Ok(Ok(Ok(()))) => {}
+                    Ok(Ok(Err(err))) => panic!("service failed: {err:?}"),
+                    Ok(Err(err)) => panic!("service task panicked: {err}"),
+                    Err(_) => panic!("service did not stop within 15 s"),
+                }
+            }
+            Running::Process(child) => child.terminate().await,
+        }
+    }
+
+    pub(crate) async fn kill(self) {
+        match self.running {
+            Running::Process(child) => child.kill().await,
+            Running::InProcess { .. } => panic!("SIGKILL needs process mode: build the system with .processes(..)"),
+        }
+    }
+}
+
+/// Fails unless every service that keeps data migrated its tables into the database
+/// at `url`: a "postgres" test that ran embedded would prove nothing.
+pub(crate) async fn assert_on_postgres(url: &str) {
+    let pool = kit::pg::connect(url, "testkit", 1, Duration::from_secs(5)).await.expect("the test database answers");
+    let conn = pool.get().await.expect("a connection");
+    let rows = conn.query("SELECT DISTINCT component FROM schema_migrations", &[]).await.expect("schema_migrations");
+    let components: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
+    for service in ["auth", "tracker", "peer"] {
+        assert!(components.iter().any(|c| c == service), "{service} keeps no tables in the test database");
+    }
+}
+
+pub(crate) fn urls(slots: &[(u16, Option<Service>)]) -> String {
+    slots.iter().map(|(port, _)| format!("http://127.0.0.1:{port}")).collect::<Vec<_>>().join(",")
+}
+
+async fn bind(port: u16) -> TcpListener {
+    TcpListener::bind(("127.0.0.1", port)).await.unwrap_or_else(|err| panic!("failed to bind 127.0.0.1:{port}: {err}"))
+}
