@@ -4,6 +4,7 @@
 //! Each service owns its registry (no global one), so services running in one process
 //! (the all-in-one runner, tests) keep their numbers apart.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -104,6 +105,117 @@ impl HttpMetrics {
     }
 }
 
+/// What is wrong with the histograms of an exposition `text`, one sentence each; empty
+/// when nothing is. Every series of a `histogram` family must have buckets that never
+/// decrease and end at `+Inf`, a `+Inf` bucket equal to its `_count`, and a `_sum`
+/// that its buckets allow (each observation lies above the bound of the bucket before
+/// its own; none is negative, as every histogram here measures a duration). For tests
+/// of every service and of the proxy, which build their histograms differently.
+pub fn histogram_violations(text: &str) -> Vec<String> {
+    #[derive(Default)]
+    struct Series {
+        buckets: Vec<(f64, f64)>,
+        count: Option<f64>,
+        sum: Option<f64>,
+    }
+    let families: Vec<&str> =
+        text.lines().filter_map(|line| line.strip_prefix("# TYPE ")?.strip_suffix(" histogram")).collect();
+    let mut violations = Vec::new();
+    let mut all: BTreeMap<(String, Labels), Series> = BTreeMap::new();
+    for line in text.lines().filter(|line| !line.starts_with('#') && !line.trim().is_empty()) {
+        let Some((name, mut labels, value)) = parse_sample(line) else {
+            violations.push(format!("cannot parse the sample line {line:?}"));
+            continue;
+        };
+        let Some((family, suffix)) = families.iter().find_map(|family| {
+            let suffix = name.strip_prefix(family)?.strip_prefix('_')?;
+            ["bucket", "count", "sum"].contains(&suffix).then_some((*family, suffix))
+        }) else {
+            continue;
+        };
+        let le = labels.iter().position(|(label, _)| label == "le").map(|index| labels.remove(index).1);
+        labels.sort();
+        let series = all.entry((family.to_owned(), labels)).or_default();
+        match (suffix, le) {
+            ("bucket", Some(le)) => match le.parse::<f64>() {
+                Ok(bound) => series.buckets.push((bound, value)),
+                Err(_) => violations.push(format!("{line:?}: le is not a number")),
+            },
+            ("bucket", None) => violations.push(format!("{line:?}: a bucket without le")),
+            ("count", _) => series.count = Some(value),
+            _ => series.sum = Some(value),
+        }
+    }
+    for ((family, labels), series) in all {
+        let name = format!("{family}{labels:?}");
+        let (Some(count), Some(sum)) = (series.count, series.sum) else {
+            violations.push(format!("{name}: no _count or no _sum"));
+            continue;
+        };
+        if series.buckets.last().is_none_or(|(bound, _)| *bound != f64::INFINITY) {
+            violations.push(format!("{name}: the last bucket is not +Inf"));
+            continue;
+        }
+        // The least and the most the observations can add up to, bucket by bucket.
+        let (mut least, mut most, mut below, mut total) = (0.0, 0.0, 0.0, 0.0);
+        for (index, &(bound, cumulative)) in series.buckets.iter().enumerate() {
+            if cumulative < total || (index > 0 && bound <= below) {
+                violations.push(format!("{name}: bucket le={bound} holds {cumulative}, after le={below} with {total}"));
+            }
+            let here = cumulative - total;
+            least += here * below;
+            most += if here > 0.0 { here * bound } else { 0.0 };
+            (below, total) = (bound, cumulative);
+        }
+        if total != count {
+            violations.push(format!("{name}: the +Inf bucket is {total} but _count is {count}"));
+        }
+        let slack = 1e-6 * least.max(1e-9);
+        if !(sum >= 0.0 && sum + slack >= least && sum <= most + 1e-6 * most.max(1e-9)) {
+            violations.push(format!("{name}: _sum {sum} is outside what the buckets allow, [{least}, {most}]"));
+        }
+    }
+    violations
+}
+
+/// A sample's labels, as name and value.
+type Labels = Vec<(String, String)>;
+
+/// A sample line: its name, its labels, and its value (a timestamp or exemplar after
+/// the value is ignored).
+fn parse_sample(line: &str) -> Option<(&str, Labels, f64)> {
+    let name_end = line.find(['{', ' '])?;
+    let (name, mut rest) = line.split_at(name_end);
+    let mut labels = Vec::new();
+    if let Some(inside) = rest.strip_prefix('{') {
+        rest = inside;
+        loop {
+            rest = rest.trim_start_matches(',');
+            if let Some(after) = rest.strip_prefix('}') {
+                rest = after;
+                break;
+            }
+            let (label, after) = rest.split_once("=\"")?;
+            let mut value = String::new();
+            let mut chars = after.char_indices();
+            let end = loop {
+                match chars.next()? {
+                    (index, '"') => break index,
+                    (_, '\\') => value.push(match chars.next()?.1 {
+                        'n' => '\n',
+                        other => other,
+                    }),
+                    (_, other) => value.push(other),
+                }
+            };
+            labels.push((label.to_owned(), value));
+            rest = &after[end + 1..];
+        }
+    }
+    let value = rest.split_whitespace().next()?.parse().ok()?;
+    Some((name, labels, value))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,5 +228,84 @@ mod tests {
         let text = Metrics::new(registry).render();
         assert!(text.contains("# TYPE http_requests counter"), "{text}");
         assert!(text.contains(r#"http_requests_total{method="GET",route="/x",status="200"} 1"#), "{text}");
+    }
+
+    /// A router as every service has one (the common layers and `/metrics`), with a
+    /// fast route and a slower one.
+    fn service() -> Router {
+        let mut registry = Registry::default();
+        let http = HttpMetrics::register(&mut registry);
+        let metrics = Metrics::new(registry);
+        let routes = Router::new()
+            .route("/x", get(|| async { "x" }))
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+                    "slow"
+                }),
+            )
+            .merge(router::<Metrics>().with_state(metrics));
+        crate::http::common_layers(routes, "test@here", http)
+    }
+
+    async fn call(app: &Router, method: &str, path: &str) -> (u16, String) {
+        use tower::ServiceExt;
+        let request = Request::builder().method(method).uri(path).body(axum::body::Body::empty()).unwrap();
+        let response = app.clone().oneshot(request).await.unwrap();
+        let status = response.status().as_u16();
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    async fn scrape(app: &Router) -> String {
+        let (status, text) = call(app, "GET", "/metrics").await;
+        assert_eq!(status, 200);
+        text
+    }
+
+    #[tokio::test]
+    async fn http_histograms_keep_their_invariants_after_traffic() {
+        let app = service();
+        for round in 0..20 {
+            assert_eq!(call(&app, "GET", "/x").await.0, 200);
+            if round % 4 == 0 {
+                assert_eq!(call(&app, "GET", "/slow").await.0, 200);
+                assert_eq!(call(&app, "POST", "/x").await.0, 405);
+                assert_eq!(call(&app, "GET", "/nowhere").await.0, 404);
+            }
+        }
+        let text = scrape(&app).await;
+        let violations = histogram_violations(&text);
+        assert!(violations.is_empty(), "{violations:#?}\n{text}");
+        // Not vacuous: the series were there to check.
+        for series in
+            [r#"method="GET",route="/x""#, r#"method="GET",route="/slow""#, r#"method="GET",route="unmatched""#]
+        {
+            assert!(text.contains(&format!("http_request_duration_seconds_count{{{series}")), "{series}\n{text}");
+        }
+        assert!(text.contains(r#"http_request_duration_seconds_count{method="GET",route="/x"} 20"#), "{text}");
+    }
+
+    #[test]
+    fn the_histogram_check_catches_buckets_counted_twice() {
+        // Issue 12's scrape: buckets made cumulative twice, so `+Inf` is far above `_count`.
+        let text = "# TYPE lat histogram\n\
+            lat_sum{backend=\"b\"} 0.33\n\
+            lat_count{backend=\"b\"} 61\n\
+            lat_bucket{le=\"0.001\",backend=\"b\"} 0\n\
+            lat_bucket{le=\"0.002\",backend=\"b\"} 0\n\
+            lat_bucket{le=\"0.004\",backend=\"b\"} 30\n\
+            lat_bucket{le=\"0.008\",backend=\"b\"} 91\n\
+            lat_bucket{le=\"+Inf\",backend=\"b\"} 856\n\
+            # EOF\n";
+        let violations = histogram_violations(text);
+        assert!(violations.iter().any(|v| v.contains("+Inf bucket is 856 but _count is 61")), "{violations:#?}");
+        let right = text.replace("} 91", "} 61").replace("} 856", "} 61");
+        assert_eq!(histogram_violations(&right), Vec::<String>::new());
+        let decreasing = right.replace("\"0.004\",backend=\"b\"} 30", "\"0.004\",backend=\"b\"} 70");
+        assert!(histogram_violations(&decreasing).iter().any(|v| v.contains("holds 61")), "{decreasing}");
+        let too_small_sum = right.replace("0.33", "0.01");
+        assert!(histogram_violations(&too_small_sum).iter().any(|v| v.contains("_sum 0.01")), "{too_small_sum}");
     }
 }
