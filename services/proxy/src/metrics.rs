@@ -153,24 +153,22 @@ impl Answers {
         Self { shards: (0..workers.max(1)).map(|_| Shard::default()).collect() }
     }
 
-    /// The shards added up: count, sum in seconds, and cumulative bucket counts.
+    /// The shards added up: count, sum in seconds, and each bucket's own count (not
+    /// cumulative: the encoder makes them cumulative as it writes them, and adding
+    /// them up here as well counted every observation once per bucket above its own).
     fn total(&self) -> (u64, f64, [(f64, u64); BUCKETS + 1]) {
         let mut sum_nanos = 0u64;
-        let mut per_bucket = [0u64; BUCKETS + 1];
+        let mut buckets: [(f64, u64); BUCKETS + 1] =
+            std::array::from_fn(|index| (BOUNDS.get(index).copied().unwrap_or(f64::INFINITY), 0));
         for shard in &self.shards {
             sum_nanos = sum_nanos.saturating_add(shard.sum_nanos.load(Ordering::Relaxed));
-            for (total, bucket) in per_bucket.iter_mut().zip(&shard.buckets) {
+            for ((_, total), bucket) in buckets.iter_mut().zip(&shard.buckets) {
                 *total += bucket.load(Ordering::Relaxed);
             }
         }
-        let mut cumulative = [(f64::INFINITY, 0); BUCKETS + 1];
-        let mut running = 0;
-        for (index, slot) in cumulative.iter_mut().enumerate() {
-            running += per_bucket[index];
-            *slot = (BOUNDS.get(index).copied().unwrap_or(f64::INFINITY), running);
-        }
         // The count is what the buckets hold, so the two always agree.
-        (running, sum_nanos as f64 / 1e9, cumulative)
+        let count = buckets.iter().map(|(_, count)| count).sum();
+        (count, sum_nanos as f64 / 1e9, buckets)
     }
 }
 
@@ -226,5 +224,22 @@ mod tests {
         assert!(text.contains("proxy_upstream_duration_seconds_count{backend=\"127.0.0.1:9001\"} 4\n"), "{text}");
         assert!(text.contains("proxy_upstream_duration_seconds_sum{backend=\"127.0.0.1:9001\"} 60.0034\n"), "{text}");
         assert!(text.contains("proxy_backend_up{backend=\"127.0.0.1:9001\"} 1\n"), "{text}");
+    }
+
+    #[test]
+    fn each_bucket_counts_its_observations_once() {
+        let metrics = ProxyMetrics::new();
+        let stats = metrics.backend("127.0.0.1:9002".parse().unwrap(), 3);
+        for (worker, micros) in [(0, 100), (1, 300), (2, 3_000), (0, 3_500), (1, 60_000_000)] {
+            stats.answered(worker, Duration::from_micros(micros));
+        }
+        let text = metrics.registry.render();
+        let violations = kit::metrics::histogram_violations(&text);
+        assert!(violations.is_empty(), "{violations:#?}\n{text}");
+        for (le, count) in [("0.0005", 2), ("0.001", 2), ("0.004", 4), ("16.384", 4), ("+Inf", 5)] {
+            let bucket =
+                format!("proxy_upstream_duration_seconds_bucket{{le=\"{le}\",backend=\"127.0.0.1:9002\"}} {count}\n");
+            assert!(text.contains(&bucket), "{bucket}{text}");
+        }
     }
 }

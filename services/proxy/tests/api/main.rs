@@ -5,6 +5,7 @@ mod failover;
 mod framing;
 mod helpers;
 mod http;
+mod metrics;
 mod reload;
 mod routing;
 mod sticky;
