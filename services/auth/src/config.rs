@@ -9,6 +9,8 @@ use figment::Figment;
 use kit::config::{ConfigError, Secrets, ServerFlags, StorageFlags};
 use serde::{Deserialize, Serialize};
 
+use crate::hashing::HashLimits;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Config {
     /// The address to bind.
@@ -22,6 +24,12 @@ pub struct Config {
     pub session_ttl_secs: u64,
     /// The most connections to PostgreSQL (cluster mode) this replica holds at once.
     pub database_pool_size: usize,
+    /// Password hashes (log-in checks, sign-ups) run at once; each holds 19 MiB. 0 is 1.
+    pub hash_concurrency: usize,
+    /// Hashes that may wait for a turn; past that a log-in gets `503` at once.
+    pub hash_queue: usize,
+    /// How long a hash waits for a turn before the log-in gets `503`, in milliseconds.
+    pub hash_queue_wait_ms: u64,
     #[serde(flatten, skip_serializing)]
     pub secrets: Secrets,
 }
@@ -35,6 +43,9 @@ impl Default for Config {
             allow_registration: true,
             session_ttl_secs: 24 * 60 * 60,
             database_pool_size: 16,
+            hash_concurrency: cores(),
+            hash_queue: 4 * cores(),
+            hash_queue_wait_ms: 2000,
             secrets: Secrets::default(),
         }
     }
@@ -88,6 +99,19 @@ impl Config {
     pub fn session_ttl(&self) -> Duration {
         Duration::from_secs(self.session_ttl_secs)
     }
+
+    pub fn hash_limits(&self) -> HashLimits {
+        HashLimits {
+            concurrency: self.hash_concurrency.max(1),
+            queue: self.hash_queue,
+            max_wait: Duration::from_millis(self.hash_queue_wait_ms),
+        }
+    }
+}
+
+/// The cores this process may use (std reads the cgroup's CPU quota too), at least 1.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
 #[cfg(test)]

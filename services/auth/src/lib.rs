@@ -10,6 +10,7 @@
 //! replica of auth (cluster mode). See [`store`], [`throttle`] and [`sessions`].
 
 pub mod config;
+pub mod hashing;
 pub mod import;
 pub mod sessions;
 pub mod store;
@@ -60,6 +61,8 @@ pub struct AuthMetrics {
     /// Log-in attempts by outcome (`ok`, `refused`).
     pub logins: Family<OutcomeLabel, Counter>,
     pub sign_ups: Counter,
+    /// Password hashes running and queued, and those refused ([`hashing::HashGate`]).
+    pub hashing: hashing::HashMetrics,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -68,14 +71,25 @@ pub struct OutcomeLabel {
 }
 
 impl AuthMetrics {
-    fn new() -> Self {
+    fn new(hashing: &hashing::HashMetrics) -> Self {
         let mut registry = Registry::default();
         let http = kit::metrics::HttpMetrics::register(&mut registry);
         let logins = Family::<OutcomeLabel, Counter>::default();
         let sign_ups = Counter::default();
         registry.register("auth_logins", "Log-in attempts, by outcome", logins.clone());
         registry.register("auth_sign_ups", "Users signed up", sign_ups.clone());
-        Self { registry: kit::metrics::Metrics::new(registry), http, logins, sign_ups }
+        registry.register(
+            "auth_hashes",
+            "Password hashes and checks, by stage (running, queued)",
+            hashing.hashes.clone(),
+        );
+        registry.register(
+            "auth_hashes_refused",
+            "Password hashes and checks refused with 503, by reason (queue_full, waited_too_long)",
+            hashing.refused.clone(),
+        );
+        let hashing = hashing.clone();
+        Self { registry: kit::metrics::Metrics::new(registry), http, logins, sign_ups, hashing }
     }
 }
 
@@ -85,12 +99,12 @@ impl AppState {
         Ok(Self {
             throttle: Throttle::new(users.pool().cloned()),
             ended_sessions: EndedSessions::new(users.pool().cloned()),
+            metrics: AuthMetrics::new(users.hashing().metrics()),
             users,
             tokens: TokenKeys::new(&config.secrets.session_secret, config.session_ttl()),
             cluster: ClusterKey::new(&config.secrets.cluster_secret),
             allow_registration: config.allow_registration,
             readiness: Readiness::ready(),
-            metrics: AuthMetrics::new(),
         })
     }
 }

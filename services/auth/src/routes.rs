@@ -3,7 +3,9 @@
 use std::net::IpAddr;
 
 use axum::extract::{FromRequest, FromRequestParts, Query, Request, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::header::RETRY_AFTER;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use kit::body::Input;
@@ -15,6 +17,7 @@ use serde::de::DeserializeOwned;
 use wire::api::{Ack, Credentials, SessionGrant, SessionInfo, Status};
 use wire::names::Username;
 
+use crate::hashing::HashError;
 use crate::throttle::Locked;
 use crate::users::AddUserError;
 use crate::{AppState, OutcomeLabel};
@@ -28,10 +31,7 @@ pub(crate) fn router() -> Router<AppState> {
 }
 
 #[tracing::instrument(level = "debug", skip_all, fields(username = %request.body.username))]
-async fn login(
-    State(state): State<AppState>,
-    request: FromClient<Credentials>,
-) -> Result<Json<SessionGrant>, ApiError> {
+async fn login(State(state): State<AppState>, request: FromClient<Credentials>) -> Result<Json<SessionGrant>, Refusal> {
     let FromClient { client, body: credentials } = request;
     let wrong = || ApiError::Unauthorized("wrong username or password".into());
     let username = Username::parse(&credentials.username).map_err(|_| {
@@ -47,7 +47,8 @@ async fn login(
         return Err(ApiError::TooManyRequests(format!(
             "too many failed log-ins for this name {whose}; try again in {} s",
             wait.as_secs().max(1)
-        )));
+        ))
+        .into());
     }
     if !state.users.verify(username.as_str(), &credentials.password).await? {
         tracing::info!("login refused");
@@ -55,7 +56,7 @@ async fn login(
         // A failure that cannot be counted (the database is away) fails the log-in
         // as an error; the next try fails at `locked` the same way.
         state.throttle.failed(client, username.as_str()).await?;
-        return Err(wrong());
+        return Err(wrong().into());
     }
     state.metrics.logins.get_or_create(&OutcomeLabel { outcome: "ok" }).inc();
     if let Err(err) = state.throttle.succeeded(client, username.as_str()).await {
@@ -71,10 +72,10 @@ async fn login(
 async fn register(
     State(state): State<AppState>,
     request: FromClient<Credentials>,
-) -> Result<(StatusCode, Json<SessionGrant>), ApiError> {
+) -> Result<(StatusCode, Json<SessionGrant>), Refusal> {
     let credentials = request.body;
     if !state.allow_registration {
-        return Err(ApiError::forbidden("sign-up is switched off on this server"));
+        return Err(ApiError::forbidden("sign-up is switched off on this server").into());
     }
     let username = Username::parse(&credentials.username).map_err(|err| ApiError::bad_request(err.to_string()))?;
     state.users.add(&username, &credentials.password).await?;
@@ -125,12 +126,48 @@ impl<T: DeserializeOwned> FromRequest<AppState> for FromClient<T> {
     }
 }
 
-impl From<AddUserError> for ApiError {
+/// What the log-in and sign-up routes answer when they fail: an [`ApiError`], or
+/// `Busy`, a `503` with `Retry-After: 1` when the hash gate is full, a header that
+/// `ApiError` has no way to carry.
+enum Refusal {
+    Api(ApiError),
+    Busy(String),
+}
+
+impl<E: Into<ApiError>> From<E> for Refusal {
+    fn from(err: E) -> Self {
+        Self::Api(err.into())
+    }
+}
+
+impl From<HashError> for Refusal {
+    fn from(err: HashError) -> Self {
+        match err {
+            HashError::Busy => Self::Busy(err.to_string()),
+            HashError::Failed(cause) => Self::Api(ApiError::Internal(cause)),
+        }
+    }
+}
+
+impl From<AddUserError> for Refusal {
     fn from(err: AddUserError) -> Self {
         match err {
-            AddUserError::Exists(_) => ApiError::Conflict(err.to_string()),
-            AddUserError::BadPassword => ApiError::bad_request(err.to_string()),
-            AddUserError::Io(cause) => ApiError::Internal(cause),
+            AddUserError::Exists(_) => Self::Api(ApiError::Conflict(err.to_string())),
+            AddUserError::BadPassword => Self::Api(ApiError::bad_request(err.to_string())),
+            AddUserError::Busy => Self::Busy(err.to_string()),
+            AddUserError::Io(cause) => Self::Api(ApiError::Internal(cause)),
+        }
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Api(err) => err.into_response(),
+            // The JSON body of every other error, with the wait a client should take.
+            Self::Busy(message) => {
+                ([(RETRY_AFTER, HeaderValue::from_static("1"))], ApiError::Unavailable(message)).into_response()
+            }
         }
     }
 }

@@ -21,6 +21,8 @@ use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use wire::names::Username;
 
+use crate::hashing::HashError;
+
 /// The header of a database with hashed passwords.
 pub const HEADER: [&str; 2] = ["username", "password_hash"];
 
@@ -52,8 +54,20 @@ pub enum AddUserError {
     Exists(String),
     #[error("password must be {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_CHARS} characters long")]
     BadPassword,
+    /// The hash gate is full ([`HashError::Busy`]).
+    #[error("too many sign-ups and log-ins at once; try again in a second")]
+    Busy,
     #[error(transparent)]
     Io(#[from] anyhow::Error),
+}
+
+impl From<HashError> for AddUserError {
+    fn from(err: HashError) -> Self {
+        match err {
+            HashError::Busy => Self::Busy,
+            HashError::Failed(cause) => Self::Io(cause),
+        }
+    }
 }
 
 impl UserDb {
@@ -76,26 +90,16 @@ impl UserDb {
         self.len() == 0
     }
 
-    /// Whether `password` is the password of `username`. Unknown users cost as much
-    /// time as known ones, so timing does not tell which names exist.
-    pub async fn verify(&self, username: &str, password: &str) -> anyhow::Result<bool> {
+    /// The PHC hash of `username`, if there is such a user; re-reads the file first if
+    /// it changed on disk.
+    pub fn hash_of(&self, username: &str) -> anyhow::Result<Option<String>> {
         self.reload_if_changed()?;
-        let hash = self.read().hashes.get(username).cloned();
-        verify_against(hash, password).await
+        Ok(self.read().hashes.get(username).cloned())
     }
 
-    /// Signs up a new user. Names are unique regardless of case.
-    pub async fn add(&self, username: &Username, password: &str) -> Result<(), AddUserError> {
-        check_password(password)?;
-        let db = self.clone();
-        let username = username.clone();
-        let password = password.to_owned();
-        tokio::task::spawn_blocking(move || db.add_blocking(&username, &password))
-            .await
-            .context("sign-up task failed")?
-    }
-
-    /// [`UserDb::add`] for the command line, outside any runtime.
+    /// Signs up a new user, hashing on the calling thread (the command line and tests;
+    /// the server hashes through [`crate::hashing::HashGate`]). Names are unique
+    /// regardless of case.
     pub fn add_blocking(&self, username: &Username, password: &str) -> Result<(), AddUserError> {
         check_password(password)?;
         let hash = hash_password(password)?;
@@ -197,19 +201,17 @@ pub fn convert_plaintext(path: &Path) -> anyhow::Result<usize> {
     Ok(hashes.len())
 }
 
-/// Whether `password` matches `hash`, off the async threads; no hash (an unknown
-/// user) costs a check against a dummy hash, so timing does not tell which names exist.
-pub(crate) async fn verify_against(hash: Option<String>, password: &str) -> anyhow::Result<bool> {
-    let password = password.to_owned();
-    tokio::task::spawn_blocking(move || match hash {
-        Some(hash) => verify_password(&password, &hash),
+/// Whether `password` matches `hash`; no hash (an unknown user) costs a check against
+/// a dummy hash, so timing does not tell which names exist. Blocking: run it through
+/// the hash gate.
+pub(crate) fn check_against(hash: Option<&str>, password: &str) -> bool {
+    match hash {
+        Some(hash) => verify_password(password, hash),
         None => {
-            let _ = verify_password(&password, &DUMMY_HASH);
+            let _ = verify_password(password, &DUMMY_HASH);
             false
         }
-    })
-    .await
-    .context("password check task failed")
+    }
 }
 
 pub(crate) fn check_password(password: &str) -> Result<(), AddUserError> {
