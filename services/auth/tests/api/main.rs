@@ -37,6 +37,7 @@ macro_rules! on_both_backends {
 
 mod cluster;
 mod commands;
+mod hashing;
 mod import;
 
 /// One test's storage and the config that points at it; several auth instances
