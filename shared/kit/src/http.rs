@@ -60,16 +60,20 @@ pub fn common_layers(router: Router, served_by: &str, http_metrics: HttpMetrics)
                         // Nothing reads spans: a debug span, off under the default filter.
                         return tracing::debug_span!("request", %method, route, status = tracing::field::Empty);
                     }
+                    // Known methods only in the name and the method attribute, so
+                    // clients cannot mint span names (OpenTelemetry's conventions).
                     let span = tracing::info_span!(
                         "request",
-                        otel.name = %format!("{method} {route}"),
+                        otel.name = crate::telemetry::span_name(method.as_str(), route),
                         otel.kind = "server",
                         otel.status_code = tracing::field::Empty,
-                        http.request.method = %method,
+                        http.request.method = crate::telemetry::known_method(method.as_str()),
+                        http.request.method_original = tracing::field::Empty,
                         http.route = route,
                         http.response.status_code = tracing::field::Empty,
                         service = %service,
                     );
+                    crate::telemetry::record_original_method(&span, method.as_str());
                     crate::telemetry::set_parent(&span, crate::telemetry::extract(request.headers()));
                     span
                 })

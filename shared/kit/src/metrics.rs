@@ -54,14 +54,15 @@ fn render(metrics: &Metrics) -> Response {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    method: String,
+    /// A [`crate::telemetry::known_method`], so clients cannot add series.
+    method: &'static str,
     route: String,
     status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
-    method: String,
+    method: &'static str,
     route: String,
 }
 
@@ -89,16 +90,17 @@ impl HttpMetrics {
     }
 
     /// Middleware that records every request of the router it wraps. Routes are the
-    /// matched patterns, never raw paths, so the label set stays small.
+    /// matched patterns, never raw paths, and methods only the known ones, so the
+    /// label set stays small whatever clients send.
     pub async fn record(State(metrics): State<HttpMetrics>, request: Request, next: Next) -> Response {
-        let method = request.method().as_str().to_owned();
+        let method = crate::telemetry::known_method(request.method().as_str());
         let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_owned();
         let started = Instant::now();
         let response = next.run(request).await;
         let status = response.status().as_u16();
         metrics
             .duration
-            .get_or_create(&RouteLabels { method: method.clone(), route: route.clone() })
+            .get_or_create(&RouteLabels { method, route: route.clone() })
             .observe(started.elapsed().as_secs_f64());
         metrics.requests.get_or_create(&RequestLabels { method, route, status }).inc();
         response
@@ -224,7 +226,7 @@ mod tests {
     fn counters_render_in_the_text_format() {
         let mut registry = Registry::default();
         let http = HttpMetrics::register(&mut registry);
-        http.requests.get_or_create(&RequestLabels { method: "GET".into(), route: "/x".into(), status: 200 }).inc();
+        http.requests.get_or_create(&RequestLabels { method: "GET", route: "/x".into(), status: 200 }).inc();
         let text = Metrics::new(registry).render();
         assert!(text.contains("# TYPE http_requests counter"), "{text}");
         assert!(text.contains(r#"http_requests_total{method="GET",route="/x",status="200"} 1"#), "{text}");
@@ -285,6 +287,29 @@ mod tests {
             assert!(text.contains(&format!("http_request_duration_seconds_count{{{series}")), "{series}\n{text}");
         }
         assert!(text.contains(r#"http_request_duration_seconds_count{method="GET",route="/x"} 20"#), "{text}");
+    }
+
+    #[tokio::test]
+    async fn invented_methods_add_no_series() {
+        let app = service();
+        // Every kind of series once: a known method, an invented one on a route and
+        // off any route.
+        assert_eq!(call(&app, "GET", "/x").await.0, 200);
+        assert_eq!(call(&app, "FOOBAR0", "/x").await.0, 405);
+        assert_eq!(call(&app, "FOOBAR0", "/nowhere").await.0, 404);
+        // The first scrape adds the series of `GET /metrics` itself.
+        scrape(&app).await;
+        let before = scrape(&app).await;
+        for n in 1..=50 {
+            assert_eq!(call(&app, &format!("FOOBAR{n}"), "/x").await.0, 405);
+            assert_eq!(call(&app, &format!("FOOBAR{n}"), "/nowhere").await.0, 404);
+        }
+        let after = scrape(&app).await;
+        assert_eq!(before.lines().count(), after.lines().count(), "before:\n{before}\nafter:\n{after}");
+        assert!(!after.contains("FOOBAR"), "{after}");
+        // They were counted, under the conventions' `_OTHER`.
+        assert!(after.contains(r#"http_requests_total{method="_OTHER",route="/x",status="405"} 51"#), "{after}");
+        assert!(after.contains(r#"http_requests_total{method="_OTHER",route="unmatched",status="404"} 51"#), "{after}");
     }
 
     #[test]

@@ -114,6 +114,31 @@ pub fn init(service: &str) -> TelemetryGuard {
     TelemetryGuard { provider: Some(provider) }
 }
 
+/// The request methods OpenTelemetry's HTTP conventions know.
+const KNOWN_METHODS: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"];
+
+/// A request method as metric labels and span names carry it: one of the known
+/// methods, else `_OTHER` (OpenTelemetry's HTTP conventions). HTTP lets a client send
+/// any token as a method, and anyone, logged in or not, would otherwise mint a new
+/// series and span name with each. Case matters: `get` is not `GET`.
+pub fn known_method(method: &str) -> &'static str {
+    KNOWN_METHODS.into_iter().find(|known| *known == method).unwrap_or("_OTHER")
+}
+
+/// A server span's name: the [`known_method`] and the route (or host).
+pub fn span_name(method: &str, target: &str) -> String {
+    format!("{} {target}", known_method(method))
+}
+
+/// Records on `span` the method as the client sent it
+/// (`http.request.method_original`), when it is not a [`known_method`]. The span must
+/// declare the field.
+pub fn record_original_method(span: &tracing::Span, method: &str) {
+    if known_method(method) != method {
+        span.record("http.request.method_original", method);
+    }
+}
+
 /// The trace context a request carries (`traceparent`), to parent its span.
 pub fn extract(headers: &http::HeaderMap) -> Context {
     global::get_text_map_propagator(|propagator| propagator.extract(&HeaderExtractor(headers)))
@@ -157,5 +182,22 @@ pub fn add_link(span: &tracing::Span, traceparent: &str) {
         if span_context.is_valid() {
             span.add_link(span_context);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_methods_are_other_in_labels_and_span_names() {
+        for method in KNOWN_METHODS {
+            assert_eq!(known_method(method), method);
+        }
+        for invented in ["FOOBAR1", "get", "PROPFIND", "", "GETS"] {
+            assert_eq!(known_method(invented), "_OTHER", "{invented:?}");
+        }
+        assert_eq!(span_name("GET", "/get-peers"), "GET /get-peers");
+        assert_eq!(span_name("FOOBAR1", "/get-peers"), "_OTHER /get-peers");
     }
 }
