@@ -35,17 +35,21 @@ pub fn request_span(request: &RequestHead<'_>, host: &str) -> (tracing::Span, Pr
         );
         return (span, None);
     }
+    // Known methods only in the name and the method attribute, so clients cannot
+    // mint span names (OpenTelemetry's HTTP conventions).
     let span = tracing::info_span!(
         "request",
-        otel.name = %format!("{} {host}", request.method),
+        otel.name = kit::telemetry::span_name(request.method, host),
         otel.kind = "server",
         otel.status_code = tracing::field::Empty,
-        http.request.method = request.method,
+        http.request.method = kit::telemetry::known_method(request.method),
+        http.request.method_original = tracing::field::Empty,
         server.address = host,
         url.path = request.path().split('?').next().unwrap_or_default(),
         http.response.status_code = tracing::field::Empty,
         service = "proxy",
     );
+    kit::telemetry::record_original_method(&span, request.method);
     let mut incoming = HeaderMap::new();
     for (name, value) in [(TRACEPARENT, request.header("traceparent")), (TRACESTATE, request.header("tracestate"))] {
         if let Some(value) = value.and_then(|value| HeaderValue::from_str(value).ok()) {
