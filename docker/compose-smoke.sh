@@ -189,7 +189,7 @@ discover() { # WANT: probe until WANT replicas are known (bounded)
 # --- cluster mode (PostgreSQL) ------------------------------------------------------
 
 # check_postgres_cluster: what cluster mode promises, once every service keeps its data
-# in the compose file's PostgreSQL. NOT CALLED YET: wire it in after the stack is up
+# in the compose file's PostgreSQL. Called after the main checks, with the stack up
 # (it uses the HTTP helpers above and leaves 2 peers and 2 trackers running).
 #   1. `--scale peer=5`: five users, each on another replica, send channel and direct
 #      messages; `--scale peer=2`: every user still reads all of theirs, once;
