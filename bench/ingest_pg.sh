@@ -51,7 +51,7 @@ if [[ -z ${CHATBENCH_SKIP_BUILD:-} ]]; then
   cargo build --release -p weaprous -p chatbench --manifest-path "$root/Cargo.toml"
 fi
 
-echo "== $(date -u +%Y-%m-%dT%H:%MZ), commit $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown), \
+echo "== $(date -u +%Y-%m-%dT%H:%MZ), commit ${CHATBENCH_COMMIT:-$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)}, \
 $(nproc) cores, $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg), $(pgbench --version)"
 exec "$CARGO_TARGET_DIR/release/chatbench" \
   --weaprous "$CARGO_TARGET_DIR/release/weaprous" \
