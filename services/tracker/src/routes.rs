@@ -21,6 +21,7 @@ impl From<StoreError> for ApiError {
             StoreError::NoChannel(_) => ApiError::NotFound(err.to_string()),
             StoreError::ChannelExists(_) => ApiError::Conflict(err.to_string()),
             StoreError::NotMember(_) => ApiError::Forbidden(err.to_string()),
+            StoreError::NotOnAnyPeer => ApiError::Conflict(err.to_string()),
             StoreError::Db(_)
             | StoreError::Pg(_)
             | StoreError::Batch(_)

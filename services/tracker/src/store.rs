@@ -90,6 +90,8 @@ pub enum StoreError {
     ChannelExists(ChannelName),
     #[error("join channel `{0}` before posting to it")]
     NotMember(ChannelName),
+    #[error("you are not on any peer: open the chat page of a peer (or log in there) first")]
+    NotOnAnyPeer,
     #[error(transparent)]
     Db(#[from] DbError),
     #[error(transparent)]
@@ -238,6 +240,24 @@ impl Store {
         text: &MessageText,
     ) -> Result<ChannelMessage, StoreError> {
         dispatch!(self.post(channel, user, sender, text))
+    }
+
+    /// Posts `text` from `user`, sent from the peer that hosts them (their directory
+    /// entry): refused when no peer does. On PostgreSQL the lookup is part of the
+    /// batched insert, so a post costs no query of its own.
+    pub async fn post_from_home(
+        &self,
+        channel: &ChannelName,
+        user: &Username,
+        text: &MessageText,
+    ) -> Result<ChannelMessage, StoreError> {
+        match self {
+            Self::Sqlite(store) => {
+                let (sender, _) = store.home(user).await?.ok_or(StoreError::NotOnAnyPeer)?;
+                store.post(channel, user, &sender, text).await
+            }
+            Self::Postgres(store) => store.post_from_home(channel, user, text).await,
+        }
     }
 
     /// One page of a channel's history, oldest first, and whether the limit cut it.

@@ -102,10 +102,7 @@ async fn send_channel_message(
 ) -> Result<Json<MessageStored>, ApiError> {
     let user = request.caller.user()?;
     let SendChannelMessage { channel_name, message } = request.body;
-    let (sender, _) = state.store.home(user).await?.ok_or_else(|| {
-        ApiError::Conflict("you are not on any peer: open the chat page of a peer (or log in there) first".into())
-    })?;
-    let stored = state.store.post(&channel_name, user, &sender, &message).await?;
+    let stored = state.store.post_from_home(&channel_name, user, &message).await?;
     state.metrics.messages_stored.inc();
     tracing::debug!(id = stored.id, "channel message stored");
     Ok(Json(MessageStored {

@@ -334,17 +334,47 @@ impl PgStore {
             text: text.clone(),
             ts: 0,
         };
+        self.send_post(draft, false).await
+    }
+
+    /// Like [`PgStore::post`], sent from the peer in the user's directory entry, which
+    /// the batched insert reads itself.
+    pub async fn post_from_home(
+        &self,
+        channel: &ChannelName,
+        user: &Username,
+        text: &MessageText,
+    ) -> Result<ChannelMessage, StoreError> {
+        let draft = ChannelMessage {
+            id: 0,
+            channel: channel.clone(),
+            sender_ip: String::new(),
+            sender_port: 0,
+            username: user.clone(),
+            text: text.clone(),
+            ts: 0,
+        };
+        self.send_post(draft, true).await
+    }
+
+    async fn send_post(&self, draft: ChannelMessage, from_home: bool) -> Result<ChannelMessage, StoreError> {
+        let (channel, user) = (draft.channel.clone(), draft.username.clone());
         let (reply, answer) = oneshot::channel();
-        let job = follower::PostJob { draft, traceparent: kit::telemetry::current_traceparent(), reply };
+        let job = follower::PostJob { draft, from_home, traceparent: kit::telemetry::current_traceparent(), reply };
         let closed = || StoreError::Closed;
         self.shared.posts.send(job).await.map_err(|_| closed())?;
-        match answer.await.map_err(|_| closed())?? {
-            Some(stored) => Ok(stored),
-            // Which refusal: the rare case pays the extra query.
-            None if self.channel_exists(&self.conn().await?, channel).await? => {
-                Err(StoreError::NotMember(channel.clone()))
-            }
-            None => Err(StoreError::NoChannel(channel.clone())),
+        if let Some(stored) = answer.await.map_err(|_| closed())?? {
+            return Ok(stored);
+        }
+        // Which refusal: the rare case pays the extra queries, in the order a caller
+        // would check them.
+        if from_home && self.home(&user).await?.is_none() {
+            return Err(StoreError::NotOnAnyPeer);
+        }
+        if self.channel_exists(&self.conn().await?, &channel).await? {
+            Err(StoreError::NotMember(channel))
+        } else {
+            Err(StoreError::NoChannel(channel))
         }
     }
 

@@ -75,6 +75,20 @@ async fn channels_are_created_joined_and_posted_to(backend: Backend) {
     let view = &history["messages"];
     assert_eq!((&view["messages"][0]["id"], &view["messages"][0]["text"]), (&json!(id), &json!("hello")));
     assert_eq!(view["members"], json!([{ "username": "bob", "ip": "127.0.0.1", "port": 9901, "online": true }]));
+    assert_eq!(
+        (&view["messages"][0]["sender_ip"], &view["messages"][0]["sender_port"]),
+        (&json!("127.0.0.1"), &json!(9901)),
+        "a message records the peer its sender is on"
+    );
+    // A user no peer hosts cannot post: they have no address to show.
+    let stranger = tracker.token("cyd");
+    let nowhere = tracker
+        .client
+        .user_post(tracker.at("send-channel-message"), &stranger, &json!({ "channel_name": "rust", "message": "hi" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(nowhere.status(), 409, "not on any peer");
 }
 
 async fn the_peer_stream_carries_messages_for_its_members_and_resumes(backend: Backend) {
