@@ -115,6 +115,49 @@ async fn posting_needs_membership_and_a_known_channel() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn posts_committed_together_each_get_their_own_answer() {
+    for fixture in fixtures("posts_committed_together_each_get_their_own_answer").await {
+        let store = fixture.open().await;
+        for (name, port) in [("amy", 9001), ("ben", 9002)] {
+            store.set_home(&user(name), &peer(port)).await.unwrap();
+        }
+        store.join(&channel("general"), &user("amy")).await.unwrap();
+        // Members and strangers, from a home and from nowhere, all at once: many of
+        // them share a batch, and each hears its own outcome.
+        let posts = (0..60).map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let (who, body) = match i % 3 {
+                    0 => ("amy", format!("amy {i}")),
+                    1 => ("ben", format!("ben {i}")),
+                    _ => ("cyd", format!("cyd {i}")),
+                };
+                (i, store.post_from_home(&channel("general"), &user(who), &text(&body)).await)
+            })
+        });
+        let mut ids = Vec::new();
+        for post in posts {
+            let (i, outcome) = post.await.unwrap();
+            match i % 3 {
+                0 => {
+                    let stored = outcome.unwrap();
+                    assert_eq!((stored.text.as_str(), stored.sender_port), (format!("amy {i}").as_str(), 9001));
+                    ids.push(stored.id);
+                }
+                1 => assert!(matches!(outcome, Err(StoreError::NotMember(_))), "{outcome:?}"),
+                _ => assert!(matches!(outcome, Err(StoreError::NotOnAnyPeer)), "{outcome:?}"),
+            }
+        }
+        let (history, _) = store.history(&channel("general"), None, None, 500).await.unwrap();
+        let mut stored: Vec<(u64, String)> = history.iter().map(|m| (m.id, m.text.as_str().to_owned())).collect();
+        stored.sort_unstable();
+        ids.sort_unstable();
+        assert_eq!(stored.iter().map(|(id, _)| *id).collect::<Vec<_>>(), ids, "each acknowledged post once");
+        assert!(stored.iter().all(|(_, body)| body.starts_with("amy ")));
+    }
+}
+
 #[tokio::test]
 async fn messages_are_pushed_in_id_order_to_the_peers_of_members() {
     for fixture in fixtures("messages_are_pushed_in_id_order_to_the_peers_of_members").await {

@@ -79,62 +79,58 @@ async fn commit_batch(pool: &Pool, batch: &[PostJob]) -> Result<Vec<Option<Chann
     let mut conn = pool.get().await?;
     let tx = conn.transaction().await?;
     let lock = tx.prepare_cached("SELECT pg_advisory_xact_lock($1)").await?;
-    let given = tx
+    let draw = tx.prepare_cached("SELECT nextval('tracker_messages_id_seq') FROM generate_series(1, $1)").await?;
+    // One statement for the whole batch. Each post comes with the id drawn for it, so
+    // the rows that come back are matched to their posts by id, whatever order the
+    // database returns them in. A post with no sender's peer given takes it from the
+    // directory; the membership check is part of the statement.
+    let insert = tx
         .prepare_cached(
-            "INSERT INTO tracker_messages (channel, username, sender_ip, sender_port, text, ts, traceparent)
-             SELECT $1, $2, $3, $4, $5, $6, $7
-             WHERE EXISTS (SELECT 1 FROM tracker_members WHERE channel = $1 AND username = $2)
-             RETURNING id, sender_ip, sender_port",
-        )
-        .await?;
-    // The sender's peer read from the directory in the same statement: a post costs
-    // no query of its own (it was half the database's work per message).
-    let from_home = tx
-        .prepare_cached(
-            "INSERT INTO tracker_messages (channel, username, sender_ip, sender_port, text, ts, traceparent)
-             SELECT $1, $2, d.ip, d.port, $3, $4, $5 FROM tracker_directory d
-             WHERE d.username = $2
-               AND EXISTS (SELECT 1 FROM tracker_members WHERE channel = $1 AND username = $2)
+            "INSERT INTO tracker_messages (id, channel, username, sender_ip, sender_port, text, ts, traceparent)
+             SELECT b.id, b.channel, b.username, COALESCE(b.ip, d.ip), COALESCE(b.port, d.port), b.text, $8,
+                    b.traceparent
+             FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[], $7::text[])
+                  AS b(id, channel, username, ip, port, text, traceparent)
+             LEFT JOIN tracker_directory d ON d.username = b.username
+             WHERE (b.ip IS NOT NULL OR d.username IS NOT NULL)
+               AND EXISTS (SELECT 1 FROM tracker_members m WHERE m.channel = b.channel AND m.username = b.username)
              RETURNING id, sender_ip, sender_port",
         )
         .await?;
     let notify = tx.prepare_cached("SELECT pg_notify($1, '')").await?;
+    let count = i32::try_from(batch.len()).unwrap_or(i32::MAX);
+    // The lock first, then the ids: drawn under the lock, they become visible in id
+    // order. Sent together: one round trip.
+    let count_param: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&count];
+    let (_, drawn) = tokio::try_join!(tx.execute(&lock, &[&LOG_LOCK]), tx.query(&draw, &count_param))?;
+    let mut ids: Vec<i64> = drawn.iter().map(|row| row.get(0)).collect();
+    ids.sort_unstable();
     let ts = kit::now_ms();
     let ts_param = ts as i64;
-    let tx_ref = &tx;
-    let (given, from_home, ts_param) = (&given, &from_home, &ts_param);
-    let inserts = batch.iter().map(|job| async move {
-        let draft = &job.draft;
-        let (channel, user, text) = (draft.channel.as_str(), draft.username.as_str(), draft.text.as_str());
-        if job.from_home {
-            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
-                [&channel, &user, &text, ts_param, &job.traceparent];
-            tx_ref.query_opt(from_home, &params).await
-        } else {
-            let port = i32::from(draft.sender_port);
-            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] =
-                [&channel, &user, &draft.sender_ip, &port, &text, ts_param, &job.traceparent];
-            tx_ref.query_opt(given, &params).await
-        }
-    });
-    // The lock, every insert and the notification are sent together and run in this
-    // order: one round trip for the whole batch. Ids are taken under the lock, so they
-    // become visible in id order. A notification with nothing stored only wakes the
-    // followers for nothing.
-    let (_, rows, _) = tokio::try_join!(
-        tx.execute(&lock, &[&LOG_LOCK]),
-        futures_util::future::try_join_all(inserts),
-        tx.execute(&notify, &[&LOG_CHANNEL]),
-    )?;
+    let channels: Vec<&str> = batch.iter().map(|job| job.draft.channel.as_str()).collect();
+    let users: Vec<&str> = batch.iter().map(|job| job.draft.username.as_str()).collect();
+    let ips: Vec<Option<&str>> =
+        batch.iter().map(|job| (!job.from_home).then_some(job.draft.sender_ip.as_str())).collect();
+    let ports: Vec<Option<i32>> =
+        batch.iter().map(|job| (!job.from_home).then_some(i32::from(job.draft.sender_port))).collect();
+    let texts: Vec<&str> = batch.iter().map(|job| job.draft.text.as_str()).collect();
+    let traces: Vec<Option<&str>> = batch.iter().map(|job| job.traceparent.as_deref()).collect();
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 8] =
+        [&ids, &channels, &users, &ips, &ports, &texts, &traces, &ts_param];
+    // A notification with nothing stored only wakes the followers for nothing.
+    let (rows, _) = tokio::try_join!(tx.query(&insert, &params), tx.execute(&notify, &[&LOG_CHANNEL]))?;
+    let mut inserted: HashMap<i64, (String, i32)> =
+        rows.iter().map(|row| (row.get::<_, i64>(0), (row.get(1), row.get(2)))).collect();
     let stored: Vec<Option<ChannelMessage>> = batch
         .iter()
-        .zip(rows)
-        .map(|(job, row)| {
-            row.map(|row| ChannelMessage {
-                id: row.get::<_, i64>(0) as u64,
+        .zip(&ids)
+        .map(|(job, id)| {
+            let (sender_ip, sender_port) = inserted.remove(id)?;
+            Some(ChannelMessage {
+                id: *id as u64,
                 ts,
-                sender_ip: row.get(1),
-                sender_port: u16::try_from(row.get::<_, i32>(2)).unwrap_or_default(),
+                sender_ip,
+                sender_port: u16::try_from(sender_port).unwrap_or_default(),
                 ..job.draft.clone()
             })
         })
