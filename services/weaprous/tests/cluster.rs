@@ -51,27 +51,6 @@ fn follow_sticky(user: &mut TestUser, headers: &reqwest::header::HeaderMap) {
     }
 }
 
-/// Every message of a channel, oldest first.
-async fn whole_history(user: &TestUser, channel: &str) -> Vec<Value> {
-    let mut messages: Vec<Value> = Vec::new();
-    let mut before: Option<u64> = None;
-    loop {
-        let body = match before {
-            Some(id) => format!("channel_name={channel}&limit=500&before={id}"),
-            None => format!("channel_name={channel}&limit=500"),
-        };
-        let page = user.post("/get-channel-messages", &body).await;
-        assert_eq!(page.status, 200, "{}", page.body);
-        let mut batch = page.body["messages"]["messages"].as_array().unwrap().clone();
-        before = batch.first().and_then(|message| message["id"].as_u64());
-        batch.append(&mut messages);
-        messages = batch;
-        if page.body["messages"]["has_more"] != true {
-            return messages;
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_any_one_replica_under_load_loses_nothing_acknowledged() {
     let Some(backend) = Backend::postgres("killing_any_one_replica_under_load_loses_nothing_acknowledged").await else {
@@ -206,7 +185,7 @@ async fn killing_any_one_replica_under_load_loses_nothing_acknowledged() {
                             seen.lock().await.insert(id);
                         }
                     } else if event.event == "reset" {
-                        let history = whole_history(&listener, "general").await;
+                        let history = listener.whole_channel_history("general").await;
                         seen.lock().await.extend(history.iter().filter_map(|m| m["id"].as_u64()));
                     }
                 }
@@ -278,7 +257,7 @@ async fn killing_any_one_replica_under_load_loses_nothing_acknowledged() {
     );
 
     // Every acknowledged channel message once, in order.
-    let history = whole_history(&poster, "general").await;
+    let history = poster.whole_channel_history("general").await;
     let stored: Vec<(u64, String)> =
         history.iter().map(|m| (m["id"].as_u64().unwrap(), m["text"].as_str().unwrap().to_owned())).collect();
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();

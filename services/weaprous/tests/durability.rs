@@ -2,32 +2,10 @@
 
 use std::collections::HashSet;
 
-use serde_json::Value;
-use testkit::{Backend, System, TestUser};
+use testkit::{Backend, System};
 
 fn system() -> testkit::Builder {
     System::builder().processes(env!("CARGO_BIN_EXE_weaprous"))
-}
-
-/// Every message of a channel, oldest first, paging back from the latest.
-async fn whole_history(user: &TestUser, channel: &str) -> Vec<Value> {
-    let mut messages: Vec<Value> = Vec::new();
-    let mut before: Option<u64> = None;
-    loop {
-        let body = match before {
-            Some(id) => format!("channel_name={channel}&limit=500&before={id}"),
-            None => format!("channel_name={channel}&limit=500"),
-        };
-        let page = user.post("/get-channel-messages", &body).await;
-        assert_eq!(page.status, 200, "{}", page.body);
-        let mut batch = page.body["messages"]["messages"].as_array().unwrap().clone();
-        before = batch.first().and_then(|message| message["id"].as_u64());
-        batch.append(&mut messages);
-        messages = batch;
-        if page.body["messages"]["has_more"] != true {
-            return messages;
-        }
-    }
 }
 
 async fn channel_messages_acknowledged_before_a_tracker_sigkill_are_all_there_in_order(backend: Backend) {
@@ -63,7 +41,7 @@ async fn channel_messages_acknowledged_before_a_tracker_sigkill_are_all_there_in
     assert!(acknowledged.len() > 10, "some messages were acknowledged");
     eprintln!("{} of 300 messages acknowledged around the SIGKILL", acknowledged.len());
 
-    let history = whole_history(&alice, "general").await;
+    let history = alice.whole_channel_history("general").await;
     let ids: Vec<u64> = history.iter().map(|message| message["id"].as_u64().unwrap()).collect();
     let mut sorted = ids.clone();
     sorted.sort_unstable();

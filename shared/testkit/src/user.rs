@@ -117,6 +117,27 @@ impl TestUser {
         Reply::read(request.body(body.to_owned()).send().await.expect("the server answered")).await
     }
 
+    /// Every message of `channel`, oldest first, paging back from the latest.
+    pub async fn whole_channel_history(&self, channel: &str) -> Vec<Value> {
+        let mut messages: Vec<Value> = Vec::new();
+        let mut before: Option<u64> = None;
+        loop {
+            let body = match before {
+                Some(id) => format!("channel_name={channel}&limit=500&before={id}"),
+                None => format!("channel_name={channel}&limit=500"),
+            };
+            let page = self.post("/get-channel-messages", &body).await;
+            assert_eq!(page.status, 200, "{}", page.body);
+            let mut batch = page.body["messages"]["messages"].as_array().expect("a page of messages").clone();
+            before = batch.first().and_then(|message| message["id"].as_u64());
+            batch.append(&mut messages);
+            messages = batch;
+            if page.body["messages"]["has_more"] != true {
+                return messages;
+            }
+        }
+    }
+
     pub async fn post_json(&self, path: &str, body: &Value) -> Reply {
         Reply::read(self.request(reqwest::Method::POST, path).json(body).send().await.expect("the server answered"))
             .await
