@@ -101,7 +101,7 @@ impl TrackerClient {
     /// The channels `user` joined.
     pub async fn channels_of(&self, user: &Username) -> Result<ChannelList, ApiError> {
         self.endpoints
-            .call(routes::GET_JOINED_CHANNELS, |mut url| {
+            .call_read(routes::GET_JOINED_CHANNELS, |mut url| {
                 url.query_pairs_mut().append_pair("username", user.as_str());
                 self.client.signed_get(url)
             })
@@ -113,7 +113,7 @@ impl TrackerClient {
     /// Where `user` is hosted (or was last); 404 when they have never been online.
     pub async fn lookup(&self, user: &Username) -> Result<Location, ApiError> {
         self.endpoints
-            .call(routes::LOOKUP, |mut url| {
+            .call_read(routes::LOOKUP, |mut url| {
                 url.query_pairs_mut().append_pair("username", user.as_str());
                 self.client.signed_get(url)
             })
@@ -122,17 +122,17 @@ impl TrackerClient {
 
     /// Everyone online now.
     pub async fn online(&self) -> Result<Vec<UserInfo>, ApiError> {
-        self.endpoints.call(routes::GET_LIST, |url| self.client.signed_get(url)).await
+        self.endpoints.call_read(routes::GET_LIST, |url| self.client.signed_get(url)).await
     }
 
     // === channels, for the user whose session token is given ===
 
     pub async fn all_channels(&self, token: &str) -> Result<ChannelList, ApiError> {
-        self.endpoints.call(routes::GET_ALL_CHANNELS, |url| self.client.user_get(url, token)).await
+        self.endpoints.call_read(routes::GET_ALL_CHANNELS, |url| self.client.user_get(url, token)).await
     }
 
     pub async fn joined_channels(&self, token: &str) -> Result<ChannelList, ApiError> {
-        self.endpoints.call(routes::GET_JOINED_CHANNELS, |url| self.client.user_get(url, token)).await
+        self.endpoints.call_read(routes::GET_JOINED_CHANNELS, |url| self.client.user_get(url, token)).await
     }
 
     pub async fn create_channel(&self, token: &str, request: &ChannelRequest) -> Result<Ack, ApiError> {
@@ -147,8 +147,9 @@ impl TrackerClient {
         self.user_post(routes::LEAVE_CHANNEL, token, request).await
     }
 
+    /// A page of history: a read, so it moves on to another tracker after any failure.
     pub async fn channel_messages(&self, token: &str, request: &HistoryRequest) -> Result<ChannelHistory, ApiError> {
-        self.user_post(routes::GET_CHANNEL_MESSAGES, token, request).await
+        self.endpoints.call_read(routes::GET_CHANNEL_MESSAGES, |url| self.client.user_post(url, token, request)).await
     }
 
     pub async fn send_channel_message(

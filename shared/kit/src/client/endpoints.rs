@@ -76,6 +76,27 @@ impl Endpoints {
     /// on while an instance cannot be reached or answers 503; the reply of the first
     /// one that answers otherwise is returned as it is.
     pub async fn send(&self, route: &str, build: impl Fn(Url) -> RequestBuilder) -> Result<Response, ApiError> {
+        self.send_with(route, build, false).await
+    }
+
+    /// Like [`Endpoints::call`], for a read that changes nothing: it also moves on to
+    /// the next instance after a timeout or a cut reply, since doing it twice is
+    /// harmless.
+    pub async fn call_read<T: serde::de::DeserializeOwned>(
+        &self,
+        route: &str,
+        build: impl Fn(Url) -> RequestBuilder,
+    ) -> Result<T, ApiError> {
+        let response = self.send_with(route, build, true).await?;
+        super::read_reply(response, self.service).await
+    }
+
+    async fn send_with(
+        &self,
+        route: &str,
+        build: impl Fn(Url) -> RequestBuilder,
+        idempotent: bool,
+    ) -> Result<Response, ApiError> {
         let count = self.bases.len();
         let first = self.preferred.load(Ordering::Relaxed) % count;
         let mut last_error = None;
@@ -90,6 +111,9 @@ impl Endpoints {
                     return Ok(response);
                 }
                 Err(err @ ApiError::Unavailable(_)) => last_error = Some(err),
+                Err(err @ (ApiError::BadGateway(_) | ApiError::GatewayTimeout(_))) if idempotent => {
+                    last_error = Some(err);
+                }
                 Err(err) => return Err(err),
             }
             if count > 1 {
@@ -178,6 +202,26 @@ mod tests {
         assert!(matches!(who(&endpoints).await, Err(ApiError::Unavailable(_))));
         let alone = Endpoints::parse("demo", &serve(StatusCode::SERVICE_UNAVAILABLE, "x").await).unwrap();
         assert_eq!(who(&alone).await.unwrap(), "503 x", "the last instance's answer is passed on");
+    }
+
+    #[tokio::test]
+    async fn a_read_moves_on_after_a_connection_cut_mid_request_but_a_write_does_not() {
+        // An instance that accepts and then drops the connection without answering,
+        // as one killed mid-request does.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let cutting = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                drop(stream);
+            }
+        });
+        let live = serve(StatusCode::OK, "\"b\"").await;
+        let endpoints = Endpoints::parse("demo", &format!("{cutting},{live}")).unwrap();
+        let client = reqwest::Client::new();
+        let read: String = endpoints.call_read("/who", |url| client.get(url)).await.unwrap();
+        assert_eq!(read, "b");
+        let fresh = Endpoints::parse("demo", &format!("{cutting},{live}")).unwrap();
+        assert!(matches!(fresh.send("/who", |url| client.get(url)).await, Err(ApiError::BadGateway(_))));
     }
 
     #[test]
