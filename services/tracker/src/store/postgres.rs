@@ -325,16 +325,7 @@ impl PgStore {
         sender: &PeerAddr,
         text: &MessageText,
     ) -> Result<ChannelMessage, StoreError> {
-        let draft = ChannelMessage {
-            id: 0,
-            channel: channel.clone(),
-            sender_ip: sender.ip.clone(),
-            sender_port: sender.port,
-            username: user.clone(),
-            text: text.clone(),
-            ts: 0,
-        };
-        self.send_post(draft, false).await
+        self.send_post(channel, user, Some(sender), text).await
     }
 
     /// Like [`PgStore::post`], sent from the peer in the user's directory entry, which
@@ -345,20 +336,28 @@ impl PgStore {
         user: &Username,
         text: &MessageText,
     ) -> Result<ChannelMessage, StoreError> {
+        self.send_post(channel, user, None, text).await
+    }
+
+    /// Queues a post for the next batch; without a `sender`, the batch reads the
+    /// sender's peer from the directory.
+    async fn send_post(
+        &self,
+        channel: &ChannelName,
+        user: &Username,
+        sender: Option<&PeerAddr>,
+        text: &MessageText,
+    ) -> Result<ChannelMessage, StoreError> {
+        let from_home = sender.is_none();
         let draft = ChannelMessage {
             id: 0,
             channel: channel.clone(),
-            sender_ip: String::new(),
-            sender_port: 0,
+            sender_ip: sender.map(|peer| peer.ip.clone()).unwrap_or_default(),
+            sender_port: sender.map_or(0, |peer| peer.port),
             username: user.clone(),
             text: text.clone(),
             ts: 0,
         };
-        self.send_post(draft, true).await
-    }
-
-    async fn send_post(&self, draft: ChannelMessage, from_home: bool) -> Result<ChannelMessage, StoreError> {
-        let (channel, user) = (draft.channel.clone(), draft.username.clone());
         let (reply, answer) = oneshot::channel();
         let job = follower::PostJob { draft, from_home, traceparent: kit::telemetry::current_traceparent(), reply };
         let closed = || StoreError::Closed;
@@ -368,13 +367,13 @@ impl PgStore {
         }
         // Which refusal: the rare case pays the extra queries, in the order a caller
         // would check them.
-        if from_home && self.home(&user).await?.is_none() {
+        if from_home && self.home(user).await?.is_none() {
             return Err(StoreError::NotOnAnyPeer);
         }
-        if self.channel_exists(&self.conn().await?, &channel).await? {
-            Err(StoreError::NotMember(channel))
+        if self.channel_exists(&self.conn().await?, channel).await? {
+            Err(StoreError::NotMember(channel.clone()))
         } else {
-            Err(StoreError::NoChannel(channel))
+            Err(StoreError::NoChannel(channel.clone()))
         }
     }
 
