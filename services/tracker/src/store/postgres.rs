@@ -3,13 +3,30 @@
 //!
 //! Channel messages and the events for peers (membership, presence, moves, ended
 //! sessions) form one log: `tracker_messages` and `tracker_events` draw their ids
-//! from one sequence, and every transaction that appends to the log first takes one
-//! advisory lock ([`LOG_LOCK`]), held until it commits. So ids become visible in id
-//! order, and a reader that saw id N has seen every id below it that will ever
-//! commit. After each append the transaction sends `NOTIFY tracker_log`; each
-//! replica's follower ([`follower`]) wakes, reads on from the last id it saw, and
-//! publishes what it read on its own broadcast, to its own peer streams. Nothing is
-//! published from the write path, so nothing is doubled.
+//! from one sequence. Each replica's follower ([`follower`]) reads the log on from the
+//! last id it saw, woken by `NOTIFY tracker_log`, and publishes what it read on its
+//! own broadcast, to its own peer streams. Nothing is published from the write path,
+//! so nothing is doubled.
+//!
+//! A reader that goes by id must never see id N before an id below N that will still
+//! commit, or it would skip that one. Transactions commit in any order, so the log
+//! does not rely on that. Instead:
+//!
+//! 1. Every transaction that appends to the log takes one advisory lock
+//!    ([`LOG_LOCK`]) before its first write and draws its log ids under it. Its
+//!    transaction id (`xid8`, assigned by the first write) is therefore drawn under
+//!    the lock too, so among log writers the order of transaction ids is the order of
+//!    log ids. The batches of posts ([`posts`]) release the lock once their rows are
+//!    in, before the commit waits for the disk; other writers hold it to the end.
+//! 2. Every log row records its transaction id (column `xid`). A row is *released*
+//!    once its transaction id is below the oldest transaction still running
+//!    (`pg_snapshot_xmin(pg_current_snapshot())`): every transaction before it has
+//!    then ended, so every lower log id that will ever exist is visible. The released
+//!    rows are a prefix of the log, and the readers that must not skip (the
+//!    follower, a peer stream starting or resuming) read released rows only.
+//!
+//! A long transaction anywhere on the server holds the horizon back, and with it
+//! channel delivery; the follower warns when that lasts.
 //!
 //! Reads query the database directly rather than a per-replica cache: a cache would
 //! trail the database by a follower round, and two replicas would then answer
@@ -17,6 +34,7 @@
 
 mod directory;
 mod follower;
+mod posts;
 mod schema;
 
 use std::sync::{Arc, OnceLock};
@@ -35,8 +53,9 @@ use wire::names::{ChannelName, MessageText, Username};
 
 use super::{PUSH_BUFFER, Push, StoreError};
 
-/// The advisory lock every append to the log takes first ("trklog" in ASCII).
-const LOG_LOCK: i64 = 0x7472_6b6c_6f67;
+/// The advisory lock every append to the log takes before its first write ("trklog"
+/// in ASCII).
+pub(super) const LOG_LOCK: i64 = 0x7472_6b6c_6f67;
 /// The channel a committed append notifies.
 const LOG_CHANNEL: &str = "tracker_log";
 
@@ -52,7 +71,7 @@ struct Shared {
     peer_ttl: Duration,
     events: broadcast::Sender<Arc<Push>>,
     /// Where this replica's posts wait to be committed together.
-    posts: mpsc::Sender<follower::PostJob>,
+    posts: mpsc::Sender<posts::PostJob>,
     /// Where revocations read from the log go (this replica's session checks).
     tokens: Arc<OnceLock<TokenKeys>>,
     /// Stops the follower when the last handle on the store is dropped.
@@ -81,8 +100,10 @@ impl PgStore {
             let conn = pool.get().await.context("failed to get a database connection")?;
             let row = conn
                 .query_one(
-                    "SELECT GREATEST((SELECT COALESCE(MAX(id), 0) FROM tracker_messages),
-                                     (SELECT COALESCE(MAX(id), 0) FROM tracker_events))",
+                    &format!(
+                        "SELECT GREATEST((SELECT COALESCE(MAX(id), 0) FROM tracker_messages WHERE {RELEASED}),
+                                         (SELECT COALESCE(MAX(id), 0) FROM tracker_events WHERE {RELEASED}))"
+                    ),
                     &[],
                 )
                 .await
@@ -94,8 +115,8 @@ impl PgStore {
         let stop = CancellationToken::new();
         let follower = follower::Follower::new(pool.clone(), url, events.clone(), tokens.clone(), newest);
         tokio::spawn(follower.run(stop.clone()));
-        let (posts, jobs) = mpsc::channel(follower::POST_QUEUE);
-        tokio::spawn(follower::commit_posts(pool.clone(), jobs));
+        let (posts, jobs) = mpsc::channel(posts::POST_QUEUE);
+        tokio::spawn(posts::commit_posts(pool.clone(), jobs, posts::batches_in_flight(pool_size)));
         Ok(Self {
             shared: Arc::new(Shared {
                 pool,
@@ -159,7 +180,7 @@ impl PgStore {
         }
         let traceparent = kit::telemetry::current_traceparent();
         let mut conn = self.conn().await?;
-        let tx = conn.transaction().await?;
+        let tx = log_transaction(&mut conn).await?;
         tx.execute("DELETE FROM tracker_revoked WHERE expires_at < $1", &[&(now as i64)]).await?;
         let mut fresh = Vec::new();
         for session in sessions {
@@ -260,7 +281,7 @@ impl PgStore {
 
     pub async fn create_channel(&self, channel: &ChannelName, by: &Username) -> Result<(), StoreError> {
         let mut conn = self.conn().await?;
-        let tx = conn.transaction().await?;
+        let tx = log_transaction(&mut conn).await?;
         let now = kit::now_ms() as i64;
         let inserted = tx
             .execute(
@@ -293,7 +314,7 @@ impl PgStore {
         if !self.channel_exists(&conn, channel).await? {
             return Err(StoreError::NoChannel(channel.clone()));
         }
-        let tx = conn.transaction().await?;
+        let tx = log_transaction(&mut conn).await?;
         let changed = if joined {
             tx.execute(
                 "INSERT INTO tracker_members (channel, username, joined_at) VALUES ($1, $2, $3)
@@ -359,7 +380,7 @@ impl PgStore {
             ts: 0,
         };
         let (reply, answer) = oneshot::channel();
-        let job = follower::PostJob { draft, from_home, traceparent: kit::telemetry::current_traceparent(), reply };
+        let job = posts::PostJob { draft, from_home, traceparent: kit::telemetry::current_traceparent(), reply };
         let closed = || StoreError::Closed;
         self.shared.posts.send(job).await.map_err(|_| closed())?;
         if let Some(stored) = answer.await.map_err(|_| closed())?? {
@@ -389,6 +410,9 @@ impl PgStore {
         let name = channel.as_str();
         let mut rows = match (before, after) {
             (_, Some(after)) => {
+                // Every committed row, released or not (see the module's doc): a page
+                // reads its own writes; one that missed a row still in flight hears
+                // of it from its peer once the row is released.
                 let clause = "WHERE channel = $1 AND id > $2 ORDER BY id ASC LIMIT $3";
                 query_messages(&conn, clause, &[&name, &(after as i64), &fetch]).await?
             }
@@ -413,11 +437,13 @@ impl PgStore {
 
     pub async fn messages_since(&self, after: u64, limit: u64) -> Result<Vec<ChannelMessage>, StoreError> {
         let conn = self.conn().await?;
-        query_messages(&conn, "WHERE id > $1 ORDER BY id ASC LIMIT $2", &[&(after as i64), &(limit as i64)]).await
+        let clause = format!("WHERE id > $1 AND {RELEASED} ORDER BY id ASC LIMIT $2");
+        query_messages(&conn, &clause, &[&(after as i64), &(limit as i64)]).await
     }
 
     pub async fn last_message_id(&self) -> Result<u64, StoreError> {
-        let row = self.conn().await?.query_one("SELECT COALESCE(MAX(id), 0) FROM tracker_messages", &[]).await?;
+        let sql = format!("SELECT COALESCE(MAX(id), 0) FROM tracker_messages WHERE {RELEASED}");
+        let row = self.conn().await?.query_one(&sql, &[]).await?;
         Ok(row.get::<_, i64>(0) as u64)
     }
 }
@@ -426,8 +452,20 @@ impl PgStore {
 /// replica writes or reads it.
 const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
 
-/// Appends an event for the peers to the log, inside `tx`: takes the log lock (held
-/// until `tx` ends), inserts, notifies (sent when `tx` commits). `targets` `None`
+/// Whether a log row is released: its transaction ended before every transaction
+/// still running began writing (see the module's doc).
+const RELEASED: &str = "xid < pg_snapshot_xmin(pg_current_snapshot())";
+
+/// Begins a transaction that may append to the log: the log lock comes first, before
+/// any write, and is held until the transaction ends.
+async fn log_transaction(conn: &mut Object) -> Result<Transaction<'_>, StoreError> {
+    let tx = conn.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOG_LOCK]).await?;
+    Ok(tx)
+}
+
+/// Appends an event for the peers to the log, inside `tx`, which must come from
+/// [`log_transaction`]: inserts, notifies (sent when `tx` commits). `targets` `None`
 /// means every peer.
 async fn append_event(
     tx: &Transaction<'_>,
@@ -437,7 +475,6 @@ async fn append_event(
 ) -> Result<(), StoreError> {
     let event = serde_json::to_string(event).expect("wire events serialize to JSON");
     let targets = targets.map(|targets| serde_json::to_string(targets).expect("addresses serialize to JSON"));
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOG_LOCK]).await?;
     tx.execute(
         "INSERT INTO tracker_events (event, targets, traceparent, created_at) VALUES ($1, $2, $3, $4)",
         &[&event, &targets, &traceparent, &(kit::now_ms() as i64)],

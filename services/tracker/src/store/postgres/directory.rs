@@ -9,7 +9,7 @@ use wire::addr::PeerAddr;
 use wire::events::{Event, Moved, Presence};
 use wire::names::{ChannelName, Username};
 
-use super::{NOW_MS, PgStore, append_event, parse};
+use super::{NOW_MS, PgStore, append_event, log_transaction, parse};
 use crate::store::StoreError;
 
 /// How long events for the peers stay in the log: a follower further behind than
@@ -87,7 +87,7 @@ impl PgStore {
 
     pub async fn set_active(&self, user: &Username, peer: &PeerAddr, active: bool) -> Result<bool, StoreError> {
         let mut conn = self.conn().await?;
-        let tx = conn.transaction().await?;
+        let tx = log_transaction(&mut conn).await?;
         let row = tx
             .query_opt(
                 "SELECT active FROM tracker_directory WHERE username = $1 AND ip = $2 AND port = $3 AND online
@@ -110,7 +110,7 @@ impl PgStore {
     /// (`signed_in` false) only applies while `peer` is their home.
     pub async fn write_home(&self, user: &Username, peer: &PeerAddr, signed_in: bool) -> Result<bool, StoreError> {
         let mut conn = self.conn().await?;
-        let tx = conn.transaction().await?;
+        let tx = log_transaction(&mut conn).await?;
         let previous = tx
             .query_opt(
                 "SELECT ip, port, online, active FROM tracker_directory WHERE username = $1 FOR UPDATE",
@@ -146,7 +146,7 @@ impl PgStore {
 
     pub async fn register_peer(&self, peer: &PeerAddr) -> Result<bool, StoreError> {
         let mut conn = self.conn().await?;
-        let tx = conn.transaction().await?;
+        let tx = log_transaction(&mut conn).await?;
         let row = tx
             .query_one(
                 &format!(
@@ -210,7 +210,7 @@ impl PgStore {
 
     pub async fn leave_pool(&self, peer: &PeerAddr) -> Result<Option<usize>, StoreError> {
         let mut conn = self.conn().await?;
-        let tx = conn.transaction().await?;
+        let tx = log_transaction(&mut conn).await?;
         let removed = tx
             .execute("DELETE FROM tracker_peers WHERE ip = $1 AND port = $2", &[&peer.ip, &i32::from(peer.port)])
             .await?;
@@ -224,7 +224,7 @@ impl PgStore {
 
     pub async fn expire_peers(&self) -> Result<Vec<(PeerAddr, usize)>, StoreError> {
         let mut conn = self.conn().await?;
-        let tx = conn.transaction().await?;
+        let tx = log_transaction(&mut conn).await?;
         // Replicas expiring at once: the row goes to whichever deletes it first; the
         // other's DELETE skips it.
         let rows = tx
@@ -246,9 +246,8 @@ impl PgStore {
 /// After `peers` left the pool: their users are no longer active, and everyone
 /// hears they went offline. Returns how many users each hosted.
 async fn forget_peers(tx: &Transaction<'_>, peers: &[PeerAddr]) -> Result<Vec<usize>, StoreError> {
-    // Every row lock first, the log lock last: a transaction that holds the log lock
-    // never waits for a row, so none can deadlock with one that holds a row and waits
-    // for the log.
+    // `tx` took the log lock before any row lock (`log_transaction`): a transaction
+    // that waits for the log lock holds no row, so none can deadlock with this one.
     let mut offline = Vec::new();
     let mut counts = Vec::with_capacity(peers.len());
     for peer in peers {

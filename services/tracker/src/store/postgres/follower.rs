@@ -1,11 +1,7 @@
-//! This replica's two background tasks on PostgreSQL.
-//!
-//! - [`commit_posts`]: group commit of channel messages. The posts waiting together go
-//!   into one transaction, which takes the log lock first; each post's membership
-//!   check is part of its insert. Posters hear back once the batch is committed.
-//! - [`Follower`]: reads the log (messages and events) in id order from the last id
-//!   it saw, woken by `LISTEN tracker_log`, and by a timer in case a notification is
-//!   lost, and publishes each entry on this replica's broadcast, to its peer streams.
+//! The follower: reads the log (messages and events) in id order from the last id it
+//! saw, woken by `LISTEN tracker_log`, and by a timer in case a notification is lost,
+//! and publishes each released entry (see the parent module) on this replica's
+//! broadcast, to its peer streams.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, OnceLock};
@@ -15,129 +11,29 @@ use deadpool_postgres::Pool;
 use kit::backoff::Backoff;
 use kit::pg::Listener;
 use kit::session::TokenKeys;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use wire::addr::PeerAddr;
 use wire::api::ChannelMessage;
 use wire::events::Event;
 use wire::names::ChannelName;
 
-use super::{LOG_CHANNEL, LOG_LOCK, message_from_row};
+use super::{LOG_CHANNEL, RELEASED, message_from_row};
 use crate::store::{Push, StoreError, Targets};
 
-/// Posts waiting beyond this many make posters wait (back-pressure).
-pub(super) const POST_QUEUE: usize = 8192;
-/// The most posts one transaction takes; bounds the latency of a batch.
-const MAX_BATCH: usize = 1024;
 /// The most log entries one read takes.
 const PAGE: i64 = 1000;
 /// How often the follower reads even without a notification.
 const FALLBACK: Duration = Duration::from_secs(1);
 /// How long the follower waits for a listening connection before reading without.
 const LISTEN_PATIENCE: Duration = Duration::from_secs(5);
-
-/// A post waiting for its batch.
-pub(super) struct PostJob {
-    pub(super) draft: ChannelMessage,
-    /// Whether the sender's peer comes from the directory (in the insert itself)
-    /// rather than from the draft.
-    pub(super) from_home: bool,
-    pub(super) traceparent: Option<String>,
-    /// The stored message, or `None` when the poster is not a member.
-    pub(super) reply: oneshot::Sender<Result<Option<ChannelMessage>, StoreError>>,
-}
-
-/// Commits the posts of this replica in batches until every sender is dropped.
-pub(super) async fn commit_posts(pool: Pool, mut jobs: mpsc::Receiver<PostJob>) {
-    let mut batch = Vec::with_capacity(64);
-    while let Some(first) = jobs.recv().await {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
-        match commit_batch(&pool, &batch).await {
-            Ok(stored) => {
-                for (job, stored) in batch.drain(..).zip(stored) {
-                    let _ = job.reply.send(Ok(stored));
-                }
-            }
-            Err(err) => {
-                tracing::error!(%err, posts = batch.len(), "failed to commit a batch of posts");
-                let err = Arc::new(err);
-                for job in batch.drain(..) {
-                    let _ = job.reply.send(Err(StoreError::Batch(err.clone())));
-                }
-            }
-        }
-    }
-}
-
-async fn commit_batch(pool: &Pool, batch: &[PostJob]) -> Result<Vec<Option<ChannelMessage>>, StoreError> {
-    let mut conn = pool.get().await?;
-    let tx = conn.transaction().await?;
-    let lock = tx.prepare_cached("SELECT pg_advisory_xact_lock($1)").await?;
-    let draw = tx.prepare_cached("SELECT nextval('tracker_messages_id_seq') FROM generate_series(1, $1)").await?;
-    // One statement for the whole batch. Each post comes with the id drawn for it, so
-    // the rows that come back are matched to their posts by id, whatever order the
-    // database returns them in. A post with no sender's peer given takes it from the
-    // directory; the membership check is part of the statement.
-    let insert = tx
-        .prepare_cached(
-            "INSERT INTO tracker_messages (id, channel, username, sender_ip, sender_port, text, ts, traceparent)
-             SELECT b.id, b.channel, b.username, COALESCE(b.ip, d.ip), COALESCE(b.port, d.port), b.text, $8,
-                    b.traceparent
-             FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[], $7::text[])
-                  AS b(id, channel, username, ip, port, text, traceparent)
-             LEFT JOIN tracker_directory d ON d.username = b.username
-             WHERE (b.ip IS NOT NULL OR d.username IS NOT NULL)
-               AND EXISTS (SELECT 1 FROM tracker_members m WHERE m.channel = b.channel AND m.username = b.username)
-             RETURNING id, sender_ip, sender_port",
-        )
-        .await?;
-    let notify = tx.prepare_cached("SELECT pg_notify($1, '')").await?;
-    let count = i32::try_from(batch.len()).unwrap_or(i32::MAX);
-    // The lock first, then the ids: drawn under the lock, they become visible in id
-    // order. Sent together: one round trip.
-    let count_param: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&count];
-    let (_, drawn) = tokio::try_join!(tx.execute(&lock, &[&LOG_LOCK]), tx.query(&draw, &count_param))?;
-    let mut ids: Vec<i64> = drawn.iter().map(|row| row.get(0)).collect();
-    ids.sort_unstable();
-    let ts = kit::now_ms();
-    let ts_param = ts as i64;
-    let channels: Vec<&str> = batch.iter().map(|job| job.draft.channel.as_str()).collect();
-    let users: Vec<&str> = batch.iter().map(|job| job.draft.username.as_str()).collect();
-    let ips: Vec<Option<&str>> =
-        batch.iter().map(|job| (!job.from_home).then_some(job.draft.sender_ip.as_str())).collect();
-    let ports: Vec<Option<i32>> =
-        batch.iter().map(|job| (!job.from_home).then_some(i32::from(job.draft.sender_port))).collect();
-    let texts: Vec<&str> = batch.iter().map(|job| job.draft.text.as_str()).collect();
-    let traces: Vec<Option<&str>> = batch.iter().map(|job| job.traceparent.as_deref()).collect();
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 8] =
-        [&ids, &channels, &users, &ips, &ports, &texts, &traces, &ts_param];
-    // A notification with nothing stored only wakes the followers for nothing.
-    let (rows, _) = tokio::try_join!(tx.query(&insert, &params), tx.execute(&notify, &[&LOG_CHANNEL]))?;
-    let mut inserted: HashMap<i64, (String, i32)> =
-        rows.iter().map(|row| (row.get::<_, i64>(0), (row.get(1), row.get(2)))).collect();
-    let stored: Vec<Option<ChannelMessage>> = batch
-        .iter()
-        .zip(&ids)
-        .map(|(job, id)| {
-            let (sender_ip, sender_port) = inserted.remove(id)?;
-            Some(ChannelMessage {
-                id: *id as u64,
-                ts,
-                sender_ip,
-                sender_port: u16::try_from(sender_port).unwrap_or_default(),
-                ..job.draft.clone()
-            })
-        })
-        .collect();
-    tx.commit().await?;
-    Ok(stored)
-}
+/// How soon the follower reads again when entries wait for older transactions to end
+/// (no notification says when they have).
+const HELD_RETRY: Duration = Duration::from_millis(2);
+/// The longest pause between those reads.
+const HELD_RETRY_MAX: Duration = Duration::from_millis(100);
+/// How long entries may wait for older transactions before the follower warns.
+const HELD_WARNING: Duration = Duration::from_secs(10);
 
 /// Reads the log on from the last id seen and publishes it on this replica.
 pub(super) struct Follower {
@@ -170,6 +66,7 @@ impl Follower {
     pub(super) async fn run(mut self, stop: CancellationToken) {
         // At most the fallback period, so reading goes on at that pace without a listener.
         let mut backoff = Backoff::new(Duration::from_millis(100), FALLBACK);
+        let mut held = Held::default();
         loop {
             // Listening first, then reading: whatever commits after the read notifies.
             // Bounded: a database that does not answer must not stop the reading.
@@ -181,7 +78,7 @@ impl Follower {
                     None
                 }
             };
-            self.catch_up().await;
+            self.catch_up(&mut held).await;
             match listener {
                 Some(mut listener) => {
                     backoff.reset();
@@ -192,9 +89,9 @@ impl Follower {
                                 tracing::warn!("tracker follower lost its listener; listening again");
                                 break;
                             },
-                            () = tokio::time::sleep(FALLBACK) => {}
+                            () = tokio::time::sleep(held.next_read().unwrap_or(FALLBACK)) => {}
                         }
-                        self.catch_up().await;
+                        self.catch_up(&mut held).await;
                     }
                 }
                 None => tokio::select! {
@@ -205,12 +102,16 @@ impl Follower {
         }
     }
 
-    /// Publishes every entry committed after the last one seen.
-    async fn catch_up(&mut self) {
+    /// Publishes every released entry after the last one seen.
+    async fn catch_up(&mut self, held: &mut Held) {
         loop {
             match self.publish_page().await {
-                Ok(read) if read == PAGE as usize => {}
-                Ok(_) => return,
+                Ok(page) => {
+                    held.note(page.held, self.last);
+                    if page.read < PAGE as usize || page.held {
+                        return;
+                    }
+                }
                 Err(err) => {
                     // The next wake-up or tick reads again from the same id.
                     tracing::warn!(%err, after = self.last, "tracker follower failed to read the log");
@@ -220,23 +121,30 @@ impl Follower {
         }
     }
 
-    /// Publishes the next page of the log; returns how many entries it read.
-    async fn publish_page(&mut self) -> Result<usize, StoreError> {
+    /// Publishes the released entries of the next page of the log.
+    async fn publish_page(&mut self) -> Result<Page, StoreError> {
         let conn = self.pool.get().await?;
+        // Unreleased entries come back too, flagged, so the follower knows to read
+        // again soon: no notification says when the transactions before them end.
         let statement = conn
-            .prepare_cached(
-                "(SELECT id, channel, username, sender_ip, sender_port, text, ts, traceparent,
-                         NULL::text AS event, NULL::text AS targets
-                  FROM tracker_messages WHERE id > $1 ORDER BY id LIMIT $2)
-                 UNION ALL
-                 (SELECT id, NULL, NULL, NULL, NULL, NULL, NULL, traceparent, event, targets
-                  FROM tracker_events WHERE id > $1 ORDER BY id LIMIT $2)
-                 ORDER BY id LIMIT $2",
-            )
+            .prepare_cached(&format!(
+                "SELECT *, {RELEASED} AS released FROM (
+                     (SELECT id, channel, username, sender_ip, sender_port, text, ts, traceparent,
+                             NULL::text AS event, NULL::text AS targets, xid
+                      FROM tracker_messages WHERE id > $1 ORDER BY id LIMIT $2)
+                     UNION ALL
+                     (SELECT id, NULL, NULL, NULL, NULL, NULL, NULL, traceparent, event, targets, xid
+                      FROM tracker_events WHERE id > $1 ORDER BY id LIMIT $2)
+                 ) AS log ORDER BY id LIMIT $2"
+            ))
             .await?;
         let rows = conn.query(&statement, &[&self.last, &PAGE]).await?;
+        // The released entries are a prefix of the log.
+        let released = rows.iter().take_while(|row| row.get::<_, bool>(11)).count();
+        let page = Page { read: rows.len(), held: released < rows.len() };
+        let rows = &rows[..released];
         let mut entries = Vec::with_capacity(rows.len());
-        for row in &rows {
+        for row in rows {
             let id: i64 = row.get(0);
             let traceparent: Option<String> = row.get(7);
             let entry = match row.get::<_, Option<String>>(8) {
@@ -282,7 +190,55 @@ impl Follower {
         if let Some(row) = rows.last() {
             self.last = row.get(0);
         }
-        Ok(rows.len())
+        Ok(page)
+    }
+}
+
+/// What one read of the log found.
+struct Page {
+    /// Entries read, released or not.
+    read: usize,
+    /// Whether entries wait for older transactions to end.
+    held: bool,
+}
+
+/// Entries that wait for older transactions: how soon to read again, and a warning
+/// when they wait long (a transaction left open somewhere on the database).
+#[derive(Default)]
+struct Held {
+    since: Option<tokio::time::Instant>,
+    retry: Option<Duration>,
+    warned: bool,
+}
+
+impl Held {
+    fn note(&mut self, held: bool, last: i64) {
+        if !held {
+            if self.warned {
+                tracing::info!(after = last, "log entries no longer wait for older transactions");
+            }
+            *self = Self::default();
+            return;
+        }
+        let since = *self.since.get_or_insert_with(tokio::time::Instant::now);
+        // Soon at first, then less often: a long transaction should not make the
+        // follower spin.
+        self.retry = Some(self.retry.map_or(HELD_RETRY, |retry| (retry * 2).min(HELD_RETRY_MAX)));
+        if !self.warned && since.elapsed() >= HELD_WARNING {
+            self.warned = true;
+            tracing::warn!(
+                after = last,
+                waited_s = since.elapsed().as_secs(),
+                "channel messages wait for an older transaction to end before they are delivered; \
+                 a transaction left open on the database holds them back (see pg_stat_activity; \
+                 idle_in_transaction_session_timeout bounds it)"
+            );
+        }
+    }
+
+    /// How soon to read again without a notification, while entries wait.
+    fn next_read(&self) -> Option<Duration> {
+        self.retry
     }
 }
 

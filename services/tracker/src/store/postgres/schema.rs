@@ -2,7 +2,8 @@
 //! integers, as in the embedded schema: milliseconds, and seconds for token expiry.
 
 /// Applied in order through `kit::pg::migrate`; never edit one once released.
-pub(super) const MIGRATIONS: &[&str] = &[r#"
+pub(super) const MIGRATIONS: &[&str] = &[
+    r#"
     CREATE TABLE tracker_channels (
         name       TEXT PRIMARY KEY,
         created_at BIGINT NOT NULL,
@@ -59,4 +60,14 @@ pub(super) const MIGRATIONS: &[&str] = &[r#"
     );
     INSERT INTO tracker_channels (name, created_at) VALUES
         ('general', 0), ('random', 0), ('project', 0), ('help', 0), ('announcements', 0);
-"#];
+"#,
+    // Each log row records the transaction that wrote it: readers going by id take only
+    // rows whose transaction ended before every running one began writing (see
+    // `store/postgres.rs`). Rows written before this migration count as long ended.
+    r#"
+    ALTER TABLE tracker_messages ADD COLUMN xid xid8 NOT NULL DEFAULT '0';
+    ALTER TABLE tracker_messages ALTER COLUMN xid SET DEFAULT pg_current_xact_id();
+    ALTER TABLE tracker_events ADD COLUMN xid xid8 NOT NULL DEFAULT '0';
+    ALTER TABLE tracker_events ALTER COLUMN xid SET DEFAULT pg_current_xact_id();
+"#,
+];

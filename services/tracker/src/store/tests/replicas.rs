@@ -162,3 +162,57 @@ async fn the_follower_catches_up_when_its_listener_is_killed() {
         assert_eq!(seen, acknowledged, "every acknowledged message, once, in id order");
     }
 }
+
+/// Batches release the log lock before their commit waits for the disk, so a later
+/// batch can commit first. Its entries must wait: no follower publishes them before
+/// the earlier batch's, none skips the earlier one, and a peer stream that starts
+/// or resumes meanwhile starts before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_that_commits_late_is_published_in_id_order_and_never_skipped() {
+    let Some((database, a, b)) =
+        two_replicas("an_entry_that_commits_late_is_published_in_id_order_and_never_skipped", TTL).await
+    else {
+        return;
+    };
+    a.join(&channel("general"), &user("erin")).await.unwrap();
+    let before = b.last_message_id().await.unwrap();
+    let mut on_b = b.subscribe();
+    // A batch that drew its id and inserted under the lock, released it, and has not
+    // committed yet: what the batcher does, held open.
+    let (slow, connection) = tokio_postgres::connect(database.url(), tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    slow.batch_execute(&format!(
+        "BEGIN;
+         SELECT pg_advisory_lock({LOG_LOCK});
+         INSERT INTO tracker_messages (id, channel, username, sender_ip, sender_port, text, ts)
+             VALUES (nextval('tracker_messages_id_seq'), 'general', 'erin', '127.0.0.1', 9001, 'slow', 0);
+         SELECT pg_advisory_unlock({LOG_LOCK});",
+        LOG_LOCK = super::super::postgres::LOG_LOCK
+    ))
+    .await
+    .unwrap();
+    let fast = a.post(&channel("general"), &user("erin"), &peer(9001), &text("fast")).await.unwrap();
+    // Committed, and read back by a page, but not released: a peer stream would
+    // start before the slow entry, and a resuming one reads nothing past it.
+    let (page, _) = b.history(&channel("general"), None, None, 10).await.unwrap();
+    assert_eq!(page.last().map(|message| message.id), Some(fast.id), "a page reads what was committed");
+    assert_eq!(b.last_message_id().await.unwrap(), before);
+    assert!(b.messages_since(before, 100).await.unwrap().is_empty());
+
+    slow.batch_execute("COMMIT").await.unwrap();
+    let mut published = Vec::new();
+    while published.len() < 2 {
+        published.push(
+            next_push(&mut on_b, |push| match &push.event {
+                Event::ChannelMessage(message) => Some((message.id, message.text.to_string())),
+                _ => None,
+            })
+            .await,
+        );
+    }
+    assert!(published[0].0 < fast.id, "the slow entry drew the lower id");
+    assert_eq!(published.iter().map(|(_, text)| text.as_str()).collect::<Vec<_>>(), ["slow", "fast"]);
+    let replayed: Vec<_> =
+        b.messages_since(before, 100).await.unwrap().into_iter().map(|m| m.text.to_string()).collect();
+    assert_eq!(replayed, ["slow", "fast"]);
+}

@@ -1,0 +1,182 @@
+//! Group commit of channel messages on PostgreSQL.
+//!
+//! The posts that arrive while earlier batches are being committed wait together and
+//! go into one transaction: one statement inserts them all, and each post's
+//! membership check is part of it. Several batches of one replica (and the batches of
+//! every other replica) are in flight at once: each holds the log lock only while it
+//! draws its ids and inserts, not while its commit waits for the disk, so one batch's
+//! fsync overlaps the next batch's insert. Why readers still see the log in id order
+//! is explained in the parent module. Posters hear back once their batch has
+//! committed, and in the order their batches were taken.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use deadpool_postgres::{Object, Pool};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio_postgres::types::ToSql;
+use wire::api::ChannelMessage;
+
+use super::{LOG_CHANNEL, LOG_LOCK};
+use crate::store::StoreError;
+
+/// Posts waiting beyond this many make posters wait (back-pressure).
+pub(super) const POST_QUEUE: usize = 8192;
+/// The most posts one transaction takes; bounds the latency of a batch.
+const MAX_BATCH: usize = 1024;
+/// The most batches of one replica in flight at once.
+const MAX_IN_FLIGHT: usize = 3;
+
+/// A post waiting for its batch.
+pub(super) struct PostJob {
+    pub(super) draft: ChannelMessage,
+    /// Whether the sender's peer comes from the directory (in the insert itself)
+    /// rather than from the draft.
+    pub(super) from_home: bool,
+    pub(super) traceparent: Option<String>,
+    /// The stored message, or `None` when the poster is not a member.
+    pub(super) reply: oneshot::Sender<Result<Option<ChannelMessage>, StoreError>>,
+}
+
+/// How many batches may be in flight with a pool of `pool_size` connections: leaves
+/// most of the pool to reads and the follower.
+pub(super) fn batches_in_flight(pool_size: usize) -> usize {
+    (pool_size / 4).clamp(1, MAX_IN_FLIGHT)
+}
+
+/// Commits the posts of this replica in batches, `in_flight` at most at once, until
+/// every sender is dropped.
+pub(super) async fn commit_posts(pool: Pool, mut jobs: mpsc::Receiver<PostJob>, in_flight: usize) {
+    let slots = Arc::new(Semaphore::new(in_flight));
+    // Resolves when the batch taken before has answered its posters.
+    let mut previous: Option<oneshot::Receiver<()>> = None;
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else { return };
+        let Some(first) = jobs.recv().await else { return };
+        let mut batch = Vec::with_capacity(64);
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let (answered, next) = oneshot::channel();
+        let before = previous.replace(next);
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            let result = commit_batch(&pool, &batch).await;
+            drop(slot);
+            // A poster whose batch committed after a later one still hears first:
+            // replies keep the order in which batches were taken.
+            if let Some(before) = before {
+                let _ = before.await;
+            }
+            answer(batch, result);
+            let _ = answered.send(());
+        });
+    }
+}
+
+fn answer(batch: Vec<PostJob>, result: Result<Vec<Option<ChannelMessage>>, StoreError>) {
+    match result {
+        Ok(stored) => {
+            for (job, stored) in batch.into_iter().zip(stored) {
+                let _ = job.reply.send(Ok(stored));
+            }
+        }
+        Err(err) => {
+            tracing::error!(%err, posts = batch.len(), "failed to commit a batch of posts");
+            let err = Arc::new(err);
+            for job in batch {
+                let _ = job.reply.send(Err(StoreError::Batch(err.clone())));
+            }
+        }
+    }
+}
+
+/// Commits one batch on a connection of its own. On any failure the connection is
+/// closed rather than returned to the pool: that ends its transaction and releases
+/// the log lock, which it takes at session level.
+async fn commit_batch(pool: &Pool, batch: &[PostJob]) -> Result<Vec<Option<ChannelMessage>>, StoreError> {
+    let conn = pool.get().await?;
+    let result = run_batch(&conn, batch).await;
+    if result.is_err() {
+        drop(Object::take(conn));
+    }
+    result
+}
+
+async fn run_batch(conn: &Object, batch: &[PostJob]) -> Result<Vec<Option<ChannelMessage>>, StoreError> {
+    // Prepared once per connection; after that each step below is one round trip,
+    // its statements sent together.
+    let begin = conn.prepare_cached("BEGIN").await?;
+    let lock = conn.prepare_cached("SELECT pg_advisory_lock($1)").await?;
+    let draw = conn.prepare_cached("SELECT nextval('tracker_messages_id_seq') FROM generate_series(1, $1)").await?;
+    // Each post comes with the id drawn for it, so the rows that come back are
+    // matched to their posts by id, whatever order the database returns them in. A
+    // post with no sender's peer given takes it from the directory.
+    let insert = conn
+        .prepare_cached(
+            "INSERT INTO tracker_messages (id, channel, username, sender_ip, sender_port, text, ts, traceparent)
+             SELECT b.id, b.channel, b.username, COALESCE(b.ip, d.ip), COALESCE(b.port, d.port), b.text, $8,
+                    b.traceparent
+             FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[], $7::text[])
+                  AS b(id, channel, username, ip, port, text, traceparent)
+             LEFT JOIN tracker_directory d ON d.username = b.username
+             WHERE (b.ip IS NOT NULL OR d.username IS NOT NULL)
+               AND EXISTS (SELECT 1 FROM tracker_members m WHERE m.channel = b.channel AND m.username = b.username)
+             RETURNING id, sender_ip, sender_port",
+        )
+        .await?;
+    let unlock = conn.prepare_cached("SELECT pg_advisory_unlock($1)").await?;
+    let notify = conn.prepare_cached("SELECT pg_notify($1, '')").await?;
+    let commit = conn.prepare_cached("COMMIT").await?;
+
+    // The lock before anything is written: the transaction's id is assigned by its
+    // first write, under the lock, like its log ids (see the parent module).
+    let count = i32::try_from(batch.len()).unwrap_or(i32::MAX);
+    let count_param: [&(dyn ToSql + Sync); 1] = [&count];
+    let (_, _, drawn) = tokio::try_join!(
+        conn.execute(&begin, &[]),
+        conn.execute(&lock, &[&LOG_LOCK]),
+        conn.query(&draw, &count_param),
+    )?;
+    let mut ids: Vec<i64> = drawn.iter().map(|row| row.get(0)).collect();
+    ids.sort_unstable();
+    let ts = kit::now_ms();
+    let ts_param = ts as i64;
+    let channels: Vec<&str> = batch.iter().map(|job| job.draft.channel.as_str()).collect();
+    let users: Vec<&str> = batch.iter().map(|job| job.draft.username.as_str()).collect();
+    let ips: Vec<Option<&str>> =
+        batch.iter().map(|job| (!job.from_home).then_some(job.draft.sender_ip.as_str())).collect();
+    let ports: Vec<Option<i32>> =
+        batch.iter().map(|job| (!job.from_home).then_some(i32::from(job.draft.sender_port))).collect();
+    let texts: Vec<&str> = batch.iter().map(|job| job.draft.text.as_str()).collect();
+    let traces: Vec<Option<&str>> = batch.iter().map(|job| job.traceparent.as_deref()).collect();
+    let params: [&(dyn ToSql + Sync); 8] = [&ids, &channels, &users, &ips, &ports, &texts, &traces, &ts_param];
+    // The lock is released as soon as the rows are in; the notification goes out
+    // when the transaction commits.
+    let (rows, _, _) = tokio::try_join!(
+        conn.query(&insert, &params),
+        conn.execute(&unlock, &[&LOG_LOCK]),
+        conn.execute(&notify, &[&LOG_CHANNEL]),
+    )?;
+    conn.execute(&commit, &[]).await?;
+    let mut inserted: HashMap<i64, (String, i32)> =
+        rows.iter().map(|row| (row.get::<_, i64>(0), (row.get(1), row.get(2)))).collect();
+    Ok(batch
+        .iter()
+        .zip(&ids)
+        .map(|(job, id)| {
+            let (sender_ip, sender_port) = inserted.remove(id)?;
+            Some(ChannelMessage {
+                id: *id as u64,
+                ts,
+                sender_ip,
+                sender_port: u16::try_from(sender_port).unwrap_or_default(),
+                ..job.draft.clone()
+            })
+        })
+        .collect())
+}
