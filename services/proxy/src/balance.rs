@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use http::HeaderValue;
 use http::uri::Authority;
 
-use crate::config::{Policy, Upstream};
+use crate::config::vhost::{Policy, Upstream};
 use crate::metrics::BackendStats;
 
 /// The cookie that pins a browser to a backend under the `sticky` policy.

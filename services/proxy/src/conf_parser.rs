@@ -19,7 +19,7 @@
 //! Unlike the original, comments are skipped, a host named twice is an error rather
 //! than "the later block wins", and every error says where it is and what was expected.
 
-use crate::config::{Policy, Upstream, VhostConfig};
+use crate::config::vhost::{Policy, Upstream, VhostConfig};
 
 /// A malformed file: where, and what was expected there.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -17,6 +17,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::conf_parser;
 
+pub(crate) mod vhost;
+
+pub use vhost::{Policy, Upstream, VhostConfig};
+
 /// The default path of the vhost file, relative to the working directory.
 pub const DEFAULT_CONF_PATH: &str = "config/proxy.conf";
 
@@ -49,40 +53,6 @@ pub struct Config {
     pub stream_paths: Vec<String>,
     /// Runtime worker threads for the `proxy` binary; the number of cores when absent.
     pub workers: Option<usize>,
-}
-
-/// One `host "NAME" { ... }` block.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VhostConfig {
-    /// Lowercase `name` or `name:port`; see [`crate::routing`] for how it matches.
-    pub name: String,
-    pub upstreams: Vec<Upstream>,
-    #[serde(default)]
-    pub policy: Policy,
-    /// Answers requests whose Host matches no block.
-    #[serde(default)]
-    pub default: bool,
-}
-
-/// A `proxy_pass http://host:port` target. A name may resolve to several addresses,
-/// each of which becomes a backend.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Upstream {
-    pub host: String,
-    pub port: u16,
-}
-
-/// How a vhost spreads requests over its backends.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Policy {
-    /// Each request goes to the next backend, one counter per vhost.
-    #[default]
-    RoundRobin,
-    /// Each request goes to the backend with the fewest requests in flight.
-    LeastConn,
-    /// Round-robin for a browser's first request, then a cookie pins it to that backend.
-    Sticky,
 }
 
 /// Timeouts, in milliseconds.
@@ -165,18 +135,6 @@ impl Default for Limits {
 impl Default for HealthConfig {
     fn default() -> Self {
         Self { interval_ms: 3_000, timeout_ms: 2_000, path: "/healthz".to_owned() }
-    }
-}
-
-impl Policy {
-    /// The spelling used in `dist_policy`.
-    pub fn parse(value: &str) -> Option<Self> {
-        match value {
-            "round-robin" => Some(Self::RoundRobin),
-            "least-conn" => Some(Self::LeastConn),
-            "sticky" => Some(Self::Sticky),
-            _ => None,
-        }
     }
 }
 

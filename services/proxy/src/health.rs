@@ -2,7 +2,8 @@
 //!
 //! A backend is up when it answers with anything but a 5xx within the probe timeout:
 //! the point is to find backends that are gone or broken, and a backend without a
-//! `/healthz` route (404) still serves. Passive checks live in [`crate::forward`]: a
+//! `/healthz` route (404) still serves. The periodic probing is [`crate::shared::Shared::probe_periodically`]. Passive
+//! checks live in [`crate::forward`]: a
 //! refused connection marks a backend down at once, and only a probe brings it back.
 
 use std::collections::HashSet;
@@ -16,12 +17,10 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
 
-use crate::Shared;
 use crate::balance::Backend;
 use crate::config::Config;
+use crate::routing::RoutingTable;
 
 /// The client of the probes: a few requests every few seconds, so hyper-util's pooled
 /// client, with a connect timeout and a short idle pool.
@@ -39,29 +38,6 @@ pub fn client(config: &Config) -> HealthClient {
         // The probe sets the Host itself.
         .set_host(false)
         .build(connector)
-}
-
-/// Probes every backend each interval until `shutdown`.
-pub(crate) async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
-    let mut interval = tokio::time::interval(shared.settings.health_interval);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            _ = interval.tick() => {}
-        }
-        let mut probes = JoinSet::new();
-        for backend in distinct_backends(&shared) {
-            let client = shared.client.clone();
-            let path = shared.settings.health_path.clone();
-            let timeout = shared.settings.health_timeout;
-            probes.spawn(async move { probe_and_mark(&client, &backend, &path, timeout).await });
-        }
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = async { while probes.join_next().await.is_some() {} } => {}
-        }
-    }
 }
 
 /// Probes one backend now and records the result; true when it is up.
@@ -101,8 +77,8 @@ async fn probe(client: &HealthClient, backend: &Backend, path: &str, timeout: Du
     matches!(answered, Ok(Some(status)) if !status.is_server_error())
 }
 
-fn distinct_backends(shared: &Shared) -> Vec<Arc<Backend>> {
-    let table = shared.table();
+/// Each backend of the table once (a backend may serve several vhosts).
+pub(crate) fn distinct_backends(table: &RoutingTable) -> Vec<Arc<Backend>> {
     let mut seen = HashSet::new();
     table
         .vhosts()

@@ -105,7 +105,7 @@ impl ProxyMetrics {
     pub fn backend(&self, addr: SocketAddr, workers: usize) -> BackendStats {
         let label = BackendLabel { backend: addr.to_string() };
         let answers = {
-            let mut backends = crate::lock(&self.answers.backends);
+            let mut backends = crate::sync::lock(&self.answers.backends);
             match backends.iter().find(|(known, _)| *known == label) {
                 Some((_, answers)) => answers.clone(),
                 None => {
@@ -174,7 +174,7 @@ impl Answers {
 
 impl Collector for AnswersCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let backends = crate::lock(&self.backends).clone();
+        let backends = crate::sync::lock(&self.backends).clone();
         let totals: Vec<_> = backends.iter().map(|(label, answers)| (label, answers.total())).collect();
         let mut requests = encoder.encode_descriptor(
             "proxy_upstream_requests",

@@ -8,32 +8,14 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
-
-use crate::Shared;
-use crate::config::{Upstream, VhostConfig};
+use crate::config::vhost::{Upstream, VhostConfig};
 
 /// Resolved addresses of the named upstreams (IP literals are not listed).
 pub type Resolved = HashMap<Upstream, Vec<SocketAddr>>;
 
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Re-resolves every interval until `shutdown`.
-pub(crate) async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
-    let mut interval = tokio::time::interval(shared.settings.resolve_interval);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // The first tick is immediate, and `serve` has just resolved.
-    interval.tick().await;
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            _ = interval.tick() => crate::refresh(&shared).await,
-        }
-    }
-}
 
 /// The addresses of an upstream: itself when it is an IP, else what DNS last said.
 pub fn addresses(upstream: &Upstream, resolved: &Resolved) -> Vec<SocketAddr> {

@@ -109,7 +109,7 @@ pub fn normalize_host<'a>(raw: &'a str, buffer: &'a mut String) -> Result<&'a st
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Policy;
+    use crate::config::vhost::Policy;
 
     fn table(names: &[&str], default: Option<&str>) -> RoutingTable {
         let vhosts =

@@ -39,7 +39,7 @@ impl Pool {
     pub fn take(&self, addr: SocketAddr, now: Instant) -> Option<TcpStream> {
         loop {
             let idle = {
-                let mut idle = crate::lock(&self.idle);
+                let mut idle = crate::sync::lock(&self.idle);
                 let (_, list) = idle.iter_mut().find(|(backend, _)| *backend == addr)?;
                 let newest = list.pop()?;
                 if now.duration_since(newest.since) >= self.idle_timeout {
@@ -61,7 +61,7 @@ impl Pool {
         if self.max_per_backend == 0 {
             return;
         }
-        let mut idle = crate::lock(&self.idle);
+        let mut idle = crate::sync::lock(&self.idle);
         let index = match idle.iter().position(|(backend, _)| *backend == addr) {
             Some(index) => index,
             None => {
@@ -78,7 +78,7 @@ impl Pool {
     /// Closes the connections idle for longer than the timeout.
     pub fn sweep(&self) {
         let now = Instant::now();
-        let mut idle = crate::lock(&self.idle);
+        let mut idle = crate::sync::lock(&self.idle);
         for (_, list) in idle.iter_mut() {
             list.retain(|idle| now.duration_since(idle.since) < self.idle_timeout);
         }
@@ -87,7 +87,7 @@ impl Pool {
 
     /// Idle connections in all.
     pub fn len(&self) -> usize {
-        crate::lock(&self.idle).iter().map(|(_, list)| list.len()).sum()
+        crate::sync::lock(&self.idle).iter().map(|(_, list)| list.len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -1,0 +1,103 @@
+//! One worker: its accept loop, its connections, its idle-pool sweeper, and how it
+//! drains when the proxy stops. [`crate::serve`] runs one; the `proxy` binary
+//! ([`crate::run`]) one per core, each on a thread and a listening socket of its own.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio_util::task::TaskTracker;
+
+use crate::server;
+use crate::shared::{Shared, Worker};
+
+/// One worker's accept loop. The first worker also resolves the upstream names and
+/// runs the health and DNS tasks.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    index: usize,
+) -> anyhow::Result<()> {
+    let background = TaskTracker::new();
+    if index == 0 {
+        shared.refresh().await;
+        background.spawn(shared.clone().probe_periodically(shared.shutdown.clone()));
+        background.spawn(shared.clone().resolve_periodically(shared.shutdown.clone()));
+    }
+    let worker = Arc::new(Worker::new(shared.clone(), index));
+    background.spawn(sweep_idle_connections(worker.clone()));
+    background.close();
+
+    let connections = TaskTracker::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, remote) = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Out of file descriptors, usually: give connections time to close.
+                    tracing::error!(%err, "failed to accept");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        // Small writes (SSE events, WebSocket frames) must not wait for Nagle.
+        let _ = stream.set_nodelay(true);
+        connections.spawn(server::serve_connection(stream, remote, worker.clone()));
+    }
+    drop(listener);
+    tracing::info!("shutting down: draining connections");
+    shared.stopping.store(true, Ordering::Relaxed);
+    shared.shutdown.cancel();
+    connections.close();
+    let drained = async {
+        connections.wait().await;
+        background.wait().await;
+    };
+    match tokio::time::timeout(kit::http::DRAIN_GRACE, drained).await {
+        Ok(()) => tracing::info!("drained"),
+        Err(_) => tracing::warn!(
+            grace_secs = kit::http::DRAIN_GRACE.as_secs(),
+            "drain timed out; closing the remaining connections"
+        ),
+    }
+    Ok(())
+}
+
+/// Closes a worker's idle backend connections once they pass the idle timeout, until
+/// the worker stops.
+async fn sweep_idle_connections(worker: Arc<Worker>) {
+    let period = (worker.shared.settings.upstream_idle_timeout / 2).max(Duration::from_secs(1));
+    let mut ticks = tokio::time::interval(period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = worker.shutdown.cancelled() => return,
+            _ = ticks.tick() => worker.pool.sweep(),
+        }
+    }
+}
+
+/// A non-blocking listening socket the way a proxy wants it: `SO_REUSEADDR` (a
+/// restart does not wait for TIME_WAIT), a deep accept backlog; `reuse_port` lets
+/// several workers bind the same address, each with its own accept queue.
+pub(crate) fn bind_socket(addr: SocketAddr, reuse_port: bool) -> anyhow::Result<std::net::TcpListener> {
+    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)
+        .context("failed to create the listening socket")?;
+    socket.set_reuse_address(true).context("failed to set SO_REUSEADDR")?;
+    if reuse_port {
+        socket.set_reuse_port(true).context("failed to set SO_REUSEPORT")?;
+    }
+    socket.set_nonblocking(true).context("failed to make the socket non-blocking")?;
+    socket.bind(&addr.into()).with_context(|| format!("failed to bind {addr}"))?;
+    socket.listen(4096).with_context(|| format!("failed to listen on {addr}"))?;
+    Ok(socket.into())
+}
