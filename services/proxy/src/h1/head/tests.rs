@@ -1,3 +1,4 @@
+use super::request::split_target;
 use super::*;
 
 fn request(bytes: &str) -> Result<Option<(String, Framing, bool)>, Invalid> {
