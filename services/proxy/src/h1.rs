@@ -1,5 +1,5 @@
-//! The proxy's HTTP/1.1 engine: the message-level pieces that [`crate::server`] and
-//! [`crate::forward`] drive.
+//! The proxy's HTTP/1.1 engine: the message-level pieces that the sessions
+//! ([`crate::downstream`], [`crate::upstream`]) and [`crate::forward`] use.
 //!
 //! Why not hyper's server and hyper-util's pooled client, which the proxy used first:
 //! a proxy relays messages it hardly needs to understand, and through hyper each

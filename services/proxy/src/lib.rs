@@ -28,17 +28,27 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: typed [`Config`], the flags, and the figment provider of `proxy.conf`.
-//! - [`conf_parser`]: the `proxy.conf` grammar, with line and column in its errors.
-//! - [`routing`]: Host → vhost, case-insensitive and port-aware.
-//! - [`balance`]: backends and the policies.
-//! - [`server`]: a client connection: request heads, keep-alive, the proxy's own
-//!   answers, errors.
-//! - [`forward`]: one request to a backend: retries, bodies both ways, upgrades.
-//! - [`h1`]: message heads, chunked framing, the per-worker connection pool.
-//! - [`health`], [`resolve`]: active health probes and DNS re-resolution.
-//! - [`error`], [`trace_context`]: proxy-made errors, spans and `traceparent`.
-//! - [`metrics`]: per-backend requests, latency and health, proxy-made errors.
+//! The engine, in the order a request meets it (docs/proxy.md has the same map):
+//!
+//! - [`worker`]: a worker's accept loop and drain; spawns a task per connection.
+//! - [`server`]: one client connection's request loop: a head is read, then
+//!   [`server`] decides (route, policy, span, the head for the backend, or the
+//!   proxy's own answer) and answers, refuses or forwards.
+//! - [`downstream`]: the client session: the connection, its buffers, deadline and
+//!   shutdown signal (private), and its read, write, refuse and close methods.
+//! - [`forward`]: one request to a backend: retries, and what goes between the two
+//!   sessions (the body up, the answer down, a tunnel after `101`).
+//! - [`upstream`]: the backend session: one connection (new or pooled), the buffer its
+//!   answer is read into and the deadline for it, and its own read and write methods.
+//! - [`body`]: where a request or response body stands (framing only, no IO).
+//! - [`h1`]: message heads (parsing, smuggling rules, rewriting), chunked framing, the
+//!   per-worker pool of idle backend connections.
+//!
+//! Around it: [`shared`] (what every worker shares, and the rebuild of the routing
+//! tables on reload and DNS changes), [`config`] and [`conf_parser`] (`proxy.conf`),
+//! [`routing`] (Host → vhost), [`balance`] (backends and policies), [`health`] and
+//! [`resolve`] (probes and look-ups), [`error`], [`trace_context`], [`metrics`].
+//! No module imports one that imports it back (`.ci/module_cycles.py`).
 
 pub mod balance;
 pub mod body;
@@ -53,11 +63,11 @@ pub mod metrics;
 pub mod resolve;
 pub mod routing;
 pub mod server;
-mod shared;
+pub mod shared;
 mod sync;
 pub mod trace_context;
 pub mod upstream;
-mod worker;
+pub mod worker;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -8,7 +8,7 @@
 //!    `Host: localhost:8080` also matches `host "localhost"`;
 //!    when the Host has no port, a block for port 80: `Host: localhost` matches
 //!    `host "localhost:80"`;
-//! 3. the proxy's own `/healthz` and `/readyz` (see [`crate::forward`]);
+//! 3. the proxy's own `/healthz` and `/readyz` (see [`crate::server`]);
 //! 4. the block marked `default`, if any; otherwise 404.
 
 use std::sync::Arc;

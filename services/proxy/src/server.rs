@@ -1,7 +1,8 @@
-//! One client connection: read a request head, answer it or forward it
-//! ([`crate::forward`]), and keep the connection for the next one.
+//! One client connection's request loop: its [`DownstreamSession`] reads a request
+//! head, this module decides what it leads to, and the request is answered, refused,
+//! or forwarded ([`crate::forward`]); then the connection waits for the next one.
 //!
-//! The head is parsed where it lies in the connection's buffer, and everything that
+//! The head is parsed where it lies in the session's buffer, and everything that
 //! needs it (routing, the policy's pick, the span, the head rewritten for the
 //! backend) is done in one pass before any IO, so a request costs one parse and no
 //! allocation in the common case.
