@@ -7,6 +7,8 @@
 # Needs nginx and wrk: apt-get install -y nginx-light wrk
 # Settings of proxy_vs_nginx.sh (ROUNDS, DURATION, ORDER, CAND_PORT...) pass through.
 # PROXY_BIN=path skips the build and runs that binary.
+# BASELINE_BIN=path also runs that binary (say, the build before a change) as a second
+# candidate in the same rounds: ratios for both, and new/old (docs/benchmarks.md).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -23,5 +25,9 @@ fi
 
 # Warnings only: the proxy logs no line per request, like nginx with access_log off.
 export CANDIDATE_CMD="RUST_LOG=warn exec $PROXY_BIN --config {config} --server-ip 127.0.0.1 --server-port {port}"
+if [[ -n ${BASELINE_BIN:-} ]]; then
+  [[ -x $BASELINE_BIN ]] || { echo "error: $BASELINE_BIN is not an executable" >&2; exit 2; }
+  export BASELINE_CMD="RUST_LOG=warn exec $BASELINE_BIN --config {config} --server-ip 127.0.0.1 --server-port {port}"
+fi
 export ORDER=${ORDER:-abba}
 exec "$root/bench/proxy_vs_nginx.sh" "$@"
