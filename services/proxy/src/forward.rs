@@ -40,7 +40,7 @@ use crate::downstream::{self, DownstreamSession, Next, Watched};
 use crate::error::ProxyError;
 use crate::h1::head::{Downstream, Framing, ResponseHead};
 use crate::shared::Worker;
-use crate::upstream::{self, HeadRead, UpstreamSession};
+use crate::upstream::{self, HeadRead, UpstreamScratch, UpstreamSession};
 
 /// How much of a streamed body is read at a time.
 const RELAY_CHUNK: usize = 16 * 1024;
@@ -73,7 +73,13 @@ pub(crate) struct RequestInfo {
 
 /// Forwards a prepared request and answers the client; says whether the client
 /// connection goes on.
-pub(crate) async fn forward(client: &mut DownstreamSession, worker: &Worker, forwarding: Forwarding) -> Next {
+/// `scratch`: the memory the upstream sessions read into, kept by the connection.
+pub(crate) async fn forward(
+    client: &mut DownstreamSession,
+    scratch: &mut UpstreamScratch,
+    worker: &Worker,
+    forwarding: Forwarding,
+) -> Next {
     let Forwarding { vhost, pick, request, span: _ } = forwarding;
     let mut body = RequestBody::new(request.framing, worker.shared.settings.max_body_bytes);
     if let Err(error) = client.take_buffered(&mut body) {
@@ -89,7 +95,7 @@ pub(crate) async fn forward(client: &mut DownstreamSession, worker: &Worker, for
     while let Some(backend) = current {
         let reuse = !request.own_connection && !fresh_only;
         let started = Instant::now();
-        let upstream = match UpstreamSession::connect(worker, backend.addr, reuse, started).await {
+        let upstream = match UpstreamSession::connect(worker, scratch, backend.addr, reuse, started).await {
             Ok(upstream) => upstream,
             Err(err) => {
                 note_connect_failure(backend, &vhost, &err);
@@ -193,7 +199,7 @@ impl Exchange<'_> {
         self,
         client: &mut DownstreamSession,
         worker: &Worker,
-        mut upstream: UpstreamSession,
+        mut upstream: UpstreamSession<'_>,
         body: &mut RequestBody,
     ) -> Result<Next, Failure> {
         let request = self.request;
@@ -327,7 +333,7 @@ impl Exchange<'_> {
 async fn stream_body(
     body: &mut RequestBody,
     client: &mut DownstreamSession,
-    upstream: &mut UpstreamSession,
+    upstream: &mut UpstreamSession<'_>,
 ) -> Result<Streamed, Failure> {
     while !body.is_done() {
         match client.read_body_or(upstream.spoke()).await {
@@ -358,7 +364,7 @@ struct Relayed {
 /// the client has part of the answer already.
 async fn relay_body(
     client: &mut DownstreamSession,
-    upstream: &mut UpstreamSession,
+    upstream: &mut UpstreamSession<'_>,
     answer: &Answer,
     idle_timeout: Duration,
 ) -> Result<Relayed, Failure> {

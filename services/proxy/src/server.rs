@@ -26,6 +26,7 @@ use crate::h1::head::{self, Framing, HostField, RequestHead};
 use crate::routing::{self, Route};
 use crate::shared::{Shared, Worker};
 use crate::trace_context;
+use crate::upstream::UpstreamScratch;
 
 /// What the head of a request leads to.
 enum Prepared {
@@ -46,12 +47,15 @@ struct Refused {
 /// Serves one client connection until it closes, times out, or the proxy shuts down.
 pub(crate) async fn serve_connection(stream: TcpStream, remote: SocketAddr, worker: Arc<Worker>) {
     let mut session = DownstreamSession::new(stream, remote, &worker);
-    while serve_one(&mut session, &worker).await == Next::KeepAlive {}
+    let mut scratch = UpstreamScratch::new();
+    while serve_one(&mut session, &mut scratch, &worker).await == Next::KeepAlive {
+        scratch.trim();
+    }
     session.finish().await;
 }
 
 /// Reads one request head and answers the request.
-async fn serve_one(session: &mut DownstreamSession, worker: &Worker) -> Next {
+async fn serve_one(session: &mut DownstreamSession, scratch: &mut UpstreamScratch, worker: &Worker) -> Next {
     let prepared = match session.read_request(|request, context| prepare(worker, request, context)).await {
         Head::Read(prepared) => prepared,
         Head::Refused(error) => return session.refuse(error, false).await,
@@ -60,7 +64,7 @@ async fn serve_one(session: &mut DownstreamSession, worker: &Worker) -> Next {
     match prepared {
         Ok(Prepared::Forward(forwarding)) => {
             let span = forwarding.span.clone();
-            tracing::Instrument::instrument(forward::forward(session, worker, forwarding), span).await
+            tracing::Instrument::instrument(forward::forward(session, scratch, worker, forwarding), span).await
         }
         Ok(Prepared::Answered { keep_alive }) => {
             if !session.write_out().await {
