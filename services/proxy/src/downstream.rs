@@ -23,6 +23,7 @@ use tokio_util::sync::WaitForCancellationFutureOwned;
 use wire::api::ErrorBody;
 use wire::headers::PROXY_ERROR;
 
+use crate::body::RequestBody;
 use crate::error::ProxyError;
 use crate::h1::head::{self, Invalid, RequestHead};
 use crate::shared::{Shared, Worker};
@@ -210,7 +211,7 @@ impl DownstreamSession {
 
     /// Moves the body bytes already read from the client behind the request head, as
     /// far as `body` says they belong to the body.
-    pub(crate) fn take_buffered(&mut self, body: &mut crate::body::RequestBody) -> Result<(), ProxyError> {
+    pub(crate) fn take_buffered(&mut self, body: &mut RequestBody) -> Result<(), ProxyError> {
         let used = body.advance(&self.buf[self.pos..])?;
         self.request.extend_from_slice(&self.buf[self.pos..self.pos + used]);
         self.pos += used;
