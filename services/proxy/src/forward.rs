@@ -1,7 +1,7 @@
 //! Forwarding one request to a backend and relaying its answer.
 //!
 //! It orchestrates the two sessions of an exchange: the client's
-//! [`DownstreamSession`] and the backend's [`UpstreamSession`], each of which owns its
+//! `DownstreamSession` and the backend's `UpstreamSession`, each of which owns its
 //! buffers and deadlines; here is only what goes from one to the other, and when.
 //!
 //! The request head (rewritten by [`crate::server`] into the downstream session's

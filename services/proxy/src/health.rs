@@ -2,9 +2,10 @@
 //!
 //! A backend is up when it answers with anything but a 5xx within the probe timeout:
 //! the point is to find backends that are gone or broken, and a backend without a
-//! `/healthz` route (404) still serves. The periodic probing is [`crate::shared::Shared::probe_periodically`]. Passive
-//! checks live in [`crate::forward`]: a
-//! refused connection marks a backend down at once, and only a probe brings it back.
+//! `/healthz` route (404) still serves. The probes run every interval from
+//! `Shared::probe_periodically` (in `shared.rs`). Passive checks live in
+//! [`crate::forward`]: a refused connection marks a backend down at once, and only a
+//! probe brings it back.
 
 use std::collections::HashSet;
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-//! One client connection's request loop: its [`DownstreamSession`] reads a request
+//! One client connection's request loop: its `DownstreamSession` reads a request
 //! head, this module decides what it leads to, and the request is answered, refused,
 //! or forwarded ([`crate::forward`]); then the connection waits for the next one.
 //!

@@ -1,6 +1,6 @@
-//! What every worker shares ([`Shared`]): the routing tables, the settings read while
+//! What every worker shares (`Shared`): the routing tables, the settings read while
 //! serving, the health client and the metrics, and how the tables are rebuilt on a
-//! reload or a DNS change; and what one worker's connections share ([`Worker`]).
+//! reload or a DNS change; and what one worker's connections share (`Worker`).
 //!
 //! The periodic tasks that keep the tables current (health probes, DNS re-resolution)
 //! are here too: they act on the shared state, while [`crate::health`] and

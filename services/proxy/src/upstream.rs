@@ -1,12 +1,12 @@
 //! The upstream session: one connection to a backend for one exchange, with the
 //! buffer the backend's answer is read into and the deadline for it, all private.
-//! The buffer and the timer are an [`UpstreamScratch`] that the client connection
+//! The buffer and the timer are an `UpstreamScratch` that the client connection
 //! keeps across its requests and lends to each session, so a request allocates
 //! nothing (measured: allocating them per session cost about 3 % more CPU). It
 //! connects (or takes an idle connection from the worker's pool), sends the request,
 //! reads the response head and body, and goes back to the pool when the exchange
 //! ended cleanly. [`crate::forward`] drives it together with the client's
-//! [`DownstreamSession`].
+//! `DownstreamSession`.
 
 use std::future::Future;
 use std::io;

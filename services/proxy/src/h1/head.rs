@@ -6,10 +6,10 @@
 //! on byte strings.
 
 //!
-//! - [`fields`]: what both share: header slots, [`Framing`], the headers the proxy
+//! - `fields`: what both share: header slots, [`Framing`], the headers the proxy
 //!   treats specially, `Connection` and `Content-Length` rules.
-//! - [`request`]: request heads, and the head the backend gets.
-//! - [`response`]: response heads, the head the client gets, and the proxy's own
+//! - `request`: request heads, and the head the backend gets.
+//! - `response`: response heads, the head the client gets, and the proxy's own
 //!   responses.
 
 mod fields;
