@@ -5,15 +5,16 @@
 //! membership check is part of it. Several batches of one replica (and the batches of
 //! every other replica) are in flight at once: each holds the log lock only while it
 //! draws its ids and inserts, not while its commit waits for the disk, so one batch's
-//! fsync overlaps the next batch's insert. Why readers still see the log in id order
-//! is explained in the parent module. Posters hear back once their batch has
-//! committed, and in the order their batches were taken.
+//! fsync overlaps the next batch's insert, and no batch sends `NOTIFY` itself (see
+//! [`notify_commits`]). Why readers still see the log in id order is explained in the
+//! parent module. Posters hear back once their batch has committed, and in the order
+//! their batches were taken.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use deadpool_postgres::{Object, Pool};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 use tokio_postgres::types::ToSql;
 use wire::api::ChannelMessage;
 
@@ -26,6 +27,8 @@ pub(super) const POST_QUEUE: usize = 8192;
 const MAX_BATCH: usize = 1024;
 /// The most batches of one replica in flight at once.
 const MAX_IN_FLIGHT: usize = 3;
+/// How many posts must wait before a batch starts beside one in flight.
+const MIN_OVERLAP: usize = 32;
 
 /// A post waiting for its batch.
 pub(super) struct PostJob {
@@ -46,27 +49,50 @@ pub(super) fn batches_in_flight(pool_size: usize) -> usize {
 
 /// Commits the posts of this replica in batches, `in_flight` at most at once, until
 /// every sender is dropped.
+///
+/// A batch starts beside one already in flight only once [`MIN_OVERLAP`] posts wait
+/// for it; fewer wait for the batch in flight to end and join the next. Overlapping
+/// batches hide one commit's wait for the disk behind the next insert, which pays
+/// when many posts arrive; with few, more and smaller transactions only cost the
+/// database more work per message.
 pub(super) async fn commit_posts(pool: Pool, mut jobs: mpsc::Receiver<PostJob>, in_flight: usize) {
+    let committed = Arc::new(Notify::new());
+    tokio::spawn(notify_commits(pool.clone(), committed.clone()));
     let slots = Arc::new(Semaphore::new(in_flight));
+    // Woken when a batch ends, so a waiting batch can start.
+    let ended = Arc::new(Notify::new());
     // Resolves when the batch taken before has answered its posters.
     let mut previous: Option<oneshot::Receiver<()>> = None;
     loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else { return };
         let Some(first) = jobs.recv().await else { return };
-        let mut batch = Vec::with_capacity(64);
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
+        let mut batch = vec![first];
+        take_waiting(&mut jobs, &mut batch);
+        let mut open = true;
+        while open && batch.len() < MIN_OVERLAP && slots.available_permits() < in_flight {
+            tokio::select! {
+                job = jobs.recv() => match job {
+                    Some(job) => {
+                        batch.push(job);
+                        take_waiting(&mut jobs, &mut batch);
+                    }
+                    None => open = false,
+                },
+                () = ended.notified() => {}
             }
         }
+        let Ok(slot) = slots.clone().acquire_owned().await else { return };
+        take_waiting(&mut jobs, &mut batch);
         let (answered, next) = oneshot::channel();
         let before = previous.replace(next);
         let pool = pool.clone();
+        let (committed, ended) = (committed.clone(), ended.clone());
         tokio::spawn(async move {
             let result = commit_batch(&pool, &batch).await;
             drop(slot);
+            ended.notify_one();
+            if result.is_ok() {
+                committed.notify_one();
+            }
             // A poster whose batch committed after a later one still hears first:
             // replies keep the order in which batches were taken.
             if let Some(before) = before {
@@ -75,6 +101,42 @@ pub(super) async fn commit_posts(pool: Pool, mut jobs: mpsc::Receiver<PostJob>, 
             answer(batch, result);
             let _ = answered.send(());
         });
+    }
+}
+
+/// Adds the posts already waiting to `batch`, up to [`MAX_BATCH`].
+fn take_waiting(jobs: &mut mpsc::Receiver<PostJob>, batch: &mut Vec<PostJob>) {
+    while batch.len() < MAX_BATCH {
+        match jobs.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(_) => break,
+        }
+    }
+}
+
+/// Tells the followers of every replica that batches committed: `NOTIFY tracker_log`
+/// in a transaction of its own, after the batches' commits rather than inside them.
+///
+/// PostgreSQL serialises the commits of notifying transactions, through their wait
+/// for the disk (a lock it takes at commit so that notifications queue in commit
+/// order); a batch that notified itself would commit one at a time with every other.
+/// This transaction writes nothing worth keeping, so it commits without waiting for
+/// the disk (`synchronous_commit` off, for it alone). One notification covers every
+/// batch committed before it is sent. If one is lost, followers still read on their
+/// timer.
+async fn notify_commits(pool: Pool, committed: Arc<Notify>) {
+    loop {
+        committed.notified().await;
+        let sent = async {
+            let conn = pool.get().await?;
+            let notify =
+                conn.prepare_cached("SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, '')").await?;
+            conn.query(&notify, &[&LOG_CHANNEL]).await?;
+            Ok::<_, StoreError>(())
+        };
+        if let Err(err) = sent.await {
+            tracing::warn!(%err, "failed to notify the followers of committed posts; they read on their timer");
+        }
     }
 }
 
@@ -130,7 +192,6 @@ async fn run_batch(conn: &Object, batch: &[PostJob]) -> Result<Vec<Option<Channe
         )
         .await?;
     let unlock = conn.prepare_cached("SELECT pg_advisory_unlock($1)").await?;
-    let notify = conn.prepare_cached("SELECT pg_notify($1, '')").await?;
     let commit = conn.prepare_cached("COMMIT").await?;
 
     // The lock before anything is written: the transaction's id is assigned by its
@@ -155,13 +216,9 @@ async fn run_batch(conn: &Object, batch: &[PostJob]) -> Result<Vec<Option<Channe
     let texts: Vec<&str> = batch.iter().map(|job| job.draft.text.as_str()).collect();
     let traces: Vec<Option<&str>> = batch.iter().map(|job| job.traceparent.as_deref()).collect();
     let params: [&(dyn ToSql + Sync); 8] = [&ids, &channels, &users, &ips, &ports, &texts, &traces, &ts_param];
-    // The lock is released as soon as the rows are in; the notification goes out
-    // when the transaction commits.
-    let (rows, _, _) = tokio::try_join!(
-        conn.query(&insert, &params),
-        conn.execute(&unlock, &[&LOG_LOCK]),
-        conn.execute(&notify, &[&LOG_CHANNEL]),
-    )?;
+    // The lock is released as soon as the rows are in. The followers hear of them
+    // after the commit, from `notify_commits`.
+    let (rows, _) = tokio::try_join!(conn.query(&insert, &params), conn.execute(&unlock, &[&LOG_LOCK]))?;
     conn.execute(&commit, &[]).await?;
     let mut inserted: HashMap<i64, (String, i32)> =
         rows.iter().map(|row| (row.get::<_, i64>(0), (row.get(1), row.get(2)))).collect();

@@ -64,7 +64,11 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // Each log row records the transaction that wrote it: readers going by id take only
     // rows whose transaction ended before every running one began writing (see
     // `store/postgres.rs`). Rows written before this migration count as long ended.
+    // The messages' foreign key to their channel goes: every post's insert checks that
+    // the poster is a member, and members reference their channel, while the key
+    // share-locked the channel's row once per message (channels are never deleted).
     r#"
+    ALTER TABLE tracker_messages DROP CONSTRAINT tracker_messages_channel_fkey;
     ALTER TABLE tracker_messages ADD COLUMN xid xid8 NOT NULL DEFAULT '0';
     ALTER TABLE tracker_messages ALTER COLUMN xid SET DEFAULT pg_current_xact_id();
     ALTER TABLE tracker_events ADD COLUMN xid xid8 NOT NULL DEFAULT '0';
