@@ -162,6 +162,8 @@ function showOptions(options) {
     list.append(item);
   }
   $('demo').hidden = accounts.length === 0;
+  // Tests wait for this: the server has answered.
+  $('demo').dataset.options = 'loaded';
 }
 fetch('/login-options', { headers: { Accept: 'application/json' }, credentials: 'same-origin' })
   .then((response) => (response.ok ? response.json() : null))

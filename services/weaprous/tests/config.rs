@@ -1,10 +1,12 @@
 //! Bad configuration stops a service at start, with a clear message and exit code 64;
 //! so does a secret everyone knows, outside development.
 
-use std::process::Command;
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 fn run(args: &[&str], envs: &[(&str, &str)]) -> (Option<i32>, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_weaprous"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weaprous"))
         .args(args)
         // Only the secrets the case gives.
         .env_remove("WEAPROUS_SESSION_SECRET")
@@ -13,9 +15,25 @@ fn run(args: &[&str], envs: &[(&str, &str)]) -> (Option<i32>, String) {
         .env_remove("WEAPROUS_CLUSTER_SECRET_FILE")
         .env_remove("WEAPROUS_DEV")
         .envs(envs.iter().copied())
-        .output()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("the binary runs");
-    (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+    // A service that should have stopped but serves instead fails the test, bounded:
+    // it is killed after 20 s (reading stderr to its end waits for the exit).
+    let pid = child.id();
+    let (done, timeout) = std::sync::mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        if timeout.recv_timeout(Duration::from_secs(20)).is_err() {
+            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+        }
+    });
+    let mut stderr = String::new();
+    child.stderr.take().expect("piped").read_to_string(&mut stderr).expect("stderr is readable");
+    let status = child.wait().expect("the binary ends");
+    let _ = done.send(());
+    watchdog.join().expect("the watchdog ends");
+    (status.code(), stderr)
 }
 
 /// Arguments, environment, and what the error must mention.
