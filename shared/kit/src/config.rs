@@ -369,6 +369,23 @@ mod tests {
     }
 
     #[test]
+    fn the_compose_entrypoint_ignores_the_same_public_values() {
+        let script =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docker/entrypoint.sh")).unwrap();
+        let line = script.lines().find(|line| line.contains("weaprous-dev-secret-change-me |")).unwrap();
+        let mut listed: Vec<&str> = line
+            .trim()
+            .trim_end_matches(") return 0 ;;")
+            .split('|')
+            .map(|value| value.trim().trim_matches('\''))
+            .collect();
+        let mut expected: Vec<&str> = PUBLIC_SECRETS.iter().copied().chain([""]).collect();
+        listed.sort_unstable();
+        expected.sort_unstable();
+        assert_eq!(listed, expected, "docker/entrypoint.sh's is_public and PUBLIC_SECRETS");
+    }
+
+    #[test]
     fn addresses_take_the_original_form_or_a_url() {
         assert_eq!(base_url("127.0.0.1:9000").unwrap().as_str(), "http://127.0.0.1:9000/");
         assert_eq!(base_url("http://tracker:9000").unwrap().as_str(), "http://tracker:9000/");
