@@ -46,8 +46,11 @@ COPY --from=builder /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certifi
 RUN groupadd --system --gid 10001 weaprous \
     && useradd --system --uid 10001 --gid 10001 --home-dir /data --no-create-home \
        --shell /usr/sbin/nologin weaprous \
-    && mkdir -p /data /app \
-    && chown 10001:10001 /data
+    && mkdir -p /data /app /run/weaprous-secrets \
+    && chown 10001:10001 /data /run/weaprous-secrets \
+    && chmod 0700 /run/weaprous-secrets
+# The entrypoint also makes the secrets, once, in WEAPROUS_SECRETS_DIR (compose: a
+# named volume mounted at /run/weaprous-secrets, which takes this folder's owner).
 COPY docker/entrypoint.sh /usr/local/bin/weaprous-entrypoint
 COPY docker/healthcheck.sh /usr/local/bin/healthcheck
 WORKDIR /app
@@ -88,7 +91,9 @@ CMD ["peer"]
 # ---------------------------------------------------------------------------------
 FROM runtime AS auth
 COPY --from=builder /out/auth /usr/local/bin/auth
-# The seed user database: the entrypoint copies it to AUTH_DB when that is missing.
+# The demo users (public passwords), for development only: nothing loads them unless
+# asked (AUTH_SEED_DB=/app/db/database.csv, or `auth import-csv /app/db/database.csv`,
+# which the compose profile `demo` runs).
 COPY db/database.csv /app/db/database.csv
 # MALLOC_MMAP_THRESHOLD_: glibc keeps each freed 19 MiB Argon2 block in its arenas and
 # auth would hold ~19 MiB per hash ever run; a fixed threshold hands each block back to
@@ -96,7 +101,6 @@ COPY db/database.csv /app/db/database.csv
 ENV AUTH_SERVER_IP=0.0.0.0 \
     AUTH_SERVER_PORT=9100 \
     AUTH_DB=/data/database.csv \
-    AUTH_SEED_DB=/app/db/database.csv \
     MALLOC_MMAP_THRESHOLD_=131072
 VOLUME ["/data"]
 USER 10001:10001

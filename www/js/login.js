@@ -138,24 +138,39 @@ toggle.addEventListener('click', (event) => {
 });
 for (const input of [username, password]) input.addEventListener('input', () => input.removeAttribute('aria-invalid'));
 
-// Demo accounts: one tap fills the form.
-const demo = $('demo-users');
-for (let i = 1; i <= 4; i++) {
-  const item = document.createElement('li');
-  const button = document.createElement('button');
-  button.type = 'button';
-  button.textContent = `user${i}`;
-  button.setAttribute('aria-label', `Fill in the demo account user${i}`);
-  button.addEventListener('click', () => {
-    if (mode !== 'login') setMode('login');
-    username.value = `user${i}`;
-    password.value = `password${i}`;
-    submit.focus();
-  });
-  item.append(button);
-  demo.append(item);
+// Demo accounts: only when the server says it has some (development); one tap fills
+// the form. A deployment has none, and says whether sign-up is on.
+function showOptions(options) {
+  if (options.sign_up === false) $('switch-text').parentElement.hidden = true;
+  const accounts = Array.isArray(options.demo_accounts) ? options.demo_accounts : [];
+  const list = $('demo-users');
+  list.replaceChildren();
+  for (const account of accounts) {
+    const item = document.createElement('li');
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.textContent = account.username;
+    button.title = `${account.username} / ${account.password}`;
+    button.setAttribute('aria-label', `Fill in the demo account ${account.username}`);
+    button.addEventListener('click', () => {
+      if (mode !== 'login') setMode('login');
+      username.value = account.username;
+      password.value = account.password;
+      submit.focus();
+    });
+    item.append(button);
+    list.append(item);
+  }
+  $('demo').hidden = accounts.length === 0;
+  // Tests wait for this: the server has answered.
+  $('demo').dataset.options = 'loaded';
 }
-demo.hidden = false;
+fetch('/login-options', { headers: { Accept: 'application/json' }, credentials: 'same-origin' })
+  .then((response) => (response.ok ? response.json() : null))
+  .then((options) => {
+    if (options) showOptions(options);
+  })
+  .catch(() => {});
 
 // Already logged in on this peer? Offer the way back to the chat.
 fetch('/me', { headers: { Accept: 'application/json' }, credentials: 'same-origin' })

@@ -2,7 +2,8 @@
 //!
 //! Routes: `POST /login` (credentials → session token), `POST /register` (sign-up,
 //! can be switched off), `POST /logout` (revokes the session), `GET /session` (who
-//! a token belongs to), plus `/healthz` and `/readyz`. The tracker and the peers verify
+//! a token belongs to), `GET /login-options` (sign-up, and the demo accounts when
+//! present: [`demo`]), plus `/healthz` and `/readyz`. The tracker and the peers verify
 //! tokens locally with the shared session secret; they call auth only to log in.
 //!
 //! State lives in one of two places, by `config.secrets.database_url`: embedded (the
@@ -10,6 +11,7 @@
 //! replica of auth (cluster mode). See [`store`], [`throttle`] and [`sessions`].
 
 pub mod config;
+pub mod demo;
 pub mod hashing;
 pub mod import;
 pub mod sessions;

@@ -40,7 +40,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         None => {
             let _telemetry = kit::start("auth");
-            config.secrets.warn_if_default();
+            config.secrets.refuse_public().unwrap_or_else(|err| err.exit());
             let state = auth::AppState::new(&config).await?;
             let listener = tokio::net::TcpListener::bind(config.listen())
                 .await

@@ -14,7 +14,7 @@ use kit::http::ClientIp;
 use kit::sign::Signed;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use wire::api::{Ack, Credentials, SessionGrant, SessionInfo, Status};
+use wire::api::{Ack, Credentials, DemoAccount, LoginOptions, SessionGrant, SessionInfo, Status};
 use wire::names::Username;
 
 use crate::hashing::HashError;
@@ -28,6 +28,17 @@ pub(crate) fn router() -> Router<AppState> {
         .route(wire::routes::auth::REGISTER, post(register))
         .route(wire::routes::auth::LOGOUT, post(logout))
         .route(wire::routes::auth::SESSION, get(session))
+        .route(wire::routes::auth::LOGIN_OPTIONS, get(login_options))
+}
+
+/// Sign-up on or off, and the demo accounts the store holds (none in a deployment).
+async fn login_options(State(state): State<AppState>) -> Result<Json<LoginOptions>, ApiError> {
+    let demo_accounts = crate::demo::present(&state.users)
+        .await?
+        .into_iter()
+        .map(|(username, password)| DemoAccount { username: username.to_owned(), password: password.to_owned() })
+        .collect();
+    Ok(Json(LoginOptions { sign_up: state.allow_registration, demo_accounts }))
 }
 
 #[tracing::instrument(level = "debug", skip_all, fields(username = %request.body.username))]

@@ -79,6 +79,14 @@ impl UserStore {
         }
     }
 
+    /// The stored hash of `username`, if there is such a user.
+    pub async fn stored_hash(&self, username: &str) -> anyhow::Result<Option<String>> {
+        match &self.backend {
+            Backend::Csv(db) => db.hash_of(username),
+            Backend::Postgres(users) => users.hash_of(username).await.context("failed to look the user up"),
+        }
+    }
+
     /// Whether `password` is the password of `username`. Unknown users cost as much
     /// time as known ones, so timing does not tell which names exist; both wait for a
     /// turn at the hash gate.

@@ -15,7 +15,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = Config::load(&cli.flags).unwrap_or_else(|err| err.exit());
     let _telemetry = kit::start("peer");
-    config.secrets.warn_if_default();
+    config.secrets.refuse_public().unwrap_or_else(|err| err.exit());
     let listener = config.bind().await?;
     let state = peer::AppState::new(&config, listener.local_addr()?).await?;
     peer::serve(listener, state, kit::shutdown::signal()).await

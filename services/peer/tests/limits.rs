@@ -19,6 +19,9 @@ fn a_peer_started_with_a_low_soft_limit_raises_it_to_the_hard_limit() {
         .args(["--server-port", &port.to_string(), "--data-dir", data.path().to_str().unwrap()])
         // No tracker: the peer serves (not ready) all the same.
         .args(["--tracker-ip", "127.0.0.1:9"])
+        // Secrets no one else knows: a public one would stop the peer at start.
+        .env("WEAPROUS_SESSION_SECRET", "limits-test-session-secret-7f3a9c")
+        .env("WEAPROUS_CLUSTER_SECRET", "limits-test-cluster-secret-1b8e2d")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -2,7 +2,8 @@
 //! inside, over every configured auth instance.
 //!
 //! The tracker calls auth only for the original's `POST /login` and `POST /register`
-//! on the tracker, relaying a browser's credentials. Both calls go through
+//! on the tracker, relaying a browser's credentials, and for what its log-in page
+//! offers (`GET /login-options`). Both calls go through
 //! [`Endpoints`], so an auth instance that is down (refused connection) or not ready
 //! (503) is passed over for the next one; a timeout is reported, never retried, as
 //! the instance may have handled the call.
@@ -12,7 +13,7 @@ use std::net::IpAddr;
 use kit::client::Client;
 use kit::client::endpoints::Endpoints;
 use kit::error::ApiError;
-use wire::api::{Credentials, SessionGrant};
+use wire::api::{Credentials, LoginOptions, SessionGrant};
 use wire::routes::auth;
 
 /// Calls auth on the tracker's behalf. Cloning is a few reference-count bumps.
@@ -46,6 +47,12 @@ impl AuthClient {
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn register(&self, browser: IpAddr, credentials: &Credentials) -> Result<SessionGrant, ApiError> {
         self.relay(auth::REGISTER, browser, credentials).await
+    }
+
+    /// What the log-in page offers (sign-up, demo accounts): a read, so any instance
+    /// that fails is passed over.
+    pub async fn login_options(&self) -> Result<LoginOptions, ApiError> {
+        self.endpoints.call_read(auth::LOGIN_OPTIONS, |url| self.client.http().get(url)).await
     }
 
     /// A signed POST of `credentials` to `route`, naming the browser.

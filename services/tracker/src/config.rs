@@ -28,6 +28,12 @@ pub struct Config {
     /// The most connections to PostgreSQL (cluster mode) this replica opens, besides
     /// its one listening connection.
     pub database_pool_size: usize,
+    /// Where browsers reach the chat, e.g. the proxy's `http://localhost:8080`
+    /// (`TRACKER_PUBLIC_URL` or `WEAPROUS_PUBLIC_URL`): the original's log-in sends
+    /// the browser there. Unset, it sends the browser to the peer's own address, which
+    /// only works where browsers reach the peers directly (`weaprous up`).
+    #[serde(default)]
+    pub public_url: Option<String>,
     #[serde(flatten, skip_serializing)]
     pub secrets: Secrets,
 }
@@ -42,6 +48,7 @@ impl Default for Config {
             www_dir: PathBuf::from("www"),
             peer_ttl_secs: 15,
             database_pool_size: 16,
+            public_url: None,
             secrets: Secrets::default(),
         }
     }
@@ -111,6 +118,7 @@ impl Config {
     /// Checks what types alone cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
         Endpoints::parse("auth", &self.auth_url)?;
+        self.public_url()?;
         if self.peer_ttl_secs < 3 {
             return Err(ConfigError("peer_ttl_secs must be at least 3".into()));
         }
@@ -119,6 +127,19 @@ impl Config {
             return Err(ConfigError("database_pool_size must be at least 2".into()));
         }
         Ok(())
+    }
+
+    /// The public URL without its final `/`, checked to be an http(s) address; an
+    /// empty one counts as unset.
+    pub fn public_url(&self) -> Result<Option<String>, ConfigError> {
+        let Some(raw) = self.public_url.as_deref().map(str::trim).filter(|raw| !raw.is_empty()) else {
+            return Ok(None);
+        };
+        if !raw.contains("://") {
+            return Err(ConfigError(format!("public_url `{raw}` is not a URL: give it as http://host:port")));
+        }
+        kit::config::base_url(raw)?;
+        Ok(Some(raw.trim_end_matches('/').to_owned()))
     }
 
     pub fn listen(&self) -> SocketAddr {

@@ -67,6 +67,9 @@ pub struct Shared {
     /// Auth, to check passwords on the original's `POST /login`.
     pub auth: AuthClient,
     pub www_dir: Arc<PathBuf>,
+    /// Where browsers reach the chat (the proxy), if configured: the original's
+    /// log-in sends them there rather than to a peer's own address.
+    pub public_url: Option<String>,
     pub readiness: Readiness,
     /// The database's last answer to `/readyz`, reused for a moment.
     pub database_check: health::CachedCheck,
@@ -133,6 +136,7 @@ impl AppState {
             cluster,
             auth,
             www_dir: Arc::new(config.www_dir.clone()),
+            public_url: config.public_url()?,
             readiness: Readiness::ready(),
             database_check: health::CachedCheck::new(health::DATABASE_CHECK_FRESH_FOR),
             shutdown: CancellationToken::new(),

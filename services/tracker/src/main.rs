@@ -16,7 +16,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = Config::load(&cli.flags).unwrap_or_else(|err| err.exit());
     let _telemetry = kit::start("tracker");
-    config.secrets.warn_if_default();
+    config.secrets.refuse_public().unwrap_or_else(|err| err.exit());
     let state = tracker::AppState::new(&config).await?;
     let listener = tokio::net::TcpListener::bind(config.listen())
         .await

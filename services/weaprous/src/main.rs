@@ -3,7 +3,7 @@
 
 use std::ffi::OsString;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -94,14 +94,14 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Tracker(flags) => {
             let config = tracker::Config::load(&flags).unwrap_or_else(|err| err.exit());
             let _telemetry = kit::start("tracker");
-            config.secrets.warn_if_default();
+            config.secrets.refuse_public().unwrap_or_else(|err| err.exit());
             let listener = bind(config.listen()).await?;
             tracker::serve(listener, tracker::AppState::new(&config).await?, kit::shutdown::signal()).await
         }
         Command::Peer(flags) => {
             let config = peer::Config::load(&flags).unwrap_or_else(|err| err.exit());
             let _telemetry = kit::start("peer");
-            config.secrets.warn_if_default();
+            config.secrets.refuse_public().unwrap_or_else(|err| err.exit());
             let listener = config.bind().await?;
             let state = peer::AppState::new(&config, listener.local_addr()?).await?;
             peer::serve(listener, state, kit::shutdown::signal()).await
@@ -109,7 +109,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Auth(flags) => {
             let config = auth::Config::load(&flags).unwrap_or_else(|err| err.exit());
             let _telemetry = kit::start("auth");
-            config.secrets.warn_if_default();
+            config.secrets.refuse_public().unwrap_or_else(|err| err.exit());
             let listener = bind(config.listen()).await?;
             auth::serve(listener, auth::AppState::new(&config).await?, kit::shutdown::signal()).await
         }
@@ -124,7 +124,9 @@ async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
 /// The whole system in this process, on the original's ports.
 async fn up(args: UpArgs) -> anyhow::Result<()> {
     let _telemetry = kit::start("weaprous");
-    let mut secrets = secrets_from_env_or_random();
+    // `weaprous up` is for development: demo users, and public secrets accepted.
+    let mut secrets = up_secrets(&args.data_dir)?;
+    secrets.check_public(true)?;
     if let Some(url) = &args.storage.database_url {
         secrets.database_url = Some(SecretString::from(url.clone()));
     }
@@ -190,7 +192,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     }
     services.spawn(named("proxy", proxy::serve(proxy_listener, proxy::Proxy::new(proxy_config)?, stop(&shutdown))));
 
-    print_urls(host, args.proxy_port, &peer_ports);
+    print_urls(host, args.proxy_port, &peer_ports, &args.data_dir);
     tokio::select! {
         () = kit::shutdown::signal() => {}
         Some(ended) = services.join_next() => {
@@ -219,18 +221,63 @@ async fn named(
     (name, service.await)
 }
 
-/// Secrets from `WEAPROUS_SESSION_SECRET` / `WEAPROUS_CLUSTER_SECRET`, else fresh
-/// random ones: every service of this process shares them, so none is published.
-fn secrets_from_env_or_random() -> kit::config::Secrets {
-    let random = kit::config::Secrets::random();
-    let from_env = |name: &str, fallback: SecretString| {
-        std::env::var(name).ok().filter(|value| !value.is_empty()).map(SecretString::from).unwrap_or(fallback)
+/// `weaprous up`'s secrets: `WEAPROUS_SESSION_SECRET` / `WEAPROUS_CLUSTER_SECRET`
+/// (or their `_FILE`) when set, else the ones kept in `<data dir>/secrets/`, made at
+/// random on the first start. Kept, so a restart does not log everyone out; every
+/// service of this process shares them, and none is published.
+fn up_secrets(data_dir: &Path) -> anyhow::Result<kit::config::Secrets> {
+    let dir = data_dir.join("secrets");
+    let one = |name: &str, file: &str| -> anyhow::Result<SecretString> {
+        let set = |var: String| std::env::var(var).ok().filter(|value| !value.is_empty());
+        if let Some(value) = set(name.to_owned()) {
+            return Ok(SecretString::from(value));
+        }
+        if let Some(path) = set(format!("{name}_FILE")) {
+            let value = std::fs::read_to_string(&path).with_context(|| format!("{name}_FILE: cannot read {path}"))?;
+            return Ok(SecretString::from(value.trim_end_matches(['\n', '\r']).to_owned()));
+        }
+        kept_secret(&dir.join(file))
     };
-    kit::config::Secrets {
-        session_secret: from_env("WEAPROUS_SESSION_SECRET", random.session_secret),
-        cluster_secret: from_env("WEAPROUS_CLUSTER_SECRET", random.cluster_secret),
+    Ok(kit::config::Secrets {
+        session_secret: one("WEAPROUS_SESSION_SECRET", "session_secret")?,
+        cluster_secret: one("WEAPROUS_CLUSTER_SECRET", "cluster_secret")?,
         database_url: std::env::var("WEAPROUS_DATABASE_URL").ok().filter(|url| !url.is_empty()).map(SecretString::from),
+    })
+}
+
+/// The secret kept in `path`, or a new random one written there (mode 0600) when the
+/// file does not exist yet.
+fn kept_secret(path: &Path) -> anyhow::Result<SecretString> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    match std::fs::read_to_string(path) {
+        Ok(value) if !value.trim().is_empty() => return Ok(SecretString::from(value.trim().to_owned())),
+        Ok(_) => anyhow::bail!("{} is empty: delete it to have a new secret made", path.display()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => return Err(err).with_context(|| format!("cannot read {}", path.display())),
     }
+    if let Some(dir) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let secret = kit::config::random_secret();
+    // Written under another name and renamed: a crash never leaves half a secret.
+    let tmp = path.with_extension("tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    writeln!(file, "{}", secret.expose_secret())?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    tracing::info!(file = %path.display(), "made a new secret");
+    Ok(secret)
 }
 
 /// The proxy's vhosts for this run: the app on `localhost` and the host IP (sticky
@@ -246,11 +293,15 @@ fn proxy_conf(host: IpAddr, port: u16, peer_ports: &[u16]) -> String {
 }
 
 #[allow(clippy::print_stdout, reason = "the URLs to open are the command's output")]
-fn print_urls(host: IpAddr, proxy_port: u16, peer_ports: &[u16]) {
+fn print_urls(host: IpAddr, proxy_port: u16, peer_ports: &[u16], data_dir: &Path) {
     let local = if host.is_loopback() { "localhost".to_owned() } else { host.to_string() };
     println!();
     println!("  WeApRous is up. Open the chat:  http://{local}:{proxy_port}/");
     println!("  Log in as user1 / password1 (user2..user4 likewise; or sign up).");
+    println!();
+    println!("  Development mode ({}=1): the demo accounts above, public passwords and all.", kit::config::DEV_ENV);
+    println!("  Not for a server others can reach: use the compose deployment (README).");
+    println!("  Secrets: {} (kept, so a restart keeps you logged in).", data_dir.join("secrets").display());
     println!();
     println!(
         "  through the proxy    http://{local}:{proxy_port}/   tracker: http://tracker.localhost:{proxy_port}/login"

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow, bail, ensure};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 use testkit::System;
@@ -91,12 +91,77 @@ async fn two_users_chat_in_a_channel_and_by_direct_message_in_real_browsers() {
     }
 }
 
+/// A deployment (no demo users): the log-in page shows no demo chips once the
+/// server has answered, and the first user signs up on it.
+#[ignore = "needs chromium and chromium-driver: cargo test -p weaprous --test browser -- --ignored"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_shows_no_demo_chips_and_the_first_user_signs_up() {
+    for tool in [CHROMIUM, CHROMEDRIVER] {
+        assert!(Path::new(tool).exists(), "{tool} is missing: apt-get install -y chromium chromium-driver");
+    }
+    let sys = System::builder().peers(1).proxy().demo_users(false).start().await;
+    let driver = Driver::start().expect("chromedriver starts");
+    let profiles = tempfile::tempdir().expect("a temporary folder for browser profiles");
+    let browser = Browser::open(&driver, &profiles.path().join("first"), "first").await.expect("the browser opens");
+    let through_proxy = sys.proxy_url().replace("127.0.0.1", "localhost");
+    let outcome = async {
+        browser.client.goto(&format!("{through_proxy}/login")).await.context("opening the log-in page")?;
+        browser
+            .wait_for(
+                "the log-in options, without demo accounts",
+                "const demo = document.querySelector('#demo');
+                 return demo.dataset.options === 'loaded' && demo.hidden
+                     && document.querySelectorAll('#demo-users button').length === 0",
+                vec![],
+            )
+            .await?;
+        browser.click("#mode-toggle").await?;
+        browser.type_into("#username", "first").await?;
+        browser.type_into("#password", "a-good-long-password").await?;
+        browser.click("#login-submit").await?;
+        browser
+            .wait_for(
+                "the chat page after sign-up",
+                "return location.pathname === '/' && document.querySelector('#me-name')?.textContent === 'first'",
+                vec![],
+            )
+            .await
+    }
+    .await;
+    if outcome.is_err() {
+        let _ = browser.screenshot(&screenshot_dir().join("failure-no-demo.png")).await;
+    }
+    browser.close().await;
+    drop(driver);
+    sys.shutdown().await;
+    if let Err(err) = outcome {
+        panic!("{err:#}");
+    }
+}
+
 /// The story: log in, join `general`, talk there, then a direct message.
 async fn scenario(sys: &System, user1: &Browser, user2: &Browser) -> Result<()> {
     // user2 comes through the proxy, as a deployment's users do: the sticky cookie,
     // the forms and the event stream all pass through it. user1 goes straight to the
     // other peer, so their direct messages travel between peers.
     let through_proxy = sys.proxy_url().replace("127.0.0.1", "localhost");
+    // Development (the test system has the demo users): the page offers them as chips,
+    // and one fills the form.
+    user2.client.goto(&format!("{through_proxy}/login")).await.context("opening the log-in page")?;
+    user2
+        .wait_for(
+            "the four demo chips",
+            "const demo = document.querySelector('#demo');
+             return demo.dataset.options === 'loaded' && !demo.hidden
+                 && [...document.querySelectorAll('#demo-users button')].map(b => b.textContent).join() === 'user1,user2,user3,user4'",
+            vec![],
+        )
+        .await?;
+    user2.click("#demo-users li:nth-child(2) button").await?;
+    let filled = user2
+        .run("return [document.querySelector('#username').value, document.querySelector('#password').value]", vec![])
+        .await?;
+    ensure!(filled == json!(["user2", "password2"]), "the user2 chip fills the form: {filled}");
     user2.log_in(&through_proxy, "password2").await?;
     let served_by = user2
         .run(

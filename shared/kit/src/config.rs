@@ -4,15 +4,35 @@
 
 use std::path::{Path, PathBuf};
 
-use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use figment::value::{Dict, Map};
+use figment::{Figment, Metadata, Profile, Provider};
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-/// The development secret used when none is configured. It is public, so every
-/// service warns at start while it is in use.
+/// The development secret used when none is configured. It is public, so a service
+/// refuses to serve with it unless development mode ([`DEV_ENV`]) is on.
 pub const DEV_SECRET: &str = "weaprous-dev-secret-change-me";
+
+/// Values of the shared secrets that anyone who has read the repository knows (the
+/// default, and the examples of `.env.example`, `k8s/` and the docs): a service
+/// refuses them outside development.
+pub const PUBLIC_SECRETS: &[&str] =
+    &[DEV_SECRET, "weaprous-dev-password-change-me", "change-me", "changeme", "secret", "..."];
+
+/// `WEAPROUS_DEV=1`: development mode. Services then accept the public development
+/// secret (with a warning); `weaprous up` turns it on for itself.
+pub const DEV_ENV: &str = "WEAPROUS_DEV";
+
+/// Whether development mode is on (`WEAPROUS_DEV` is `1`, `true` or `yes`).
+pub fn dev_mode() -> bool {
+    std::env::var(DEV_ENV).is_ok_and(|value| matches!(value.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes"))
+}
+
+/// The secrets that can also come from a file: `WEAPROUS_<NAME>_FILE` names a file
+/// holding the value (Docker and Kubernetes secrets mounted as files).
+const FILE_SECRETS: [&str; 3] = ["session_secret", "cluster_secret", "database_url"];
 
 /// The secrets shared by the services. They come from `WEAPROUS_SESSION_SECRET`,
 /// `WEAPROUS_CLUSTER_SECRET` and `WEAPROUS_DATABASE_URL` (or the service's own
@@ -45,16 +65,38 @@ impl std::fmt::Debug for Secrets {
 }
 
 impl Secrets {
-    /// Logs a warning for each secret left at the public development value.
-    pub fn warn_if_default(&self) {
-        for (name, secret) in [("session_secret", &self.session_secret), ("cluster_secret", &self.cluster_secret)] {
-            if secret.expose_secret() == DEV_SECRET {
-                tracing::warn!(
-                    secret = name,
-                    "using the public development secret; set WEAPROUS_SESSION_SECRET and WEAPROUS_CLUSTER_SECRET in production"
-                );
-            }
+    /// Before a service serves: a secret that is unset or public (see
+    /// [`PUBLIC_SECRETS`]) is an error, unless development mode is on, where it is a
+    /// warning. The error exits with 64 ([`ConfigError::exit`]).
+    pub fn refuse_public(&self) -> Result<(), ConfigError> {
+        self.check_public(dev_mode())
+    }
+
+    /// [`Secrets::refuse_public`] with development mode given.
+    pub fn check_public(&self, dev: bool) -> Result<(), ConfigError> {
+        let public: Vec<&str> =
+            [("WEAPROUS_SESSION_SECRET", &self.session_secret), ("WEAPROUS_CLUSTER_SECRET", &self.cluster_secret)]
+                .into_iter()
+                .filter(|(_, secret)| is_public(secret.expose_secret()))
+                .map(|(name, _)| name)
+                .collect();
+        if public.is_empty() {
+            return Ok(());
         }
+        let names = public.join(" and ");
+        if dev {
+            tracing::warn!(
+                secrets = %names,
+                "development mode ({DEV_ENV}=1): using a public secret; anyone can forge sessions and calls here"
+            );
+            return Ok(());
+        }
+        Err(ConfigError(format!(
+            "{names} unset or set to a public value from the repository (such as `{DEV_SECRET}`): anyone who \
+             has read it could forge sessions for any user. Set each to a random value (`openssl rand -hex 32`), \
+             directly or in a file named by {names_file}; or set {DEV_ENV}=1 to allow it on a development machine",
+            names_file = public.iter().map(|name| format!("{name}_FILE")).collect::<Vec<_>>().join(" / "),
+        )))
     }
 
     /// Fresh random secrets, for the all-in-one runner and tests.
@@ -63,11 +105,18 @@ impl Secrets {
     }
 }
 
+/// Whether `value` is a secret everyone knows (empty, or in [`PUBLIC_SECRETS`]).
+pub fn is_public(value: &str) -> bool {
+    let value = value.trim();
+    value.is_empty() || PUBLIC_SECRETS.contains(&value)
+}
+
 fn dev_secret() -> SecretString {
     SecretString::from(DEV_SECRET.to_owned())
 }
 
-fn random_secret() -> SecretString {
+/// A fresh random secret: 32 bytes from the system's random source, as hex.
+pub fn random_secret() -> SecretString {
     let mut bytes = [0u8; 32];
     // The system random source failing leaves no safe way to run at all.
     aws_lc_rs::rand::fill(&mut bytes).expect("the system random source works");
@@ -75,16 +124,52 @@ fn random_secret() -> SecretString {
 }
 
 /// Defaults, then the TOML file (if it exists), then `WEAPROUS_*` for the shared
-/// secrets and log settings, then `<PREFIX>_*` (with `__` for nesting), then flags.
+/// secrets (or `WEAPROUS_*_FILE`, a file holding one) and the public URL, then
+/// `<PREFIX>_*` (with `__` for nesting), then flags.
 ///
 /// `defaults` is the service's `Config::default()`; `flags` holds only the flags
 /// that were given on the command line.
 pub fn layered<D: Serialize, F: Serialize>(defaults: &D, file: &Path, prefix: &str, flags: &F) -> Figment {
     Figment::from(Serialized::defaults(defaults))
         .merge(Toml::file(file))
-        .merge(Env::prefixed("WEAPROUS_").only(&["session_secret", "cluster_secret", "database_url"]))
+        .merge(Env::prefixed("WEAPROUS_").only(&["session_secret", "cluster_secret", "database_url", "public_url"]))
+        .merge(SecretFiles)
         .merge(Env::prefixed(&format!("{prefix}_")).split("__").ignore(&["config"]))
         .merge(Serialized::defaults(flags))
+}
+
+/// `WEAPROUS_SESSION_SECRET_FILE`, `WEAPROUS_CLUSTER_SECRET_FILE` and
+/// `WEAPROUS_DATABASE_URL_FILE`: each names a file whose content (without a final
+/// newline) is the value. Setting both a variable and its `_FILE` is an error, as is
+/// a file that cannot be read or is empty.
+struct SecretFiles;
+
+impl Provider for SecretFiles {
+    fn metadata(&self) -> Metadata {
+        Metadata::named("WEAPROUS_*_FILE")
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let set = |name: &str| std::env::var_os(name).filter(|value| !value.is_empty());
+        let mut dict = Dict::new();
+        for key in FILE_SECRETS {
+            let direct = format!("WEAPROUS_{}", key.to_ascii_uppercase());
+            let file_var = format!("{direct}_FILE");
+            let Some(path) = set(&file_var) else { continue };
+            if set(&direct).is_some() {
+                return Err(format!("both {direct} and {file_var} are set: set one").into());
+            }
+            let path = PathBuf::from(path);
+            let content = std::fs::read_to_string(&path)
+                .map_err(|err| format!("{file_var}: cannot read {}: {err}", path.display()))?;
+            let value = content.trim_end_matches(['\n', '\r']);
+            if value.is_empty() {
+                return Err(format!("{file_var}: {} is empty", path.display()).into());
+            }
+            dict.insert(key.to_owned(), value.into());
+        }
+        Ok(Profile::Default.collect(dict))
+    }
 }
 
 /// The config file: the `--config` flag, else `<PREFIX>_CONFIG`, else `default`.
@@ -226,6 +311,78 @@ mod tests {
             assert!(err.to_string().contains("port"), "{err}");
             Ok(())
         });
+    }
+
+    #[derive(Debug, Deserialize)]
+    struct WithSecrets {
+        #[serde(flatten)]
+        secrets: Secrets,
+    }
+
+    fn secrets_of(jail_file: &str) -> Result<Secrets, ConfigError> {
+        extract::<WithSecrets>(&layered(&defaults(), Path::new(jail_file), "DEMO", &Flags { port: None }))
+            .map(|with| with.secrets)
+    }
+
+    #[test]
+    fn secrets_can_come_from_files() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("session", "from-a-file\n")?;
+            jail.create_file("empty", "")?;
+            jail.set_env("WEAPROUS_SESSION_SECRET_FILE", "session");
+            let secrets = secrets_of("none.toml").unwrap();
+            assert_eq!(secrets.session_secret.expose_secret(), "from-a-file", "the final newline is not part of it");
+            assert_eq!(secrets.cluster_secret.expose_secret(), DEV_SECRET);
+
+            jail.set_env("WEAPROUS_SESSION_SECRET", "also-set");
+            let err = secrets_of("none.toml").unwrap_err().to_string();
+            assert!(err.contains("WEAPROUS_SESSION_SECRET_FILE") && err.contains("set one"), "{err}");
+
+            jail.set_env("WEAPROUS_SESSION_SECRET", "");
+            jail.set_env("WEAPROUS_CLUSTER_SECRET_FILE", "empty");
+            let err = secrets_of("none.toml").unwrap_err().to_string();
+            assert!(err.contains("empty"), "{err}");
+            jail.set_env("WEAPROUS_CLUSTER_SECRET_FILE", "missing");
+            let err = secrets_of("none.toml").unwrap_err().to_string();
+            assert!(err.contains("cannot read missing"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn public_secrets_are_refused_outside_development() {
+        let err = Secrets::default().check_public(false).unwrap_err().to_string();
+        assert!(
+            err.contains("WEAPROUS_SESSION_SECRET and WEAPROUS_CLUSTER_SECRET") && err.contains("WEAPROUS_DEV=1"),
+            "{err}"
+        );
+        let mut secrets = Secrets::random();
+        secrets.check_public(false).unwrap();
+        secrets.cluster_secret = SecretString::from(" ".to_owned());
+        let err = secrets.check_public(false).unwrap_err().to_string();
+        assert!(err.contains("WEAPROUS_CLUSTER_SECRET") && !err.contains("WEAPROUS_SESSION_SECRET "), "{err}");
+        Secrets::default().check_public(true).unwrap();
+        for public in PUBLIC_SECRETS {
+            assert!(is_public(public));
+        }
+        assert!(!is_public(Secrets::random().session_secret.expose_secret()));
+    }
+
+    #[test]
+    fn the_compose_entrypoint_ignores_the_same_public_values() {
+        let script =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docker/entrypoint.sh")).unwrap();
+        let line = script.lines().find(|line| line.contains("weaprous-dev-secret-change-me |")).unwrap();
+        let mut listed: Vec<&str> = line
+            .trim()
+            .trim_end_matches(") return 0 ;;")
+            .split('|')
+            .map(|value| value.trim().trim_matches('\''))
+            .collect();
+        let mut expected: Vec<&str> = PUBLIC_SECRETS.iter().copied().chain([""]).collect();
+        listed.sort_unstable();
+        expected.sort_unstable();
+        assert_eq!(listed, expected, "docker/entrypoint.sh's is_public and PUBLIC_SECRETS");
     }
 
     #[test]

@@ -99,6 +99,9 @@ impl System {
         if let Some(url) = self.settings.backend.database_url() {
             envs.push(("WEAPROUS_DATABASE_URL", url.to_owned()));
         }
+        if let Some(url) = &self.settings.public_url {
+            envs.push(("TRACKER_PUBLIC_URL", url.clone()));
+        }
         envs.extend(self.settings.env.iter().map(|(key, value)| (key.as_str(), value.clone())));
         let child = Child::spawn(binary, &format!("{role:?}").to_lowercase(), &args, &envs).await;
         let port = child.port();
@@ -111,6 +114,7 @@ impl System {
             data_dir: self.dir.path().join("tracker"),
             www_dir: repo_root().join("www"),
             peer_ttl_secs: self.settings.peer_ttl_secs,
+            public_url: self.settings.public_url.clone(),
             secrets: self.secrets.clone(),
             ..tracker::Config::default()
         }

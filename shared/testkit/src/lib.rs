@@ -71,6 +71,10 @@ pub struct Builder {
     /// Environment for every child process (process mode).
     env: Vec<(String, String)>,
     backend: Backend,
+    /// Whether the demo users (user1..user4) are loaded, as in development.
+    demo_users: bool,
+    /// The tracker's public URL, where its log-in sends browsers.
+    public_url: Option<String>,
 }
 
 impl Builder {
@@ -125,6 +129,20 @@ impl Builder {
         self
     }
 
+    /// Whether the demo users `user1`..`user4` are there (default: yes, as in
+    /// `weaprous up`); without them the system starts with no users, as a deployment.
+    pub fn demo_users(mut self, demo: bool) -> Self {
+        self.demo_users = demo;
+        self
+    }
+
+    /// The tracker's public URL (`TRACKER_PUBLIC_URL`): where its log-in sends the
+    /// browser instead of to a peer.
+    pub fn public_url(mut self, url: &str) -> Self {
+        self.public_url = Some(url.to_owned());
+        self
+    }
+
     /// Runs every service as a child process of this `weaprous` binary.
     pub fn processes(mut self, weaprous_binary: impl Into<PathBuf>) -> Self {
         self.processes = Some(weaprous_binary.into());
@@ -136,7 +154,11 @@ impl Builder {
         init_logging();
         let dir = tempfile::tempdir().expect("a temporary folder");
         let db = dir.path().join("database.csv");
-        std::fs::copy(repo_root().join("db/database.csv"), &db).expect("the demo user database exists");
+        if self.demo_users {
+            std::fs::copy(repo_root().join("db/database.csv"), &db).expect("the demo user database exists");
+        } else {
+            std::fs::write(&db, "username,password_hash\n").expect("a writable temporary folder");
+        }
         let mut secrets = Secrets::random();
         secrets.database_url = self.backend.database_url().map(|url| url.to_owned().into());
         let mut sys = System {
@@ -237,6 +259,8 @@ impl System {
             processes: None,
             env: Vec::new(),
             backend: Backend::Embedded,
+            demo_users: true,
+            public_url: None,
         }
     }
 

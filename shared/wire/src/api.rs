@@ -106,6 +106,25 @@ pub struct SessionInfo {
     pub peer: Option<String>,
 }
 
+/// What the log-in page offers (`GET /login-options` on auth, the peers and the
+/// tracker): sign-up, and the demo accounts when the server has them (development
+/// only; none in a deployment).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginOptions {
+    /// Whether `POST /register` signs new users up.
+    pub sign_up: bool,
+    /// The demo accounts present with their public passwords.
+    #[serde(default)]
+    pub demo_accounts: Vec<DemoAccount>,
+}
+
+/// A demo account and its public password.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DemoAccount {
+    pub username: String,
+    pub password: String,
+}
+
 // === Tracker: channels ===
 
 /// `POST /join-channel`, `/leave-channel`, `/create-channel`. The original page also

@@ -56,6 +56,9 @@ pub mod auth {
     pub const LOGOUT: &str = "/logout";
     /// `GET`: whose a token is.
     pub const SESSION: &str = "/session";
+    /// `GET`: what the log-in page offers ([`crate::api::LoginOptions`]); the peers
+    /// and the tracker serve it to browsers under the same path.
+    pub const LOGIN_OPTIONS: &str = "/login-options";
 }
 
 /// A peer's routes that other peers call.

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use kit::client::Client;
 use kit::client::endpoints::Endpoints;
 use kit::error::ApiError;
-use wire::api::{Credentials, SessionGrant};
+use wire::api::{Credentials, LoginOptions, SessionGrant};
 use wire::routes::auth as routes;
 
 /// Auth, at every configured instance. Cloning is a reference-count bump.
@@ -34,6 +34,12 @@ impl AuthClient {
     /// Signs a browser's user up.
     pub async fn register(&self, client: IpAddr, credentials: &Credentials) -> Result<SessionGrant, ApiError> {
         self.endpoints.call(routes::REGISTER, |url| self.client.relay_to_auth(url, client, credentials)).await
+    }
+
+    /// What the log-in page offers (sign-up, demo accounts): a read, so any instance
+    /// that fails is passed over.
+    pub async fn login_options(&self) -> Result<LoginOptions, ApiError> {
+        self.endpoints.call_read(routes::LOGIN_OPTIONS, |url| self.client.http().get(url)).await
     }
 
     /// Ends the session whose token this is at auth too.

@@ -1,10 +1,12 @@
 //! The two pages: chat (with a session) and log-in.
 
+use axum::Json;
 use axum::Router;
 use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use kit::error::ApiError;
+use wire::api::LoginOptions;
 
 use crate::AppState;
 use crate::hosting::Session;
@@ -15,6 +17,13 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/index.html", get(chat_page))
         .route("/login", get(login_page).post(super::account::login))
         .route("/login.html", get(login_page))
+        .route(wire::routes::auth::LOGIN_OPTIONS, get(login_options))
+}
+
+/// What the log-in page offers, as auth says: sign-up, and the demo accounts only
+/// where there are some (development).
+async fn login_options(State(state): State<AppState>) -> Result<Json<LoginOptions>, ApiError> {
+    Ok(Json(state.auth.login_options().await?))
 }
 
 /// The chat page for a logged-in user; everyone else goes to log in.

@@ -13,7 +13,7 @@ use kit::body::Input;
 use kit::error::ApiError;
 use kit::http::ClientIp;
 use kit::session::AuthUser;
-use wire::api::{Credentials, LoginRedirect, SessionGrant, SessionInfo, Status};
+use wire::api::{Credentials, LoginOptions, LoginRedirect, SessionGrant, SessionInfo, Status};
 
 use crate::AppState;
 use wire::addr::PeerAddr;
@@ -24,6 +24,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route(tracker::LOGIN, get(login_page).post(login))
         .route("/register", post(register))
         .route("/login.html", get(login_page))
+        .route(wire::routes::auth::LOGIN_OPTIONS, get(login_options))
         .route("/me", get(me))
         .route("/", get(home))
         .route("/index.html", get(home))
@@ -33,6 +34,12 @@ async fn login_page(State(state): State<AppState>) -> Result<Response, ApiError>
     kit::www::page(&state.www_dir, "login.html").await
 }
 
+/// What the log-in page offers, as auth says: sign-up, and the demo accounts only
+/// where there are some (development).
+async fn login_options(State(state): State<AppState>) -> Result<Json<LoginOptions>, ApiError> {
+    Ok(Json(state.auth.login_options().await?))
+}
+
 /// The chat page lives on the peers: a logged-in user goes to theirs, others log in.
 async fn home(State(state): State<AppState>, user: Result<AuthUser, ApiError>) -> Result<Redirect, ApiError> {
     let home = match user {
@@ -40,9 +47,18 @@ async fn home(State(state): State<AppState>, user: Result<AuthUser, ApiError>) -
         Err(_) => None,
     };
     Ok(match home {
-        Some((addr, _)) if state.store.is_live(&addr).await? => Redirect::to(&format!("{}/", addr.url())),
+        Some((addr, _)) if state.store.is_live(&addr).await? => Redirect::to(&chat_url(&state, &addr)),
         _ => Redirect::to("/login"),
     })
+}
+
+/// Where the browser goes for the chat: the public URL (the proxy) when configured,
+/// else the peer's own address.
+fn chat_url(state: &AppState, peer: &PeerAddr) -> String {
+    match &state.public_url {
+        Some(public) => format!("{public}/"),
+        None => format!("{}/", peer.url()),
+    }
 }
 
 #[tracing::instrument(level = "debug", skip_all, fields(username = %credentials.username))]
@@ -78,7 +94,7 @@ async fn me(State(state): State<AppState>, user: AuthUser) -> Result<Json<Sessio
 async fn sign_in(state: &AppState, headers: &HeaderMap, grant: SessionGrant) -> Result<Response, ApiError> {
     let peer = assign_peer(state, &grant).await?;
     state.store.set_home(&grant.username, &peer).await?;
-    let location = format!("{}/", peer.url());
+    let location = chat_url(state, &peer);
     tracing::info!(%peer, "logged in; sent to a peer");
     let max_age = std::time::Duration::from_secs(grant.expires_at.saturating_sub(kit::now_secs()));
     let cookie = kit::session::session_cookie(&grant.token, max_age);

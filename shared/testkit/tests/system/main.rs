@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod cluster;
+mod deployment;
 mod metrics;
 mod realtime;
 mod startup;

