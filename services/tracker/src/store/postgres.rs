@@ -18,15 +18,18 @@
 //!    the lock too, so among log writers the order of transaction ids is the order of
 //!    log ids. The batches of posts ([`posts`]) release the lock once their rows are
 //!    in, before the commit waits for the disk; other writers hold it to the end.
-//! 2. Every log row records its transaction id (column `xid`). A row is *released*
-//!    once its transaction id is below the oldest transaction still running
-//!    (`pg_snapshot_xmin(pg_current_snapshot())`): every transaction before it has
-//!    then ended, so every lower log id that will ever exist is visible. The released
-//!    rows are a prefix of the log, and the readers that must not skip (the
-//!    follower, a peer stream starting or resuming) read released rows only.
+//! 2. Every log row records its transaction id (column `xid`). A reader going by id
+//!    takes an entry when its id follows the last one taken with none between them
+//!    (the common case: batches take their ids in one block, and refused posts take
+//!    none), or when it is *released*: its transaction id is below the oldest
+//!    transaction still running (`pg_snapshot_xmin(pg_current_snapshot())`), so every
+//!    transaction that could hold a lower id has ended and a missing id never comes
+//!    (a rolled-back one). The follower, and a peer stream starting or resuming, read
+//!    this way ([`readable_prefix`]); pages of history read every committed row.
 //!
-//! A long transaction anywhere on the server holds the horizon back, and with it
-//! channel delivery; the follower warns when that lasts.
+//! Only a gap waits for the horizon, so a long transaction elsewhere on the server
+//! delays delivery only when an id is missing at the same time; the follower warns
+//! when a wait lasts.
 //!
 //! Reads query the database directly rather than a per-replica cache: a cache would
 //! trail the database by a follower round, and two replicas would then answer
@@ -435,10 +438,18 @@ impl PgStore {
         Ok((rows, has_more))
     }
 
+    /// The channel messages after `after` that a reader may take now (see the
+    /// module's doc): a stream resuming must not pass an entry still in flight.
     pub async fn messages_since(&self, after: u64, limit: u64) -> Result<Vec<ChannelMessage>, StoreError> {
         let conn = self.conn().await?;
-        let clause = format!("WHERE id > $1 AND {RELEASED} ORDER BY id ASC LIMIT $2");
-        query_messages(&conn, &clause, &[&(after as i64), &(limit as i64)]).await
+        let after = after as i64;
+        let rows = read_log(&conn, after, limit as i64).await?;
+        let readable = readable_prefix(after, &rows);
+        rows[..readable]
+            .iter()
+            .filter(|row| row.get::<_, Option<String>>(LOG_EVENT).is_none())
+            .map(message_from_row)
+            .collect()
     }
 
     pub async fn last_message_id(&self) -> Result<u64, StoreError> {
@@ -455,6 +466,47 @@ const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
 /// Whether a log row is released: its transaction ended before every transaction
 /// still running began writing (see the module's doc).
 const RELEASED: &str = "xid < pg_snapshot_xmin(pg_current_snapshot())";
+
+/// Columns of [`read_log`]'s rows after the message's (which come first, in the order
+/// [`message_from_row`] reads them).
+pub(super) const LOG_TRACEPARENT: usize = 7;
+pub(super) const LOG_EVENT: usize = 8;
+pub(super) const LOG_TARGETS: usize = 9;
+const LOG_RELEASED: usize = 11;
+
+/// The log after `after` in id order, `limit` entries at most, messages and events
+/// alike, each with whether it is released; see [`readable_prefix`].
+pub(super) async fn read_log(conn: &Object, after: i64, limit: i64) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+    let statement = conn
+        .prepare_cached(&format!(
+            "SELECT *, {RELEASED} AS released FROM (
+                 (SELECT id, channel, username, sender_ip, sender_port, text, ts, traceparent,
+                         NULL::text AS event, NULL::text AS targets, xid
+                  FROM tracker_messages WHERE id > $1 ORDER BY id LIMIT $2)
+                 UNION ALL
+                 (SELECT id, NULL, NULL, NULL, NULL, NULL, NULL, traceparent, event, targets, xid
+                  FROM tracker_events WHERE id > $1 ORDER BY id LIMIT $2)
+             ) AS log ORDER BY id LIMIT $2"
+        ))
+        .await?;
+    Ok(conn.query(&statement, &[&after, &limit]).await?)
+}
+
+/// How many of `rows` (the log after `after`, from [`read_log`]) a reader may take
+/// now: each entry that follows the one before it with no id between them, or that is
+/// released (then no lower id can still appear). The first that is neither waits: an
+/// id below it may be in flight.
+pub(super) fn readable_prefix(after: i64, rows: &[tokio_postgres::Row]) -> usize {
+    let mut last = after;
+    rows.iter()
+        .take_while(|row| {
+            let id: i64 = row.get(0);
+            let readable = id == last + 1 || row.get::<_, bool>(LOG_RELEASED);
+            last = id;
+            readable
+        })
+        .count()
+}
 
 /// Begins a transaction that may append to the log: the log lock comes first, before
 /// any write, and is held until the transaction ends.

@@ -158,6 +158,48 @@ async fn posts_committed_together_each_get_their_own_answer() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identical_posts_in_one_batch_each_get_their_own_id() {
+    for fixture in fixtures("identical_posts_in_one_batch_each_get_their_own_id").await {
+        let store = fixture.open().await;
+        store.set_home(&user("amy"), &peer(9001)).await.unwrap();
+        store.join(&channel("general"), &user("amy")).await.unwrap();
+        // Dan is a member on no peer: his posts that name a peer are stored, those
+        // that do not are refused, though they carry the same text.
+        store.join(&channel("general"), &user("dan")).await.unwrap();
+        let posts = (0..60).map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let outcome = match i % 3 {
+                    0 => store.post_from_home(&channel("general"), &user("amy"), &text("same")).await,
+                    1 => store.post(&channel("general"), &user("dan"), &peer(9005), &text("same")).await,
+                    _ => store.post_from_home(&channel("general"), &user("dan"), &text("same")).await,
+                };
+                (i, outcome)
+            })
+        });
+        let mut ids = Vec::new();
+        for post in posts {
+            let (i, outcome) = post.await.unwrap();
+            match i % 3 {
+                0 | 1 => {
+                    let stored = outcome.unwrap();
+                    let expected = if i % 3 == 0 { ("amy", 9001) } else { ("dan", 9005) };
+                    assert_eq!((stored.username.as_str(), stored.sender_port), expected);
+                    ids.push(stored.id);
+                }
+                _ => assert!(matches!(outcome, Err(StoreError::NotOnAnyPeer)), "{outcome:?}"),
+            }
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), 40, "each stored post has an id of its own");
+        let (history, _) = store.history(&channel("general"), None, None, 500).await.unwrap();
+        let stored: Vec<u64> = history.iter().map(|m| m.id).collect();
+        assert_eq!(stored, ids, "each acknowledged post stored once");
+    }
+}
+
 #[tokio::test]
 async fn messages_are_pushed_in_id_order_to_the_peers_of_members() {
     for fixture in fixtures("messages_are_pushed_in_id_order_to_the_peers_of_members").await {

@@ -1,6 +1,6 @@
 //! The follower: reads the log (messages and events) in id order from the last id it
 //! saw, woken by `LISTEN tracker_log`, and by a timer in case a notification is lost,
-//! and publishes each released entry (see the parent module) on this replica's
+//! and publishes each readable entry (see the parent module) on this replica's
 //! broadcast, to its peer streams.
 
 use std::collections::{HashMap, HashSet};
@@ -18,7 +18,7 @@ use wire::api::ChannelMessage;
 use wire::events::Event;
 use wire::names::ChannelName;
 
-use super::{LOG_CHANNEL, RELEASED, message_from_row};
+use super::{LOG_CHANNEL, LOG_EVENT, LOG_TARGETS, LOG_TRACEPARENT, message_from_row, read_log, readable_prefix};
 use crate::store::{Push, StoreError, Targets};
 
 /// The most log entries one read takes.
@@ -102,7 +102,7 @@ impl Follower {
         }
     }
 
-    /// Publishes every released entry after the last one seen.
+    /// Publishes every readable entry after the last one seen.
     async fn catch_up(&mut self, held: &mut Held) {
         loop {
             match self.publish_page().await {
@@ -121,37 +121,23 @@ impl Follower {
         }
     }
 
-    /// Publishes the released entries of the next page of the log.
+    /// Publishes the readable entries of the next page of the log.
     async fn publish_page(&mut self) -> Result<Page, StoreError> {
         let conn = self.pool.get().await?;
-        // Unreleased entries come back too, flagged, so the follower knows to read
-        // again soon: no notification says when the transactions before them end.
-        let statement = conn
-            .prepare_cached(&format!(
-                "SELECT *, {RELEASED} AS released FROM (
-                     (SELECT id, channel, username, sender_ip, sender_port, text, ts, traceparent,
-                             NULL::text AS event, NULL::text AS targets, xid
-                      FROM tracker_messages WHERE id > $1 ORDER BY id LIMIT $2)
-                     UNION ALL
-                     (SELECT id, NULL, NULL, NULL, NULL, NULL, NULL, traceparent, event, targets, xid
-                      FROM tracker_events WHERE id > $1 ORDER BY id LIMIT $2)
-                 ) AS log ORDER BY id LIMIT $2"
-            ))
-            .await?;
-        let rows = conn.query(&statement, &[&self.last, &PAGE]).await?;
-        // The released entries are a prefix of the log.
-        let released = rows.iter().take_while(|row| row.get::<_, bool>(11)).count();
-        let page = Page { read: rows.len(), held: released < rows.len() };
-        let rows = &rows[..released];
+        // Entries that may not be read yet come back too, so the follower knows to
+        // read again soon: no notification says when the transactions before them end.
+        let rows = read_log(&conn, self.last, PAGE).await?;
+        let readable = readable_prefix(self.last, &rows);
+        let page = Page { read: rows.len(), held: readable < rows.len() };
+        let rows = &rows[..readable];
         let mut entries = Vec::with_capacity(rows.len());
         for row in rows {
             let id: i64 = row.get(0);
-            let traceparent: Option<String> = row.get(7);
-            let entry = match row.get::<_, Option<String>>(8) {
+            let traceparent: Option<String> = row.get(LOG_TRACEPARENT);
+            let entry = match row.get::<_, Option<String>>(LOG_EVENT) {
                 None => message_from_row(row).map(|message| Entry::Message(message, traceparent)),
-                Some(event) => {
-                    parse_event(&event, row.get(9)).map(|(event, targets)| Entry::Event(event, targets, traceparent))
-                }
+                Some(event) => parse_event(&event, row.get(LOG_TARGETS))
+                    .map(|(event, targets)| Entry::Event(event, targets, traceparent)),
             };
             match entry {
                 Ok(entry) => entries.push((id, entry)),
@@ -196,9 +182,9 @@ impl Follower {
 
 /// What one read of the log found.
 struct Page {
-    /// Entries read, released or not.
+    /// Entries read, readable or not.
     read: usize,
-    /// Whether entries wait for older transactions to end.
+    /// Whether entries wait for a lower id, in flight or never to come.
     held: bool,
 }
 
@@ -229,8 +215,8 @@ impl Held {
             tracing::warn!(
                 after = last,
                 waited_s = since.elapsed().as_secs(),
-                "channel messages wait for an older transaction to end before they are delivered; \
-                 a transaction left open on the database holds them back (see pg_stat_activity; \
+                "log entries wait for a missing id, which a transaction still open on the database \
+                 may hold; delivery resumes when it ends (see pg_stat_activity; \
                  idle_in_transaction_session_timeout bounds it)"
             );
         }

@@ -10,7 +10,7 @@
 //! parent module. Posters hear back once their batch has committed, and in the order
 //! their batches were taken.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use deadpool_postgres::{Object, Pool};
@@ -170,41 +170,33 @@ async fn commit_batch(pool: &Pool, batch: &[PostJob]) -> Result<Vec<Option<Chann
 }
 
 async fn run_batch(conn: &Object, batch: &[PostJob]) -> Result<Vec<Option<ChannelMessage>>, StoreError> {
-    // Prepared once per connection; after that each step below is one round trip,
-    // its statements sent together.
+    // Prepared once per connection; after that the whole batch is one round trip to
+    // the database, its five statements sent together.
     let begin = conn.prepare_cached("BEGIN").await?;
     let lock = conn.prepare_cached("SELECT pg_advisory_lock($1)").await?;
-    let draw = conn.prepare_cached("SELECT nextval('tracker_messages_id_seq') FROM generate_series(1, $1)").await?;
-    // Each post comes with the id drawn for it, so the rows that come back are
-    // matched to their posts by id, whatever order the database returns them in. A
-    // post with no sender's peer given takes it from the directory.
+    // The accepted posts draw their ids from the log sequence in the order they came,
+    // so refused ones leave no gap in the log (see the parent module). A post with no
+    // sender's peer given takes it from the directory; the membership check is part
+    // of the statement.
     let insert = conn
         .prepare_cached(
             "INSERT INTO tracker_messages (id, channel, username, sender_ip, sender_port, text, ts, traceparent)
-             SELECT b.id, b.channel, b.username, COALESCE(b.ip, d.ip), COALESCE(b.port, d.port), b.text, $8,
-                    b.traceparent
-             FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[], $7::text[])
-                  AS b(id, channel, username, ip, port, text, traceparent)
-             LEFT JOIN tracker_directory d ON d.username = b.username
-             WHERE (b.ip IS NOT NULL OR d.username IS NOT NULL)
-               AND EXISTS (SELECT 1 FROM tracker_members m WHERE m.channel = b.channel AND m.username = b.username)
-             RETURNING id, sender_ip, sender_port",
+             SELECT nextval('tracker_messages_id_seq'), channel, username, ip, port, text, $7, traceparent
+             FROM (SELECT b.channel, b.username, COALESCE(b.ip, d.ip) AS ip, COALESCE(b.port, d.port) AS port,
+                          b.text, b.traceparent
+                   FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[])
+                        WITH ORDINALITY AS b(channel, username, ip, port, text, traceparent, n)
+                   LEFT JOIN tracker_directory d ON d.username = b.username
+                   WHERE (b.ip IS NOT NULL OR d.username IS NOT NULL)
+                     AND EXISTS (SELECT 1 FROM tracker_members m
+                                 WHERE m.channel = b.channel AND m.username = b.username)
+                   ORDER BY b.n) AS accepted
+             RETURNING id, channel, username, text, sender_ip, sender_port",
         )
         .await?;
     let unlock = conn.prepare_cached("SELECT pg_advisory_unlock($1)").await?;
     let commit = conn.prepare_cached("COMMIT").await?;
 
-    // The lock before anything is written: the transaction's id is assigned by its
-    // first write, under the lock, like its log ids (see the parent module).
-    let count = i32::try_from(batch.len()).unwrap_or(i32::MAX);
-    let count_param: [&(dyn ToSql + Sync); 1] = [&count];
-    let (_, _, drawn) = tokio::try_join!(
-        conn.execute(&begin, &[]),
-        conn.execute(&lock, &[&LOG_LOCK]),
-        conn.query(&draw, &count_param),
-    )?;
-    let mut ids: Vec<i64> = drawn.iter().map(|row| row.get(0)).collect();
-    ids.sort_unstable();
     let ts = kit::now_ms();
     let ts_param = ts as i64;
     let channels: Vec<&str> = batch.iter().map(|job| job.draft.channel.as_str()).collect();
@@ -215,25 +207,66 @@ async fn run_batch(conn: &Object, batch: &[PostJob]) -> Result<Vec<Option<Channe
         batch.iter().map(|job| (!job.from_home).then_some(i32::from(job.draft.sender_port))).collect();
     let texts: Vec<&str> = batch.iter().map(|job| job.draft.text.as_str()).collect();
     let traces: Vec<Option<&str>> = batch.iter().map(|job| job.traceparent.as_deref()).collect();
-    let params: [&(dyn ToSql + Sync); 8] = [&ids, &channels, &users, &ips, &ports, &texts, &traces, &ts_param];
-    // The lock is released as soon as the rows are in. The followers hear of them
-    // after the commit, from `notify_commits`.
-    let (rows, _) = tokio::try_join!(conn.query(&insert, &params), conn.execute(&unlock, &[&LOG_LOCK]))?;
-    conn.execute(&commit, &[]).await?;
-    let mut inserted: HashMap<i64, (String, i32)> =
-        rows.iter().map(|row| (row.get::<_, i64>(0), (row.get(1), row.get(2)))).collect();
-    Ok(batch
+    let params: [&(dyn ToSql + Sync); 7] = [&channels, &users, &ips, &ports, &texts, &traces, &ts_param];
+    // The lock before anything is written, so the transaction's id (assigned by its
+    // first write) and its log ids are drawn under it; released as soon as the rows
+    // are in, so the commit's wait for the disk does not hold it. The followers hear
+    // of the rows after the commit, from `notify_commits`.
+    let (_, _, rows, _, _) = tokio::try_join!(
+        conn.execute(&begin, &[]),
+        conn.execute(&lock, &[&LOG_LOCK]),
+        conn.query(&insert, &params),
+        conn.execute(&unlock, &[&LOG_LOCK]),
+        conn.execute(&commit, &[]),
+    )?;
+    Ok(match_rows(batch, rows, ts))
+}
+
+/// Matches the stored rows to their posts. RETURNING promises no order, and a row
+/// names no post; but posts with the same channel, author and text take their ids in
+/// the order they came, and are stored or refused together, except that one whose
+/// sender's peer comes from the directory is refused when the author has no entry
+/// there, while one that names its peer is not. So within each such group the rows,
+/// by id, go to the posts in order: to all of them when all were stored, else to
+/// those that named their peer.
+fn match_rows(batch: &[PostJob], rows: Vec<tokio_postgres::Row>, ts: u64) -> Vec<Option<ChannelMessage>> {
+    type Key = (String, String, String);
+    let key =
+        |job: &PostJob| (job.draft.channel.to_string(), job.draft.username.to_string(), job.draft.text.to_string());
+    let mut stored: HashMap<Key, Vec<(i64, String, i32)>> = HashMap::new();
+    for row in rows {
+        stored.entry((row.get(1), row.get(2), row.get(3))).or_default().push((row.get(0), row.get(4), row.get(5)));
+    }
+    for group in stored.values_mut() {
+        // Popped from the end: the lowest id last.
+        group.sort_unstable_by_key(|row| std::cmp::Reverse(row.0));
+    }
+    let mut posts: HashMap<Key, usize> = HashMap::new();
+    for job in batch {
+        *posts.entry(key(job)).or_default() += 1;
+    }
+    // The groups where some posts were refused: those that named no peer.
+    let partly: HashSet<Key> = stored
         .iter()
-        .zip(&ids)
-        .map(|(job, id)| {
-            let (sender_ip, sender_port) = inserted.remove(id)?;
+        .filter(|(key, rows)| rows.len() < posts.get(*key).copied().unwrap_or_default())
+        .map(|(key, _)| key.clone())
+        .collect();
+    batch
+        .iter()
+        .map(|job| {
+            let key = key(job);
+            if job.from_home && partly.contains(&key) {
+                return None;
+            }
+            let group = stored.get_mut(&key)?;
+            let (id, sender_ip, sender_port) = group.pop()?;
             Some(ChannelMessage {
-                id: *id as u64,
+                id: id as u64,
                 ts,
                 sender_ip,
                 sender_port: u16::try_from(sender_port).unwrap_or_default(),
                 ..job.draft.clone()
             })
         })
-        .collect())
+        .collect()
 }

@@ -216,3 +216,31 @@ async fn an_entry_that_commits_late_is_published_in_id_order_and_never_skipped()
         b.messages_since(before, 100).await.unwrap().into_iter().map(|m| m.text.to_string()).collect();
     assert_eq!(replayed, ["slow", "fast"]);
 }
+
+/// A transaction left open elsewhere on the server does not hold channel delivery
+/// back: an entry with no id missing before it is read at once, whatever runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_left_open_elsewhere_does_not_hold_back_delivery() {
+    let Some((database, a, b)) =
+        two_replicas("a_transaction_left_open_elsewhere_does_not_hold_back_delivery", TTL).await
+    else {
+        return;
+    };
+    a.join(&channel("general"), &user("fay")).await.unwrap();
+    let before = b.last_message_id().await.unwrap();
+    let mut on_b = b.subscribe();
+    // A transaction that wrote (so it has a transaction id) and waits.
+    let (open, connection) = tokio_postgres::connect(database.url(), tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    open.batch_execute("BEGIN; CREATE TABLE unrelated (x int); INSERT INTO unrelated VALUES (1);").await.unwrap();
+    let stored = a.post(&channel("general"), &user("fay"), &peer(9001), &text("meanwhile")).await.unwrap();
+    let published = next_push(&mut on_b, |push| match &push.event {
+        Event::ChannelMessage(message) => Some(message.id),
+        _ => None,
+    })
+    .await;
+    assert_eq!(published, stored.id);
+    let replayed: Vec<u64> = b.messages_since(before, 100).await.unwrap().iter().map(|m| m.id).collect();
+    assert_eq!(replayed, [stored.id], "a resuming stream reads it too");
+    open.batch_execute("ROLLBACK").await.unwrap();
+}
