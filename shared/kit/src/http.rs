@@ -31,6 +31,8 @@ use crate::metrics::HttpMetrics;
 
 mod streams;
 
+pub use streams::OwnConnection;
+
 /// How long one request may take before the service gives up on it.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -117,11 +119,6 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
         Ok(ClientIp(forwarded.or(connected).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))))
     }
 }
-
-/// A request extension: the request is an event stream the lean path took
-/// ([`serve_with_streams`]), alone on its connection and served without hyper.
-#[derive(Debug, Clone, Copy)]
-pub struct OwnConnection;
 
 /// Serves `router` on an already bound listener until `shutdown` completes, then
 /// lets in-flight requests finish for at most [`DRAIN_GRACE`].

@@ -44,6 +44,12 @@ const BATCH_BYTES: usize = 64 * 1024;
 /// How long a client that stopped reading may hold a write before it is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// A request extension: the request is an event stream the lean path took
+/// ([`serve_with_streams`](super::serve_with_streams)), alone on its connection and
+/// served without hyper.
+#[derive(Debug, Clone, Copy)]
+pub struct OwnConnection;
+
 /// Takes the connection's first request when it is `GET path` (any query) with no body
 /// and the whole head has arrived; `None` leaves the connection as it was.
 pub(super) async fn take(stream: &mut TcpStream, path: &str, remote: SocketAddr) -> io::Result<Option<Request<Body>>> {
@@ -55,7 +61,7 @@ pub(super) async fn take(stream: &mut TcpStream, path: &str, remote: SocketAddr)
     };
     stream.read_exact(&mut head[..len]).await?;
     request.extensions_mut().insert(ConnectInfo(remote));
-    request.extensions_mut().insert(super::OwnConnection);
+    request.extensions_mut().insert(OwnConnection);
     Ok(Some(request))
 }
 
