@@ -1,0 +1,142 @@
+//! The peer's bodies: contacts, direct messages between users and between peers, and
+//! conversations.
+
+use serde::{Deserialize, Serialize};
+
+use super::replies::Status;
+use crate::de;
+use crate::names::{MessageText, Username};
+
+/// `POST /submit-username`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubmitUsername {
+    pub username: Username,
+}
+
+/// `POST /connect-peer`: by address as in the original, or by user name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectPeer {
+    #[serde(default, deserialize_with = "de::opt_text")]
+    pub ip: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_port")]
+    pub port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<Username>,
+}
+
+/// A contact: an item of `GET /get-connected-peers`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contact {
+    pub ip: String,
+    pub port: u16,
+    pub username: Username,
+    #[serde(default)]
+    pub online: bool,
+}
+
+/// `POST /send-peer`: a direct message to the user at `ip:port`, or to `username`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendPeer {
+    #[serde(default, deserialize_with = "de::opt_text")]
+    pub ip: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_port")]
+    pub port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<Username>,
+    pub message: MessageText,
+}
+
+/// `POST /broadcast-peer`: one message to every contact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Broadcast {
+    pub message: MessageText,
+}
+
+/// A direct message, as peers send it to each other (`POST /receive-message`, signed
+/// with the cluster secret) and as `GET /get-received-messages` lists it. The field
+/// names are the original's; `id`, `to` and `ts` are new.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectMessage {
+    /// Chosen by the sender's peer; the receiver de-duplicates by it.
+    pub id: String,
+    pub message: MessageText,
+    pub sender_ip: String,
+    #[serde(deserialize_with = "de::port")]
+    pub sender_port: u16,
+    /// The sender.
+    pub username: Username,
+    /// The recipient.
+    pub to: Username,
+    /// When the sender's peer accepted it, in milliseconds since the Unix epoch.
+    pub ts: u64,
+    /// Whether it went to every contact rather than to one user.
+    #[serde(default)]
+    pub broadcast: bool,
+    /// Its place in the reader's mailbox on their peer (for paging); set in replies of
+    /// that peer, absent between peers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    /// For the sender's own copies: whether the recipient's peer has it yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered: Option<bool>,
+}
+
+/// `POST /import-mailbox`, signed: a peer hands a user who moved their direct messages
+/// (both ways) and contacts, in pages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MailboxTransfer {
+    pub username: Username,
+    pub messages: Vec<DirectMessage>,
+    #[serde(default)]
+    pub contacts: Vec<Contact>,
+}
+
+/// The reply to `POST /send-peer`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectSent {
+    pub status: Status,
+    pub message: String,
+    pub id: String,
+    /// False when the recipient's peer could not be reached yet: the message waits in
+    /// the outbox and is retried.
+    pub delivered: bool,
+}
+
+/// The reply to `POST /broadcast-peer`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BroadcastSent {
+    pub status: Status,
+    pub message: String,
+    pub delivered: u32,
+    pub queued: u32,
+}
+
+/// `GET /get-conversation?with=NAME`: the direct messages between the caller and one
+/// user, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Conversation {
+    pub status: Status,
+    pub with: Username,
+    pub messages: Vec<DirectMessage>,
+    /// Whether older messages exist before the first of this page.
+    #[serde(default)]
+    pub has_more: bool,
+}
+
+/// `GET /get-conversations`: the caller's direct conversations, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Conversations {
+    pub status: Status,
+    pub conversations: Vec<ConversationSummary>,
+}
+
+/// One direct conversation of the caller, as a list shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationSummary {
+    /// The other user.
+    pub with: Username,
+    /// The latest message, either way.
+    pub last: DirectMessage,
+    /// Received messages not yet read (through `/get-received-messages`).
+    pub unread: u64,
+}

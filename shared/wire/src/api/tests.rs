@@ -1,0 +1,129 @@
+use super::*;
+use crate::check;
+use crate::names::{ChannelName, MessageText, Username};
+
+fn name(raw: &str) -> Username {
+    Username::parse(raw).unwrap()
+}
+
+#[test]
+fn revoked_sessions_are_a_list_of_ids_with_expiries() {
+    let sessions = RevokedSessions { sessions: vec![RevokedSession { sid: "s1".into(), expires_at: 1_800_000_000 }] };
+    check(&sessions, r#"{"sessions":[{"sid":"s1","expires_at":1800000000}]}"#);
+}
+
+#[test]
+fn replies_keep_the_original_shape() {
+    check(&ErrorBody::new("channel not found"), r#"{"status":"error","message":"channel not found"}"#);
+    check(&Ack::success("Joined channel general"), r#"{"status":"success","message":"Joined channel general"}"#);
+    check(&Done::success(), r#"{"status":"success"}"#);
+    check(
+        &ChannelList { status: Status::Success, channels: vec![ChannelName::parse("general").unwrap()] },
+        r#"{"status":"success","channels":["general"]}"#,
+    );
+    check(
+        &UserInfo { ip: "127.0.0.1".into(), port: 9002, username: name("bob"), active: true, reclaim: false },
+        r#"{"ip":"127.0.0.1","port":9002,"username":"bob","active":true}"#,
+    );
+}
+
+#[test]
+fn channel_history_nests_the_channel_under_messages() {
+    let history = ChannelHistory {
+        status: Status::Success,
+        messages: ChannelView {
+            channel: ChannelName::parse("general").unwrap(),
+            members: vec![Member {
+                username: name("alice"),
+                ip: Some("127.0.0.1".into()),
+                port: Some(9001),
+                online: true,
+            }],
+            messages: vec![ChannelMessage {
+                id: 7,
+                channel: ChannelName::parse("general").unwrap(),
+                sender_ip: "127.0.0.1".into(),
+                sender_port: 9001,
+                username: name("alice"),
+                text: MessageText::parse("hello & friends").unwrap(),
+                ts: 1_700_000_000_000,
+            }],
+            has_more: false,
+        },
+    };
+    check(
+        &history,
+        concat!(
+            r#"{"status":"success","messages":{"channel":"general","#,
+            r#""members":[{"username":"alice","ip":"127.0.0.1","port":9001,"online":true}],"#,
+            r#""messages":[{"id":7,"channel":"general","sender_ip":"127.0.0.1","sender_port":9001,"#,
+            r#""username":"alice","text":"hello & friends","ts":1700000000000}],"has_more":false}}"#
+        ),
+    );
+}
+
+#[test]
+fn conversations_list_the_other_user_the_last_message_and_the_unread_count() {
+    let conversations = Conversations {
+        status: Status::Success,
+        conversations: vec![ConversationSummary {
+            with: name("bob"),
+            last: DirectMessage {
+                id: "0190".into(),
+                message: MessageText::parse("see you").unwrap(),
+                sender_ip: "127.0.0.1".into(),
+                sender_port: 9002,
+                username: name("bob"),
+                to: name("alice"),
+                ts: 1_700_000_000_000,
+                broadcast: false,
+                seq: Some(12),
+                delivered: None,
+            },
+            unread: 2,
+        }],
+    };
+    check(
+        &conversations,
+        concat!(
+            r#"{"status":"success","conversations":[{"with":"bob","last":{"id":"0190","message":"see you","#,
+            r#""sender_ip":"127.0.0.1","sender_port":9002,"username":"bob","to":"alice","ts":1700000000000,"#,
+            r#""broadcast":false,"seq":12},"unread":2}]}"#
+        ),
+    );
+}
+
+#[test]
+fn original_forms_parse() {
+    let join: ChannelRequest =
+        serde_urlencoded::from_str("channel_name=general&peer_ip=127.0.0.1&peer_port=9001&username=alice").unwrap();
+    assert_eq!(join.channel_name.as_str(), "general");
+
+    let send: SendPeer = serde_urlencoded::from_str("ip=127.0.0.1&port=9002&message=hi+bob+%21").unwrap();
+    assert_eq!(send.port, Some(9002));
+    assert_eq!(send.message.as_str(), "hi bob !");
+
+    let register: PeerRegistration = serde_urlencoded::from_str("ip=127.0.0.1&port=9001&username=n/a").unwrap();
+    assert_eq!(register.port, 9001);
+
+    let history: HistoryRequest = serde_urlencoded::from_str("channel_name=general&limit=&before=12").unwrap();
+    assert_eq!((history.before, history.limit), (Some(12), None));
+}
+
+#[test]
+fn ports_are_accepted_as_numbers_or_text_but_must_be_valid() {
+    let dm = r#"{"id":"x","message":"hi","sender_ip":"127.0.0.1","sender_port":"9001","username":"alice","to":"bob","ts":1}"#;
+    assert_eq!(serde_json::from_str::<DirectMessage>(dm).unwrap().sender_port, 9001);
+    assert!(serde_urlencoded::from_str::<SendPeer>("ip=a&port=99999&message=x").is_err());
+    assert!(serde_urlencoded::from_str::<SendPeer>("ip=a&port=abc&message=x").is_err());
+    assert!(serde_json::from_str::<PeerRegistration>(r#"{"ip":"a","port":0}"#).is_err());
+}
+
+#[test]
+fn secrets_stay_out_of_debug_output() {
+    let credentials = Credentials { username: "alice".into(), password: "hunter22".into() };
+    assert!(!format!("{credentials:?}").contains("hunter22"));
+    let grant =
+        SessionGrant { status: Status::Success, username: name("alice"), token: "tok.en.sig".into(), expires_at: 1 };
+    assert!(!format!("{grant:?}").contains("tok.en.sig"));
+}
