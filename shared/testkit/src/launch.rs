@@ -1,12 +1,13 @@
 //! Starting one service of a test system: in this process, or as a child process.
 
 use std::path::Path;
-use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Child, Role, Running, Service, System, repo_root};
+use crate::process::Child;
+use crate::service::{Role, Running, Service};
+use crate::{System, repo_root};
 
 impl System {
     pub(crate) async fn launch(&self, role: Role, port: Option<u16>) -> Service {
@@ -147,46 +148,6 @@ impl System {
              host \"auth.localhost\" {{\n{auths}}}\n"
         )
     }
-}
-
-impl Service {
-    pub(crate) async fn stop(self) {
-        match self.running {
-            Running::InProcess { stop, task, .. } => {
-                stop.cancel();
-                match tokio::time::timeout(Duration::from_secs(15), task).await {
-                    Ok(Ok(Ok(()))) => {}
-                    Ok(Ok(Err(err))) => panic!("service failed: {err:?}"),
-                    Ok(Err(err)) => panic!("service task panicked: {err}"),
-                    Err(_) => panic!("service did not stop within 15 s"),
-                }
-            }
-            Running::Process(child) => child.terminate().await,
-        }
-    }
-
-    pub(crate) async fn kill(self) {
-        match self.running {
-            Running::Process(child) => child.kill().await,
-            Running::InProcess { .. } => panic!("SIGKILL needs process mode: build the system with .processes(..)"),
-        }
-    }
-}
-
-/// Fails unless every service that keeps data migrated its tables into the database
-/// at `url`: a "postgres" test that ran embedded would prove nothing.
-pub(crate) async fn assert_on_postgres(url: &str) {
-    let pool = kit::pg::connect(url, "testkit", 1, Duration::from_secs(5)).await.expect("the test database answers");
-    let conn = pool.get().await.expect("a connection");
-    let rows = conn.query("SELECT DISTINCT component FROM schema_migrations", &[]).await.expect("schema_migrations");
-    let components: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
-    for service in ["auth", "tracker", "peer"] {
-        assert!(components.iter().any(|c| c == service), "{service} keeps no tables in the test database");
-    }
-}
-
-pub(crate) fn urls(slots: &[(u16, Option<Service>)]) -> String {
-    slots.iter().map(|(port, _)| format!("http://127.0.0.1:{port}")).collect::<Vec<_>>().join(",")
 }
 
 async fn bind(port: u16) -> TcpListener {

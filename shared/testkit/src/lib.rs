@@ -19,6 +19,7 @@ mod backend;
 mod launch;
 pub mod otlp;
 mod process;
+mod service;
 mod user;
 
 use std::path::{Path, PathBuf};
@@ -27,14 +28,15 @@ use std::time::Duration;
 
 use kit::config::Secrets;
 use kit::sign::ClusterKey;
-use launch::{assert_on_postgres, urls};
 use serde_json::Value;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+
+use backend::assert_on_postgres;
+use service::{Role, Running, urls};
 
 // The crate's API is flat (`testkit::TestUser`): tests read better that way.
 pub use backend::Backend;
 pub use process::Child;
+pub use service::Service;
 pub use user::{Reply, TestUser, session_token};
 
 /// The repository's root (for `db/` and `www/`).
@@ -220,30 +222,6 @@ pub struct System {
     peers: Vec<(u16, Option<Service>)>,
     proxy: Option<Service>,
     client: reqwest::Client,
-}
-
-/// One running service.
-pub struct Service {
-    url: String,
-    port: u16,
-    running: Running,
-}
-
-enum Running {
-    InProcess {
-        stop: CancellationToken,
-        task: JoinHandle<anyhow::Result<()>>,
-        readiness: Option<kit::health::Readiness>,
-    },
-    Process(Box<Child>),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Role {
-    Auth,
-    Tracker,
-    Peer,
-    Proxy,
 }
 
 impl System {
@@ -481,4 +459,28 @@ where
         assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Runs an `async fn name(backend: testkit::Backend)` as two tests, `name::embedded`
+/// and `name::postgres`. The PostgreSQL one says on stderr, and returns, where no
+/// server answers outside CI (in CI it fails instead).
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),+ $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn embedded() {
+                    super::$name($crate::Backend::Embedded).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    if let Some(backend) = $crate::Backend::postgres(concat!(module_path!(), "::postgres")).await {
+                        super::$name(backend).await;
+                    }
+                }
+            }
+        )+
+    };
 }
