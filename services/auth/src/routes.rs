@@ -18,9 +18,9 @@ use wire::api::{Ack, Credentials, DemoAccount, LoginOptions, SessionGrant, Sessi
 use wire::names::Username;
 
 use crate::hashing::HashError;
+use crate::state::{AppState, OutcomeLabel};
 use crate::throttle::Locked;
 use crate::users::AddUserError;
-use crate::{AppState, OutcomeLabel};
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()

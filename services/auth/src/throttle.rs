@@ -13,6 +13,7 @@
 //! nothing by spreading over the replicas behind the proxy.
 
 pub mod memory;
+mod policy;
 pub mod postgres;
 
 use std::net::IpAddr;
@@ -22,6 +23,7 @@ use anyhow::Context;
 use deadpool_postgres::Pool;
 
 pub use memory::MemoryThrottle;
+pub use policy::Locked;
 pub use postgres::PgThrottle;
 
 /// Failed log-ins in the current window. Cloning is a reference-count bump.
@@ -33,15 +35,6 @@ pub enum Throttle {
     Postgres(PgThrottle),
 }
 
-/// Why a log-in is refused before the password is checked, and for how long.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Locked {
-    /// Too many failures for this name from this client.
-    Here(Duration),
-    /// Too many failures for this name from all clients together.
-    Everywhere(Duration),
-}
-
 impl Default for Throttle {
     fn default() -> Self {
         Self::Memory(MemoryThrottle::default())
@@ -49,9 +42,9 @@ impl Default for Throttle {
 }
 
 impl Throttle {
-    pub const MAX_FAILURES: u32 = 5;
-    pub const MAX_FAILURES_PER_NAME: u32 = 50;
-    pub const WINDOW: Duration = Duration::from_secs(60);
+    pub const MAX_FAILURES: u32 = policy::MAX_FAILURES;
+    pub const MAX_FAILURES_PER_NAME: u32 = policy::MAX_FAILURES_PER_NAME;
+    pub const WINDOW: Duration = policy::WINDOW;
 
     /// Counts in the database behind `pool` (cluster mode), else in memory.
     pub fn new(pool: Option<Pool>) -> Self {
@@ -96,11 +89,6 @@ impl Throttle {
             }
         }
     }
-}
-
-/// How long a window of `count` failures, `elapsed` old, still locks at `max`.
-fn wait_left(count: u32, elapsed: Duration, max: u32) -> Option<Duration> {
-    (count >= max && elapsed < Throttle::WINDOW).then(|| Throttle::WINDOW - elapsed)
 }
 
 #[cfg(test)]

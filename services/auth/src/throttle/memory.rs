@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use super::{Locked, Throttle, wait_left};
+use super::policy::{self, Locked, wait_left};
 
 /// Failed log-ins in the current window. Cloning is a reference-count bump.
 #[derive(Clone, Default)]
@@ -36,21 +36,16 @@ impl MemoryThrottle {
         let failures = self.lock();
         let left =
             |window: &Window, max: u32| wait_left(window.count, now.saturating_duration_since(window.since), max);
-        if let Some(wait) = failures.by_name.get(&name).and_then(|window| left(window, Throttle::MAX_FAILURES_PER_NAME))
-        {
+        if let Some(wait) = failures.by_name.get(&name).and_then(|window| left(window, policy::MAX_FAILURES_PER_NAME)) {
             return Some(Locked::Everywhere(wait));
         }
-        failures
-            .by_client
-            .get(&(client, name))
-            .and_then(|window| left(window, Throttle::MAX_FAILURES))
-            .map(Locked::Here)
+        failures.by_client.get(&(client, name)).and_then(|window| left(window, policy::MAX_FAILURES)).map(Locked::Here)
     }
 
     pub(super) fn failed_at(&self, client: IpAddr, username: &str, now: Instant) {
         let name = username.to_lowercase();
         let mut failures = self.lock();
-        let current = |window: &Window| now.saturating_duration_since(window.since) < Throttle::WINDOW;
+        let current = |window: &Window| now.saturating_duration_since(window.since) < policy::WINDOW;
         failures.by_client.retain(|_, window| current(window));
         failures.by_name.retain(|_, window| current(window));
         failures.by_client.entry((client, name.clone())).or_insert(Window { count: 0, since: now }).count += 1;

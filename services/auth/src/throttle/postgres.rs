@@ -3,7 +3,7 @@
 //! from everywhere), each failure counted with one upsert.
 //!
 //! Time is the wall clock in milliseconds, the one clock the replicas share; a window
-//! is over [`Throttle::WINDOW`] after its first failure, as in memory.
+//! is over [`Throttle::WINDOW`](super::Throttle::WINDOW) after its first failure, as in memory.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use std::time::Duration;
 use deadpool_postgres::Pool;
 use kit::pg::PgError;
 
-use super::{Locked, Throttle, wait_left};
+use super::policy::{self, Locked, wait_left};
 
 /// The shared counts. Cloning is a pool-handle clone.
 #[derive(Clone)]
@@ -51,9 +51,9 @@ impl PgThrottle {
             // A window that starts "later" (another replica's clock ahead) is current.
             let elapsed = Duration::from_millis(u64::try_from(now_ms - row.get::<_, i64>(2)).unwrap_or(0));
             if key == keys.by_name {
-                everywhere = wait_left(count, elapsed, Throttle::MAX_FAILURES_PER_NAME);
+                everywhere = wait_left(count, elapsed, policy::MAX_FAILURES_PER_NAME);
             } else {
-                here = wait_left(count, elapsed, Throttle::MAX_FAILURES);
+                here = wait_left(count, elapsed, policy::MAX_FAILURES);
             }
         }
         Ok(everywhere.map(Locked::Everywhere).or(here.map(Locked::Here)))
@@ -100,7 +100,7 @@ pub(super) fn now_ms() -> i64 {
 }
 
 fn window_ms() -> i64 {
-    i64::try_from(Throttle::WINDOW.as_millis()).unwrap_or(i64::MAX)
+    i64::try_from(policy::WINDOW.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// The rows of one client and name. An address holds no `/`, so the two kinds of
