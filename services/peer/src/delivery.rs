@@ -17,9 +17,9 @@ use wire::api::DirectMessage;
 use wire::events::{Delivered, Event};
 use wire::names::{MessageText, Username};
 
-use crate::AppState;
 use crate::hub::Audience;
 use crate::ids::MessageId;
+use crate::state::AppState;
 
 /// The first retry comes after about this long, then the waits double.
 const RETRY_MIN: Duration = Duration::from_secs(1);

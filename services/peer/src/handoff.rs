@@ -17,7 +17,7 @@ use wire::addr::PeerAddr;
 use wire::api::{Contact, DirectMessage, MailboxTransfer};
 use wire::names::Username;
 
-use crate::AppState;
+use crate::state::AppState;
 
 /// Messages read from the database at a time; what one request carries is decided by
 /// its size ([`PAGE_BYTES`]).

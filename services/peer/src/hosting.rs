@@ -17,8 +17,8 @@ use wire::events::Event;
 use wire::names::Username;
 use wire::token::Claims;
 
-use crate::AppState;
 use crate::hub::Audience;
+use crate::state::AppState;
 
 /// Sessions per `POST /revoke-sessions`, well inside the request body limit.
 const REVOKED_PER_CALL: usize = 500;

@@ -9,7 +9,7 @@ mod people;
 
 use axum::Router;
 
-use crate::AppState;
+use crate::state::AppState;
 
 pub(crate) fn router() -> Router<AppState> {
     pages::router()

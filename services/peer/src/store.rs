@@ -6,85 +6,33 @@
 //! One interface, [`PeerStore`], over two backends chosen by configuration:
 //! [`sqlite`] (embedded, one file per peer, mailboxes handed over when their owner
 //! moves) and [`postgres`] (cluster mode, one database shared by every peer replica,
-//! so a mailbox never moves). Routes never see SQL.
+//! so a mailbox never moves). Routes never see SQL. What both backends share sits
+//! beside them: `error` ([`StoreError`]), `records` ([`Loaded`], [`Pending`]) and
+//! `rules` (the outbox's first grace, the conversation cap and summaries).
 
+mod error;
 pub mod postgres;
+mod records;
+mod rules;
 pub mod sqlite;
 
 use std::path::Path;
 use std::time::Duration;
 
-use kit::db::DbError;
-use kit::error::ApiError;
-use kit::pg::PgError;
 use wire::addr::PeerAddr;
 use wire::api::{Contact, ConversationSummary, DirectMessage};
 use wire::names::Username;
 
+pub use error::StoreError;
 use postgres::PgStore;
+pub use records::{Loaded, Pending};
 use sqlite::SqliteStore;
-
-/// How long the outbox worker leaves a new message to its sender's own first attempt.
-const FIRST_ATTEMPT_GRACE_MS: i64 = 15_000;
 
 /// The peer's data, on one of its backends. Cloning is a reference-count bump.
 #[derive(Clone)]
 pub enum PeerStore {
     Sqlite(SqliteStore),
     Postgres(PgStore),
-}
-
-/// Why the store could not answer.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error(transparent)]
-    Sqlite(#[from] DbError),
-    #[error(transparent)]
-    Postgres(#[from] PgError),
-    /// A row that does not read back as what was written (edited by hand).
-    #[error("unreadable stored data: {0}")]
-    Corrupt(String),
-}
-
-impl From<tokio_postgres::Error> for StoreError {
-    fn from(err: tokio_postgres::Error) -> Self {
-        StoreError::Postgres(err.into())
-    }
-}
-
-impl From<deadpool_postgres::PoolError> for StoreError {
-    fn from(err: deadpool_postgres::PoolError) -> Self {
-        StoreError::Postgres(err.into())
-    }
-}
-
-/// A store failure is the server's fault: a 500 whose cause is logged, not shown.
-impl From<StoreError> for ApiError {
-    fn from(err: StoreError) -> Self {
-        ApiError::Internal(anyhow::Error::new(err))
-    }
-}
-
-/// The most conversations `/get-conversations` lists (the most recent ones).
-const MAX_CONVERSATIONS: usize = 1000;
-
-/// What the peer keeps in memory from its database.
-#[derive(Debug, Default)]
-pub struct Loaded {
-    /// Hosted users and when their latest session expires (0: unknown).
-    pub hosted: Vec<(Username, u64)>,
-    pub revoked: Vec<(String, u64)>,
-}
-
-/// A direct message waiting in the outbox.
-#[derive(Debug, Clone)]
-pub struct Pending {
-    pub message: DirectMessage,
-    /// The trace context of the original send.
-    pub traceparent: Option<String>,
-    pub attempts: u32,
-    /// When it entered the outbox, ms since the epoch.
-    pub created_at: u64,
 }
 
 /// Runs the same call on whichever backend the store is, with its error made a
@@ -256,22 +204,6 @@ impl PeerStore {
     pub async fn retry_later(&self, id: &str, attempts: u32, next_attempt: u64, error: &str) -> Result<(), StoreError> {
         on_backend!(self, store => store.retry_later(id, attempts, next_attempt, error).await)
     }
-}
-
-/// One summary per latest message (already newest first), naming the other user of
-/// each and their unread count.
-fn summarize(
-    owner: &Username,
-    latest: Vec<DirectMessage>,
-    unread: impl Fn(&Username) -> u64,
-) -> Vec<ConversationSummary> {
-    latest
-        .into_iter()
-        .map(|last| {
-            let with = if &last.username == owner { last.to.clone() } else { last.username.clone() };
-            ConversationSummary { unread: unread(&with), with, last }
-        })
-        .collect()
 }
 
 #[cfg(test)]

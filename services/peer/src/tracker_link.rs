@@ -17,10 +17,10 @@ use kit::client::endpoints::Endpoints;
 use kit::error::ApiError;
 use wire::events::{Event, Pushed};
 
-use crate::AppState;
 use crate::hosting::{self, our_revoked, share_revoked};
 use crate::hub::Audience;
 use crate::ids::ChannelMessageId;
+use crate::state::AppState;
 
 /// Registers with the tracker (retrying until it answers), then beats. Once first
 /// registered, follows the tracker's push stream too.

@@ -10,8 +10,8 @@ use kit::error::ApiError;
 use kit::http::ClientIp;
 use wire::api::{Ack, Credentials, Done, LoginRedirect, SessionGrant, SessionInfo, Status, SubmitUsername};
 
-use crate::AppState;
 use crate::hosting::{self, Session};
+use crate::state::AppState;
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()

@@ -9,8 +9,8 @@ use kit::body::Input;
 use kit::error::ApiError;
 use wire::api::{Ack, ChannelHistory, ChannelList, ChannelRequest, HistoryRequest, MessageStored, SendChannelMessage};
 
-use crate::AppState;
 use crate::hosting::Session;
+use crate::state::AppState;
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()

@@ -26,10 +26,10 @@ use tokio::sync::broadcast::error::RecvError;
 use wire::events::Event;
 use wire::names::Username;
 
-use crate::AppState;
 use crate::hosting::{Session, StreamGuard};
 use crate::hub::{Audience, HubEvent};
 use crate::sessions::Sessions;
+use crate::state::AppState;
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new().route("/events", get(events))

@@ -17,11 +17,11 @@ use wire::api::{
 };
 use wire::names::Username;
 
-use crate::AppState;
 use crate::delivery;
 use crate::hosting::Session;
 use crate::hub::Audience;
 use crate::routes::people::resolve;
+use crate::state::AppState;
 
 /// The most messages one page of a conversation holds.
 const MAX_PAGE: u64 = 500;

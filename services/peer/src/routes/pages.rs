@@ -8,8 +8,8 @@ use axum::routing::get;
 use kit::error::ApiError;
 use wire::api::LoginOptions;
 
-use crate::AppState;
 use crate::hosting::Session;
+use crate::state::AppState;
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()

@@ -11,9 +11,9 @@ use wire::addr::PeerAddr;
 use wire::api::{Ack, ConnectPeer, Contact, UserInfo};
 use wire::names::Username;
 
-use crate::AppState;
 use crate::delivery::Destination;
 use crate::hosting::Session;
+use crate::state::AppState;
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()

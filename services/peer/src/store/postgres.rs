@@ -21,7 +21,8 @@ use wire::addr::PeerAddr;
 use wire::api::{Contact, DirectMessage};
 use wire::names::Username;
 
-use super::{Loaded, Pending, StoreError};
+use super::error::StoreError;
+use super::records::{Loaded, Pending};
 
 const MIGRATIONS: &[&str] = &[r#"
     -- The users each peer hosts, by the peer's advertised address (ip:port).

@@ -12,7 +12,7 @@ use wire::addr::PeerAddr;
 use wire::api::Contact;
 use wire::names::Username;
 
-use super::{Loaded, Pending};
+use super::records::{Loaded, Pending};
 
 const MIGRATIONS: &[&str] = &[
     r#"

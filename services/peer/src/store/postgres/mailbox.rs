@@ -9,7 +9,8 @@ use wire::api::{Contact, ConversationSummary, DirectMessage};
 use wire::names::{MessageText, Username};
 
 use super::{PgStore, parse_name, port};
-use crate::store::{FIRST_ATTEMPT_GRACE_MS, MAX_CONVERSATIONS, StoreError, summarize};
+use crate::store::error::StoreError;
+use crate::store::rules::{FIRST_ATTEMPT_GRACE_MS, MAX_CONVERSATIONS, summarize};
 
 /// The columns [`message_from_row`] reads, from `peer_dms` as `d`. An outgoing
 /// message is delivered once it has left the outbox.

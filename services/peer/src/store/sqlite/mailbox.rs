@@ -8,7 +8,7 @@ use wire::api::{Contact, ConversationSummary, DirectMessage};
 use wire::names::{MessageText, Username};
 
 use super::SqliteStore;
-use crate::store::{FIRST_ATTEMPT_GRACE_MS, MAX_CONVERSATIONS, summarize};
+use crate::store::rules::{FIRST_ATTEMPT_GRACE_MS, MAX_CONVERSATIONS, summarize};
 
 impl SqliteStore {
     /// Files a message in its sender's mailbox and in the outbox, in one commit.
