@@ -19,13 +19,15 @@
 //! # Layout
 //! `cluster` starts the services, `chat` acts as users, `probe` tallies what
 //! receivers get, `fanout`, `memory` and `ingest` are the scenarios, `nats` the
-//! ceiling, `procfs` reads memory and CPU from `/proc`, `report` prints; `pg`,
-//! `pgingest` and `pgreport` are the PostgreSQL comparison.
+//! ceiling, `procfs` reads memory and CPU from `/proc`, `lines` prints each run's
+//! line as it comes and `report` the summary; `pg`, `pgingest` and `pgreport` are the
+//! PostgreSQL comparison.
 
 pub mod chat;
 pub mod cluster;
 pub mod fanout;
 pub mod ingest;
+pub mod lines;
 pub mod memory;
 pub mod nats;
 pub mod pg;
@@ -262,7 +264,7 @@ pub async fn run(args: Args, out: &mut impl Write) -> anyhow::Result<Vec<Round>>
             if args.runs(Scenario::Fixed) {
                 eprintln!("  weaprous fan-out at {rate:.1} messages/s to {} members", args.members);
                 let result = fanout::fixed_rate(&probe, fanout_poster.clone(), rate, &plan, &cpu_meter).await;
-                writeln!(out, "{}", report::fanout_line(number, "fanout_fixed", "weaprous", &result))?;
+                writeln!(out, "{}", lines::fanout_line(number, "fanout_fixed", "weaprous", &result))?;
                 round.fanout_fixed = Some(result);
             }
             if args.runs(Scenario::Saturated) {
@@ -270,7 +272,7 @@ pub async fn run(args: Args, out: &mut impl Write) -> anyhow::Result<Vec<Round>>
                 let result =
                     fanout::saturated(&probe, fanout_poster.clone(), args.senders, args.window, &plan, &cpu_meter)
                         .await;
-                writeln!(out, "{}", report::fanout_line(number, "fanout_saturated", "weaprous", &result))?;
+                writeln!(out, "{}", lines::fanout_line(number, "fanout_saturated", "weaprous", &result))?;
                 round.fanout_saturated = Some(result);
             }
             if streams.broken() > 0 {
@@ -287,13 +289,13 @@ pub async fn run(args: Args, out: &mut impl Write) -> anyhow::Result<Vec<Round>>
             if args.runs(Scenario::Fixed) {
                 eprintln!("  nats fan-out at {rate:.1} messages/s to {} subscribers", args.members);
                 let result = fanout::fixed_rate(&nats_probe, poster.clone(), rate, &plan, &cpu_meter).await;
-                writeln!(out, "{}", report::fanout_line(number, "fanout_fixed", "nats", &result))?;
+                writeln!(out, "{}", lines::fanout_line(number, "fanout_fixed", "nats", &result))?;
                 round.nats_fixed = Some(result);
             }
             if args.runs(Scenario::Saturated) {
                 eprintln!("  nats fan-out saturated");
                 let result = fanout::saturated(&nats_probe, poster, args.senders, args.window, &plan, &cpu_meter).await;
-                writeln!(out, "{}", report::fanout_line(number, "fanout_saturated", "nats", &result))?;
+                writeln!(out, "{}", lines::fanout_line(number, "fanout_saturated", "nats", &result))?;
                 round.nats_saturated = Some(result);
             }
             subscribers.close().await;
@@ -307,7 +309,7 @@ pub async fn run(args: Args, out: &mut impl Write) -> anyhow::Result<Vec<Round>>
                 let poster = ChannelPoster::new(&chat, ingest_members.clone(), ingest_channel.clone(), trackers);
                 let result =
                     ingest::run(poster, args.ingest_concurrency, warmup, duration, args.message_size, &cpu_meter).await;
-                writeln!(out, "{}", report::ingest_line(number, path, &result))?;
+                writeln!(out, "{}", lines::ingest_line(number, path, &result))?;
                 match path {
                     "peer" => round.ingest_peer = Some(result),
                     _ => round.ingest_tracker = Some(result),
@@ -325,12 +327,12 @@ pub async fn run(args: Args, out: &mut impl Write) -> anyhow::Result<Vec<Round>>
                 .collect();
             let result =
                 memory::weaprous(&mut cluster, &chat, number, args.idle_users, args.idle_streams, &wrapper).await?;
-            writeln!(out, "{}", report::memory_line(number, "weaprous", &result))?;
+            writeln!(out, "{}", lines::memory_line(number, "weaprous", &result))?;
             round.memory = Some(result);
             if args.runs(Scenario::Nats) {
                 eprintln!("  memory: {} idle nats connections on a fresh nats-server", args.idle_streams);
                 let result = memory::nats(&args.nats_server, args.idle_streams).await?;
-                writeln!(out, "{}", report::memory_line(number, "nats", &result))?;
+                writeln!(out, "{}", lines::memory_line(number, "nats", &result))?;
                 round.nats_memory = Some(result);
             }
         }

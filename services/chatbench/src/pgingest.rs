@@ -221,7 +221,7 @@ async fn counters(server: &str, database: Option<&BenchDatabase>) -> anyhow::Res
 /// The line of a tracker run: the ingestion line, and on PostgreSQL what the server
 /// did per message.
 fn tracker_line(round: usize, system: System, run: &TrackerRun, postgres: bool) -> String {
-    let mut line = crate::report::ingest_line(round, system.label(), &run.ingest).replacen(
+    let mut line = crate::lines::ingest_line(round, system.label(), &run.ingest).replacen(
         "scenario=ingest",
         "scenario=pg_ingest",
         1,
