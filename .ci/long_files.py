@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """long_files.py: lists the Rust source files over a line limit, tests aside.
 
-Usage: .ci/long_files.py [-p PACKAGE]... [--max N]
+Usage: .ci/long_files.py [-p PACKAGE]... [--exclude PACKAGE]... [--max N]
 
-Looks under the `src/` of every workspace member (or only the packages named with -p)
+Looks under the `src/` of every workspace member (or only the packages named with -p,
+less those named with --exclude)
 and counts the lines of each `.rs` file, leaving out test files: those named
 `tests.rs` or under a `tests/` folder. Prints each file over the limit (500 unless
 --max says otherwise) with its length and exits 1 if there is one.
@@ -18,6 +19,7 @@ import sys
 def main():
     args = sys.argv[1:]
     packages = [args[i + 1] for i, a in enumerate(args) if a == "-p"]
+    excluded = [args[i + 1] for i, a in enumerate(args) if a == "--exclude"]
     limit = int(args[args.index("--max") + 1]) if "--max" in args else 500
     meta = json.loads(
         subprocess.run(
@@ -26,7 +28,7 @@ def main():
     )
     long_files, checked = [], 0
     for package in meta["packages"]:
-        if packages and package["name"] not in packages:
+        if packages and package["name"] not in packages or package["name"] in excluded:
             continue
         src = os.path.join(os.path.dirname(package["manifest_path"]), "src")
         for directory, folders, files in os.walk(src):

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """module_cycles.py: finds import cycles between the modules of each Rust crate.
 
-Usage: .ci/module_cycles.py [-p PACKAGE]... [--graph]
+Usage: .ci/module_cycles.py [-p PACKAGE]... [--exclude PACKAGE]... [--graph]
 
 Reads the workspace's targets from `cargo metadata` (every lib, bin, test, bench and
-example of every member, or only the packages named with -p), follows the `mod`
+example of every member, or only the packages named with -p, less those named with
+--exclude), follows the `mod`
 declarations from each target's root file, and records an edge A -> B when module A
 names module B (or an item of B) in a path: `use crate::b::Item`, `crate::b::f()`,
 `super::x`, `self::child`, or a child module by its bare name. The tree edges of
@@ -272,6 +273,7 @@ def name(module):
 def main():
     args = sys.argv[1:]
     packages = [args[i + 1] for i, a in enumerate(args) if a == "-p"]
+    excluded = [args[i + 1] for i, a in enumerate(args) if a == "--exclude"]
     show_graph = "--graph" in args
     meta = json.loads(
         subprocess.run(
@@ -281,7 +283,7 @@ def main():
     found = 0
     checked = 0
     for package in meta["packages"]:
-        if packages and package["name"] not in packages:
+        if packages and package["name"] not in packages or package["name"] in excluded:
             continue
         for target in package["targets"]:
             crate = Crate(f"{package['name']} ({'/'.join(target['kind'])} {target['name']})", target["src_path"])
