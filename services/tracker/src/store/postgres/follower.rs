@@ -27,9 +27,11 @@ const PAGE: i64 = 1000;
 const FALLBACK: Duration = Duration::from_secs(1);
 /// How long the follower waits for a listening connection before reading without.
 const LISTEN_PATIENCE: Duration = Duration::from_secs(5);
-/// How soon the follower reads again when entries wait for older transactions to end
-/// (no notification says when they have).
-const HELD_RETRY: Duration = Duration::from_millis(2);
+/// How soon the follower reads again while entries wait for a missing id. A batch
+/// still in flight notifies when it commits; this read is for an id whose transaction
+/// rolled back, which nothing announces (and it costs the database a query per
+/// follower each time).
+const HELD_RETRY: Duration = Duration::from_millis(25);
 /// The longest pause between those reads.
 const HELD_RETRY_MAX: Duration = Duration::from_millis(100);
 /// How long entries may wait for older transactions before the follower warns.
