@@ -8,7 +8,7 @@ pub(crate) mod stream;
 use axum::Router;
 use kit::error::ApiError;
 
-use crate::AppState;
+use crate::state::AppState;
 use crate::store::StoreError;
 
 pub(crate) fn router() -> Router<AppState> {

@@ -11,6 +11,7 @@
 //! Either way checks that decide a write run inside the write itself, and a message
 //! is pushed to peers only once it is committed, and in id order.
 
+mod model;
 pub mod postgres;
 pub mod sqlite;
 
@@ -19,17 +20,16 @@ mod tests;
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use kit::db::DbError;
-use kit::pg::PgError;
 use kit::session::TokenKeys;
 use tokio::sync::broadcast;
 use wire::addr::PeerAddr;
 use wire::api::{ChannelMessage, Member, RevokedSession};
-use wire::events::{Event, Membership, Presence, Pushed};
 use wire::names::{ChannelName, MessageText, Username};
+
+pub use model::{Push, StoreError, Targets, presence, pushed_json};
 
 /// The channels every tracker starts with, as the original's.
 pub const DEFAULT_CHANNELS: [&str; 5] = ["general", "random", "project", "help", "announcements"];
@@ -38,72 +38,6 @@ pub const DEFAULT_CHANNELS: [&str; 5] = ["general", "random", "project", "help",
 pub const MAX_PAGE: u64 = 500;
 /// The page size when the request does not say.
 pub const DEFAULT_PAGE: u64 = 100;
-
-/// How many pushes a slow peer stream may fall behind before it is told to resume.
-const PUSH_BUFFER: usize = 4096;
-
-/// Something for the peers: a new channel message (with its id, to resume from), a
-/// membership change, a presence change.
-#[derive(Debug)]
-pub struct Push {
-    pub id: Option<u64>,
-    pub event: Event,
-    pub targets: Targets,
-    /// The trace context of the request that caused it.
-    pub traceparent: Option<String>,
-    /// The [`Pushed`] JSON the peers get, made by the first stream that sends it.
-    json: OnceLock<String>,
-}
-
-/// Which peers a [`Push`] is for.
-#[derive(Debug)]
-pub enum Targets {
-    Everyone,
-    /// The peers that host at least one member of the channel.
-    Peers(HashSet<PeerAddr>),
-}
-
-impl Push {
-    pub fn new(id: Option<u64>, event: Event, targets: Targets, traceparent: Option<String>) -> Self {
-        Self { id, event, targets, traceparent, json: OnceLock::new() }
-    }
-
-    /// The event with its trace context as JSON: serialized once, however many peers
-    /// it goes to.
-    pub fn json(&self) -> &str {
-        self.json.get_or_init(|| pushed_json(&self.event, self.traceparent.as_deref()))
-    }
-
-    pub fn is_for(&self, peer: &PeerAddr) -> bool {
-        match &self.targets {
-            Targets::Everyone => true,
-            Targets::Peers(peers) => peers.contains(peer),
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("channel `{0}` not found")]
-    NoChannel(ChannelName),
-    #[error("channel `{0}` already exists")]
-    ChannelExists(ChannelName),
-    #[error("join channel `{0}` before posting to it")]
-    NotMember(ChannelName),
-    #[error("you are not on any peer: open the chat page of a peer (or log in there) first")]
-    NotOnAnyPeer,
-    #[error(transparent)]
-    Db(#[from] DbError),
-    #[error(transparent)]
-    Pg(#[from] PgError),
-    /// A batch of posts failed to commit: every post in it gets the cause.
-    #[error(transparent)]
-    Batch(Arc<StoreError>),
-    #[error("stored data does not parse: {0}")]
-    Corrupt(String),
-    #[error("the store is closed")]
-    Closed,
-}
 
 /// The tracker's data, on one backend. Cloning is a reference-count bump.
 #[derive(Clone)]
@@ -118,6 +52,17 @@ macro_rules! dispatch {
         match $self {
             Store::Sqlite(store) => store.$method($($arg),*).await,
             Store::Postgres(store) => store.$method($($arg),*).await,
+        }
+    };
+}
+
+/// Like `dispatch!`, for the directory and the peer pool: the PostgreSQL backend keeps
+/// them in a [`postgres::Directory`] of their own.
+macro_rules! dispatch_directory {
+    ($self:ident.$method:ident($($arg:expr),*)) => {
+        match $self {
+            Store::Sqlite(store) => store.$method($($arg),*).await,
+            Store::Postgres(store) => store.directory().$method($($arg),*).await,
         }
     };
 }
@@ -287,43 +232,43 @@ impl Store {
     /// The peer that hosts `user`, or hosted them last; and whether they are still
     /// signed in there.
     pub async fn home(&self, user: &Username) -> Result<Option<(PeerAddr, bool)>, StoreError> {
-        dispatch!(self.home(user))
+        dispatch_directory!(self.home(user))
     }
 
     /// The users signed in on some peer, and that peer, sorted.
     pub async fn signed_in(&self) -> Result<Vec<(Username, PeerAddr)>, StoreError> {
-        dispatch!(self.signed_in())
+        dispatch_directory!(self.signed_in())
     }
 
     /// The users signed in on `peer`, sorted.
     pub async fn users_on(&self, peer: &PeerAddr) -> Result<Vec<Username>, StoreError> {
-        dispatch!(self.users_on(peer))
+        dispatch_directory!(self.users_on(peer))
     }
 
     /// The peers that host members of `channel` now.
     pub async fn hosts_of_members(&self, channel: &ChannelName) -> Result<HashSet<PeerAddr>, StoreError> {
-        dispatch!(self.hosts_of_members(channel))
+        dispatch_directory!(self.hosts_of_members(channel))
     }
 
     /// The users online now (signed in on a live peer), their peer, and whether they
     /// have the chat open; sorted by name.
     pub async fn online(&self) -> Result<Vec<(Username, PeerAddr, bool)>, StoreError> {
-        dispatch!(self.online())
+        dispatch_directory!(self.online())
     }
 
     pub async fn is_active(&self, user: &Username) -> Result<bool, StoreError> {
-        dispatch!(self.is_active(user))
+        dispatch_directory!(self.is_active(user))
     }
 
     /// Records whether `user`, signed in on `peer`, has the chat open; tells every
     /// peer when that changes. Returns false when `peer` is not their home.
     pub async fn set_active(&self, user: &Username, peer: &PeerAddr, active: bool) -> Result<bool, StoreError> {
-        dispatch!(self.set_active(user, peer, active))
+        dispatch_directory!(self.set_active(user, peer, active))
     }
 
     /// Records that `peer` hosts `user` (their latest login wins).
     pub async fn set_home(&self, user: &Username, peer: &PeerAddr) -> Result<(), StoreError> {
-        dispatch!(self.write_home(user, peer, true)).map(|_| ())
+        dispatch_directory!(self.write_home(user, peer, true)).map(|_| ())
     }
 
     /// Marks `user` signed out of `peer`, if that is their home. Returns whether it was.
@@ -331,7 +276,7 @@ impl Store {
         if self.home(user).await? != Some((peer.clone(), true)) {
             return Ok(false);
         }
-        dispatch!(self.write_home(user, peer, false))
+        dispatch_directory!(self.write_home(user, peer, false))
     }
 
     // === The peer pool ===
@@ -339,56 +284,36 @@ impl Store {
     /// Adds or refreshes a peer. Returns true when it was not in the pool; then the
     /// users it hosts are online again, and every peer hears so.
     pub async fn register_peer(&self, peer: &PeerAddr) -> Result<bool, StoreError> {
-        dispatch!(self.register_peer(peer))
+        dispatch_directory!(self.register_peer(peer))
     }
 
     /// Refreshes a known peer. Returns false when the pool does not know it (it
     /// expired, or the tracker restarted), so the peer registers again.
     pub async fn heartbeat(&self, peer: &PeerAddr) -> Result<bool, StoreError> {
-        dispatch!(self.heartbeat(peer))
+        dispatch_directory!(self.heartbeat(peer))
     }
 
     /// Whether `peer` beat within the TTL.
     pub async fn is_live(&self, peer: &PeerAddr) -> Result<bool, StoreError> {
-        dispatch!(self.is_live(peer))
+        dispatch_directory!(self.is_live(peer))
     }
 
     /// The live peers, in registration order.
     pub async fn live_peers(&self) -> Result<Vec<PeerAddr>, StoreError> {
-        dispatch!(self.live_peers())
+        dispatch_directory!(self.live_peers())
     }
 
     /// Removes a peer that said it is leaving: its users are no longer active, and
     /// every peer hears they went offline. Returns how many users it hosted, or `None`
     /// when it was not in the pool.
     pub async fn leave_pool(&self, peer: &PeerAddr) -> Result<Option<usize>, StoreError> {
-        dispatch!(self.leave_pool(peer))
+        dispatch_directory!(self.leave_pool(peer))
     }
 
     /// Removes the peers silent for longer than the TTL, as [`Store::leave_pool`]
     /// does; returns them with how many users each hosted. Of several replicas, only
     /// one acts on a given peer.
     pub async fn expire_peers(&self) -> Result<Vec<(PeerAddr, usize)>, StoreError> {
-        dispatch!(self.expire_peers())
+        dispatch_directory!(self.expire_peers())
     }
-}
-
-/// `event` as a peer's stream carries it: a [`Pushed`], with the trace context.
-pub fn pushed_json(event: &Event, traceparent: Option<&str>) -> String {
-    let pushed = Pushed { event: event.clone(), traceparent: traceparent.map(str::to_owned) };
-    serde_json::to_string(&pushed).expect("wire events serialize to JSON")
-}
-
-/// A presence change, for every peer.
-pub fn presence(username: Username, online: bool, active: bool) -> Push {
-    Push::new(
-        None,
-        Event::Presence(Presence { username, online, active }),
-        Targets::Everyone,
-        kit::telemetry::current_traceparent(),
-    )
-}
-
-fn membership(channel: ChannelName, username: Username, joined: bool) -> Push {
-    Push::new(None, Event::Membership(Membership { channel, username, joined }), Targets::Everyone, None)
 }

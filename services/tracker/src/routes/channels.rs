@@ -15,8 +15,8 @@ use serde::Deserialize;
 use wire::names::Username;
 use wire::routes::tracker;
 
-use crate::AppState;
 use crate::caller::{Authed, Caller};
+use crate::state::AppState;
 use crate::store::DEFAULT_PAGE;
 
 pub(crate) fn router() -> Router<AppState> {

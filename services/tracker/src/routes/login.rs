@@ -15,7 +15,7 @@ use kit::http::ClientIp;
 use kit::session::AuthUser;
 use wire::api::{Credentials, LoginOptions, LoginRedirect, SessionGrant, SessionInfo, Status};
 
-use crate::AppState;
+use crate::state::AppState;
 use wire::addr::PeerAddr;
 use wire::routes::tracker;
 

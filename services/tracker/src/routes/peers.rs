@@ -11,8 +11,8 @@ use serde::Deserialize;
 use wire::api::{ActivityReport, Done, Location, PeerRegistration, PeerStatus, ReleaseUser, RevokedSessions, UserInfo};
 use wire::names::Username;
 
-use crate::AppState;
 use crate::caller::{Authed, Caller};
+use crate::state::AppState;
 use wire::addr::PeerAddr;
 use wire::routes::tracker;
 

@@ -31,7 +31,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use wire::api::PeerRegistration;
 use wire::events::Event;
 
-use crate::AppState;
+use crate::state::AppState;
 use crate::store::{Push, pushed_json};
 use wire::addr::PeerAddr;
 use wire::routes::tracker;

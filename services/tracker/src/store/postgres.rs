@@ -13,7 +13,7 @@
 //! does not rely on that. Instead:
 //!
 //! 1. Every transaction that appends to the log takes one advisory lock
-//!    ([`LOG_LOCK`]) before its first write and draws its log ids under it. Its
+//!    ([`log::LOG_LOCK`]) before its first write and draws its log ids under it. Its
 //!    transaction id (`xid8`, assigned by the first write) is therefore drawn under
 //!    the lock too, so among log writers the order of transaction ids is the order of
 //!    log ids. The batches of posts ([`posts`]) release the lock once their rows are
@@ -25,7 +25,7 @@
 //!    transaction still running (`pg_snapshot_xmin(pg_current_snapshot())`), so every
 //!    transaction that could hold a lower id has ended and a missing id never comes
 //!    (a rolled-back one). The follower, and a peer stream starting or resuming, read
-//!    this way ([`readable_prefix`]); pages of history read every committed row.
+//!    this way ([`log::readable_prefix`]); pages of history read every committed row.
 //!
 //! Only a gap waits for the horizon, so a long transaction elsewhere on the server
 //! delays delivery only when an id is missing at the same time; the follower warns
@@ -37,6 +37,7 @@
 
 mod directory;
 mod follower;
+pub(super) mod log;
 mod posts;
 mod schema;
 
@@ -44,7 +45,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context;
-use deadpool_postgres::{Object, Pool, Transaction};
+use deadpool_postgres::{Object, Pool};
 use kit::pg::PgError;
 use kit::session::TokenKeys;
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -54,13 +55,14 @@ use wire::api::{ChannelMessage, Member, RevokedSession};
 use wire::events::{Event, Membership};
 use wire::names::{ChannelName, MessageText, Username};
 
-use super::{PUSH_BUFFER, Push, StoreError};
+pub use directory::Directory;
+use directory::NOW_MS;
+use log::{
+    LOG_EVENT, RELEASED, append_event, log_transaction, message_from_row, parse, query_messages, read_log,
+    readable_prefix,
+};
 
-/// The advisory lock every append to the log takes before its first write ("trklog"
-/// in ASCII).
-pub(super) const LOG_LOCK: i64 = 0x7472_6b6c_6f67;
-/// The channel a committed append notifies.
-const LOG_CHANNEL: &str = "tracker_log";
+use crate::store::model::{PUSH_BUFFER, Push, StoreError};
 
 /// The PostgreSQL store. Cloning is a reference-count bump.
 #[derive(Clone)]
@@ -71,7 +73,8 @@ pub struct PgStore {
 struct Shared {
     pool: Pool,
     description: String,
-    peer_ttl: Duration,
+    /// Who is on which peer, and the peer pool.
+    directory: Directory,
     events: broadcast::Sender<Arc<Push>>,
     /// Where this replica's posts wait to be committed together.
     posts: mpsc::Sender<posts::PostJob>,
@@ -122,9 +125,9 @@ impl PgStore {
         tokio::spawn(posts::commit_posts(pool.clone(), jobs, posts::batches_in_flight(pool_size)));
         Ok(Self {
             shared: Arc::new(Shared {
+                directory: Directory::new(pool.clone(), peer_ttl),
                 pool,
                 description: kit::pg::describe(url),
-                peer_ttl,
                 events,
                 posts,
                 tokens,
@@ -138,7 +141,12 @@ impl PgStore {
     }
 
     pub fn peer_ttl(&self) -> Duration {
-        self.shared.peer_ttl
+        self.shared.directory.peer_ttl()
+    }
+
+    /// The directory and the peer pool.
+    pub fn directory(&self) -> &Directory {
+        &self.shared.directory
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Push>> {
@@ -157,10 +165,6 @@ impl PgStore {
 
     async fn conn(&self) -> Result<Object, StoreError> {
         Ok(self.shared.pool.get().await?)
-    }
-
-    fn ttl_ms(&self) -> i64 {
-        i64::try_from(self.shared.peer_ttl.as_millis()).unwrap_or(i64::MAX)
     }
 
     // === Ended sessions ===
@@ -255,7 +259,7 @@ impl PgStore {
                      FROM tracker_members m LEFT JOIN tracker_directory d ON d.username = m.username
                      WHERE m.channel = $1 ORDER BY m.username COLLATE \"C\""
                 ),
-                &[&channel.as_str(), &self.ttl_ms()],
+                &[&channel.as_str(), &self.shared.directory.ttl_ms()],
             )
             .await?;
         rows.iter()
@@ -391,7 +395,7 @@ impl PgStore {
         }
         // Which refusal: the rare case pays the extra queries, in the order a caller
         // would check them.
-        if from_home && self.home(user).await?.is_none() {
+        if from_home && self.shared.directory.home(user).await?.is_none() {
             return Err(StoreError::NotOnAnyPeer);
         }
         if self.channel_exists(&self.conn().await?, channel).await? {
@@ -457,112 +461,6 @@ impl PgStore {
         let row = self.conn().await?.query_one(&sql, &[]).await?;
         Ok(row.get::<_, i64>(0) as u64)
     }
-}
-
-/// The database's clock in milliseconds: liveness is judged by one clock, whichever
-/// replica writes or reads it.
-const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
-
-/// Whether a log row is released: its transaction ended before every transaction
-/// still running began writing (see the module's doc).
-const RELEASED: &str = "xid < pg_snapshot_xmin(pg_current_snapshot())";
-
-/// Columns of [`read_log`]'s rows after the message's (which come first, in the order
-/// [`message_from_row`] reads them).
-pub(super) const LOG_TRACEPARENT: usize = 7;
-pub(super) const LOG_EVENT: usize = 8;
-pub(super) const LOG_TARGETS: usize = 9;
-const LOG_RELEASED: usize = 11;
-
-/// The log after `after` in id order, `limit` entries at most, messages and events
-/// alike, each with whether it is released; see [`readable_prefix`].
-pub(super) async fn read_log(conn: &Object, after: i64, limit: i64) -> Result<Vec<tokio_postgres::Row>, StoreError> {
-    let statement = conn
-        .prepare_cached(&format!(
-            "SELECT *, {RELEASED} AS released FROM (
-                 (SELECT id, channel, username, sender_ip, sender_port, text, ts, traceparent,
-                         NULL::text AS event, NULL::text AS targets, xid
-                  FROM tracker_messages WHERE id > $1 ORDER BY id LIMIT $2)
-                 UNION ALL
-                 (SELECT id, NULL, NULL, NULL, NULL, NULL, NULL, traceparent, event, targets, xid
-                  FROM tracker_events WHERE id > $1 ORDER BY id LIMIT $2)
-             ) AS log ORDER BY id LIMIT $2"
-        ))
-        .await?;
-    Ok(conn.query(&statement, &[&after, &limit]).await?)
-}
-
-/// How many of `rows` (the log after `after`, from [`read_log`]) a reader may take
-/// now: each entry that follows the one before it with no id between them, or that is
-/// released (then no lower id can still appear). The first that is neither waits: an
-/// id below it may be in flight.
-pub(super) fn readable_prefix(after: i64, rows: &[tokio_postgres::Row]) -> usize {
-    let mut last = after;
-    rows.iter()
-        .take_while(|row| {
-            let id: i64 = row.get(0);
-            let readable = id == last + 1 || row.get::<_, bool>(LOG_RELEASED);
-            last = id;
-            readable
-        })
-        .count()
-}
-
-/// Begins a transaction that may append to the log: the log lock comes first, before
-/// any write, and is held until the transaction ends.
-async fn log_transaction(conn: &mut Object) -> Result<Transaction<'_>, StoreError> {
-    let tx = conn.transaction().await?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOG_LOCK]).await?;
-    Ok(tx)
-}
-
-/// Appends an event for the peers to the log, inside `tx`, which must come from
-/// [`log_transaction`]: inserts, notifies (sent when `tx` commits). `targets` `None`
-/// means every peer.
-async fn append_event(
-    tx: &Transaction<'_>,
-    event: &Event,
-    targets: Option<&[PeerAddr]>,
-    traceparent: Option<&str>,
-) -> Result<(), StoreError> {
-    let event = serde_json::to_string(event).expect("wire events serialize to JSON");
-    let targets = targets.map(|targets| serde_json::to_string(targets).expect("addresses serialize to JSON"));
-    tx.execute(
-        "INSERT INTO tracker_events (event, targets, traceparent, created_at) VALUES ($1, $2, $3, $4)",
-        &[&event, &targets, &traceparent, &(kit::now_ms() as i64)],
-    )
-    .await?;
-    tx.execute("SELECT pg_notify($1, '')", &[&LOG_CHANNEL]).await?;
-    Ok(())
-}
-
-async fn query_messages(
-    conn: &Object,
-    clause: &str,
-    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
-) -> Result<Vec<ChannelMessage>, StoreError> {
-    let sql = format!("SELECT id, channel, username, sender_ip, sender_port, text, ts FROM tracker_messages {clause}");
-    let statement = conn.prepare_cached(&sql).await?;
-    conn.query(&statement, params).await?.iter().map(message_from_row).collect()
-}
-
-/// A `tracker_messages` row, its columns in the order [`query_messages`] selects them.
-fn message_from_row(row: &tokio_postgres::Row) -> Result<ChannelMessage, StoreError> {
-    Ok(ChannelMessage {
-        id: row.get::<_, i64>(0) as u64,
-        channel: parse(row.get(1), ChannelName::parse)?,
-        username: parse(row.get(2), Username::parse)?,
-        sender_ip: row.get(3),
-        sender_port: row.get::<_, i32>(4) as u16,
-        text: parse(row.get(5), MessageText::parse)?,
-        ts: row.get::<_, i64>(6) as u64,
-    })
-}
-
-/// Reads a text column through a wire type's parser. Stored data was parsed on the
-/// way in, so a failure means someone edited the table by hand.
-fn parse<T, E: std::fmt::Display>(text: &str, parse: impl FnOnce(&str) -> Result<T, E>) -> Result<T, StoreError> {
-    parse(text).map_err(|err| StoreError::Corrupt(err.to_string()))
 }
 
 /// A `SELECT 1` on a connection of `pool`: the cheapest proof that the database

@@ -8,8 +8,9 @@
 
 mod directory;
 mod schema;
+mod view;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -22,8 +23,9 @@ use wire::api::{ChannelMessage, Member, RevokedSession};
 use wire::events::Event;
 use wire::names::{ChannelName, MessageText, Username};
 
-use super::{PUSH_BUFFER, Push, StoreError, Targets, membership};
 use crate::pool::PeerPool;
+use crate::store::model::{PUSH_BUFFER, Push, StoreError, Targets, membership};
+use view::{View, hosts_of_members, read_view, write};
 
 /// The embedded store. Cloning is a reference-count bump.
 #[derive(Clone)]
@@ -32,27 +34,6 @@ pub struct SqliteStore {
     view: Arc<RwLock<View>>,
     events: broadcast::Sender<Arc<Push>>,
     pool: PeerPool,
-}
-
-#[derive(Default)]
-struct View {
-    /// Channel to members.
-    channels: BTreeMap<ChannelName, BTreeSet<Username>>,
-    /// User to the peer that hosts them, or hosted them last.
-    homes: HashMap<Username, Home>,
-    /// Users with the chat open (an event stream on their peer). Soft state: peers
-    /// report it again after a tracker restart.
-    active: HashSet<Username>,
-    /// Ended sessions (logouts), by session id, with when their tokens expire anyway.
-    revoked: HashMap<String, u64>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Home {
-    peer: PeerAddr,
-    /// False once the peer released the user (logout); the peer stays their last home,
-    /// where direct messages are retried until they log in again.
-    signed_in: bool,
 }
 
 impl SqliteStore {
@@ -387,28 +368,6 @@ impl SqliteStore {
     fn read(&self) -> std::sync::RwLockReadGuard<'_, View> {
         read_view(&self.view)
     }
-}
-
-fn hosts_of_members(view: &View, channel: &ChannelName) -> HashSet<PeerAddr> {
-    view.channels
-        .get(channel)
-        .map(|members| {
-            members
-                .iter()
-                .filter_map(|member| view.homes.get(member))
-                .filter(|home| home.signed_in)
-                .map(|home| home.peer.clone())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn read_view(view: &RwLock<View>) -> std::sync::RwLockReadGuard<'_, View> {
-    view.read().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn write(view: &RwLock<View>) -> std::sync::RwLockWriteGuard<'_, View> {
-    view.write().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn query_messages(

@@ -3,20 +3,49 @@
 //! is within the TTL.
 
 use std::collections::HashSet;
+use std::time::Duration;
 
-use deadpool_postgres::Transaction;
+use deadpool_postgres::{Object, Pool, Transaction};
 use wire::addr::PeerAddr;
 use wire::events::{Event, Moved, Presence};
 use wire::names::{ChannelName, Username};
 
-use super::{NOW_MS, PgStore, append_event, log_transaction, parse};
-use crate::store::StoreError;
+use super::log::{append_event, log_transaction, parse};
+use crate::store::model::StoreError;
 
 /// How long events for the peers stay in the log: a follower further behind than
 /// this skips them (they are live news, not history; messages are kept).
 const EVENTS_KEPT_MS: i64 = 60 * 60 * 1000;
 
-impl PgStore {
+/// The database's clock in milliseconds: liveness is judged by one clock, whichever
+/// replica writes or reads it.
+pub(super) const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+
+/// The directory and the peer pool, on the store's connection pool.
+pub struct Directory {
+    pool: Pool,
+    peer_ttl: Duration,
+}
+
+impl Directory {
+    pub(super) fn new(pool: Pool, peer_ttl: Duration) -> Self {
+        Self { pool, peer_ttl }
+    }
+
+    /// How long a silent peer stays in the pool.
+    pub fn peer_ttl(&self) -> Duration {
+        self.peer_ttl
+    }
+
+    /// The TTL in milliseconds, as the queries compare it with [`NOW_MS`].
+    pub(super) fn ttl_ms(&self) -> i64 {
+        i64::try_from(self.peer_ttl.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    async fn conn(&self) -> Result<Object, StoreError> {
+        Ok(self.pool.get().await?)
+    }
+
     // === Directory ===
 
     pub async fn home(&self, user: &Username) -> Result<Option<(PeerAddr, bool)>, StoreError> {

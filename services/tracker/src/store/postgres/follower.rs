@@ -18,8 +18,8 @@ use wire::api::ChannelMessage;
 use wire::events::Event;
 use wire::names::ChannelName;
 
-use super::{LOG_CHANNEL, LOG_EVENT, LOG_TARGETS, LOG_TRACEPARENT, message_from_row, read_log, readable_prefix};
-use crate::store::{Push, StoreError, Targets};
+use super::log::{LOG_CHANNEL, LOG_EVENT, LOG_TARGETS, LOG_TRACEPARENT, message_from_row, read_log, readable_prefix};
+use crate::store::model::{Push, StoreError, Targets};
 
 /// The most log entries one read takes.
 const PAGE: i64 = 1000;
@@ -256,7 +256,7 @@ async fn hosts_of_members(
         .await?;
     let rows = conn.query(&statement, &[&names]).await?;
     for row in rows {
-        let channel = super::parse(row.get(0), ChannelName::parse)?;
+        let channel = super::log::parse(row.get(0), ChannelName::parse)?;
         let peer = PeerAddr { ip: row.get(1), port: row.get::<_, i32>(2) as u16 };
         hosts.entry(channel).or_default().insert(peer);
     }

@@ -18,8 +18,8 @@ use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 use tokio_postgres::types::ToSql;
 use wire::api::ChannelMessage;
 
-use super::{LOG_CHANNEL, LOG_LOCK};
-use crate::store::StoreError;
+use super::log::{LOG_CHANNEL, LOG_LOCK};
+use crate::store::model::StoreError;
 
 /// Posts waiting beyond this many make posters wait (back-pressure).
 pub(super) const POST_QUEUE: usize = 8192;

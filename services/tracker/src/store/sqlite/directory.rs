@@ -9,8 +9,9 @@ use wire::addr::PeerAddr;
 use wire::events::{Event, Moved};
 use wire::names::{ChannelName, Username};
 
-use super::{Home, SqliteStore, hosts_of_members, write};
-use crate::store::{Push, StoreError, Targets, presence};
+use super::SqliteStore;
+use super::view::{Home, hosts_of_members, write};
+use crate::store::model::{Push, StoreError, Targets, presence};
 
 impl SqliteStore {
     // === Directory ===

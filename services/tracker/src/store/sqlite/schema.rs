@@ -7,7 +7,7 @@ use rusqlite::Connection;
 use wire::addr::PeerAddr;
 use wire::names::{ChannelName, Username};
 
-use super::{Home, View};
+use super::view::{Home, View};
 
 pub(super) const MIGRATIONS: &[&str] = &[
     r#"

@@ -7,7 +7,7 @@ use std::time::Duration;
 use kit::pg::TestDatabase;
 use tokio::time::Instant;
 use wire::api::RevokedSession;
-use wire::events::Presence;
+use wire::events::{Event, Presence};
 
 use super::{TTL, channel, peer, text, user};
 use crate::store::*;
@@ -187,7 +187,7 @@ async fn an_entry_that_commits_late_is_published_in_id_order_and_never_skipped()
          INSERT INTO tracker_messages (id, channel, username, sender_ip, sender_port, text, ts)
              VALUES (nextval('tracker_messages_id_seq'), 'general', 'erin', '127.0.0.1', 9001, 'slow', 0);
          SELECT pg_advisory_unlock({LOG_LOCK});",
-        LOG_LOCK = super::super::postgres::LOG_LOCK
+        LOG_LOCK = super::super::postgres::log::LOG_LOCK
     ))
     .await
     .unwrap();

@@ -1,0 +1,97 @@
+//! What both backends share: the pushes for the peers' streams, and the error every
+//! store method returns.
+
+use std::collections::HashSet;
+use std::sync::{Arc, OnceLock};
+
+use kit::db::DbError;
+use kit::pg::PgError;
+use wire::addr::PeerAddr;
+use wire::events::{Event, Membership, Presence, Pushed};
+use wire::names::{ChannelName, Username};
+
+/// How many pushes a slow peer stream may fall behind before it is told to resume.
+pub(super) const PUSH_BUFFER: usize = 4096;
+
+/// Something for the peers: a new channel message (with its id, to resume from), a
+/// membership change, a presence change.
+#[derive(Debug)]
+pub struct Push {
+    pub id: Option<u64>,
+    pub event: Event,
+    pub targets: Targets,
+    /// The trace context of the request that caused it.
+    pub traceparent: Option<String>,
+    /// The [`Pushed`] JSON the peers get, made by the first stream that sends it.
+    json: OnceLock<String>,
+}
+
+/// Which peers a [`Push`] is for.
+#[derive(Debug)]
+pub enum Targets {
+    Everyone,
+    /// The peers that host at least one member of the channel.
+    Peers(HashSet<PeerAddr>),
+}
+
+impl Push {
+    pub fn new(id: Option<u64>, event: Event, targets: Targets, traceparent: Option<String>) -> Self {
+        Self { id, event, targets, traceparent, json: OnceLock::new() }
+    }
+
+    /// The event with its trace context as JSON: serialized once, however many peers
+    /// it goes to.
+    pub fn json(&self) -> &str {
+        self.json.get_or_init(|| pushed_json(&self.event, self.traceparent.as_deref()))
+    }
+
+    pub fn is_for(&self, peer: &PeerAddr) -> bool {
+        match &self.targets {
+            Targets::Everyone => true,
+            Targets::Peers(peers) => peers.contains(peer),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("channel `{0}` not found")]
+    NoChannel(ChannelName),
+    #[error("channel `{0}` already exists")]
+    ChannelExists(ChannelName),
+    #[error("join channel `{0}` before posting to it")]
+    NotMember(ChannelName),
+    #[error("you are not on any peer: open the chat page of a peer (or log in there) first")]
+    NotOnAnyPeer,
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Pg(#[from] PgError),
+    /// A batch of posts failed to commit: every post in it gets the cause.
+    #[error(transparent)]
+    Batch(Arc<StoreError>),
+    #[error("stored data does not parse: {0}")]
+    Corrupt(String),
+    #[error("the store is closed")]
+    Closed,
+}
+
+/// `event` as a peer's stream carries it: a [`Pushed`], with the trace context.
+pub fn pushed_json(event: &Event, traceparent: Option<&str>) -> String {
+    let pushed = Pushed { event: event.clone(), traceparent: traceparent.map(str::to_owned) };
+    serde_json::to_string(&pushed).expect("wire events serialize to JSON")
+}
+
+/// A presence change, for every peer.
+pub fn presence(username: Username, online: bool, active: bool) -> Push {
+    Push::new(
+        None,
+        Event::Presence(Presence { username, online, active }),
+        Targets::Everyone,
+        kit::telemetry::current_traceparent(),
+    )
+}
+
+pub(super) fn membership(channel: ChannelName, username: Username, joined: bool) -> Push {
+    Push::new(None, Event::Membership(Membership { channel, username, joined }), Targets::Everyone, None)
+}
