@@ -6,15 +6,16 @@
 //! every other replica) are in flight at once: each holds the log lock only while it
 //! draws its ids and inserts, not while its commit waits for the disk, so one batch's
 //! fsync overlaps the next batch's insert, and no batch sends `NOTIFY` itself (see
-//! [`notify_commits`]). Why readers still see the log in id order is explained in the
+//! [`Notifier`]). Why readers still see the log in id order is explained in the
 //! parent module. Posters hear back once their batch has committed, and in the order
 //! their batches were taken.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use deadpool_postgres::{Object, Pool};
-use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot, watch};
 use tokio_postgres::types::ToSql;
 use wire::api::ChannelMessage;
 
@@ -56,8 +57,7 @@ pub(super) fn batches_in_flight(pool_size: usize) -> usize {
 /// when many posts arrive; with few, more and smaller transactions only cost the
 /// database more work per message.
 pub(super) async fn commit_posts(pool: Pool, mut jobs: mpsc::Receiver<PostJob>, in_flight: usize) {
-    let committed = Arc::new(Notify::new());
-    tokio::spawn(notify_commits(pool.clone(), committed.clone()));
+    let notifier = Notifier::start(pool.clone());
     let slots = Arc::new(Semaphore::new(in_flight));
     // Woken when a batch ends, so a waiting batch can start.
     let ended = Arc::new(Notify::new());
@@ -85,13 +85,15 @@ pub(super) async fn commit_posts(pool: Pool, mut jobs: mpsc::Receiver<PostJob>, 
         let (answered, next) = oneshot::channel();
         let before = previous.replace(next);
         let pool = pool.clone();
-        let (committed, ended) = (committed.clone(), ended.clone());
+        let (notifier, ended) = (notifier.clone(), ended.clone());
         tokio::spawn(async move {
             let result = commit_batch(&pool, &batch).await;
             drop(slot);
             ended.notify_one();
             if result.is_ok() {
-                committed.notify_one();
+                // Answered once the followers have been told: a poster who hears back
+                // and acts next (a direct message, say) is not ahead of the push.
+                notifier.committed().await;
             }
             // A poster whose batch committed after a later one still hears first:
             // replies keep the order in which batches were taken.
@@ -124,18 +126,53 @@ fn take_waiting(jobs: &mut mpsc::Receiver<PostJob>, batch: &mut Vec<PostJob>) {
 /// the disk (`synchronous_commit` off, for it alone). One notification covers every
 /// batch committed before it is sent. If one is lost, followers still read on their
 /// timer.
-async fn notify_commits(pool: Pool, committed: Arc<Notify>) {
-    loop {
-        committed.notified().await;
-        let sent = async {
-            let conn = pool.get().await?;
-            let notify =
-                conn.prepare_cached("SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, '')").await?;
-            conn.query(&notify, &[&LOG_CHANNEL]).await?;
-            Ok::<_, StoreError>(())
-        };
-        if let Err(err) = sent.await {
-            tracing::warn!(%err, "failed to notify the followers of committed posts; they read on their timer");
+#[derive(Clone)]
+struct Notifier {
+    /// How many commits asked to be announced.
+    asked: Arc<AtomicU64>,
+    wake: Arc<Notify>,
+    /// How many commits have been announced.
+    told: watch::Receiver<u64>,
+}
+
+impl Notifier {
+    fn start(pool: Pool) -> Self {
+        let (told_tx, told) = watch::channel(0);
+        let notifier = Self { asked: Arc::new(AtomicU64::new(0)), wake: Arc::new(Notify::new()), told };
+        tokio::spawn(Self::run(notifier.asked.clone(), notifier.wake.clone(), pool, told_tx));
+        notifier
+    }
+
+    /// Announces a commit; returns once a notification sent after it has committed
+    /// (or failed).
+    async fn committed(&self) {
+        let mine = self.asked.fetch_add(1, Ordering::SeqCst) + 1;
+        self.wake.notify_one();
+        let mut told = self.told.clone();
+        // An error means the notifier is gone: nothing left to wait for.
+        let _ = told.wait_for(|told| *told >= mine).await;
+    }
+
+    /// Sends notifications until every handle on the notifier is dropped.
+    async fn run(asked: Arc<AtomicU64>, wake: Arc<Notify>, pool: Pool, told: watch::Sender<u64>) {
+        loop {
+            tokio::select! {
+                () = wake.notified() => {}
+                () = told.closed() => return,
+            }
+            let asked = asked.load(Ordering::SeqCst);
+            let sent = async {
+                let conn = pool.get().await?;
+                let notify = conn
+                    .prepare_cached("SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, '')")
+                    .await?;
+                conn.query(&notify, &[&LOG_CHANNEL]).await?;
+                Ok::<_, StoreError>(())
+            };
+            if let Err(err) = sent.await {
+                tracing::warn!(%err, "failed to notify the followers of committed posts; they read on their timer");
+            }
+            told.send_replace(asked);
         }
     }
 }
@@ -211,7 +248,7 @@ async fn run_batch(conn: &Object, batch: &[PostJob]) -> Result<Vec<Option<Channe
     // The lock before anything is written, so the transaction's id (assigned by its
     // first write) and its log ids are drawn under it; released as soon as the rows
     // are in, so the commit's wait for the disk does not hold it. The followers hear
-    // of the rows after the commit, from `notify_commits`.
+    // of the rows after the commit, from `Notifier`.
     let (_, _, rows, _, _) = tokio::try_join!(
         conn.execute(&begin, &[]),
         conn.execute(&lock, &[&LOG_LOCK]),
