@@ -3,7 +3,7 @@
 //!
 //! Channel messages and the events for peers (membership, presence, moves, ended
 //! sessions) form one log: `tracker_messages` and `tracker_events` draw their ids
-//! from one sequence. Each replica's follower ([`follower`]) reads the log on from the
+//! from one sequence. Each replica's follower (`follower.rs`) reads the log on from the
 //! last id it saw, woken by `NOTIFY tracker_log`, and publishes what it read on its
 //! own broadcast, to its own peer streams. Nothing is published from the write path,
 //! so nothing is doubled.
@@ -13,10 +13,10 @@
 //! does not rely on that. Instead:
 //!
 //! 1. Every transaction that appends to the log takes one advisory lock
-//!    ([`log::LOG_LOCK`]) before its first write and draws its log ids under it. Its
+//!    (`log::LOG_LOCK`) before its first write and draws its log ids under it. Its
 //!    transaction id (`xid8`, assigned by the first write) is therefore drawn under
 //!    the lock too, so among log writers the order of transaction ids is the order of
-//!    log ids. The batches of posts ([`posts`]) release the lock once their rows are
+//!    log ids. The batches of posts (`posts.rs`) release the lock once their rows are
 //!    in, before the commit waits for the disk; other writers hold it to the end.
 //! 2. Every log row records its transaction id (column `xid`). A reader going by id
 //!    takes an entry when its id follows the last one taken with none between them
@@ -25,7 +25,7 @@
 //!    transaction still running (`pg_snapshot_xmin(pg_current_snapshot())`), so every
 //!    transaction that could hold a lower id has ended and a missing id never comes
 //!    (a rolled-back one). The follower, and a peer stream starting or resuming, read
-//!    this way ([`log::readable_prefix`]); pages of history read every committed row.
+//!    this way (`log::readable_prefix`); pages of history read every committed row.
 //!
 //! Only a gap waits for the horizon, so a long transaction elsewhere on the server
 //! delays delivery only when an id is missing at the same time; the follower warns
