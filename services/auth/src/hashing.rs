@@ -182,9 +182,10 @@ mod tests {
         HashGate::new(HashLimits { concurrency, queue, max_wait })
     }
 
-    #[tokio::test]
-    async fn a_full_queue_is_refused_at_once_and_the_rest_run_one_at_a_time() {
-        let gate = gate(1, 1, Duration::from_secs(30));
+    /// Starts a hash that runs until `release` is sent; returns once it runs.
+    async fn occupy(
+        gate: &HashGate,
+    ) -> (tokio::task::JoinHandle<Result<bool, HashError>>, std::sync::mpsc::Sender<()>) {
         let (release, released) = std::sync::mpsc::channel::<()>();
         let (started, mut first_started) = tokio::sync::mpsc::unbounded_channel();
         let first = tokio::spawn({
@@ -198,6 +199,13 @@ mod tests {
             }
         });
         first_started.recv().await.unwrap();
+        (first, release)
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_is_refused_at_once_and_the_rest_run_one_at_a_time() {
+        let gate = gate(1, 1, Duration::from_secs(30));
+        let (first, release) = occupy(&gate).await;
         let second = tokio::spawn({
             let gate = gate.clone();
             async move { gate.run(|| true).await }
@@ -219,19 +227,7 @@ mod tests {
     #[tokio::test]
     async fn a_wait_past_the_bound_is_refused() {
         let gate = gate(1, 4, Duration::from_millis(50));
-        let (release, released) = std::sync::mpsc::channel::<()>();
-        let (started, mut first_started) = tokio::sync::mpsc::unbounded_channel();
-        let first = tokio::spawn({
-            let gate = gate.clone();
-            async move {
-                gate.run(move || {
-                    let _ = started.send(());
-                    released.recv().is_ok()
-                })
-                .await
-            }
-        });
-        first_started.recv().await.unwrap();
+        let (first, release) = occupy(&gate).await;
         assert!(matches!(gate.run(|| true).await, Err(HashError::Busy)));
         assert_eq!(gate.metrics().refused.get_or_create(&ReasonLabel { reason: "waited_too_long" }).get(), 1);
         release.send(()).unwrap();
