@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use http::HeaderValue;
 use http::uri::Authority;
 
+use crate::config::paths::PathRules;
 use crate::config::vhost::{Policy, Upstream};
 use crate::metrics::BackendStats;
 
@@ -49,6 +50,8 @@ pub struct Vhost {
     /// kept across reloads, so successive requests alternate whichever worker takes
     /// them, as users of the original expect.
     pub(crate) next: Arc<AtomicUsize>,
+    /// Which paths the vhost passes on (`allow` and `deny`).
+    pub paths: PathRules,
 }
 
 /// Where a request starts.
@@ -142,7 +145,12 @@ impl Vhost {
         backends: Vec<Arc<Backend>>,
         next: Arc<AtomicUsize>,
     ) -> Self {
-        Self { name: name.into(), policy, upstreams, backends: backends.into(), next }
+        Self { name: name.into(), policy, upstreams, backends: backends.into(), next, paths: PathRules::default() }
+    }
+
+    /// The same vhost with these path rules.
+    pub fn with_paths(self, paths: PathRules) -> Self {
+        Self { paths, ..self }
     }
 
     /// Chooses the first backend to try, or `None` when the vhost has no backend.

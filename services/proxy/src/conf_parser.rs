@@ -7,18 +7,21 @@
 //!     proxy_pass http://{{HOST}}:9002;
 //!     dist_policy sticky
 //!     default;
+//!     deny /metrics /receive-message;
 //! }
 //! ```
 //!
 //! A file is a list of `host NAME { ... }` blocks. Inside a block, `proxy_pass
 //! http://HOST[:PORT]` adds an upstream (port 80 when absent), `dist_policy` picks
-//! `round-robin` (the default), `least-conn` or `sticky`, and `default` makes the block
-//! answer hosts that no block names. A statement may end with `;`. `$HOST` and
+//! `round-robin` (the default), `least-conn` or `sticky`, `default` makes the block
+//! answer hosts that no block names, and `allow PATH...` and `deny PATH...` say which
+//! paths the block passes on (see [`crate::config::paths`]). A statement may end with `;`. `$HOST` and
 //! `{{HOST}}` are replaced in names and addresses before they are read.
 //!
 //! Unlike the original, comments are skipped, a host named twice is an error rather
 //! than "the later block wins", and every error says where it is and what was expected.
 
+use crate::config::paths::{self, PathRule, PathRules};
 use crate::config::vhost::{Policy, Upstream, VhostConfig};
 
 /// A malformed file: where, and what was expected there.
@@ -236,6 +239,7 @@ impl Parser<'_> {
         let mut upstreams = Vec::new();
         let mut policy: Option<(Policy, Position)> = None;
         let mut default_at = None;
+        let mut rules = Vec::new();
         loop {
             let (token, position) = self.lexer.next_token()?;
             match token {
@@ -277,20 +281,55 @@ impl Parser<'_> {
                     policy = Some((parsed, position));
                 }
                 Token::Word("default") => default_at = Some(position),
+                Token::Word(keyword @ ("allow" | "deny")) => self.path_rules(keyword == "allow", &mut rules)?,
                 Token::End => {
                     return Err(error_at(
                         position,
                         format!("expected `}}` to close the host block opened at line {}", host_at.line),
                     ));
                 }
-                other => return Err(expected(position, "`proxy_pass`, `dist_policy`, `default` or `}`", &other)),
+                other => {
+                    return Err(expected(
+                        position,
+                        "`proxy_pass`, `dist_policy`, `default`, `allow`, `deny` or `}`",
+                        &other,
+                    ));
+                }
             }
         }
         if upstreams.is_empty() {
             return Err(error_at(host_at, format!("host \"{name}\" has no `proxy_pass`: add at least one upstream")));
         }
         let policy = policy.map(|(policy, _)| policy).unwrap_or_default();
-        Ok((VhostConfig { name, upstreams, policy, default: default_at.is_some() }, name_at, default_at))
+        let vhost =
+            VhostConfig { name, upstreams, policy, default: default_at.is_some(), paths: PathRules::new(rules) };
+        Ok((vhost, name_at, default_at))
+    }
+
+    /// The paths of an `allow` or `deny` statement: every word up to a `;` or to the
+    /// next statement.
+    fn path_rules(&mut self, allow: bool, rules: &mut Vec<PathRule>) -> Result<(), ParseError> {
+        let before = rules.len();
+        loop {
+            let (offset, line, column) = (self.lexer.offset, self.lexer.line, self.lexer.column);
+            let (token, position) = self.lexer.next_token()?;
+            match token {
+                Token::Word(path) | Token::Quoted(path) if path.starts_with('/') || rules.len() == before => {
+                    let path = paths::validate_rule_path(path).map_err(|message| error_at(position, message))?;
+                    rules.push(PathRule { path, allow });
+                }
+                Token::Semicolon if rules.len() > before => return Ok(()),
+                _ if rules.len() > before => {
+                    // The next statement (or the block's end): leave it to the block.
+                    (self.lexer.offset, self.lexer.line, self.lexer.column) = (offset, line, column);
+                    return Ok(());
+                }
+                other => {
+                    let keyword = if allow { "allow" } else { "deny" };
+                    return Err(expected(position, &format!("a path after `{keyword}`, such as `/metrics`"), &other));
+                }
+            }
+        }
     }
 
     fn substitute(&self, raw: &str) -> String {

@@ -17,8 +17,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::conf_parser;
 
+pub(crate) mod paths;
 pub(crate) mod vhost;
 
+pub use paths::{PathRule, PathRules};
 pub use vhost::{Policy, Upstream, VhostConfig};
 
 /// The default path of the vhost file, relative to the working directory.

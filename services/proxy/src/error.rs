@@ -21,6 +21,8 @@ pub enum ProxyError {
     BadHost(&'static str),
     #[error("no virtual host is configured for this Host")]
     UnknownVhost,
+    #[error("this path is not served on this host")]
+    PathDenied,
     #[error("the request body is larger than {0} bytes")]
     BodyTooLarge(u64),
     #[error("no backend is available for this host")]
@@ -39,6 +41,7 @@ impl ProxyError {
             Self::BadRequest(_) | Self::NoHost | Self::BadHost(_) => StatusCode::BAD_REQUEST,
             Self::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::UnknownVhost => StatusCode::NOT_FOUND,
+            Self::PathDenied => StatusCode::FORBIDDEN,
             Self::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NoBackend => StatusCode::SERVICE_UNAVAILABLE,
             Self::AllDown | Self::UpstreamFailed => StatusCode::BAD_GATEWAY,
@@ -54,6 +57,7 @@ impl ProxyError {
             Self::NoHost => "no-host",
             Self::BadHost(_) => "bad-host",
             Self::UnknownVhost => "unknown-vhost",
+            Self::PathDenied => "path-denied",
             Self::BodyTooLarge(_) => "body-too-large",
             Self::NoBackend => "no-backend",
             Self::AllDown => "upstream-unavailable",

@@ -107,6 +107,9 @@ fn prepare(worker: &Worker, request: &RequestHead<'_>, context: HeadContext<'_>)
             }
         }
     };
+    if !vhost.paths.allows(request.path()) {
+        return Err(refuse(ProxyError::PathDenied));
+    }
     if let Framing::Length(length) = request.framing
         && length > settings.max_body_bytes
     {

@@ -210,7 +210,8 @@ impl Shared {
                 .zip(&counters)
                 .map(|((config, backends), next)| {
                     let (upstreams, backends) = (config.upstreams.clone(), backends.clone());
-                    Arc::new(Vhost::with_counter(&config.name, config.policy, upstreams, backends, next.clone()))
+                    let vhost = Vhost::with_counter(&config.name, config.policy, upstreams, backends, next.clone());
+                    Arc::new(vhost.with_paths(config.paths.clone()))
                 })
                 .collect();
             table.store(Arc::new(RoutingTable::new(built, default)));

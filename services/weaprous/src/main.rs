@@ -281,14 +281,17 @@ fn kept_secret(path: &Path) -> anyhow::Result<SecretString> {
 }
 
 /// The proxy's vhosts for this run: the app on `localhost` and the host IP (sticky
-/// over the peers), the tracker and auth by name.
+/// over the peers), the tracker and auth by name; each keeps its service's internal
+/// routes off the public door.
 fn proxy_conf(host: IpAddr, port: u16, peer_ports: &[u16]) -> String {
+    use wire::routes::internal::{AUTH, PEER, TRACKER, deny_statement};
     let peers: String = peer_ports.iter().map(|peer| format!("    proxy_pass http://$HOST:{peer};\n")).collect();
+    let (peer, tracker, auth) = (deny_statement(PEER), deny_statement(TRACKER), deny_statement(AUTH));
     format!(
-        "host \"localhost:{port}\" {{\n{peers}    dist_policy sticky\n}}\n\
-         host \"{host}:{port}\" {{\n{peers}    dist_policy sticky\n}}\n\
-         host \"tracker.localhost:{port}\" {{\n    proxy_pass http://$HOST:9000;\n}}\n\
-         host \"auth.localhost:{port}\" {{\n    proxy_pass http://$HOST:9100;\n}}\n"
+        "host \"localhost:{port}\" {{\n{peers}    dist_policy sticky\n    {peer}\n}}\n\
+         host \"{host}:{port}\" {{\n{peers}    dist_policy sticky\n    {peer}\n}}\n\
+         host \"tracker.localhost:{port}\" {{\n    proxy_pass http://$HOST:9000;\n    {tracker}\n}}\n\
+         host \"auth.localhost:{port}\" {{\n    proxy_pass http://$HOST:9100;\n    {auth}\n}}\n"
     )
 }
 
@@ -342,5 +345,11 @@ mod tests {
         let host = IpAddr::V4(Ipv4Addr::LOCALHOST);
         let config = proxy::Config::from_conf_str(&proxy_conf(host, 8080, &[9001, 9002, 9003]), "127.0.0.1").unwrap();
         assert_eq!(config.vhosts.len(), 4);
+        for vhost in &config.vhosts {
+            assert!(!vhost.paths.allows("/metrics"), "{} passes /metrics", vhost.name);
+            assert!(vhost.paths.allows("/"), "{} denies /", vhost.name);
+        }
+        let tracker = config.vhosts.iter().find(|vhost| vhost.name.starts_with("tracker.")).unwrap();
+        assert!(!tracker.paths.allows(wire::routes::tracker::REGISTER_PEER_POOL));
     }
 }

@@ -57,7 +57,7 @@ impl Client {
     pub fn signed_post<T: Serialize + ?Sized>(&self, url: Url, body: &T) -> RequestBuilder {
         // Wire types always serialize; an error here would be a bug in a wire type.
         let bytes = serde_json::to_vec(body).expect("wire types serialize to JSON");
-        let signature = self.cluster.sign(&Method::POST, &path_and_query(&url), &bytes);
+        let signature = self.cluster.sign_url(&Method::POST, &url, &bytes);
         self.http.post(url).header(header::CONTENT_TYPE, "application/json").header(SIGNATURE, signature).body(bytes)
     }
 
@@ -71,13 +71,13 @@ impl Client {
     /// A GET of a long-lived stream (SSE), signed with the cluster key. It fails when
     /// nothing, not even a keep-alive, arrives for [`STREAM_IDLE`].
     pub fn signed_stream(&self, url: Url) -> RequestBuilder {
-        let signature = self.cluster.sign(&Method::GET, &path_and_query(&url), b"");
+        let signature = self.cluster.sign_url(&Method::GET, &url, b"");
         self.streaming.get(url).header(SIGNATURE, signature)
     }
 
     /// A GET signed with the cluster key.
     pub fn signed_get(&self, url: Url) -> RequestBuilder {
-        let signature = self.cluster.sign(&Method::GET, &path_and_query(&url), b"");
+        let signature = self.cluster.sign_url(&Method::GET, &url, b"");
         self.http.get(url).header(SIGNATURE, signature)
     }
 
@@ -102,13 +102,6 @@ fn build(builder: impl Fn() -> reqwest::ClientBuilder) -> anyhow::Result<reqwest
             tracing::warn!(%err, "no usable CA certificates: calls over HTTPS will fail, plain HTTP works");
             Ok(builder().tls_certs_only(Vec::new()).build()?)
         }
-    }
-}
-
-fn path_and_query(url: &Url) -> String {
-    match url.query() {
-        Some(query) => format!("{}?{query}", url.path()),
-        None => url.path().to_owned(),
     }
 }
 

@@ -142,10 +142,12 @@ impl System {
             slots.iter().map(|(port, _)| format!("    proxy_pass http://$HOST:{port};\n")).collect()
         };
         let (trackers, auths) = (passes(&self.trackers), passes(&self.auths));
+        use wire::routes::internal::{AUTH, PEER, TRACKER, deny_statement};
+        let (peer, tracker, auth) = (deny_statement(PEER), deny_statement(TRACKER), deny_statement(AUTH));
         format!(
-            "host \"localhost\" {{\n{peers}    dist_policy sticky\n}}\n\
-             host \"tracker.localhost\" {{\n{trackers}}}\n\
-             host \"auth.localhost\" {{\n{auths}}}\n"
+            "host \"localhost\" {{\n{peers}    dist_policy sticky\n    {peer}\n}}\n\
+             host \"tracker.localhost\" {{\n{trackers}    {tracker}\n}}\n\
+             host \"auth.localhost\" {{\n{auths}    {auth}\n}}\n"
         )
     }
 }

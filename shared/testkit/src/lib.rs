@@ -434,7 +434,7 @@ impl System {
         let url = format!("{}/get-peers", self.tracker_url_at(tracker));
         let key = self.cluster_key();
         eventually("peer in the tracker's pool", || async {
-            let signature = key.sign(&reqwest::Method::GET, "/get-peers", b"");
+            let signature = key.sign_url(&reqwest::Method::GET, &reqwest::Url::parse(&url).unwrap(), b"");
             let Ok(response) = self.client.get(&url).header(wire::headers::SIGNATURE, signature).send().await else {
                 return false;
             };

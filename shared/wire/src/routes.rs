@@ -68,3 +68,34 @@ pub mod peer {
     /// `POST`, signed: a page of a moving user's mailbox (embedded storage only).
     pub const IMPORT_MAILBOX: &str = "/import-mailbox";
 }
+
+/// What a service serves to other services and to the metrics scraper only: its
+/// signed routes and `/metrics`. The proxy's public vhosts deny these paths
+/// (`deny` in `proxy.conf`), so they are reached on the internal network alone.
+pub mod internal {
+    /// Every service's Prometheus metrics.
+    pub const METRICS: &str = "/metrics";
+
+    /// A peer's: direct messages and mailboxes from other peers.
+    pub const PEER: &[&str] = &[METRICS, super::peer::RECEIVE_MESSAGE, super::peer::IMPORT_MAILBOX];
+
+    /// The tracker's: the peer pool, its push stream, presence and session ends.
+    pub const TRACKER: &[&str] = &[
+        METRICS,
+        super::tracker::REGISTER_PEER_POOL,
+        super::tracker::HEARTBEAT,
+        super::tracker::LEAVE_PEER_POOL,
+        super::tracker::PEER_STREAM,
+        super::tracker::PRESENCE,
+        super::tracker::RELEASE_USER,
+        super::tracker::REVOKE_SESSIONS,
+    ];
+
+    /// Auth's: log-ins and sign-ups relayed by the peers and the tracker.
+    pub const AUTH: &[&str] = &[METRICS, super::auth::LOGIN, super::auth::REGISTER];
+
+    /// The `deny` statement for a vhost in front of a service with these paths.
+    pub fn deny_statement(paths: &[&str]) -> String {
+        format!("deny {};", paths.join(" "))
+    }
+}

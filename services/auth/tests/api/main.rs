@@ -132,10 +132,11 @@ impl TestAuth {
 
     /// A JSON POST signed with the cluster key; its status.
     async fn signed_post(&self, path: &str, body: Vec<u8>) -> u16 {
-        let signature = self.cluster.sign(&reqwest::Method::POST, path, &body);
+        let url = reqwest::Url::parse(&format!("{}{path}", self.url)).unwrap();
+        let signature = self.cluster.sign_url(&reqwest::Method::POST, &url, &body);
         let response = self
             .client
-            .post(format!("{}{path}", self.url))
+            .post(url)
             .header("content-type", "application/json")
             .header(wire::headers::SIGNATURE, signature)
             .body(body)

@@ -69,7 +69,7 @@ fn errors_give_the_line_column_and_what_was_expected() {
         "host \"a\" {\n  proxy_pass http://x:1;\n  weight 3;\n}",
         3,
         3,
-        "expected `proxy_pass`, `dist_policy`, `default` or `}`, found `weight`",
+        "expected `proxy_pass`, `dist_policy`, `default`, `allow`, `deny` or `}`, found `weight`",
     );
     check_error(
         "host \"a\" {\n  proxy_pass http://x:1;\n",
@@ -137,4 +137,39 @@ fn random_and_mutated_inputs_never_panic_and_errors_point_into_the_text() {
             assert!(err.column >= 1 && err.column <= line_length + 1, "{text:?}: {err}");
         }
     }
+}
+
+#[test]
+fn allow_and_deny_take_one_or_more_paths_with_or_without_a_semicolon() {
+    let text = r#"
+host "localhost:8080" {
+    proxy_pass http://127.0.0.1:9001;
+    deny /metrics /Receive-Message;
+    allow / "/js/"
+    deny /admin
+}
+"#;
+    let vhosts = parse_ok(text);
+    let rule = |path: &str, allow| PathRule { path: path.to_owned(), allow };
+    assert_eq!(
+        vhosts[0].paths.rules(),
+        [
+            rule("/metrics", false),
+            rule("/receive-message", false),
+            rule("/", true),
+            rule("/js/", true),
+            rule("/admin", false)
+        ]
+    );
+    assert!(!vhosts[0].paths.allows("/metrics"));
+    assert!(vhosts[0].paths.allows("/get-list"));
+    assert!(parse_ok("host a { proxy_pass http://b; }")[0].paths.is_empty());
+}
+
+#[test]
+fn bad_path_rules_say_where_and_why() {
+    check_error("host a {\n proxy_pass http://b;\n deny;\n}", 3, 6, "a path after `deny`");
+    check_error("host a {\n proxy_pass http://b;\n deny metrics;\n}", 3, 7, "starting with `/`");
+    check_error("host a {\n proxy_pass http://b;\n allow /a/../b;\n}", 3, 8, "segments");
+    check_error("host a {\n proxy_pass http://b;\n deny /%6d;\n}", 3, 7, "escapes");
 }

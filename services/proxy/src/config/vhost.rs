@@ -1,8 +1,10 @@
 //! The vhost blocks of `proxy.conf` as types: what the parser ([`crate::conf_parser`])
 //! produces and the balancer ([`crate::balance`]) reads. They depend on nothing else
-//! in the crate, so both can use them without depending on each other.
+//! in the crate but the path rules ([`super::paths`]), so both can use them without depending on each other.
 
 use serde::{Deserialize, Serialize};
+
+use super::paths::PathRules;
 
 /// One `host "NAME" { ... }` block.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -15,6 +17,9 @@ pub struct VhostConfig {
     /// Answers requests whose Host matches no block.
     #[serde(default)]
     pub default: bool,
+    /// The `allow` and `deny` rules: which paths this vhost passes on.
+    #[serde(default)]
+    pub paths: PathRules,
 }
 
 /// A `proxy_pass http://host:port` target. A name may resolve to several addresses,

@@ -56,6 +56,7 @@ async fn a_refused_post_is_replayed_on_the_next_backend_with_its_body() {
         upstreams: vec![dead_upstream().await, live.upstream()],
         policy: Policy::RoundRobin,
         default: false,
+        paths: Default::default(),
     };
     let proxy = TestProxy::start(config(vec![vhost])).await;
 
@@ -74,6 +75,7 @@ async fn every_backend_down_is_a_fast_502_never_a_hang() {
         upstreams: vec![dead_upstream().await, dead_upstream().await],
         policy: Policy::RoundRobin,
         default: false,
+        paths: Default::default(),
     };
     let proxy = TestProxy::start(config(vec![vhost])).await;
 

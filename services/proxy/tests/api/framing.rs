@@ -179,6 +179,7 @@ async fn a_backend_dropping_idle_connections_costs_no_request() {
         upstreams: vec![Upstream { host: addr.ip().to_string(), port: addr.port() }],
         policy: Policy::RoundRobin,
         default: false,
+        paths: Default::default(),
     };
     let proxy = TestProxy::start(config(vec![vhost])).await;
     for round in 0..20 {
@@ -260,7 +261,13 @@ async fn scripted_backend(script: fn(&str) -> Script) -> Upstream {
 }
 
 fn vhost_over(upstreams: Vec<Upstream>) -> VhostConfig {
-    VhostConfig { name: "app.test".into(), upstreams, policy: Policy::RoundRobin, default: false }
+    VhostConfig {
+        name: "app.test".into(),
+        upstreams,
+        policy: Policy::RoundRobin,
+        default: false,
+        paths: Default::default(),
+    }
 }
 
 #[tokio::test]

@@ -248,6 +248,7 @@ pub fn vhost(name: &str, policy: Policy, backends: &[&Backend]) -> VhostConfig {
         upstreams: backends.iter().map(|b| b.upstream()).collect(),
         policy,
         default: false,
+        paths: Default::default(),
     }
 }
 

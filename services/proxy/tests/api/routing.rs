@@ -1,4 +1,4 @@
-use proxy::config::{Policy, VhostConfig};
+use proxy::config::{PathRule, PathRules, Policy, VhostConfig};
 use wire::headers::PROXY_ERROR;
 
 use crate::helpers::{Backend, TestProxy, config, raw_request, vhost};
@@ -99,4 +99,66 @@ async fn least_conn_sends_new_requests_away_from_a_busy_backend() {
     }
     let slow = slow.await.unwrap().unwrap();
     assert_eq!(slow.headers()["x-backend"], "b1");
+}
+
+#[tokio::test]
+async fn denied_paths_are_a_403_in_every_spelling_and_the_rest_passes() {
+    let backend = Backend::start("b").await;
+    let mut public = vhost("public.test", Policy::RoundRobin, &[&backend]);
+    public.paths = PathRules::new(vec![
+        PathRule { path: "/metrics".into(), allow: false },
+        PathRule { path: "/receive-message".into(), allow: false },
+    ]);
+    let open = vhost("open.test", Policy::RoundRobin, &[&backend]);
+    let proxy = TestProxy::start(config(vec![public, open])).await;
+
+    let response = proxy.get("public.test", "/metrics").await;
+    assert_eq!(response.status(), 403);
+    assert_eq!(response.headers()[PROXY_ERROR], "path-denied");
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "error");
+    assert!(body["message"].as_str().unwrap().contains("not served"), "{body}");
+
+    for target in ["/metrics?x=1", "/METRICS", "//metrics", "/./metrics", "/a/../metrics", "/%6detrics", "/metrics/"] {
+        let reply = raw_request(proxy.addr, &format!("GET {target} HTTP/1.0\r\nHost: public.test\r\n\r\n")).await;
+        assert!(reply.starts_with("HTTP/1.0 403") || reply.starts_with("HTTP/1.1 403"), "{target}: {reply}");
+    }
+    let signed =
+        "POST /receive-message HTTP/1.1\r\nHost: public.test\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}";
+    let reply = raw_request(proxy.addr, signed).await;
+    assert!(reply.starts_with("HTTP/1.1 403"), "{reply}");
+    assert!(reply.contains("path-denied"), "{reply}");
+
+    assert_eq!(proxy.get("public.test", "/metricsfoo").await.headers()["x-backend"], "b");
+    assert_eq!(proxy.get("public.test", "/get-list").await.headers()["x-backend"], "b");
+    let other_vhost = proxy.get("open.test", "/metrics").await;
+    assert_eq!(other_vhost.status(), 200, "rules belong to their vhost");
+}
+
+/// The shipped proxy.conf files keep each service's internal routes
+/// (`wire::routes::internal`) off every public vhost, and pass the rest.
+#[test]
+fn the_shipped_configs_deny_every_internal_route() {
+    use wire::routes::internal::{AUTH, PEER, TRACKER};
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let files =
+        ["config/proxy.conf", "config/proxy.compose.conf", "k8s/base/proxy.conf", "k8s/components/jaeger/proxy.conf"];
+    for file in files {
+        let text = std::fs::read_to_string(root.join(file)).unwrap();
+        let config = proxy::Config::from_conf_str(&text, "127.0.0.1").unwrap();
+        for vhost in &config.vhosts {
+            let internal = match vhost.upstreams[0].port {
+                9001 => PEER,
+                9000 => TRACKER,
+                9100 => AUTH,
+                _ => continue,
+            };
+            for path in internal {
+                assert!(!vhost.paths.allows(path), "{file}: {} passes {path}", vhost.name);
+            }
+            for path in ["/", "/login-options", "/healthz", "/get-list"] {
+                assert!(vhost.paths.allows(path), "{file}: {} denies {path}", vhost.name);
+            }
+        }
+    }
 }

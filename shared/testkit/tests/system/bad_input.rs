@@ -122,12 +122,13 @@ async fn every_route_refuses_bad_input_with_a_json_4xx_and_keeps_serving(backend
         async move { Reply::read(request.send().await.unwrap()).await }
     };
     let other_key = kit::sign::ClusterKey::new(&secrecy::SecretString::from("guess".to_owned()));
-    let good = sys.cluster_key().sign(&Method::POST, "/receive-message", &body);
+    let target = reqwest::Url::parse(&peer1).unwrap();
+    let good = sys.cluster_key().sign_url(&Method::POST, &target, &body);
     let mut tampered = body.clone();
     tampered[20] ^= 1;
     for reply in [
         send(None, body.clone()).await,
-        send(Some(other_key.sign(&Method::POST, "/receive-message", &body)), body.clone()).await,
+        send(Some(other_key.sign_url(&Method::POST, &target, &body)), body.clone()).await,
         send(Some(good.clone()), tampered).await,
         send(Some("t=1,v1=00".into()), body.clone()).await,
     ] {

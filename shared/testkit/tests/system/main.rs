@@ -4,6 +4,7 @@ mod bad_input;
 mod cluster;
 mod deployment;
 mod metrics;
+mod public_door;
 mod realtime;
 mod startup;
 mod workflow;
