@@ -91,8 +91,9 @@ pub mod internal {
         super::tracker::REVOKE_SESSIONS,
     ];
 
-    /// Auth's: log-ins and sign-ups relayed by the peers and the tracker.
-    pub const AUTH: &[&str] = &[METRICS, super::auth::LOGIN, super::auth::REGISTER];
+    /// Auth's. Its `/login` and `/register` stay public: API clients log in there
+    /// directly (the peers and the tracker relay the browsers' log-ins, signed).
+    pub const AUTH: &[&str] = &[METRICS];
 
     /// The `deny` statement for a vhost in front of a service with these paths.
     pub fn deny_statement(paths: &[&str]) -> String {
