@@ -22,7 +22,7 @@
 //! than "the later block wins", and every error says where it is and what was expected.
 
 use crate::config::paths::{self, PathRule, PathRules};
-use crate::config::vhost::{Policy, Upstream, VhostConfig};
+use crate::config::vhost::{Policy, TlsFiles, Upstream, VhostConfig};
 
 /// A malformed file: where, and what was expected there.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -240,6 +240,7 @@ impl Parser<'_> {
         let mut policy: Option<(Policy, Position)> = None;
         let mut default_at = None;
         let mut rules = Vec::new();
+        let (mut certificate, mut certificate_key) = (None, None);
         loop {
             let (token, position) = self.lexer.next_token()?;
             match token {
@@ -281,6 +282,17 @@ impl Parser<'_> {
                     policy = Some((parsed, position));
                 }
                 Token::Word("default") => default_at = Some(position),
+                Token::Word(keyword @ ("tls_certificate" | "tls_certificate_key")) => {
+                    let (token, file_at) = self.lexer.next_token()?;
+                    let file = match token {
+                        Token::Word(file) | Token::Quoted(file) => std::path::PathBuf::from(file),
+                        other => return Err(expected(file_at, "a PEM file, such as `certs/site.pem`", &other)),
+                    };
+                    let slot = if keyword == "tls_certificate" { &mut certificate } else { &mut certificate_key };
+                    if slot.replace((file, position)).is_some() {
+                        return Err(error_at(position, format!("{keyword} is set twice in this block")));
+                    }
+                }
                 Token::Word(keyword @ ("allow" | "deny")) => self.path_rules(keyword == "allow", &mut rules)?,
                 Token::End => {
                     return Err(error_at(
@@ -291,7 +303,7 @@ impl Parser<'_> {
                 other => {
                     return Err(expected(
                         position,
-                        "`proxy_pass`, `dist_policy`, `default`, `allow`, `deny` or `}`",
+                        "`proxy_pass`, `dist_policy`, `default`, `allow`, `deny`, `tls_certificate` or `}`",
                         &other,
                     ));
                 }
@@ -301,8 +313,15 @@ impl Parser<'_> {
             return Err(error_at(host_at, format!("host \"{name}\" has no `proxy_pass`: add at least one upstream")));
         }
         let policy = policy.map(|(policy, _)| policy).unwrap_or_default();
-        let vhost =
-            VhostConfig { name, upstreams, policy, default: default_at.is_some(), paths: PathRules::new(rules) };
+        let tls = match (certificate, certificate_key) {
+            (Some((certificate, _)), Some((key, _))) => Some(TlsFiles { certificate, key }),
+            (None, None) => None,
+            (Some((_, at)), None) | (None, Some((_, at))) => {
+                return Err(error_at(at, "tls_certificate and tls_certificate_key go together: set both"));
+            }
+        };
+        let paths = PathRules::new(rules);
+        let vhost = VhostConfig { name, upstreams, policy, default: default_at.is_some(), paths, tls };
         Ok((vhost, name_at, default_at))
     }
 

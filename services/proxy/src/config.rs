@@ -21,7 +21,7 @@ pub(crate) mod paths;
 pub(crate) mod vhost;
 
 pub use paths::{PathRule, PathRules};
-pub use vhost::{Policy, Upstream, VhostConfig};
+pub use vhost::{Policy, TlsFiles, Upstream, VhostConfig};
 
 /// The default path of the vhost file, relative to the working directory.
 pub const DEFAULT_CONF_PATH: &str = "config/proxy.conf";
@@ -55,6 +55,27 @@ pub struct Config {
     pub stream_paths: Vec<String>,
     /// Runtime worker threads for the `proxy` binary; the number of cores when absent.
     pub workers: Option<usize>,
+    pub tls: TlsConfig,
+}
+
+/// HTTPS. The TLS listener runs when some certificate is configured (here or in a
+/// `host` block), beside the plain one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TlsConfig {
+    /// `--tls-port`: the HTTPS port, on the plain listener's address.
+    pub port: u16,
+    /// The default certificate (PEM), for names no `host` block has one for.
+    pub certificate: Option<PathBuf>,
+    pub certificate_key: Option<PathBuf>,
+    /// How long a client may take over its TLS handshake, in milliseconds.
+    pub handshake_timeout_ms: u64,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self { port: 8443, certificate: None, certificate_key: None, handshake_timeout_ms: 10_000 }
+    }
 }
 
 /// Timeouts, in milliseconds.
@@ -112,6 +133,7 @@ impl Default for Config {
             pool_max_idle_per_backend: 1024,
             stream_paths: vec!["/events".to_owned()],
             workers: None,
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -174,7 +196,8 @@ impl Config {
         Ok(Figment::from(Serialized::defaults(Self::default()))
             .merge(ConfFile { path, host_replacement })
             .merge(Env::prefixed("PROXY_").split("__").ignore(&["config"]))
-            .merge(Serialized::defaults(args)))
+            .merge(Serialized::defaults(args))
+            .merge(Serialized::defaults(TlsFlags::from(args))))
     }
 
     /// The address to bind: `--server-ip`, else `--host`, else 127.0.0.1; and the port.
@@ -187,6 +210,11 @@ impl Config {
             (None, None) => IpAddr::V4(Ipv4Addr::LOCALHOST),
         };
         Ok(SocketAddr::new(ip, self.server_port))
+    }
+
+    /// The HTTPS address: the plain one's IP and `tls.port`.
+    pub fn listen_tls(&self) -> Result<SocketAddr, ConfigError> {
+        Ok(SocketAddr::new(self.listen()?.ip(), self.tls.port))
     }
 
     /// What `$HOST` and `{{HOST}}` become: `--host`, else `--server-ip`, else 127.0.0.1.
@@ -245,6 +273,41 @@ pub struct Args {
     #[arg(long)]
     #[serde(skip)]
     pub config: Option<PathBuf>,
+    /// HTTPS port, served when a certificate is configured [default: 8443].
+    #[arg(long)]
+    #[serde(skip)]
+    pub tls_port: Option<u16>,
+    /// The default certificate (PEM) for HTTPS.
+    #[arg(long)]
+    #[serde(skip)]
+    pub tls_cert: Option<PathBuf>,
+    /// The default certificate's private key (PEM).
+    #[arg(long)]
+    #[serde(skip)]
+    pub tls_key: Option<PathBuf>,
+}
+
+/// The TLS flags as the `tls` key of the configuration.
+#[derive(Serialize)]
+struct TlsFlags {
+    tls: Dict,
+}
+
+impl From<&Args> for TlsFlags {
+    fn from(args: &Args) -> Self {
+        let mut tls = Dict::new();
+        if let Some(port) = args.tls_port {
+            tls.insert("port".into(), Value::from(port));
+        }
+        let path = |path: &PathBuf| Value::from(path.display().to_string());
+        if let Some(cert) = &args.tls_cert {
+            tls.insert("certificate".into(), path(cert));
+        }
+        if let Some(key) = &args.tls_key {
+            tls.insert("certificate_key".into(), path(key));
+        }
+        Self { tls }
+    }
 }
 
 /// The figment provider of `proxy.conf`: it contributes the `vhosts` key.

@@ -27,6 +27,7 @@ use crate::body::RequestBody;
 use crate::error::ProxyError;
 use crate::h1::head::{self, Invalid, RequestHead};
 use crate::shared::{Shared, Worker};
+use crate::stream::ClientStream;
 
 /// The size of a connection's buffers at first; they grow as messages need.
 const BUFFER: usize = 4096;
@@ -40,7 +41,7 @@ pub(crate) enum Next {
 
 /// A client connection and the buffers its requests reuse.
 pub(crate) struct DownstreamSession {
-    stream: TcpStream,
+    stream: ClientStream,
     /// Bytes read from the client; those before `pos` are used.
     buf: Vec<u8>,
     pos: usize,
@@ -75,6 +76,8 @@ pub(crate) struct HeadContext<'a> {
     pub(crate) client_ip: &'a str,
     /// The proxy is shutting down.
     pub(crate) closing: bool,
+    /// The client came over TLS.
+    pub(crate) https: bool,
 }
 
 /// How reading a request head ended.
@@ -109,7 +112,7 @@ pub(crate) enum Watched {
 }
 
 impl DownstreamSession {
-    pub(crate) fn new(stream: TcpStream, remote: SocketAddr, worker: &Worker) -> Self {
+    pub(crate) fn new(stream: ClientStream, remote: SocketAddr, worker: &Worker) -> Self {
         let far = Instant::now() + worker.shared.settings.header_read_timeout;
         Self {
             stream,
@@ -147,6 +150,7 @@ impl DownstreamSession {
                         host: &mut self.host,
                         client_ip: &self.client_ip,
                         closing: self.shared.stopping.load(Ordering::Relaxed),
+                        https: self.stream.is_tls(),
                     };
                     let decided = decide(&request, context);
                     self.pos += request.len;
@@ -253,9 +257,13 @@ impl DownstreamSession {
     /// `until_shutdown`, until the proxy shuts down; pends for ever with neither.
     /// Watching is worth going on while fewer than `limit` bytes wait unread.
     pub(crate) async fn watch(&mut self, readable: bool, until_shutdown: bool, limit: usize) -> Watched {
+        if self.stream.is_tls() {
+            return self.watch_tls(readable, until_shutdown, limit).await;
+        }
+        let ClientStream::Plain(stream) = &mut self.stream else { unreachable!("checked above") };
         tokio::select! {
             biased;
-            ready = self.stream.readable(), if readable => {
+            ready = stream.readable(), if readable => {
                 if ready.is_err() {
                     return Watched::Gone;
                 }
@@ -263,12 +271,32 @@ impl DownstreamSession {
                 if self.buf.capacity() - self.buf.len() < spare {
                     self.buf.reserve(spare.max(self.buf.len()));
                 }
-                match self.stream.try_read_buf(&mut self.buf) {
+                match stream.try_read_buf(&mut self.buf) {
                     Ok(0) => Watched::Gone,
                     Err(err) if err.kind() != std::io::ErrorKind::WouldBlock => Watched::Gone,
                     _ => Watched::Sent { watch_more: self.buf.len() - self.pos < limit },
                 }
             }
+            () = self.shutdown.as_mut(), if until_shutdown => Watched::Shutdown,
+            else => std::future::pending().await,
+        }
+    }
+
+    /// [`Self::watch`] over TLS: rustls may hold decrypted bytes the socket's
+    /// readiness does not show, so it reads (into room made first) rather than waits.
+    async fn watch_tls(&mut self, readable: bool, until_shutdown: bool, limit: usize) -> Watched {
+        if readable {
+            let spare = limit / 4;
+            if self.buf.capacity() - self.buf.len() < spare {
+                self.buf.reserve(spare.max(self.buf.len()));
+            }
+        }
+        tokio::select! {
+            biased;
+            read = self.stream.read_buf(&mut self.buf), if readable => match read {
+                Ok(0) | Err(_) => Watched::Gone,
+                Ok(_) => Watched::Sent { watch_more: self.buf.len() - self.pos < limit },
+            },
             () = self.shutdown.as_mut(), if until_shutdown => Watched::Shutdown,
             else => std::future::pending().await,
         }
@@ -298,14 +326,25 @@ impl DownstreamSession {
                 Err(_) => return false,
             }
         }
-        if written == self.out.len() {
+        // Over TLS, what rustls took may still wait in its buffer: flush it.
+        let tls = self.stream.is_tls();
+        if written == self.out.len() && !tls {
             return true;
         }
         let idle_timeout = self.shared.settings.idle_timeout;
         self.timer.as_mut().reset(Instant::now() + idle_timeout);
+        let rest = &self.out[written..];
+        let stream = &mut self.stream;
+        let send = async move {
+            stream.write_all(rest).await?;
+            if tls {
+                stream.flush().await?;
+            }
+            std::io::Result::Ok(())
+        };
         tokio::select! {
             biased;
-            sent = self.stream.write_all(&self.out[written..]) => sent.is_ok(),
+            sent = send => sent.is_ok(),
             () = self.timer.as_mut() => {
                 tracing::debug!(idle_secs = idle_timeout.as_secs(), "client not reading; closing");
                 false
@@ -397,6 +436,9 @@ impl DownstreamSession {
     pub(crate) async fn finish(mut self) {
         if self.linger {
             self.close_gently().await;
+        } else if self.stream.is_tls() {
+            // TLS ends with close_notify, so the client knows the answer is whole.
+            let _ = tokio::time::timeout(Duration::from_secs(1), self.stream.shutdown()).await;
         }
     }
 

@@ -64,7 +64,9 @@ pub mod resolve;
 pub mod routing;
 pub mod server;
 pub mod shared;
+mod stream;
 mod sync;
+pub mod tls;
 pub mod trace_context;
 pub mod upstream;
 pub mod worker;
@@ -83,12 +85,16 @@ pub use config::{Args, Config};
 
 use crate::balance::Backend;
 use crate::shared::Shared;
+use crate::tls::{Certificates, Tls};
+use crate::worker::TlsListener;
 
 /// A running proxy's state. Cloning is a reference-count bump; clones share routing,
 /// health and the connection pool, so a clone kept aside can [`Proxy::reload`].
 #[derive(Clone)]
 pub struct Proxy {
     shared: Arc<Shared>,
+    /// Present when a certificate is configured: HTTPS is served.
+    tls: Option<Tls>,
 }
 
 impl Proxy {
@@ -96,7 +102,15 @@ impl Proxy {
     /// as IPs are ready now; names are resolved when [`serve`] starts). Spawns nothing.
     pub fn new(config: Config) -> anyhow::Result<Self> {
         config.validate().map_err(anyhow::Error::msg).context("invalid proxy configuration")?;
-        Ok(Self { shared: Arc::new(Shared::new(config)) })
+        let certificates =
+            Certificates::load(&config).map_err(anyhow::Error::msg).context("invalid TLS configuration")?;
+        let tls = certificates.map(Tls::new).transpose()?;
+        Ok(Self { shared: Arc::new(Shared::new(config)), tls })
+    }
+
+    /// Whether HTTPS is served (some certificate is configured).
+    pub fn serves_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// Replaces the vhosts with those of `config` (resolving their names first).
@@ -105,6 +119,16 @@ impl Proxy {
     /// read once, at start.
     pub async fn reload(&self, config: &Config) -> anyhow::Result<()> {
         config.validate().map_err(anyhow::Error::msg).context("invalid proxy configuration")?;
+        let certificates =
+            Certificates::load(config).map_err(anyhow::Error::msg).context("invalid TLS configuration")?;
+        match (&self.tls, certificates) {
+            (Some(tls), Some(certificates)) => tls.replace(certificates),
+            (Some(_), None) => {
+                anyhow::bail!("the new configuration has no certificate: HTTPS stops only with a restart")
+            }
+            (None, Some(_)) => tracing::warn!("certificates configured: HTTPS starts with the next restart"),
+            (None, None) => {}
+        }
         self.shared.reload(config).await;
         tracing::info!(vhosts = config.vhosts.len(), "configuration reloaded");
         Ok(())
@@ -166,7 +190,20 @@ pub async fn serve(
     proxy: Proxy,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    worker::serve(listener, proxy.shared, shutdown, 0).await
+    worker::serve(listener, None, proxy.shared, shutdown, 0).await
+}
+
+/// [`serve`], and HTTPS on `tls_listener` with the proxy's certificates (an error
+/// when it has none).
+pub async fn serve_with_tls(
+    listener: TcpListener,
+    tls_listener: TcpListener,
+    proxy: Proxy,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let tls = proxy.tls.context("HTTPS needs a certificate: none is configured")?;
+    let tls = TlsListener { listener: tls_listener, tls };
+    worker::serve(listener, Some(tls), proxy.shared, shutdown, 0).await
 }
 
 /// Runs the `proxy` binary: one worker thread per core, each with a single-threaded
@@ -186,13 +223,27 @@ pub fn run(config: Config, args: Args) -> anyhow::Result<()> {
     for _ in 1..workers {
         sockets.push(worker::bind_socket(addr, true)?);
     }
-    let vhosts: Vec<&str> = config.vhosts.iter().map(|vhost| vhost.name.as_str()).collect();
-    tracing::info!(%addr, workers, ?vhosts, "listening");
+    let vhosts: Vec<String> = config.vhosts.iter().map(|vhost| vhost.name.clone()).collect();
+    let tls_addr = config.listen_tls()?;
     let proxy = Proxy::new(config)?;
+    let mut tls_sockets = Vec::new();
+    if proxy.tls.is_some() {
+        let first = worker::bind_socket(tls_addr, true)?;
+        let tls_addr = first.local_addr().context("failed to read the bound address")?;
+        tls_sockets.push(first);
+        for _ in 1..workers {
+            tls_sockets.push(worker::bind_socket(tls_addr, true)?);
+        }
+        tracing::info!(%addr, %tls_addr, workers, ?vhosts, "listening, HTTPS too");
+    } else {
+        tracing::info!(%addr, workers, ?vhosts, "listening");
+    }
+    let mut tls_sockets = tls_sockets.into_iter();
     let stop = CancellationToken::new();
     let mut threads = Vec::with_capacity(workers);
     for (index, socket) in sockets.into_iter().enumerate() {
         let (proxy, stop, args) = (proxy.clone(), stop.clone(), args.clone());
+        let tls_socket = tls_sockets.next();
         let thread = std::thread::Builder::new().name(format!("proxy-worker-{index}")).spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -200,6 +251,13 @@ pub fn run(config: Config, args: Args) -> anyhow::Result<()> {
                 .context("failed to start a worker runtime")?;
             runtime.block_on(async move {
                 let listener = TcpListener::from_std(socket).context("failed to register the listener")?;
+                let tls = match (tls_socket, proxy.tls.clone()) {
+                    (Some(socket), Some(tls)) => {
+                        let listener = TcpListener::from_std(socket).context("failed to register the listener")?;
+                        Some(TlsListener { listener, tls })
+                    }
+                    _ => None,
+                };
                 if index == 0 {
                     let stop = stop.clone();
                     tokio::spawn(async move {
@@ -208,7 +266,7 @@ pub fn run(config: Config, args: Args) -> anyhow::Result<()> {
                     });
                     tokio::spawn(reload_on_sighup(proxy.clone(), args));
                 }
-                worker::serve(listener, proxy.shared, stop.cancelled_owned(), index).await
+                worker::serve(listener, tls, proxy.shared, stop.cancelled_owned(), index).await
             })
         });
         threads.push(thread.context("failed to start a worker thread")?);

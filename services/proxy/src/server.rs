@@ -14,7 +14,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::net::TcpStream;
 use wire::api::{Done, ErrorBody};
 
 use crate::balance::STICKY_COOKIE;
@@ -25,6 +24,7 @@ use crate::forward::{self, Forwarding, RequestInfo};
 use crate::h1::head::{self, Framing, HostField, RequestHead};
 use crate::routing::{self, Route};
 use crate::shared::{Shared, Worker};
+use crate::stream::ClientStream;
 use crate::trace_context;
 use crate::upstream::UpstreamScratch;
 
@@ -45,7 +45,7 @@ struct Refused {
 }
 
 /// Serves one client connection until it closes, times out, or the proxy shuts down.
-pub(crate) async fn serve_connection(stream: TcpStream, remote: SocketAddr, worker: Arc<Worker>) {
+pub(crate) async fn serve_connection(stream: ClientStream, remote: SocketAddr, worker: Arc<Worker>) {
     let mut session = DownstreamSession::new(stream, remote, &worker);
     let mut scratch = UpstreamScratch::new();
     while serve_one(&mut session, &mut scratch, &worker).await == Next::KeepAlive {
@@ -80,7 +80,7 @@ async fn serve_one(session: &mut DownstreamSession, scratch: &mut UpstreamScratc
 /// the backend will get (into the context's `request`), or the proxy's own answer
 /// (into its `out`). No IO.
 fn prepare(worker: &Worker, request: &RequestHead<'_>, context: HeadContext<'_>) -> Result<Prepared, Refused> {
-    let HeadContext { request: upstream_head, out, host: lowercase, client_ip, closing } = context;
+    let HeadContext { request: upstream_head, out, host: lowercase, client_ip, closing, https } = context;
     let shared = &worker.shared;
     let settings = &shared.settings;
     // A refused request whose body was not read cannot be followed by another.
@@ -127,6 +127,7 @@ fn prepare(worker: &Worker, request: &RequestHead<'_>, context: HeadContext<'_>)
     let (span, trace) = trace_context::request_span(request, raw_host);
     let rewrite = head::Upstream {
         client_ip,
+        https,
         trace: trace.as_ref().map(|(parent, state)| (parent.as_str(), state.as_deref())),
         // The backend closes a stream's connection when the stream ends (so its side
         // keeps the TIME_WAIT, not the proxy's ports).

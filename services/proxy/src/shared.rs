@@ -67,6 +67,7 @@ pub(crate) struct Settings {
     pub(crate) health_timeout: Duration,
     pub(crate) health_path: String,
     pub(crate) resolve_interval: Duration,
+    pub(crate) tls_handshake_timeout: Duration,
 }
 
 /// What one worker's connections share: the proxy's state and the worker's own
@@ -96,6 +97,7 @@ impl Settings {
             health_timeout: Config::timeout(config.health.timeout_ms),
             health_path: config.health.path.clone(),
             resolve_interval: Config::timeout(config.resolve_interval_ms),
+            tls_handshake_timeout: Config::timeout(config.tls.handshake_timeout_ms),
         }
     }
 }

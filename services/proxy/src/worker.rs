@@ -14,11 +14,20 @@ use tokio_util::task::TaskTracker;
 
 use crate::server;
 use crate::shared::{Shared, Worker};
+use crate::stream::ClientStream;
+use crate::tls::Tls;
+
+/// A worker's HTTPS listener and the TLS configuration its handshakes use.
+pub(crate) struct TlsListener {
+    pub(crate) listener: TcpListener,
+    pub(crate) tls: Tls,
+}
 
 /// One worker's accept loop. The first worker also resolves the upstream names and
 /// runs the health and DNS tasks.
 pub(crate) async fn serve(
     listener: TcpListener,
+    tls: Option<TlsListener>,
     shared: Arc<Shared>,
     shutdown: impl Future<Output = ()> + Send + 'static,
     index: usize,
@@ -35,25 +44,46 @@ pub(crate) async fn serve(
 
     let connections = TaskTracker::new();
     tokio::pin!(shutdown);
+    let handshake_timeout = shared.settings.tls_handshake_timeout;
     loop {
-        let (stream, remote) = tokio::select! {
+        let (accepted, secure) = tokio::select! {
             biased;
             () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(err) => {
-                    // Out of file descriptors, usually: give connections time to close.
-                    tracing::error!(%err, "failed to accept");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            accepted = listener.accept() => (accepted, false),
+            accepted = accept(tls.as_ref()), if tls.is_some() => (accepted, true),
+        };
+        let (stream, remote) = match accepted {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                // Out of file descriptors, usually: give connections time to close.
+                tracing::error!(%err, "failed to accept");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
         };
         // Small writes (SSE events, WebSocket frames) must not wait for Nagle.
         let _ = stream.set_nodelay(true);
-        connections.spawn(server::serve_connection(stream, remote, worker.clone()));
+        let worker = worker.clone();
+        match (&tls, secure) {
+            (Some(tls), true) => {
+                let handshake = tls.tls.acceptor.accept(stream);
+                connections.spawn(async move {
+                    match tokio::time::timeout(handshake_timeout, handshake).await {
+                        Ok(Ok(stream)) => {
+                            server::serve_connection(ClientStream::Tls(Box::new(stream)), remote, worker).await;
+                        }
+                        Ok(Err(err)) => tracing::debug!(%err, %remote, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
+                    }
+                });
+            }
+            _ => {
+                connections.spawn(server::serve_connection(ClientStream::Plain(stream), remote, worker));
+            }
+        }
     }
     drop(listener);
+    drop(tls);
     tracing::info!("shutting down: draining connections");
     shared.stopping.store(true, Ordering::Relaxed);
     shared.shutdown.cancel();
@@ -70,6 +100,13 @@ pub(crate) async fn serve(
         ),
     }
     Ok(())
+}
+
+async fn accept(tls: Option<&TlsListener>) -> std::io::Result<(tokio::net::TcpStream, SocketAddr)> {
+    match tls {
+        Some(tls) => tls.listener.accept().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Closes a worker's idle backend connections once they pass the idle timeout, until

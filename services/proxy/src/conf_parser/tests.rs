@@ -69,7 +69,7 @@ fn errors_give_the_line_column_and_what_was_expected() {
         "host \"a\" {\n  proxy_pass http://x:1;\n  weight 3;\n}",
         3,
         3,
-        "expected `proxy_pass`, `dist_policy`, `default`, `allow`, `deny` or `}`, found `weight`",
+        "expected `proxy_pass`, `dist_policy`, `default`, `allow`, `deny`, `tls_certificate` or `}`, found `weight`",
     );
     check_error(
         "host \"a\" {\n  proxy_pass http://x:1;\n",

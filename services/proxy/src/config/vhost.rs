@@ -2,6 +2,8 @@
 //! produces and the balancer ([`crate::balance`]) reads. They depend on nothing else
 //! in the crate but the path rules ([`super::paths`]), so both can use them without depending on each other.
 
+use std::path::PathBuf;
+
 use serde::{Deserialize, Serialize};
 
 use super::paths::PathRules;
@@ -20,6 +22,17 @@ pub struct VhostConfig {
     /// The `allow` and `deny` rules: which paths this vhost passes on.
     #[serde(default)]
     pub paths: PathRules,
+    /// `tls_certificate` and `tls_certificate_key`: served over HTTPS to clients
+    /// that ask for this name.
+    #[serde(default)]
+    pub tls: Option<TlsFiles>,
+}
+
+/// A certificate chain and its private key, PEM files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TlsFiles {
+    pub certificate: PathBuf,
+    pub key: PathBuf,
 }
 
 /// A `proxy_pass http://host:port` target. A name may resolve to several addresses,

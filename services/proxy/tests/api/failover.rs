@@ -57,6 +57,7 @@ async fn a_refused_post_is_replayed_on_the_next_backend_with_its_body() {
         policy: Policy::RoundRobin,
         default: false,
         paths: Default::default(),
+        tls: None,
     };
     let proxy = TestProxy::start(config(vec![vhost])).await;
 
@@ -76,6 +77,7 @@ async fn every_backend_down_is_a_fast_502_never_a_hang() {
         policy: Policy::RoundRobin,
         default: false,
         paths: Default::default(),
+        tls: None,
     };
     let proxy = TestProxy::start(config(vec![vhost])).await;
 

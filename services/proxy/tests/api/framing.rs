@@ -180,6 +180,7 @@ async fn a_backend_dropping_idle_connections_costs_no_request() {
         policy: Policy::RoundRobin,
         default: false,
         paths: Default::default(),
+        tls: None,
     };
     let proxy = TestProxy::start(config(vec![vhost])).await;
     for round in 0..20 {
@@ -267,6 +268,7 @@ fn vhost_over(upstreams: Vec<Upstream>) -> VhostConfig {
         policy: Policy::RoundRobin,
         default: false,
         paths: Default::default(),
+        tls: None,
     }
 }
 

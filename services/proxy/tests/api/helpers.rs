@@ -249,6 +249,7 @@ pub fn vhost(name: &str, policy: Policy, backends: &[&Backend]) -> VhostConfig {
         policy,
         default: false,
         paths: Default::default(),
+        tls: None,
     }
 }
 

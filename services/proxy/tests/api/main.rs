@@ -10,3 +10,4 @@ mod reload;
 mod routing;
 mod sticky;
 mod streaming;
+mod tls;

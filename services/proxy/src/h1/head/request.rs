@@ -52,6 +52,8 @@ pub struct RequestHead<'a> {
 pub struct Upstream<'a> {
     /// The client's address, appended to `X-Forwarded-For`.
     pub client_ip: &'a str,
+    /// The client came over TLS: `X-Forwarded-Proto: https`.
+    pub https: bool,
     /// `traceparent` (and `tracestate`) replacing the client's: the proxy's own span.
     pub trace: Option<(&'a str, Option<&'a str>)>,
     /// Ask the backend to close the connection after this response.
@@ -216,7 +218,11 @@ impl RequestHead<'_> {
         }
         out.extend_from_slice(rewrite.client_ip.as_bytes());
         out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(b"x-forwarded-proto: http\r\n");
+        out.extend_from_slice(if rewrite.https {
+            b"x-forwarded-proto: https\r\n"
+        } else {
+            b"x-forwarded-proto: http\r\n"
+        });
         if let HostField::One(host) = self.host {
             put_header(out, b"x-forwarded-host", host.as_bytes());
         }

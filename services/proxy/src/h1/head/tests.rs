@@ -144,7 +144,7 @@ fn the_proxys_span_replaces_the_trace_headers() {
     let head = parse_request(bytes, &mut headers).unwrap().unwrap();
     assert!(head.accepts_event_stream);
     let mut out = Vec::new();
-    let rewrite = Upstream { client_ip: "::1", trace: Some(("new", Some("new=1"))), close: true };
+    let rewrite = Upstream { client_ip: "::1", https: false, trace: Some(("new", Some("new=1"))), close: true };
     head.write_upstream(&rewrite, &mut out);
     let text = String::from_utf8(out).unwrap();
     assert!(!text.contains("old"), "{text}");
