@@ -96,7 +96,18 @@ fn prepare(worker: &Worker, request: &RequestHead<'_>, context: HeadContext<'_>)
     let host = routing::normalize_host(raw_host, lowercase).map_err(refuse)?;
     let vhost = {
         let table = shared.tables[worker.index].load();
-        match table.route(host) {
+        let mut route = table.route(host);
+        if https
+            && matches!(route, Route::Unmatched(_))
+            && let (name, Some(port)) = routing::split_host_port(host)
+            && port.parse() == Ok(settings.tls_port)
+        {
+            let as_plain = format!("{name}:{}", settings.plain_port);
+            if let Route::Vhost(vhost) = table.route(&as_plain) {
+                route = Route::Vhost(vhost);
+            }
+        }
+        match route {
             Route::Vhost(vhost) => vhost.clone(),
             Route::Unmatched(default) => {
                 let keep_alive = keep_alive && !closing;

@@ -68,6 +68,11 @@ pub(crate) struct Settings {
     pub(crate) health_path: String,
     pub(crate) resolve_interval: Duration,
     pub(crate) tls_handshake_timeout: Duration,
+    /// The plain and the HTTPS port as configured: a Host naming the HTTPS port is
+    /// routed as if it named the plain one, so `localhost:8080` blocks serve
+    /// `https://localhost:8443` too.
+    pub(crate) plain_port: u16,
+    pub(crate) tls_port: u16,
 }
 
 /// What one worker's connections share: the proxy's state and the worker's own
@@ -98,6 +103,8 @@ impl Settings {
             health_path: config.health.path.clone(),
             resolve_interval: Config::timeout(config.resolve_interval_ms),
             tls_handshake_timeout: Config::timeout(config.tls.handshake_timeout_ms),
+            plain_port: config.server_port,
+            tls_port: config.tls.port,
         }
     }
 }

@@ -52,6 +52,15 @@ struct UpArgs {
     /// The proxy's port.
     #[arg(long = "proxy-port", default_value_t = 8080)]
     proxy_port: u16,
+    /// A certificate (PEM) for HTTPS at the proxy, on --tls-port; with --tls-key.
+    #[arg(long = "tls-cert", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long = "tls-key", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// The proxy's HTTPS port, when --tls-cert is given.
+    #[arg(long = "tls-port", default_value_t = 8443)]
+    tls_port: u16,
     #[command(flatten)]
     storage: kit::config::StorageFlags,
 }
@@ -144,6 +153,10 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         peer_listeners.push(bind(SocketAddr::new(host, 9001 + index)).await?);
     }
     let proxy_listener = bind(SocketAddr::new(host, args.proxy_port)).await?;
+    let tls_listener = match &args.tls_cert {
+        Some(_) => Some(bind(SocketAddr::new(host, args.tls_port)).await?),
+        None => None,
+    };
 
     let auth_config =
         auth::Config { server_ip: host, db: args.db.clone(), secrets: secrets.clone(), ..auth::Config::default() };
@@ -174,8 +187,11 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         ..peer::Config::default()
     };
     let peer_ports: Vec<u16> = (0..args.peers).map(|index| 9001 + index).collect();
-    let proxy_config = proxy::Config::from_conf_str(&proxy_conf(host, args.proxy_port, &peer_ports), &host.to_string())
-        .context("the generated proxy configuration is invalid")?;
+    let mut proxy_config =
+        proxy::Config::from_conf_str(&proxy_conf(host, args.proxy_port, &peer_ports), &host.to_string())
+            .context("the generated proxy configuration is invalid")?;
+    proxy_config.tls.certificate = args.tls_cert.clone();
+    proxy_config.tls.certificate_key = args.tls_key.clone();
 
     let shutdown = CancellationToken::new();
     let mut services = tokio::task::JoinSet::new();
@@ -190,9 +206,14 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         let state = peer::AppState::new(&peer_config, listener.local_addr()?).await?;
         services.spawn(named("peer", peer::serve(listener, state, stop(&shutdown))));
     }
-    services.spawn(named("proxy", proxy::serve(proxy_listener, proxy::Proxy::new(proxy_config)?, stop(&shutdown))));
+    let proxy = proxy::Proxy::new(proxy_config)?;
+    match tls_listener {
+        Some(tls) => services.spawn(named("proxy", proxy::serve_with_tls(proxy_listener, tls, proxy, stop(&shutdown)))),
+        None => services.spawn(named("proxy", proxy::serve(proxy_listener, proxy, stop(&shutdown)))),
+    };
 
-    print_urls(host, args.proxy_port, &peer_ports, &args.data_dir);
+    let tls_port = args.tls_cert.is_some().then_some(args.tls_port);
+    print_urls(host, args.proxy_port, tls_port, &peer_ports, &args.data_dir);
     tokio::select! {
         () = kit::shutdown::signal() => {}
         Some(ended) = services.join_next() => {
@@ -296,10 +317,13 @@ fn proxy_conf(host: IpAddr, port: u16, peer_ports: &[u16]) -> String {
 }
 
 #[allow(clippy::print_stdout, reason = "the URLs to open are the command's output")]
-fn print_urls(host: IpAddr, proxy_port: u16, peer_ports: &[u16], data_dir: &Path) {
+fn print_urls(host: IpAddr, proxy_port: u16, tls_port: Option<u16>, peer_ports: &[u16], data_dir: &Path) {
     let local = if host.is_loopback() { "localhost".to_owned() } else { host.to_string() };
     println!();
     println!("  WeApRous is up. Open the chat:  http://{local}:{proxy_port}/");
+    if let Some(port) = tls_port {
+        println!("  Over HTTPS (the certificate given):  https://{local}:{port}/");
+    }
     println!("  Log in as user1 / password1 (user2..user4 likewise; or sign up).");
     println!();
     println!("  Development mode ({}=1): the demo accounts above, public passwords and all.", kit::config::DEV_ENV);

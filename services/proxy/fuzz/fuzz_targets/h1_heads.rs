@@ -10,7 +10,7 @@ fuzz_target!(|bytes: &[u8]| {
     let mut slots = head::header_slots();
     if let Ok(Some(request)) = head::parse_request(bytes, &mut slots) {
         let _ = (request.cookie("weaprous_backend"), request.is_idempotent(), request.path());
-        let rewrite = Upstream { client_ip: "10.0.0.1", trace: Some(("00-a-b-01", None)), close: false };
+        let rewrite = Upstream { client_ip: "10.0.0.1", https: false, trace: Some(("00-a-b-01", None)), close: false };
         let mut out = Vec::new();
         request.write_upstream(&rewrite, &mut out);
         let mut again = head::header_slots();

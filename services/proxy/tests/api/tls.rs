@@ -226,3 +226,21 @@ fn subdir(dir: &Path, name: &str) -> PathBuf {
     std::fs::create_dir_all(&sub).unwrap();
     sub
 }
+
+#[tokio::test]
+async fn a_block_for_the_plain_port_serves_the_same_name_on_the_https_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = issue(dir.path(), "site.test");
+    let backend = Backend::start("b").await;
+    // As config/proxy.conf names its blocks: with the plain port (8080; HTTPS on 8443).
+    let settings =
+        with_tls(config(vec![vhost("site.test:8080", Policy::RoundRobin, &[&backend])]), &[("site.test:8080", &site)]);
+    let proxy = TlsProxy::start(settings).await;
+    let mut stream = proxy.connect("site.test", &[&site.der]).await;
+    assert!(request(&mut stream, "site.test:8443", "/").await.contains("x-backend: b"));
+    let mut stream = proxy.connect("site.test", &[&site.der]).await;
+    assert!(request(&mut stream, "site.test:9999", "/").await.starts_with("HTTP/1.1 404"), "only the HTTPS port maps");
+    // Over plain HTTP, the HTTPS port is just another port.
+    let plain = crate::helpers::raw_request(proxy.plain, "GET / HTTP/1.0\r\nHost: site.test:8443\r\n\r\n").await;
+    assert!(plain.starts_with("HTTP/1.0 404") || plain.starts_with("HTTP/1.1 404"), "{plain}");
+}
