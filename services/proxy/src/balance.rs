@@ -14,7 +14,7 @@ use http::HeaderValue;
 use http::uri::Authority;
 
 use crate::config::paths::PathRules;
-use crate::config::vhost::{Policy, Upstream};
+use crate::config::vhost::{HttpsRules, Policy, Upstream};
 use crate::metrics::BackendStats;
 
 /// The cookie that pins a browser to a backend under the `sticky` policy.
@@ -52,6 +52,10 @@ pub struct Vhost {
     pub(crate) next: Arc<AtomicUsize>,
     /// Which paths the vhost passes on (`allow` and `deny`).
     pub paths: PathRules,
+    /// `redirect_to_https`: plain requests get `308` to HTTPS.
+    pub https_redirect: bool,
+    /// The `Strict-Transport-Security` value of responses over HTTPS (`hsts`).
+    pub hsts: Option<Box<[u8]>>,
 }
 
 /// Where a request starts.
@@ -145,12 +149,27 @@ impl Vhost {
         backends: Vec<Arc<Backend>>,
         next: Arc<AtomicUsize>,
     ) -> Self {
-        Self { name: name.into(), policy, upstreams, backends: backends.into(), next, paths: PathRules::default() }
+        Self {
+            name: name.into(),
+            policy,
+            upstreams,
+            backends: backends.into(),
+            next,
+            paths: PathRules::default(),
+            https_redirect: false,
+            hsts: None,
+        }
     }
 
     /// The same vhost with these path rules.
     pub fn with_paths(self, paths: PathRules) -> Self {
         Self { paths, ..self }
+    }
+
+    /// The same vhost with these HTTPS rules.
+    pub fn with_https(self, rules: &HttpsRules) -> Self {
+        let hsts = rules.hsts_max_age_secs.map(|seconds| format!("max-age={seconds}").into_bytes().into_boxed_slice());
+        Self { https_redirect: rules.redirect, hsts, ..self }
     }
 
     /// Chooses the first backend to try, or `None` when the vhost has no backend.

@@ -22,7 +22,7 @@
 //! than "the later block wins", and every error says where it is and what was expected.
 
 use crate::config::paths::{self, PathRule, PathRules};
-use crate::config::vhost::{Policy, TlsFiles, Upstream, VhostConfig};
+use crate::config::vhost::{HttpsRules, Policy, TlsFiles, Upstream, VhostConfig};
 
 /// A malformed file: where, and what was expected there.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -241,6 +241,7 @@ impl Parser<'_> {
         let mut default_at = None;
         let mut rules = Vec::new();
         let (mut certificate, mut certificate_key) = (None, None);
+        let mut https = HttpsRules::default();
         loop {
             let (token, position) = self.lexer.next_token()?;
             match token {
@@ -293,6 +294,18 @@ impl Parser<'_> {
                         return Err(error_at(position, format!("{keyword} is set twice in this block")));
                     }
                 }
+                Token::Word("redirect_to_https") => https.redirect = true,
+                Token::Word("hsts") => {
+                    let (token, value_at) = self.lexer.next_token()?;
+                    let seconds = match token {
+                        Token::Word(value) => value.parse::<u64>().ok(),
+                        _ => None,
+                    };
+                    let Some(seconds) = seconds else {
+                        return Err(expected(value_at, "a max-age in seconds, such as `31536000`", &token));
+                    };
+                    https.hsts_max_age_secs = Some(seconds);
+                }
                 Token::Word(keyword @ ("allow" | "deny")) => self.path_rules(keyword == "allow", &mut rules)?,
                 Token::End => {
                     return Err(error_at(
@@ -321,7 +334,7 @@ impl Parser<'_> {
             }
         };
         let paths = PathRules::new(rules);
-        let vhost = VhostConfig { name, upstreams, policy, default: default_at.is_some(), paths, tls };
+        let vhost = VhostConfig { name, upstreams, policy, default: default_at.is_some(), paths, tls, https };
         Ok((vhost, name_at, default_at))
     }
 

@@ -21,7 +21,7 @@ pub(crate) mod paths;
 pub(crate) mod vhost;
 
 pub use paths::{PathRule, PathRules};
-pub use vhost::{Policy, TlsFiles, Upstream, VhostConfig};
+pub use vhost::{HttpsRules, Policy, TlsFiles, Upstream, VhostConfig};
 
 /// The default path of the vhost file, relative to the working directory.
 pub const DEFAULT_CONF_PATH: &str = "config/proxy.conf";

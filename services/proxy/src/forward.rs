@@ -69,6 +69,8 @@ pub(crate) struct RequestInfo {
     /// Goes to the backend on a connection of its own, never pooled: a WebSocket
     /// handshake, or an event stream of a configured path.
     pub(crate) own_connection: bool,
+    /// The client came over TLS.
+    pub(crate) https: bool,
 }
 
 /// Forwards a prepared request and answers the client; says whether the client
@@ -108,7 +110,8 @@ pub(crate) async fn forward(
         let reused = upstream.is_reused();
         let in_flight = (vhost.policy == Policy::LeastConn).then(|| InFlight::start(backend));
         let set_cookie = sticky_cookie(&vhost, pick, backend);
-        let exchange = Exchange { request: &request, backend, set_cookie, in_flight, started };
+        let hsts = if request.https { vhost.hsts.as_deref() } else { None };
+        let exchange = Exchange { request: &request, backend, set_cookie, hsts, in_flight, started };
         match exchange.run(client, worker, upstream, &mut body).await {
             Ok(next) => return next,
             Err(Failure::Abort) => return Next::Close,
@@ -161,6 +164,8 @@ struct Exchange<'a> {
     backend: &'a Backend,
     /// The sticky pin to hand out with the response.
     set_cookie: Option<&'a [u8]>,
+    /// The `Strict-Transport-Security` value to send.
+    hsts: Option<&'a [u8]>,
     /// Counts the request against its backend until the body is relayed.
     in_flight: Option<InFlight>,
     /// When the try began, for the upstream deadline and the latency metric.
@@ -309,6 +314,7 @@ impl Exchange<'_> {
         } else {
             Downstream {
                 set_cookie: self.set_cookie,
+                hsts: self.hsts,
                 close: close_client,
                 keep_alive_10: request.http10 && !close_client,
                 transfer_encoding: !decode,

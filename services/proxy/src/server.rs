@@ -121,6 +121,16 @@ fn prepare(worker: &Worker, request: &RequestHead<'_>, context: HeadContext<'_>)
     if !vhost.paths.allows(request.path()) {
         return Err(refuse(ProxyError::PathDenied));
     }
+    if vhost.https_redirect && !https {
+        // The same URL over HTTPS; `308` keeps the method and the body.
+        let (name, _) = routing::split_host_port(host);
+        let port = if settings.tls_port == 443 { String::new() } else { format!(":{}", settings.tls_port) };
+        let location = format!("https://{name}{port}{}", request.path());
+        let keep_alive = keep_alive && !closing;
+        out.clear();
+        head::write_response(out, 308, &[("location", &location)], b"", !request.is_head(), !keep_alive);
+        return Ok(Prepared::Answered { keep_alive });
+    }
     if let Framing::Length(length) = request.framing
         && length > settings.max_body_bytes
     {
@@ -155,6 +165,7 @@ fn prepare(worker: &Worker, request: &RequestHead<'_>, context: HeadContext<'_>)
         upgrade: request.upgrade.is_some(),
         expect_continue: request.expect_continue,
         own_connection: event_stream || request.upgrade.is_some(),
+        https,
     };
     Ok(Prepared::Forward(Forwarding { vhost, pick, request: info, span }))
 }

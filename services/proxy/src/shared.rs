@@ -220,7 +220,7 @@ impl Shared {
                 .map(|((config, backends), next)| {
                     let (upstreams, backends) = (config.upstreams.clone(), backends.clone());
                     let vhost = Vhost::with_counter(&config.name, config.policy, upstreams, backends, next.clone());
-                    Arc::new(vhost.with_paths(config.paths.clone()))
+                    Arc::new(vhost.with_paths(config.paths.clone()).with_https(&config.https))
                 })
                 .collect();
             table.store(Arc::new(RoutingTable::new(built, default)));

@@ -28,7 +28,7 @@ fuzz_target!(|bytes: &[u8]| {
     if let Ok(Some(response)) = head::parse_response(bytes, &mut slots, false) {
         let _ = response.is_event_stream();
         let _ = (response.has_codings(), response.framing == Framing::Chunked);
-        let rewrite = Downstream { set_cookie: Some(b"a=b"), close: true, keep_alive_10: false, transfer_encoding: true };
+        let rewrite = Downstream { set_cookie: Some(b"a=b"), hsts: None, close: true, keep_alive_10: false, transfer_encoding: true };
         let mut out = Vec::new();
         response.write_downstream(&rewrite, &mut out);
         let mut again = head::header_slots();

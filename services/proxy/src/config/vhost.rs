@@ -26,6 +26,18 @@ pub struct VhostConfig {
     /// that ask for this name.
     #[serde(default)]
     pub tls: Option<TlsFiles>,
+    /// `redirect_to_https` and `hsts`.
+    #[serde(default)]
+    pub https: HttpsRules,
+}
+
+/// How a vhost treats plain HTTP when it is served over HTTPS too.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpsRules {
+    /// `redirect_to_https`: a plain request gets `308` to the same URL over HTTPS.
+    pub redirect: bool,
+    /// `hsts SECONDS`: responses over HTTPS carry `Strict-Transport-Security`.
+    pub hsts_max_age_secs: Option<u64>,
 }
 
 /// A certificate chain and its private key, PEM files.

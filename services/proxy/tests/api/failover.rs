@@ -58,6 +58,7 @@ async fn a_refused_post_is_replayed_on_the_next_backend_with_its_body() {
         default: false,
         paths: Default::default(),
         tls: None,
+        https: Default::default(),
     };
     let proxy = TestProxy::start(config(vec![vhost])).await;
 
@@ -78,6 +79,7 @@ async fn every_backend_down_is_a_fast_502_never_a_hang() {
         default: false,
         paths: Default::default(),
         tls: None,
+        https: Default::default(),
     };
     let proxy = TestProxy::start(config(vec![vhost])).await;
 

@@ -181,6 +181,7 @@ async fn a_backend_dropping_idle_connections_costs_no_request() {
         default: false,
         paths: Default::default(),
         tls: None,
+        https: Default::default(),
     };
     let proxy = TestProxy::start(config(vec![vhost])).await;
     for round in 0..20 {
@@ -269,6 +270,7 @@ fn vhost_over(upstreams: Vec<Upstream>) -> VhostConfig {
         default: false,
         paths: Default::default(),
         tls: None,
+        https: Default::default(),
     }
 }
 

@@ -250,6 +250,7 @@ pub fn vhost(name: &str, policy: Policy, backends: &[&Backend]) -> VhostConfig {
         default: false,
         paths: Default::default(),
         tls: None,
+        https: Default::default(),
     }
 }
 

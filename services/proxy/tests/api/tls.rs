@@ -244,3 +244,26 @@ async fn a_block_for_the_plain_port_serves_the_same_name_on_the_https_port() {
     let plain = crate::helpers::raw_request(proxy.plain, "GET / HTTP/1.0\r\nHost: site.test:8443\r\n\r\n").await;
     assert!(plain.starts_with("HTTP/1.0 404") || plain.starts_with("HTTP/1.1 404"), "{plain}");
 }
+
+#[tokio::test]
+async fn a_vhost_can_send_plain_http_to_https_and_tell_browsers_to_stay() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = issue(dir.path(), "site.test");
+    let backend = Backend::start("b").await;
+    let text = r#"host "site.test" { proxy_pass http://127.0.0.1:1; redirect_to_https; hsts 31536000; }"#;
+    let mut block = proxy::Config::from_conf_str(text, "127.0.0.1").unwrap().vhosts.remove(0);
+    block.upstreams = vec![backend.upstream()];
+    let proxy = TlsProxy::start(with_tls(config(vec![block]), &[("site.test", &site)])).await;
+
+    let plain =
+        "POST /send-peer?x=1 HTTP/1.1\r\nHost: site.test:8080\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    let reply = crate::helpers::raw_request(proxy.plain, plain).await;
+    assert!(reply.starts_with("HTTP/1.1 308"), "{reply}");
+    assert!(reply.contains("location: https://site.test:8443/send-peer?x=1\r\n"), "{reply}");
+    assert!(!reply.contains("x-backend"), "the backend is not asked: {reply}");
+
+    let mut stream = proxy.connect("site.test", &[&site.der]).await;
+    let reply = request(&mut stream, "site.test", "/").await;
+    assert!(reply.contains("x-backend: b"), "{reply}");
+    assert!(reply.contains("strict-transport-security: max-age=31536000\r\n"), "{reply}");
+}

@@ -26,6 +26,8 @@ pub struct ResponseHead<'a> {
 pub struct Downstream<'a> {
     /// A `Set-Cookie` value to add (the sticky pin).
     pub set_cookie: Option<&'a [u8]>,
+    /// A `Strict-Transport-Security` value, replacing the backend's.
+    pub hsts: Option<&'a [u8]>,
     /// The proxy closes the client connection after this response.
     pub close: bool,
     /// An HTTP/1.0 client that keeps the connection open.
@@ -122,12 +124,16 @@ impl ResponseHead<'_> {
                 Name::Connection | Name::HopByHop => false,
                 _ => !self.named.contains(header.name),
             };
-            if keep {
+            let replaced = rewrite.hsts.is_some() && header.name.eq_ignore_ascii_case("strict-transport-security");
+            if keep && !replaced {
                 put_header(out, header.name.as_bytes(), header.value);
             }
         }
         if let Some(cookie) = rewrite.set_cookie {
             put_header(out, b"set-cookie", cookie);
+        }
+        if let Some(hsts) = rewrite.hsts {
+            put_header(out, b"strict-transport-security", hsts);
         }
         if switching {
             out.extend_from_slice(b"connection: upgrade\r\n");

@@ -188,8 +188,13 @@ fn backend_connections_are_kept_only_when_the_message_allows() {
 
 #[test]
 fn the_client_gets_the_head_with_the_proxys_framing_and_connection() {
-    let rewrite =
-        Downstream { set_cookie: Some(b"pin=1; Path=/"), close: true, keep_alive_10: false, transfer_encoding: true };
+    let rewrite = Downstream {
+        set_cookie: Some(b"pin=1; Path=/"),
+        hsts: None,
+        close: true,
+        keep_alive_10: false,
+        transfer_encoding: true,
+    };
     let (head, _, _) = response(
         "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\
          Connection: keep-alive, x-hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\n\r\n",
