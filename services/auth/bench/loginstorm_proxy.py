@@ -1,0 +1,178 @@
+#!/usr/bin/env python3
+"""The log-in storm through the front door: auth, the tracker, one peer and the proxy,
+each its own process of the `weaprous` binary on loopback ports, with the demo users.
+N parallel log-ins (right and wrong passwords mixed, at most 3 wrong per name) go to
+the proxy as a browser sends them (POST /login on the peer's vhost); the peer relays
+each to auth. Prints auth's memory (RSS before, peak, after), log-ins/s, p50/p99, the
+statuses, the Retry-After of the refusals, and whether a correct log-in made during
+the storm got through within 2 s (following Retry-After).
+
+Usage: python3 services/auth/bench/loginstorm_proxy.py target/release/weaprous [N]
+Loopback only; N (default 100) log-ins, each on its own connection."""
+import http.client, json, os, secrets, shutil, socket, subprocess, sys, tempfile, threading, time
+
+binary = os.path.abspath(sys.argv[1])
+n = int(sys.argv[2]) if len(sys.argv) > 2 else 100
+root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../..")
+work = tempfile.mkdtemp()
+db = os.path.join(work, "database.csv")
+shutil.copy(os.path.join(root, "db/database.csv"), db)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+auth_port, tracker_port, peer_port, proxy_port = (free_port() for _ in range(4))
+conf = os.path.join(work, "proxy.conf")
+with open(conf, "w") as f:
+    f.write(f'host "localhost" {{ proxy_pass http://127.0.0.1:{peer_port}; }}\n')
+env = dict(os.environ, WEAPROUS_SESSION_SECRET=secrets.token_hex(32), WEAPROUS_CLUSTER_SECRET=secrets.token_hex(32),
+           RUST_LOG="warn", NO_COLOR="1", WEAPROUS_ACCESS_LOG="off", AUTH_CONFIG=os.path.join(work, "none.toml"),
+           TRACKER_CONFIG=os.path.join(work, "none.toml"), PEER_CONFIG=os.path.join(work, "none.toml"))
+common = ["--server-ip", "127.0.0.1"]
+www = os.path.join(root, "www")
+commands = {
+    "auth": ["auth", *common, "--server-port", str(auth_port), "--db", db],
+    "tracker": ["tracker", *common, "--server-port", str(tracker_port), "--auth-url", f"http://127.0.0.1:{auth_port}",
+                "--data-dir", os.path.join(work, "tracker"), "--www", www],
+    "peer": ["peer", *common, "--server-port", str(peer_port), "--tracker-ip", f"127.0.0.1:{tracker_port}",
+             "--auth-url", f"http://127.0.0.1:{auth_port}", "--data-dir", os.path.join(work, "peers"), "--www", www],
+    "proxy": ["proxy", *common, "--server-port", str(proxy_port), "--config", conf],
+}
+procs = {}
+for name, args in commands.items():
+    log = open(os.path.join(work, f"{name}.log"), "w")
+    procs[name] = subprocess.Popen([binary, *args], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root)
+
+
+def stop_all():
+    for proc in procs.values():
+        proc.terminate()
+    for proc in procs.values():
+        proc.wait()
+
+
+def call(method, path, body=None, port=proxy_port, host="localhost"):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    headers = {"host": host, "accept": "application/json"}
+    if body is not None:
+        headers["content-type"] = "application/json"
+    start = time.monotonic()
+    conn.request(method, path, body, headers)
+    resp = conn.getresponse()
+    resp.read()
+    took = time.monotonic() - start
+    conn.close()
+    return resp.status, took, resp.getheader("retry-after")
+
+
+deadline = time.time() + 60
+while True:
+    try:
+        if call("GET", "/readyz", port=peer_port)[0] == 200 and call("GET", "/login.html")[0] == 200:
+            break
+    except OSError:
+        pass
+    if time.time() > deadline:
+        stop_all()
+        for name in procs:
+            print(open(os.path.join(work, f"{name}.log")).read()[-2000:], file=sys.stderr)
+        sys.exit("the system did not come up within 60 s")
+    time.sleep(0.2)
+
+
+def login(user, password):
+    return call("POST", "/login", json.dumps({"username": user, "password": password}))
+
+
+def status_kb(field):
+    with open(f"/proc/{procs['auth'].pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+
+
+def request(i):
+    if i % 10 == 1:
+        return f"user{(i // 10) % 4 + 1}", "wrong-password"   # at most 3 per name
+    if i % 2 == 1:
+        return f"ghost{i}", "wrong-password"                  # unknown: the dummy check
+    return f"user{(i // 2) % 4 + 1}", f"password{(i // 2) % 4 + 1}"
+
+
+# Warm-up: one correct log-in and one unknown name.
+first = login("user1", "password1")
+if first[0] != 200:
+    stop_all()
+    for name in procs:
+        print(name, open(os.path.join(work, f"{name}.log")).read()[-1500:], file=sys.stderr)
+    sys.exit(f"a first log-in through the proxy got {first[0]}")
+login("ghost", "x")
+rss_before = status_kb("VmRSS")
+results = [None] * n
+barrier = threading.Barrier(n + 1)
+
+
+def worker(i):
+    user, password = request(i)
+    barrier.wait()
+    results[i] = login(user, password)
+
+
+threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
+for t in threads:
+    t.start()
+peak = [0]
+stop = threading.Event()
+
+
+def sample():
+    while not stop.is_set():
+        peak[0] = max(peak[0], status_kb("VmRSS") or 0)
+        time.sleep(0.005)
+
+
+sampler = threading.Thread(target=sample)
+sampler.start()
+barrier.wait()
+start = time.monotonic()
+time.sleep(0.05)
+probe_start = time.monotonic()
+probe = []
+while time.monotonic() - probe_start < 2:
+    status, took, retry = login("user2", "password2")
+    probe.append(status)
+    if status == 200 or retry is None:
+        break
+    time.sleep(min(float(retry), max(0, 2 - (time.monotonic() - probe_start))))
+probe_took = time.monotonic() - probe_start
+for t in threads:
+    t.join()
+wall = time.monotonic() - start
+time.sleep(2)  # let the allocator settle before reading "after"
+stop.set()
+sampler.join()
+rss_after = status_kb("VmRSS")
+hwm = status_kb("VmHWM")
+stop_all()
+shutil.rmtree(work)
+lat = sorted(r[1] for r in results)
+codes = {}
+for r in results:
+    codes[r[0]] = codes.get(r[0], 0) + 1
+p99 = lat[min(len(lat) - 1, int(round(0.99 * len(lat))) - 1)]
+refused = sorted(r[1] for r in results if r[0] == 503)
+print(json.dumps({
+    "n": n, "codes": codes, "auth_rss_before_mib": round(rss_before / 1024, 1),
+    "auth_rss_peak_sampled_mib": round(peak[0] / 1024, 1), "auth_vmhwm_mib": round(hwm / 1024, 1),
+    "auth_rss_after_mib": round(rss_after / 1024, 1), "wall_s": round(wall, 2),
+    "logins_per_s": round(n / wall, 1), "p50_ms": round(lat[len(lat) // 2] * 1000), "p99_ms": round(p99 * 1000),
+    "max_ms": round(lat[-1] * 1000),
+    "p99_of_503_ms": round(refused[min(len(refused) - 1, int(round(0.99 * len(refused))) - 1)] * 1000) if refused else None,
+    "retry_after_on_503": sorted({r[2] for r in results if r[0] == 503}, key=str),
+    "probe_statuses": probe, "probe_ok_within_2s": probe[-1] == 200 and probe_took <= 2,
+    "probe_took_ms": round(probe_took * 1000),
+}))
