@@ -35,7 +35,7 @@ source k8s/render.sh
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 status=0
-for dir in k8s k8s/with-jaeger k8s/external-database; do
+for dir in k8s k8s/with-jaeger k8s/external-database k8s/with-tls; do
   name=${dir//\//-}
   mkdir -p "$work/$name"
   render "$dir/" >"$work/$name/rendered.yaml"
