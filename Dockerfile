@@ -116,6 +116,6 @@ ENV PROXY_SERVER_IP=0.0.0.0 \
     PROXY_SERVER_PORT=8080 \
     PROXY_CONFIG=/app/config/proxy.compose.conf
 USER 10001:10001
-EXPOSE 8080
+EXPOSE 8080 8443
 HEALTHCHECK --interval=5s --timeout=3s --start-period=10s --retries=5 CMD ["healthcheck", "8080"]
 CMD ["proxy"]

@@ -50,11 +50,12 @@ pick_docker() {
 pick_docker
 PROJECT=${SMOKE_PROJECT:-weaprous-smoke}
 PORT=${WEAPROUS_HTTP_PORT:-8080}
+HTTPS_PORT=${WEAPROUS_HTTPS_PORT:-8443}
 BASE="http://127.0.0.1:$PORT"
 SERVICES=(auth tracker peer proxy)
 # Jaeger is not started here: nothing to export to.
 export OTEL_EXPORTER_OTLP_ENDPOINT=
-export WEAPROUS_HTTP_BIND=127.0.0.1 WEAPROUS_HTTP_PORT=$PORT
+export WEAPROUS_HTTP_BIND=127.0.0.1 WEAPROUS_HTTP_PORT=$PORT WEAPROUS_HTTPS_PORT=$HTTPS_PORT
 WORK=$(mktemp -d /tmp/weaprous-smoke.XXXXXX)
 PASSED=0
 FIGURES=()
@@ -476,6 +477,15 @@ call "$ALICE" GET /healthz "" "auth.localhost:$PORT"
 expect 200
 grep -qi '^x-served-by: auth@' "$WORK/headers" || fail "auth.localhost reaches auth"
 pass "tracker.localhost:$PORT and auth.localhost:$PORT reach the tracker and auth"
+
+log "HTTPS on $HTTPS_PORT with the development certificate"
+STATUS=$(curl -sS --max-time 10 -k -o "$WORK/body" -w '%{http_code} %{ssl_verify_result}' \
+  --resolve "localhost:$HTTPS_PORT:127.0.0.1" "https://localhost:$HTTPS_PORT/login-options") || STATUS=000
+[[ ${STATUS%% *} == 200 ]] || fail "GET https://localhost:$HTTPS_PORT/login-options answered $STATUS"
+tls=$(curl -sS --max-time 10 -k -o /dev/null -w '%{scheme}' --resolve "localhost:$HTTPS_PORT:127.0.0.1" \
+  "https://localhost:$HTTPS_PORT/healthz" -v 2>&1 | grep -o 'TLSv1\.[23]' | head -1) || tls=
+[[ -n $tls ]] || fail "HTTPS speaks TLS 1.2 or 1.3"
+pass "https://localhost:$HTTPS_PORT answers over $tls (self-signed development certificate)"
 
 log "a channel message and a direct message"
 CHANNEL="smoke-$(date +%s)"

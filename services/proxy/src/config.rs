@@ -70,11 +70,14 @@ pub struct TlsConfig {
     pub certificate_key: Option<PathBuf>,
     /// How long a client may take over its TLS handshake, in milliseconds.
     pub handshake_timeout_ms: u64,
+    /// Development only: when `certificate` and `certificate_key` name files that do
+    /// not exist, make a self-signed certificate there first (browsers warn).
+    pub self_signed: bool,
 }
 
 impl Default for TlsConfig {
     fn default() -> Self {
-        Self { port: 8443, certificate: None, certificate_key: None, handshake_timeout_ms: 10_000 }
+        Self { port: 8443, certificate: None, certificate_key: None, handshake_timeout_ms: 10_000, self_signed: false }
     }
 }
 

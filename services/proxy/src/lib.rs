@@ -102,6 +102,9 @@ impl Proxy {
     /// as IPs are ready now; names are resolved when [`serve`] starts). Spawns nothing.
     pub fn new(config: Config) -> anyhow::Result<Self> {
         config.validate().map_err(anyhow::Error::msg).context("invalid proxy configuration")?;
+        if config.tls.self_signed {
+            tls::make_self_signed(&config).context("cannot make the development certificate")?;
+        }
         let certificates =
             Certificates::load(&config).map_err(anyhow::Error::msg).context("invalid TLS configuration")?;
         let tls = certificates.map(Tls::new).transpose()?;

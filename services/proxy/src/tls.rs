@@ -125,6 +125,44 @@ impl Tls {
     }
 }
 
+/// Writes a self-signed certificate and its key to `tls.certificate` and
+/// `tls.certificate_key` when neither file exists yet: for `localhost`, its
+/// subdomains the shipped configurations use, `127.0.0.1`, and every vhost's name.
+/// Development only (`tls.self_signed`); kept, so a browser's exception lasts.
+pub(crate) fn make_self_signed(config: &Config) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let (Some(cert), Some(key)) = (&config.tls.certificate, &config.tls.certificate_key) else {
+        anyhow::bail!("tls.self_signed needs tls.certificate and tls.certificate_key: where to keep it");
+    };
+    if cert.exists() || key.exists() {
+        return Ok(());
+    }
+    let mut names: Vec<String> =
+        ["localhost", "tracker.localhost", "auth.localhost", "127.0.0.1"].map(str::to_owned).to_vec();
+    for vhost in &config.vhosts {
+        let (name, _) = split_host_port(&vhost.name);
+        if !names.iter().any(|known| known == name) {
+            names.push(name.to_owned());
+        }
+    }
+    let made = rcgen::generate_simple_self_signed(names.clone())?;
+    // The key first, readable by this user alone; each written whole or not at all.
+    for (path, text, mode) in [(key, made.signing_key.serialize_pem(), 0o600), (cert, made.cert.pem(), 0o644)] {
+        let tmp = path.with_extension("tmp");
+        let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+    }
+    tracing::warn!(
+        certificate = %cert.display(),
+        ?names,
+        "made a self-signed development certificate: browsers will warn; give real certificate files for real users"
+    );
+    Ok(())
+}
+
 fn provider() -> CryptoProvider {
     rustls::crypto::aws_lc_rs::default_provider()
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use proxy::config::{Config, Policy, TlsFiles};
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsConnector;
@@ -266,4 +267,26 @@ async fn a_vhost_can_send_plain_http_to_https_and_tell_browsers_to_stay() {
     let reply = request(&mut stream, "site.test", "/").await;
     assert!(reply.contains("x-backend: b"), "{reply}");
     assert!(reply.contains("strict-transport-security: max-age=31536000\r\n"), "{reply}");
+}
+
+#[tokio::test]
+async fn a_development_certificate_is_made_once_and_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Backend::start("b").await;
+    let mut settings = config(vec![vhost("chat.test:8080", Policy::RoundRobin, &[&backend])]);
+    let (cert, key) = (dir.path().join("dev.pem"), dir.path().join("dev.key"));
+    settings.tls.certificate = Some(cert.clone());
+    settings.tls.certificate_key = Some(key.clone());
+    settings.tls.self_signed = true;
+    let proxy = TlsProxy::start(settings.clone()).await;
+    let made = CertificateDer::from_pem_file(&cert).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600, "the key is private");
+    for name in ["localhost", "tracker.localhost", "chat.test"] {
+        assert_eq!(served_certificate(&proxy.connect(name, &[&made]).await), made, "{name}");
+    }
+    // A second start keeps it (a browser's exception lasts).
+    let again = TlsProxy::start(settings).await;
+    assert_eq!(served_certificate(&again.connect("localhost", &[&made]).await), made);
+    assert_eq!(CertificateDer::from_pem_file(&cert).unwrap(), made);
 }
