@@ -88,7 +88,9 @@ async fn register(
     if !state.allow_registration {
         return Err(ApiError::forbidden("sign-up is switched off on this server").into());
     }
-    let username = Username::parse(&credentials.username).map_err(|err| ApiError::bad_request(err.to_string()))?;
+    // A new name meets the profile of new names; one that looks like a taken name
+    // (`uѕer1` beside `user1`) is taken (409).
+    let username = Username::parse_new(&credentials.username).map_err(|err| ApiError::bad_request(err.to_string()))?;
     state.users.add(&username, &credentials.password).await?;
     tracing::info!("signed up");
     state.metrics.sign_ups.inc();

@@ -199,7 +199,17 @@ mod tests {
 
     #[test]
     fn new_names_refuse_invisible_format_and_bidi_characters() {
-        for bad in ["\u{3164}", "user\u{3164}", "us\u{200B}er", "\u{202E}evil", "a\u{2066}b", "x\u{AD}y", "a\u{FEFF}"] {
+        for bad in [
+            "\u{3164}",
+            "\u{1160}",
+            "\u{FFA0}",
+            "user\u{3164}",
+            "us\u{200B}er",
+            "\u{202E}evil",
+            "a\u{2066}b",
+            "x\u{AD}y",
+            "a\u{FEFF}",
+        ] {
             assert!(Username::parse_new(bad).is_err(), "{bad:?} was accepted");
             assert!(ChannelName::parse_new(bad).is_err(), "{bad:?} was accepted as a channel");
         }

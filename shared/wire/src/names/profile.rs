@@ -29,6 +29,11 @@ pub(super) fn new_name(what: &str, raw: &str) -> Result<String, InvalidInput> {
     let name: String = raw.trim().nfkc().collect();
     let mut marks_in_a_row = 0;
     let mut after_letter = false;
+    // The raw text too: NFKC turns U+3164 HANGUL FILLER into U+1160, which is as
+    // invisible.
+    if let Some(c) = raw.chars().chain(name.chars()).find(|&c| is_default_ignorable(c)) {
+        return Err(InvalidInput(format!("{what} may not hold invisible characters (U+{:04X})", c as u32)));
+    }
     for c in name.chars() {
         if !c.identifier_allowed() && !matches!(c, '-' | '.' | '_') {
             return Err(InvalidInput(format!("{what} may not hold {}", describe_refused(c))));
@@ -75,6 +80,31 @@ fn describe_refused(c: char) -> String {
         "invisible, format or symbol characters"
     };
     format!("{kind} (U+{:04X})", c as u32)
+}
+
+/// Unicode's Default_Ignorable_Code_Point (DerivedCoreProperties.txt): characters
+/// that show as nothing.
+fn is_default_ignorable(c: char) -> bool {
+    matches!(
+        c,
+        '\u{AD}'
+            | '\u{34F}'
+            | '\u{61C}'
+            | '\u{115F}'..='\u{1160}'
+            | '\u{17B4}'..='\u{17B5}'
+            | '\u{180B}'..='\u{180F}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}'
+            | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}'
+            | '\u{FEFF}'
+            | '\u{FFA0}'
+            | '\u{FFF0}'..='\u{FFF8}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0000}'..='\u{E0FFF}'
+    )
 }
 
 fn is_bidi_control(c: char) -> bool {
