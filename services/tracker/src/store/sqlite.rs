@@ -165,6 +165,11 @@ impl SqliteStore {
             .db
             .write_then(
                 move |conn| {
+                    // One writer: no other channel can appear between this look and
+                    // the insert.
+                    if look_alike_channel(conn, &name)? {
+                        return Ok(false);
+                    }
                     let inserted = conn.execute(
                         "INSERT OR IGNORE INTO channels (name, created_at, created_by) VALUES (?1, ?2, ?3)",
                         params![name.as_str(), kit::now_ms() as i64, creator.as_str()],
@@ -389,4 +394,17 @@ fn query_messages(
         })
     })?;
     rows.collect()
+}
+
+/// Whether a channel whose name looks like `name` ([`ChannelName::key`]) exists.
+fn look_alike_channel(conn: &rusqlite::Connection, name: &ChannelName) -> rusqlite::Result<bool> {
+    let key = name.key();
+    let mut names = conn.prepare_cached("SELECT name FROM channels")?;
+    let mut rows = names.query([])?;
+    while let Some(row) = rows.next()? {
+        if wire::names::name_key(&row.get::<_, String>(0)?) == key {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }

@@ -18,6 +18,7 @@ use wire::names::Username;
 
 mod basics;
 mod login;
+mod names;
 mod readiness;
 mod replicas;
 
