@@ -119,16 +119,23 @@ pub struct StreamGuard {
 
 impl StreamGuard {
     /// `own_connection`: the stream is alone on its connection ([`kit::http::OwnConnection`]).
-    pub fn open(state: &AppState, user: &Username, own_connection: bool) -> Self {
+    /// Refused with 429 when the user has as many open as `limits.streams_per_user`.
+    pub fn open(state: &AppState, user: &Username, own_connection: bool) -> Result<Self, ApiError> {
+        let Some(first) = state.sessions.try_open_stream(user, state.streams_per_user) else {
+            return Err(ApiError::RateLimited {
+                message: "too many chat tabs open for this user; close one".into(),
+                retry_after: 10,
+            });
+        };
         state.metrics.sse_streams.inc();
         if own_connection {
             state.metrics.sse_streams_own_connection.inc();
         }
-        if state.sessions.stream_opened(user) {
+        if first {
             let (state, user) = (state.clone(), user.clone());
             tokio::spawn(async move { report_activity(&state, &user, true).await });
         }
-        Self { state: state.clone(), user: user.clone(), own_connection }
+        Ok(Self { state: state.clone(), user: user.clone(), own_connection })
     }
 }
 

@@ -77,6 +77,8 @@ pub struct Builder {
     demo_users: bool,
     /// The tracker's public URL, where its log-in sends browsers.
     public_url: Option<String>,
+    /// The rate limits of every service (default: the shipped defaults).
+    limits: kit::rate::Limits,
 }
 
 impl Builder {
@@ -142,6 +144,13 @@ impl Builder {
     /// browser instead of to a peer.
     pub fn public_url(mut self, url: &str) -> Self {
         self.public_url = Some(url.to_owned());
+        self
+    }
+
+    /// The rate limits and caps of every service (default: the shipped defaults;
+    /// [`kit::rate::Limits::off`] for load).
+    pub fn limits(mut self, limits: kit::rate::Limits) -> Self {
+        self.limits = limits;
         self
     }
 
@@ -239,6 +248,7 @@ impl System {
             backend: Backend::Embedded,
             demo_users: true,
             public_url: None,
+            limits: kit::rate::Limits::default(),
         }
     }
 

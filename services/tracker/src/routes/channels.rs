@@ -60,6 +60,7 @@ async fn create_channel(
     request: Authed<ChannelRequest>,
 ) -> Result<(StatusCode, Json<Ack>), ApiError> {
     let user = request.caller.user()?;
+    state.channel_creations.check(user)?;
     // A new name meets the profile of new names; one that looks like an existing
     // channel's (`generaⅼ` beside `general`) is that channel's (409).
     let channel =
@@ -105,6 +106,7 @@ async fn send_channel_message(
     request: Authed<SendChannelMessage>,
 ) -> Result<Json<MessageStored>, ApiError> {
     let user = request.caller.user()?;
+    state.channel_messages.check(user)?;
     let SendChannelMessage { channel_name, message } = request.body;
     let stored = state.store.post_from_home(&channel_name, user, &message).await?;
     state.metrics.messages_stored.inc();
