@@ -154,6 +154,12 @@ impl Builder {
         self
     }
 
+    /// Every rate limit off, as `WEAPROUS_RATE_LIMITS=off` turns them off: for tests
+    /// that send a flood on purpose (durability, load).
+    pub fn without_rate_limits(self) -> Self {
+        self.limits(kit::rate::Limits::off())
+    }
+
     /// Runs every service as a child process of this `weaprous` binary.
     pub fn processes(mut self, weaprous_binary: impl Into<PathBuf>) -> Self {
         self.processes = Some(weaprous_binary.into());
