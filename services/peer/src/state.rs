@@ -2,8 +2,8 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -70,6 +70,9 @@ pub struct Shared {
     /// Set when a session ended here could not be told to the tracker; the heartbeat
     /// loop tries again.
     pub revocations_unshared: AtomicBool,
+    /// Where this peer stands in the tracker's ended sessions (its last reply's
+    /// cursor); `None` after start, so the first call learns every one.
+    pub revocations_cursor: Mutex<Option<String>>,
     /// Ready once the tracker has the peer in its pool.
     pub readiness: Readiness,
     /// Cancelled at shutdown: background tasks and event streams end.
@@ -164,6 +167,7 @@ impl AppState {
             sse_keepalive: Duration::from_secs(config.sse_keepalive_secs),
             outbox_wake: Arc::new(Notify::new()),
             revocations_unshared: AtomicBool::new(false),
+            revocations_cursor: Mutex::new(None),
             readiness: Readiness::default(),
             shutdown: CancellationToken::new(),
             metrics: PeerMetrics::new(),

@@ -7,6 +7,7 @@ use std::sync::{Arc, OnceLock};
 use kit::db::DbError;
 use kit::pg::PgError;
 use wire::addr::PeerAddr;
+use wire::api::RevokedSession;
 use wire::events::{Event, Membership, Presence, Pushed};
 use wire::names::{ChannelName, Username};
 
@@ -74,6 +75,30 @@ pub enum StoreError {
     Corrupt(String),
     #[error("the store is closed")]
     Closed,
+}
+
+/// The ended sessions after a caller's cursor, and its next cursor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokedSince {
+    pub sessions: Vec<RevokedSession>,
+    pub cursor: String,
+}
+
+/// A cursor in the ended sessions: the store's id (so a cursor of another store, or
+/// of a store made anew, reads from the start) and the last sequence number read.
+pub(super) fn revoked_cursor(store_id: &str, seq: u64) -> String {
+    format!("{store_id}.{seq}")
+}
+
+/// The sequence number to read after for the cursor `since`: 0 (everything) without
+/// one, for another store's, or for one past `last` (the store was made anew).
+pub(super) fn revoked_after(since: Option<&str>, store_id: &str, last: u64) -> u64 {
+    since
+        .and_then(|since| since.rsplit_once('.'))
+        .filter(|(id, _)| *id == store_id)
+        .and_then(|(_, seq)| seq.parse::<u64>().ok())
+        .filter(|seq| *seq <= last)
+        .unwrap_or(0)
 }
 
 /// `event` as a peer's stream carries it: a [`Pushed`], with the trace context.

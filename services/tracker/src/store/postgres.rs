@@ -39,6 +39,7 @@ mod directory;
 mod follower;
 pub(super) mod log;
 mod posts;
+mod revoked;
 mod schema;
 
 use std::sync::{Arc, OnceLock};

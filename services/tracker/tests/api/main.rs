@@ -21,6 +21,7 @@ mod login;
 mod names;
 mod readiness;
 mod replicas;
+mod sessions;
 
 /// Where a test's tracker keeps its data.
 #[derive(Clone, Copy, Debug)]
