@@ -139,6 +139,18 @@ pub fn layered<D: Serialize, F: Serialize>(defaults: &D, file: &Path, prefix: &s
         .merge(Serialized::defaults(flags))
 }
 
+/// The rate limits from the environment alone (`WEAPROUS_LIMITS__<NAME>` and
+/// `WEAPROUS_RATE_LIMITS`), for a runner that builds its services' configs in code
+/// (`weaprous up`).
+pub fn limits_from_env() -> Result<crate::rate::Limits, ConfigError> {
+    #[derive(Deserialize)]
+    struct WithLimits {
+        #[serde(default)]
+        limits: crate::rate::Limits,
+    }
+    extract::<WithLimits>(&rate_limits_from_env()).map(|with| with.limits)
+}
+
 /// `WEAPROUS_LIMITS__<NAME>` for each rate limit of [`crate::rate::Limits`], and
 /// [`crate::rate::SWITCH_ENV`] (`WEAPROUS_RATE_LIMITS=off`) for `limits.enabled`.
 fn rate_limits_from_env() -> Figment {
@@ -341,8 +353,10 @@ mod tests {
             jail.set_env("DEMO_LIMITS__MESSAGES_PER_SEC", "3");
             let set = load();
             assert_eq!((set.streams_per_user, set.messages_per_sec, set.enabled), (7, 3, true));
+            assert_eq!(limits_from_env().unwrap().streams_per_user, 7);
             jail.set_env("WEAPROUS_RATE_LIMITS", "off");
             assert!(!load().enabled);
+            assert!(!limits_from_env().unwrap().enabled);
             Ok(())
         });
     }

@@ -147,15 +147,13 @@ impl Builder {
         self
     }
 
-    /// The rate limits and caps of every service (default: the shipped defaults;
-    /// [`kit::rate::Limits::off`] for load).
+    /// The rate limits and caps of every service (default: the shipped defaults).
     pub fn limits(mut self, limits: kit::rate::Limits) -> Self {
         self.limits = limits;
         self
     }
 
-    /// Every rate limit off, as `WEAPROUS_RATE_LIMITS=off` turns them off: for tests
-    /// that send a flood on purpose (durability, load).
+    /// Every rate limit off (`WEAPROUS_RATE_LIMITS=off`), for tests that flood on purpose.
     pub fn without_rate_limits(self) -> Self {
         self.limits(kit::rate::Limits::off())
     }

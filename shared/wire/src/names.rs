@@ -44,7 +44,7 @@ impl Username {
     /// (NFKC; no invisible, format, control or bidirectional character; no stray
     /// combining mark; one script). See [`profile`].
     pub fn parse_new(raw: &str) -> Result<Self, InvalidInput> {
-        let name = profile::new_name("username", raw)?;
+        let name = profile::new_name("username", raw).map_err(InvalidInput)?;
         check_name("username", &name)?;
         Ok(Self(name))
     }
@@ -75,7 +75,8 @@ impl ChannelName {
     /// A name for a new channel: [`ChannelName::parse`], and the profile of new names
     /// as [`Username::parse_new`] applies it.
     pub fn parse_new(raw: &str) -> Result<Self, InvalidInput> {
-        let name = profile::new_name("channel name", raw.trim().trim_start_matches('#'))?.to_lowercase();
+        let name =
+            profile::new_name("channel name", raw.trim().trim_start_matches('#')).map_err(InvalidInput)?.to_lowercase();
         check_name("channel name", &name)?;
         Ok(Self(name))
     }

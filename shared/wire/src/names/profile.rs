@@ -17,39 +17,32 @@ use unicode_normalization::UnicodeNormalization;
 use unicode_normalization::char::is_combining_mark;
 use unicode_security::{GeneralSecurityProfile, MixedScript};
 
-use super::InvalidInput;
-
 /// More combining marks than this on one letter is decoration, not writing (Thai and
 /// Devanagari need up to three; NFKC has composed Vietnamese already).
 const MAX_MARKS_IN_A_ROW: usize = 3;
 
-/// `raw` as a new name: trimmed, in NFKC, and checked against the profile and
-/// `allowed_punctuation`. The text of the error names `what` (`username`).
-pub(super) fn new_name(what: &str, raw: &str) -> Result<String, InvalidInput> {
+/// `raw` as a new name: trimmed, in NFKC, and checked against the profile; else why
+/// not, for the user, naming `what` (`username`).
+pub(super) fn new_name(what: &str, raw: &str) -> Result<String, String> {
     let name: String = raw.trim().nfkc().collect();
     let mut marks_in_a_row = 0;
     let mut after_letter = false;
     // The raw text too: NFKC turns U+3164 HANGUL FILLER into U+1160, which is as
     // invisible.
     if let Some(c) = raw.chars().chain(name.chars()).find(|&c| is_default_ignorable(c)) {
-        return Err(InvalidInput(format!("{what} may not hold invisible characters (U+{:04X})", c as u32)));
+        return Err(format!("{what} may not hold invisible characters (U+{:04X})", c as u32));
     }
     for c in name.chars() {
         if !c.identifier_allowed() && !matches!(c, '-' | '.' | '_') {
-            return Err(InvalidInput(format!("{what} may not hold {}", describe_refused(c))));
+            return Err(format!("{what} may not hold {}", describe_refused(c)));
         }
         if is_combining_mark(c) {
             marks_in_a_row += 1;
             if !after_letter {
-                return Err(InvalidInput(format!(
-                    "{what} has a combining mark (U+{:04X}) without a letter before it",
-                    c as u32
-                )));
+                return Err(format!("{what} has a combining mark (U+{:04X}) without a letter before it", c as u32));
             }
             if marks_in_a_row > MAX_MARKS_IN_A_ROW {
-                return Err(InvalidInput(format!(
-                    "{what} has more than {MAX_MARKS_IN_A_ROW} combining marks on one letter"
-                )));
+                return Err(format!("{what} has more than {MAX_MARKS_IN_A_ROW} combining marks on one letter"));
             }
         } else {
             marks_in_a_row = 0;
@@ -57,7 +50,7 @@ pub(super) fn new_name(what: &str, raw: &str) -> Result<String, InvalidInput> {
         }
     }
     if !name.as_str().is_single_script() {
-        return Err(InvalidInput(format!("{what} mixes letters of different scripts")));
+        return Err(format!("{what} mixes letters of different scripts"));
     }
     Ok(name)
 }
