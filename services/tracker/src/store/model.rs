@@ -120,3 +120,19 @@ pub fn presence(username: Username, online: bool, active: bool) -> Push {
 pub(super) fn membership(channel: ChannelName, username: Username, joined: bool) -> Push {
     Push::new(None, Event::Membership(Membership { channel, username, joined }), Targets::Everyone, None)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cursor_reads_after_its_number_only_in_its_own_store_and_within_what_was_given() {
+        let cursor = revoked_cursor("ab12", 7);
+        assert_eq!(cursor, "ab12.7");
+        assert_eq!(revoked_after(Some(&cursor), "ab12", 9), 7);
+        assert_eq!(revoked_after(None, "ab12", 9), 0, "no cursor: everything");
+        assert_eq!(revoked_after(Some(&cursor), "cd34", 9), 0, "another store's: everything");
+        assert_eq!(revoked_after(Some(&cursor), "ab12", 5), 0, "past what was given: a store made anew");
+        assert_eq!(revoked_after(Some("garbage"), "ab12", 9), 0);
+    }
+}
