@@ -50,3 +50,19 @@ async fn users_from_before_name_keys_get_theirs_at_start() {
     assert_eq!(second.post("/register", "username=%D1%81%D0%BE%D1%80&password=password1").await.0, 409);
     assert_eq!(second.post("/login", "username=cop&password=password1").await.0, 200);
 }
+
+/// Two replicas signing up look-alike names at once (Cyrillic `сор` and Latin `cop`,
+/// full-width and plain digits): exactly one of each pair gets the name.
+#[tokio::test]
+async fn concurrent_sign_ups_of_look_alikes_on_two_replicas_give_exactly_one_success() {
+    let Some(storage) = Storage::new(Backend::Postgres, true).await else { return };
+    let (a, b) = (spawn_on(&storage).await, spawn_on(&storage).await);
+    for (through_a, through_b) in [("cop", "%D1%81%D0%BE%D1%80"), ("user7", "user%EF%BC%97"), ("Bob2", "bob2")] {
+        let (body_a, body_b) =
+            (format!("username={through_a}&password=password1"), format!("username={through_b}&password=password1"));
+        let (status_a, status_b) = tokio::join!(a.post("/register", &body_a), b.post("/register", &body_b));
+        let mut statuses = [status_a.0, status_b.0];
+        statuses.sort_unstable();
+        assert_eq!(statuses, [201, 409], "{through_a} / {through_b}: {} / {}", status_a.1, status_b.1);
+    }
+}

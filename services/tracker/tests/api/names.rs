@@ -46,3 +46,20 @@ async fn create(tracker: &Tracker, name: &str) -> (u16, Value) {
         .unwrap();
     (response.status().as_u16(), response.json().await.unwrap())
 }
+
+/// Two replicas creating look-alike channels at once: exactly one gets the name.
+#[tokio::test]
+async fn concurrent_creations_of_look_alike_channels_on_two_replicas_give_exactly_one_success() {
+    let Some(storage) =
+        Storage::new(Backend::Postgres, "concurrent_creations_of_look_alike_channels_on_two_replicas").await
+    else {
+        return;
+    };
+    let (a, b) = (storage.start().await, storage.start().await);
+    for (through_a, through_b) in [("cop", "\u{441}\u{43E}\u{440}"), ("room7", "room７"), ("lobby", "LOBBY")] {
+        let ((status_a, body_a), (status_b, body_b)) = tokio::join!(create(&a, through_a), create(&b, through_b));
+        let mut statuses = [status_a, status_b];
+        statuses.sort_unstable();
+        assert_eq!(statuses, [201, 409], "{through_a} / {through_b}: {body_a} / {body_b}");
+    }
+}
