@@ -42,7 +42,7 @@ impl Username {
 
     /// A name for a new account: [`Username::parse`], and the profile of new names
     /// (NFKC; no invisible, format, control or bidirectional character; no stray
-    /// combining mark; one script). See [`profile`].
+    /// combining mark; one script), as the `names/profile.rs` module doc sets it out.
     pub fn parse_new(raw: &str) -> Result<Self, InvalidInput> {
         let name = profile::new_name("username", raw).map_err(InvalidInput)?;
         check_name("username", &name)?;
