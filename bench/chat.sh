@@ -38,6 +38,8 @@ if [[ -z $nats && $need_nats == 1 ]]; then
 fi
 
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target}
+# Load on purpose: every rate limit off (chatbench sets it for its services too).
+export WEAPROUS_RATE_LIMITS=off
 if [[ -z ${CHATBENCH_SKIP_BUILD:-} ]]; then
   cargo build --release -p weaprous -p chatbench --manifest-path "$root/Cargo.toml"
 fi

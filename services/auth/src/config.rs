@@ -30,6 +30,10 @@ pub struct Config {
     pub hash_queue: usize,
     /// How long a hash waits for a turn before the log-in gets `503`, in milliseconds.
     pub hash_queue_wait_ms: u64,
+    /// Rate limits and caps (`[limits]`, `WEAPROUS_LIMITS__<NAME>`); every one off with
+    /// `WEAPROUS_RATE_LIMITS=off`. See docs/security.md.
+    #[serde(default)]
+    pub limits: kit::rate::Limits,
     #[serde(flatten, skip_serializing)]
     pub secrets: Secrets,
 }
@@ -46,6 +50,7 @@ impl Default for Config {
             hash_concurrency: cores(),
             hash_queue: 4 * cores(),
             hash_queue_wait_ms: 2000,
+            limits: kit::rate::Limits::default(),
             secrets: Secrets::default(),
         }
     }

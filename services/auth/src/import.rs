@@ -26,7 +26,8 @@ use crate::users;
 pub struct ImportReport {
     /// Users added.
     pub added: usize,
-    /// Users left as they were, as the name (in any case) was taken already.
+    /// Users left as they were, as the name (in any case, or a look-alike of it) was
+    /// taken already.
     pub skipped: usize,
     /// Lines that could not be imported, in file order.
     pub bad_lines: Vec<BadLine>,

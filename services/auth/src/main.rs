@@ -48,7 +48,7 @@ async fn main() -> anyhow::Result<()> {
             auth::serve(listener, state, kit::shutdown::signal()).await
         }
         Some(Command::AddUser { name }) => {
-            let username = Username::parse(&name)?;
+            let username = Username::parse_new(&name)?;
             let mut password = String::new();
             std::io::stdin().lock().read_line(&mut password).context("failed to read the password from stdin")?;
             let password = password.trim_end_matches(['\r', '\n']);

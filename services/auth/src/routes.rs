@@ -84,11 +84,16 @@ async fn register(
     State(state): State<AppState>,
     request: FromClient<Credentials>,
 ) -> Result<(StatusCode, Json<SessionGrant>), Refusal> {
-    let credentials = request.body;
+    let FromClient { client, body: credentials } = request;
     if !state.allow_registration {
         return Err(ApiError::forbidden("sign-up is switched off on this server").into());
     }
-    let username = Username::parse(&credentials.username).map_err(|err| ApiError::bad_request(err.to_string()))?;
+    // Every attempt counts, refused names too: trying names is what a flood does.
+    state.sign_ups_by_client.check(&client)?;
+    state.sign_ups.check(&())?;
+    // A new name meets the profile of new names; one that looks like a taken name
+    // (`uѕer1` beside `user1`) is taken (409).
+    let username = Username::parse_new(&credentials.username).map_err(|err| ApiError::bad_request(err.to_string()))?;
     state.users.add(&username, &credentials.password).await?;
     tracing::info!("signed up");
     state.metrics.sign_ups.inc();

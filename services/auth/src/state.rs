@@ -1,6 +1,10 @@
 //! What every handler of auth shares: the stores, the keys and the metrics.
 
+use std::net::IpAddr;
+use std::time::Duration;
+
 use kit::health::Readiness;
+use kit::rate::Limiter;
 use kit::session::TokenKeys;
 use kit::sign::ClusterKey;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -13,6 +17,9 @@ use crate::hashing;
 use crate::sessions::EndedSessions;
 use crate::store::UserStore;
 use crate::throttle::Throttle;
+
+const MINUTE: Duration = Duration::from_secs(60);
+const HOUR: Duration = Duration::from_secs(60 * 60);
 
 /// Everything a handler needs. Cloning is cheap.
 #[derive(Clone)]
@@ -27,6 +34,9 @@ pub struct AppState {
     /// Verifies the log-ins that peers and the tracker relay, which name the client.
     pub cluster: ClusterKey,
     pub allow_registration: bool,
+    /// Sign-ups per client address, and from everyone (`limits`).
+    pub sign_ups_by_client: Limiter<IpAddr>,
+    pub sign_ups: Limiter<()>,
     pub readiness: Readiness,
     pub metrics: AuthMetrics,
 }
@@ -82,6 +92,18 @@ impl AppState {
             tokens: TokenKeys::new(&config.secrets.session_secret, config.session_ttl()),
             cluster: ClusterKey::new(&config.secrets.cluster_secret),
             allow_registration: config.allow_registration,
+            sign_ups_by_client: Limiter::new(
+                config.limits.quota(
+                    config.limits.sign_ups_per_client_per_hour,
+                    HOUR,
+                    config.limits.sign_ups_per_client_per_hour,
+                ),
+                "sign-ups from this address",
+            ),
+            sign_ups: Limiter::new(
+                config.limits.quota(config.limits.sign_ups_per_min, MINUTE, config.limits.sign_ups_per_min),
+                "sign-ups on this server; try again in a while",
+            ),
             readiness: Readiness::ready(),
         })
     }

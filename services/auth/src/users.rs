@@ -99,15 +99,16 @@ impl UserDb {
 
     /// Signs up a new user, hashing on the calling thread (the command line and tests;
     /// the server hashes through [`crate::hashing::HashGate`]). Names are unique
-    /// regardless of case.
+    /// regardless of case and of look-alike letters ([`Username::key`]), checked under
+    /// the file's lock.
     pub fn add_blocking(&self, username: &Username, password: &str) -> Result<(), AddUserError> {
         check_password(password)?;
         let hash = hash_password(password)?;
         let path = &self.shared.path;
         let _lock = lock_file(path)?;
         let mut current = load(path)?;
-        let lower = username.as_str().to_lowercase();
-        if current.hashes.keys().any(|existing| existing.to_lowercase() == lower) {
+        let key = username.key();
+        if current.hashes.keys().any(|existing| wire::names::name_key(existing) == key) {
             return Err(AddUserError::Exists(username.to_string()));
         }
         current.hashes.insert(username.to_string(), hash);
@@ -118,17 +119,17 @@ impl UserDb {
     }
 
     /// Adds users whose hashes are computed already (an import), under one lock and
-    /// with one write; for each, whether it was added (`false`: the name, in any case,
-    /// was taken, before or earlier in `users`).
+    /// with one write; for each, whether it was added (`false`: the name, in any case
+    /// or a look-alike of it, was taken, before or earlier in `users`).
     pub fn add_hashed_blocking(&self, users: &[(Username, String)]) -> anyhow::Result<Vec<bool>> {
         let path = &self.shared.path;
         let _lock = lock_file(path)?;
         let mut current = load(path)?;
-        let mut taken: HashSet<String> = current.hashes.keys().map(|name| name.to_lowercase()).collect();
+        let mut taken: HashSet<String> = current.hashes.keys().map(|name| wire::names::name_key(name)).collect();
         let added: Vec<bool> = users
             .iter()
             .map(|(username, hash)| {
-                let fresh = taken.insert(username.as_str().to_lowercase());
+                let fresh = taken.insert(username.key());
                 if fresh {
                     current.hashes.insert(username.to_string(), hash.clone());
                 }
@@ -332,6 +333,8 @@ mod tests {
         let db = UserDb::open(&path).unwrap();
         db.add_blocking(&name("alice"), "correct horse").unwrap();
         assert!(matches!(db.add_blocking(&name("ALICE"), "whatever123"), Err(AddUserError::Exists(_))));
+        // Cyrillic а: a look-alike of the name taken.
+        assert!(matches!(db.add_blocking(&name("\u{430}lice"), "whatever123"), Err(AddUserError::Exists(_))));
         assert!(matches!(db.add_blocking(&name("bob"), "short"), Err(AddUserError::BadPassword)));
         let reopened = UserDb::open(&path).unwrap();
         assert_eq!(reopened.len(), 1);

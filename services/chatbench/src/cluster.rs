@@ -342,6 +342,9 @@ fn envs(
         ("WEAPROUS_CLUSTER_SECRET".to_owned(), cluster_secret.expose_secret().to_owned()),
         ("WEAPROUS_LOG_FORMAT".to_owned(), "json".to_owned()),
         ("RUST_LOG".to_owned(), service_log.to_owned()),
+        // A benchmark is a flood on purpose: no rate limit (a `--service-env` may set
+        // them back on).
+        ("WEAPROUS_RATE_LIMITS".to_owned(), "off".to_owned()),
     ];
     envs.extend(service_env.iter().cloned());
     envs

@@ -54,6 +54,10 @@ pub struct Config {
     /// How often an idle event stream gets a keep-alive comment; a browser that went
     /// away is noticed within about two of these.
     pub sse_keepalive_secs: u64,
+    /// Rate limits and caps (`[limits]`, `WEAPROUS_LIMITS__<NAME>`); every one off with
+    /// `WEAPROUS_RATE_LIMITS=off`. See docs/security.md.
+    #[serde(default)]
+    pub limits: kit::rate::Limits,
     #[serde(flatten, skip_serializing)]
     pub secrets: Secrets,
 }
@@ -74,6 +78,7 @@ impl Default for Config {
             outbox_ttl_secs: 7 * 24 * 60 * 60,
             activity_grace_secs: 10,
             sse_keepalive_secs: 5,
+            limits: kit::rate::Limits::default(),
             secrets: Secrets::default(),
         }
     }

@@ -119,16 +119,23 @@ pub struct StreamGuard {
 
 impl StreamGuard {
     /// `own_connection`: the stream is alone on its connection ([`kit::http::OwnConnection`]).
-    pub fn open(state: &AppState, user: &Username, own_connection: bool) -> Self {
+    /// Refused with 429 when the user has as many open as `limits.streams_per_user`.
+    pub fn open(state: &AppState, user: &Username, own_connection: bool) -> Result<Self, ApiError> {
+        let Some(first) = state.sessions.try_open_stream(user, state.streams_per_user) else {
+            return Err(ApiError::RateLimited {
+                message: "too many chat tabs open for this user; close one".into(),
+                retry_after: 10,
+            });
+        };
         state.metrics.sse_streams.inc();
         if own_connection {
             state.metrics.sse_streams_own_connection.inc();
         }
-        if state.sessions.stream_opened(user) {
+        if first {
             let (state, user) = (state.clone(), user.clone());
             tokio::spawn(async move { report_activity(&state, &user, true).await });
         }
-        Self { state: state.clone(), user: user.clone(), own_connection }
+        Ok(Self { state: state.clone(), user: user.clone(), own_connection })
     }
 }
 
@@ -211,8 +218,10 @@ fn wake_streams(state: &AppState, session: &RevokedSession) {
 }
 
 /// Tells the tracker about sessions ended here, and learns every session ended
-/// anywhere. Returns whether the tracker has them all; a failure is logged, and the
-/// heartbeat loop, the next registration or reconnect of the stream try again.
+/// anywhere since this peer last asked (everything, the first time after start: what
+/// ended while it was away). Returns whether the tracker has them all; a failure is
+/// logged, and the heartbeat loop, the next registration or reconnect of the stream
+/// try again.
 pub async fn share_revoked(state: &AppState, ended: Vec<RevokedSession>) -> bool {
     // One call even with nothing to tell, to learn what ended elsewhere.
     let mut batches: Vec<&[RevokedSession]> = ended.chunks(REVOKED_PER_CALL).collect();
@@ -220,17 +229,25 @@ pub async fn share_revoked(state: &AppState, ended: Vec<RevokedSession>) -> bool
         batches.push(&[]);
     }
     for batch in batches {
-        let known = match state.tracker.revoke_sessions(batch).await {
+        let since = state.revocations_cursor.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+        let known = match state.tracker.revoke_sessions(batch, since).await {
             Ok(known) => known,
             Err(err) => {
                 tracing::warn!(%err, "could not share ended sessions with the tracker");
                 return false;
             }
         };
-        for session in known {
+        let mut recorded = true;
+        for session in known.sessions {
             if let Err(err) = revoke_here(state, &session, false).await {
                 tracing::warn!(%err, "could not record an ended session");
+                recorded = false;
             }
+        }
+        // Moved on only past what is recorded here: a session that failed to record is
+        // asked for again next time.
+        if recorded && let Some(cursor) = known.cursor {
+            *state.revocations_cursor.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(cursor);
         }
     }
     true

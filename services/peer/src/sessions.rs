@@ -65,10 +65,19 @@ impl Sessions {
 
     /// Counts a new event stream of `user`; true when it is their first.
     pub fn stream_opened(&self, user: &Username) -> bool {
+        self.try_open_stream(user, None).unwrap_or(false)
+    }
+
+    /// Counts a new event stream of `user` unless they have `max` open already
+    /// (`None`: no cap): `Some(first)`, or `None` when refused.
+    pub fn try_open_stream(&self, user: &Username, max: Option<usize>) -> Option<bool> {
         let mut inner = self.lock();
         let count = inner.streams.entry(user.clone()).or_default();
+        if max.is_some_and(|max| *count >= max) {
+            return None;
+        }
         *count += 1;
-        *count == 1
+        Some(*count == 1)
     }
 
     /// Counts a closed event stream of `user`; true when it was their last.

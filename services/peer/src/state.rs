@@ -2,20 +2,22 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
 use kit::client::Client;
 use kit::client::endpoints::Endpoints;
 use kit::health::Readiness;
+use kit::rate::Limiter;
 use kit::session::TokenKeys;
 use kit::sign::ClusterKey;
 use secrecy::ExposeSecret;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use wire::addr::PeerAddr;
+use wire::names::Username;
 
 use crate::clients::auth::AuthClient;
 use crate::clients::peer::PeerClient;
@@ -68,11 +70,19 @@ pub struct Shared {
     /// Set when a session ended here could not be told to the tracker; the heartbeat
     /// loop tries again.
     pub revocations_unshared: AtomicBool,
+    /// Where this peer stands in the tracker's ended sessions (its last reply's
+    /// cursor); `None` after start, so the first call learns every one.
+    pub revocations_cursor: Mutex<Option<String>>,
     /// Ready once the tracker has the peer in its pool.
     pub readiness: Readiness,
     /// Cancelled at shutdown: background tasks and event streams end.
     pub shutdown: CancellationToken,
     pub metrics: PeerMetrics,
+    /// Direct messages (and broadcasts) per user, and from one user to one recipient;
+    /// event streams one user may hold open (`limits`).
+    pub direct_messages: Limiter<Username>,
+    pub direct_to_one: Limiter<(Username, Username)>,
+    pub streams_per_user: Option<usize>,
     /// The lock on the database slot this peer claimed, held while it runs.
     _slot: Option<std::fs::File>,
 }
@@ -157,9 +167,27 @@ impl AppState {
             sse_keepalive: Duration::from_secs(config.sse_keepalive_secs),
             outbox_wake: Arc::new(Notify::new()),
             revocations_unshared: AtomicBool::new(false),
+            revocations_cursor: Mutex::new(None),
             readiness: Readiness::default(),
             shutdown: CancellationToken::new(),
             metrics: PeerMetrics::new(),
+            direct_messages: Limiter::new(
+                config.limits.quota(
+                    config.limits.messages_per_sec,
+                    Duration::from_secs(1),
+                    config.limits.message_burst,
+                ),
+                "messages",
+            ),
+            direct_to_one: Limiter::new(
+                config.limits.quota(
+                    config.limits.direct_to_one_per_min,
+                    Duration::from_secs(60),
+                    config.limits.direct_to_one_per_min,
+                ),
+                "messages to this person",
+            ),
+            streams_per_user: config.limits.cap(config.limits.streams_per_user).map(|max| max as usize),
             _slot: slot,
         })))
     }

@@ -34,6 +34,10 @@ pub struct Config {
     /// only works where browsers reach the peers directly (`weaprous up`).
     #[serde(default)]
     pub public_url: Option<String>,
+    /// Rate limits and caps (`[limits]`, `WEAPROUS_LIMITS__<NAME>`); every one off with
+    /// `WEAPROUS_RATE_LIMITS=off`. See docs/security.md.
+    #[serde(default)]
+    pub limits: kit::rate::Limits,
     #[serde(flatten, skip_serializing)]
     pub secrets: Secrets,
 }
@@ -49,6 +53,7 @@ impl Default for Config {
             peer_ttl_secs: 15,
             database_pool_size: 16,
             public_url: None,
+            limits: kit::rate::Limits::default(),
             secrets: Secrets::default(),
         }
     }

@@ -9,6 +9,7 @@ use anyhow::Context;
 use kit::client::Client;
 use kit::client::endpoints::Endpoints;
 use kit::health::Readiness;
+use kit::rate::Limiter;
 use kit::session::TokenKeys;
 use kit::sign::ClusterKey;
 use prometheus_client::metrics::counter::Counter;
@@ -16,6 +17,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
+use wire::names::Username;
 
 use crate::auth_client::AuthClient;
 use crate::config::Config;
@@ -48,6 +50,9 @@ pub struct Shared {
     /// log-in sends them there rather than to a peer's own address.
     pub public_url: Option<String>,
     pub readiness: Readiness,
+    /// Channel messages and channel creations per user (`limits`; per replica).
+    pub channel_messages: Limiter<Username>,
+    pub channel_creations: Limiter<Username>,
     /// The database's last answer to `/readyz`, reused for a moment.
     pub database_check: CachedCheck,
     /// Cancelled at shutdown, so peer streams end and the drain can finish.
@@ -115,6 +120,22 @@ impl AppState {
             www_dir: Arc::new(config.www_dir.clone()),
             public_url: config.public_url()?,
             readiness: Readiness::ready(),
+            channel_messages: Limiter::new(
+                config.limits.quota(
+                    config.limits.messages_per_sec,
+                    Duration::from_secs(1),
+                    config.limits.message_burst,
+                ),
+                "messages",
+            ),
+            channel_creations: Limiter::new(
+                config.limits.quota(
+                    config.limits.channels_per_hour,
+                    Duration::from_secs(60 * 60),
+                    config.limits.channels_per_hour,
+                ),
+                "channels created",
+            ),
             database_check: CachedCheck::new(DATABASE_CHECK_FRESH_FOR),
             shutdown: CancellationToken::new(),
             metrics: TrackerMetrics::new(),

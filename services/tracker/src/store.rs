@@ -29,7 +29,7 @@ use wire::addr::PeerAddr;
 use wire::api::{ChannelMessage, Member, RevokedSession};
 use wire::names::{ChannelName, MessageText, Username};
 
-pub use model::{Push, StoreError, Targets, presence, pushed_json};
+pub use model::{Push, RevokedSince, StoreError, Targets, presence, pushed_json};
 
 /// The channels every tracker starts with, as the original's.
 pub const DEFAULT_CHANNELS: [&str; 5] = ["general", "random", "project", "help", "announcements"];
@@ -127,6 +127,12 @@ impl Store {
     /// The ended sessions whose tokens have not expired yet.
     pub async fn revoked(&self) -> Result<Vec<RevokedSession>, StoreError> {
         dispatch!(self.revoked())
+    }
+
+    /// The ended sessions after the cursor `since` (all without one), not expired,
+    /// and the cursor after them.
+    pub async fn revoked_since(&self, since: Option<&str>) -> Result<RevokedSince, StoreError> {
+        dispatch!(self.revoked_since(since))
     }
 
     /// Records ended sessions durably, then tells every peer about those that are

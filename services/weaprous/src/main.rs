@@ -158,8 +158,15 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         None => None,
     };
 
-    let auth_config =
-        auth::Config { server_ip: host, db: args.db.clone(), secrets: secrets.clone(), ..auth::Config::default() };
+    // `WEAPROUS_RATE_LIMITS=off` and `WEAPROUS_LIMITS__*`, as each service alone reads them.
+    let limits = kit::config::limits_from_env().unwrap_or_else(|err| err.exit());
+    let auth_config = auth::Config {
+        server_ip: host,
+        db: args.db.clone(),
+        limits: limits.clone(),
+        secrets: secrets.clone(),
+        ..auth::Config::default()
+    };
     if secrets.database_url.is_some() {
         // The database may be new: the demo users go in as `auth import-csv` puts them,
         // leaving every user already there as they are.
@@ -174,6 +181,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         auth_url: format!("http://{host}:9100"),
         data_dir: args.data_dir.join("tracker"),
         www_dir: args.www_dir.clone(),
+        limits: limits.clone(),
         secrets: secrets.clone(),
         ..tracker::Config::default()
     };
@@ -183,6 +191,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         auth_url: format!("http://{host}:9100"),
         data_dir: args.data_dir.join("peers"),
         www_dir: args.www_dir.clone(),
+        limits,
         secrets: secrets.clone(),
         ..peer::Config::default()
     };

@@ -4,8 +4,9 @@ use std::collections::HashSet;
 
 use testkit::{Backend, System};
 
+/// Floods of messages on purpose: no rate limit.
 fn system() -> testkit::Builder {
-    System::builder().processes(env!("CARGO_BIN_EXE_weaprous"))
+    System::builder().processes(env!("CARGO_BIN_EXE_weaprous")).without_rate_limits()
 }
 
 async fn channel_messages_acknowledged_before_a_tracker_sigkill_are_all_there_in_order(backend: Backend) {

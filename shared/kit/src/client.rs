@@ -114,13 +114,14 @@ pub async fn call<T: DeserializeOwned>(request: RequestBuilder, service: &str) -
 /// Reads a service's JSON reply: the value on success, else the error it means.
 pub async fn read_reply<T: DeserializeOwned>(response: Response, service: &str) -> Result<T, ApiError> {
     let status = response.status();
+    let retry_after = retry_after(&response);
     let bytes =
         response.bytes().await.map_err(|err| ApiError::BadGateway(format!("{service} reply was cut off: {err}")))?;
     if status.is_success() {
         serde_json::from_slice(&bytes)
             .map_err(|err| ApiError::BadGateway(format!("{service} sent an unexpected reply: {err}")))
     } else {
-        Err(upstream_error(status, &bytes, service))
+        Err(upstream_error(status, &bytes, service, retry_after))
     }
 }
 
@@ -135,8 +136,9 @@ pub async fn check_reply(response: Response, service: &str) -> Result<(), ApiErr
     if status.is_success() {
         return Ok(());
     }
+    let retry_after = retry_after(&response);
     let bytes = response.bytes().await.unwrap_or_default();
-    Err(upstream_error(status, &bytes, service))
+    Err(upstream_error(status, &bytes, service, retry_after))
 }
 
 /// Sends a request in a client span, with the trace context injected, so the callee's
@@ -186,11 +188,19 @@ pub fn transport_error(err: &reqwest::Error, service: &str) -> ApiError {
     }
 }
 
-fn upstream_error(status: StatusCode, bytes: &[u8], service: &str) -> ApiError {
+/// A `Retry-After` in whole seconds, as the rate limits send it.
+fn retry_after(response: &Response) -> Option<u64> {
+    response.headers().get(http::header::RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()
+}
+
+fn upstream_error(status: StatusCode, bytes: &[u8], service: &str, retry_after: Option<u64>) -> ApiError {
     let message = serde_json::from_slice::<ErrorBody>(bytes)
         .map(|body| body.message)
         .unwrap_or_else(|_| format!("{service} answered {status}"));
-    if status.is_client_error() {
+    if let (StatusCode::TOO_MANY_REQUESTS, Some(retry_after)) = (status, retry_after) {
+        // A rate limit of the service, passed on with its wait.
+        ApiError::RateLimited { message, retry_after }
+    } else if status.is_client_error() {
         ApiError::Upstream { status, message }
     } else {
         ApiError::BadGateway(format!("{service} failed: {message}"))

@@ -133,9 +133,30 @@ pub fn layered<D: Serialize, F: Serialize>(defaults: &D, file: &Path, prefix: &s
     Figment::from(Serialized::defaults(defaults))
         .merge(Toml::file(file))
         .merge(Env::prefixed("WEAPROUS_").only(&["session_secret", "cluster_secret", "database_url", "public_url"]))
+        .merge(rate_limits_from_env())
         .merge(SecretFiles)
         .merge(Env::prefixed(&format!("{prefix}_")).split("__").ignore(&["config"]))
         .merge(Serialized::defaults(flags))
+}
+
+/// The rate limits from the environment alone (`WEAPROUS_LIMITS__<NAME>` and
+/// `WEAPROUS_RATE_LIMITS`), for a runner that builds its services' configs in code
+/// (`weaprous up`).
+pub fn limits_from_env() -> Result<crate::rate::Limits, ConfigError> {
+    #[derive(Deserialize)]
+    struct WithLimits {
+        #[serde(default)]
+        limits: crate::rate::Limits,
+    }
+    extract::<WithLimits>(&rate_limits_from_env()).map(|with| with.limits)
+}
+
+/// `WEAPROUS_LIMITS__<NAME>` for each rate limit of [`crate::rate::Limits`], and
+/// [`crate::rate::SWITCH_ENV`] (`WEAPROUS_RATE_LIMITS=off`) for `limits.enabled`.
+fn rate_limits_from_env() -> Figment {
+    Figment::new()
+        .merge(Env::prefixed("WEAPROUS_LIMITS__").map(|key| format!("limits.{key}").into()))
+        .merge(Env::raw().only(&[crate::rate::SWITCH_ENV]).map(|_| "limits.enabled".into()))
 }
 
 /// `WEAPROUS_SESSION_SECRET_FILE`, `WEAPROUS_CLUSTER_SECRET_FILE` and
@@ -309,6 +330,33 @@ mod tests {
             let err = extract::<Demo>(&layered(&defaults(), Path::new("none.toml"), "DEMO", &Flags { port: None }))
                 .unwrap_err();
             assert!(err.to_string().contains("port"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[derive(Debug, Deserialize)]
+    struct WithLimits {
+        #[serde(default)]
+        limits: crate::rate::Limits,
+    }
+
+    #[test]
+    fn rate_limits_are_switched_off_and_set_from_the_env() {
+        figment::Jail::expect_with(|jail| {
+            let load = || {
+                extract::<WithLimits>(&layered(&defaults(), Path::new("none.toml"), "DEMO", &Flags { port: None }))
+                    .unwrap()
+                    .limits
+            };
+            assert_eq!(load(), crate::rate::Limits::default());
+            jail.set_env("WEAPROUS_LIMITS__STREAMS_PER_USER", "7");
+            jail.set_env("DEMO_LIMITS__MESSAGES_PER_SEC", "3");
+            let set = load();
+            assert_eq!((set.streams_per_user, set.messages_per_sec, set.enabled), (7, 3, true));
+            assert_eq!(limits_from_env().unwrap().streams_per_user, 7);
+            jail.set_env("WEAPROUS_RATE_LIMITS", "off");
+            assert!(!load().enabled);
+            assert!(!limits_from_env().unwrap().enabled);
             Ok(())
         });
     }

@@ -33,6 +33,7 @@ pub mod limits;
 pub mod metrics;
 #[cfg(feature = "postgres")]
 pub mod pg;
+pub mod rate;
 pub mod session;
 pub mod shutdown;
 pub mod sign;

@@ -29,6 +29,7 @@ impl System {
                 let config = auth::Config {
                     db: self.dir.path().join("database.csv"),
                     allow_registration: self.settings.allow_registration,
+                    limits: self.settings.limits.clone(),
                     secrets: self.secrets.clone(),
                     ..auth::Config::default()
                 };
@@ -103,6 +104,8 @@ impl System {
         if let Some(url) = &self.settings.public_url {
             envs.push(("TRACKER_PUBLIC_URL", url.clone()));
         }
+        let limits = limit_envs(&self.settings.limits);
+        envs.extend(limits.iter().map(|(key, value)| (key.as_str(), value.clone())));
         envs.extend(self.settings.env.iter().map(|(key, value)| (key.as_str(), value.clone())));
         let child = Child::spawn(binary, &format!("{role:?}").to_lowercase(), &args, &envs).await;
         let port = child.port();
@@ -116,6 +119,7 @@ impl System {
             www_dir: repo_root().join("www"),
             peer_ttl_secs: self.settings.peer_ttl_secs,
             public_url: self.settings.public_url.clone(),
+            limits: self.settings.limits.clone(),
             secrets: self.secrets.clone(),
             ..tracker::Config::default()
         }
@@ -130,6 +134,7 @@ impl System {
             heartbeat_secs: self.settings.heartbeat_secs,
             activity_grace_secs: 1,
             sse_keepalive_secs: 1,
+            limits: self.settings.limits.clone(),
             secrets: self.secrets.clone(),
             ..peer::Config::default()
         }
@@ -154,4 +159,17 @@ impl System {
 
 async fn bind(port: u16) -> TcpListener {
     TcpListener::bind(("127.0.0.1", port)).await.unwrap_or_else(|err| panic!("failed to bind 127.0.0.1:{port}: {err}"))
+}
+
+/// The rate limits as the environment of a child: `WEAPROUS_RATE_LIMITS` and one
+/// `WEAPROUS_LIMITS__<NAME>` for each limit.
+fn limit_envs(limits: &kit::rate::Limits) -> Vec<(String, String)> {
+    let mut envs = vec![(kit::rate::SWITCH_ENV.to_owned(), if limits.enabled { "on" } else { "off" }.to_owned())];
+    let fields = serde_json::to_value(limits).expect("limits serialize");
+    for (name, value) in fields.as_object().into_iter().flatten() {
+        if name != "enabled" {
+            envs.push((format!("WEAPROUS_LIMITS__{}", name.to_ascii_uppercase()), value.to_string()));
+        }
+    }
+    envs
 }

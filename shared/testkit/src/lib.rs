@@ -77,6 +77,8 @@ pub struct Builder {
     demo_users: bool,
     /// The tracker's public URL, where its log-in sends browsers.
     public_url: Option<String>,
+    /// The rate limits of every service (default: the shipped defaults).
+    limits: kit::rate::Limits,
 }
 
 impl Builder {
@@ -143,6 +145,17 @@ impl Builder {
     pub fn public_url(mut self, url: &str) -> Self {
         self.public_url = Some(url.to_owned());
         self
+    }
+
+    /// The rate limits and caps of every service (default: the shipped defaults).
+    pub fn limits(mut self, limits: kit::rate::Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Every rate limit off (`WEAPROUS_RATE_LIMITS=off`), for tests that flood on purpose.
+    pub fn without_rate_limits(self) -> Self {
+        self.limits(kit::rate::Limits::off())
     }
 
     /// Runs every service as a child process of this `weaprous` binary.
@@ -239,6 +252,7 @@ impl System {
             backend: Backend::Embedded,
             demo_users: true,
             public_url: None,
+            limits: kit::rate::Limits::default(),
         }
     }
 

@@ -3,9 +3,13 @@
 //! Every service parses what it receives through these types, so a name that one
 //! service accepts is accepted by all of them.
 
+mod profile;
+
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+
+pub use profile::name_key;
 
 /// The longest user or channel name, in characters.
 pub const MAX_NAME_CHARS: usize = 32;
@@ -36,6 +40,20 @@ impl Username {
         Ok(Self(name.to_owned()))
     }
 
+    /// A name for a new account: [`Username::parse`], and the profile of new names
+    /// (NFKC; no invisible, format, control or bidirectional character; no stray
+    /// combining mark; one script), as the `names/profile.rs` module doc sets it out.
+    pub fn parse_new(raw: &str) -> Result<Self, InvalidInput> {
+        let name = profile::new_name("username", raw).map_err(InvalidInput)?;
+        check_name("username", &name)?;
+        Ok(Self(name))
+    }
+
+    /// The key under which the name is unique ([`name_key`]).
+    pub fn key(&self) -> String {
+        name_key(&self.0)
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -52,6 +70,20 @@ impl ChannelName {
         let name = raw.trim().trim_start_matches('#').to_lowercase();
         check_name("channel name", &name)?;
         Ok(Self(name))
+    }
+
+    /// A name for a new channel: [`ChannelName::parse`], and the profile of new names
+    /// as [`Username::parse_new`] applies it.
+    pub fn parse_new(raw: &str) -> Result<Self, InvalidInput> {
+        let name =
+            profile::new_name("channel name", raw.trim().trim_start_matches('#')).map_err(InvalidInput)?.to_lowercase();
+        check_name("channel name", &name)?;
+        Ok(Self(name))
+    }
+
+    /// The key under which the name is unique ([`name_key`]).
+    pub fn key(&self) -> String {
+        name_key(&self.0)
     }
 
     pub fn as_str(&self) -> &str {
@@ -154,6 +186,62 @@ mod tests {
         assert!(MessageText::parse(&"a".repeat(MAX_MESSAGE_CHARS + 1)).is_err());
         assert!(MessageText::parse("bell\u{7}").is_err());
         assert!(MessageText::parse(&"a".repeat(MAX_MESSAGE_CHARS)).is_ok());
+    }
+
+    #[test]
+    fn new_names_are_taken_in_nfkc() {
+        assert_eq!(Username::parse_new("user１").unwrap().as_str(), "user1");
+        assert_eq!(Username::parse_new("ＵＳＥＲ1").unwrap().as_str(), "USER1");
+        assert_eq!(ChannelName::parse_new("#genera\u{217C}").unwrap().as_str(), "general");
+        assert_eq!(Username::parse_new("Nguyễn_Văn-An").unwrap().as_str(), "Nguyễn_Văn-An");
+        // Decomposed Vietnamese (as some keyboards send it) is composed.
+        assert_eq!(Username::parse_new("Nguye\u{302}\u{303}n").unwrap().as_str(), "Nguyễn");
+    }
+
+    #[test]
+    fn new_names_refuse_invisible_format_and_bidi_characters() {
+        for bad in [
+            "\u{3164}",
+            "\u{1160}",
+            "\u{FFA0}",
+            "user\u{3164}",
+            "us\u{200B}er",
+            "\u{202E}evil",
+            "a\u{2066}b",
+            "x\u{AD}y",
+            "a\u{FEFF}",
+        ] {
+            assert!(Username::parse_new(bad).is_err(), "{bad:?} was accepted");
+            assert!(ChannelName::parse_new(bad).is_err(), "{bad:?} was accepted as a channel");
+        }
+    }
+
+    #[test]
+    fn new_names_refuse_stray_combining_marks_and_mixed_scripts() {
+        assert!(Username::parse_new("\u{301}user").is_err());
+        assert!(Username::parse_new("user1\u{308}").is_err());
+        assert!(Username::parse_new("_\u{301}").is_err());
+        assert!(Username::parse_new("e\u{301}\u{301}\u{301}\u{301}").is_err());
+        assert!(Username::parse_new("u\u{455}er1").is_err(), "Latin with a Cyrillic dze");
+        assert!(ChannelName::parse_new("genеral").is_err(), "Latin with a Cyrillic ie");
+        // One script each, with common digits and punctuation.
+        for good in ["user1", "alice", "Борис_2", "山田-太郎", "やまだ.たろう", "สมชาย", "Ελένη"]
+        {
+            assert!(Username::parse_new(good).is_ok(), "{good:?} was refused");
+        }
+    }
+
+    #[test]
+    fn look_alike_names_share_a_key() {
+        let key = name_key("user1");
+        for alike in ["u\u{455}er1", "user１", "ＵＳＥＲ1", "USER1", "User1"] {
+            assert_eq!(name_key(alike), key, "{alike:?}");
+        }
+        assert_eq!(name_key("genera\u{217C}"), name_key("general"));
+        // A whole-script look-alike: Cyrillic а, р, е.
+        assert_eq!(name_key("\u{430}\u{440}\u{435}"), name_key("ape"));
+        assert_ne!(name_key("alice"), name_key("bob"));
+        assert_ne!(name_key("Nguyễn"), name_key("Nguyen"));
     }
 
     #[test]

@@ -39,6 +39,7 @@ mod cluster;
 mod commands;
 mod hashing;
 mod import;
+mod names;
 
 /// One test's storage and the config that points at it; several auth instances
 /// started from one `Storage` share their users (and secrets), like replicas.

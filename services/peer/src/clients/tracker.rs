@@ -91,11 +91,14 @@ impl TrackerClient {
     }
 
     /// Tells the tracker about sessions ended here; the reply is every session ended
-    /// anywhere.
-    pub async fn revoke_sessions(&self, ended: &[RevokedSession]) -> Result<Vec<RevokedSession>, ApiError> {
-        let body = RevokedSessions { sessions: ended.to_vec() };
-        let known: RevokedSessions = self.signed_post(routes::REVOKE_SESSIONS, &body).await?;
-        Ok(known.sessions)
+    /// anywhere after the cursor `since` (all, without one), and the next cursor.
+    pub async fn revoke_sessions(
+        &self,
+        ended: &[RevokedSession],
+        since: Option<String>,
+    ) -> Result<RevokedSessions, ApiError> {
+        let body = RevokedSessions { sessions: ended.to_vec(), since, cursor: None };
+        self.signed_post(routes::REVOKE_SESSIONS, &body).await
     }
 
     /// The channels `user` joined.

@@ -20,6 +20,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::routing::get;
 use axum::{Extension, Router};
 use futures_util::stream::{self, Stream, StreamExt};
+use kit::error::ApiError;
 use kit::http::OwnConnection;
 use kit::session::TokenKeys;
 use tokio::sync::broadcast::error::RecvError;
@@ -40,14 +41,14 @@ async fn events(
     session: Session,
     own_connection: Option<Extension<OwnConnection>>,
     headers: HeaderMap,
-) -> impl IntoResponse {
+) -> Result<impl IntoResponse, ApiError> {
     let last_id = headers
         .get("last-event-id")
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.trim().parse::<u64>().ok());
     let resume = state.hub.resume(last_id);
     let feed = Feed {
-        _open: StreamGuard::open(&state, session.username(), own_connection.is_some()),
+        _open: StreamGuard::open(&state, session.username(), own_connection.is_some())?,
         revocations: state.tokens.revocations(),
         tokens: state.tokens.clone(),
         sid: session.claims.sid,
@@ -59,7 +60,7 @@ async fn events(
     };
     let shutdown = state.shutdown.clone().cancelled_owned();
     let keep_alive = state.sse_keepalive;
-    Sse::new(feed.into_stream().take_until(shutdown)).keep_alive(KeepAlive::new().interval(keep_alive))
+    Ok(Sse::new(feed.into_stream().take_until(shutdown)).keep_alive(KeepAlive::new().interval(keep_alive)))
 }
 
 struct Feed {

@@ -43,8 +43,10 @@ async fn send_peer(
     session: Session,
     Input(request): Input<SendPeer>,
 ) -> Result<(StatusCode, Json<DirectSent>), ApiError> {
+    state.direct_messages.check(session.username())?;
     let (to, destination) =
         resolve(&state, session.username(), request.ip.as_deref(), request.port, request.username.as_ref()).await?;
+    state.direct_to_one.check(&(session.username().clone(), to.clone()))?;
     let addr = destination.addr().clone();
     let (message, delivered) =
         delivery::send(&state, session.username(), &to, destination, request.message, false).await?;
@@ -78,6 +80,7 @@ async fn broadcast(
     session: Session,
     Input(request): Input<Broadcast>,
 ) -> Result<Json<BroadcastSent>, ApiError> {
+    state.direct_messages.check(session.username())?;
     let contacts = state.store.contacts(session.username()).await?;
     let sends = contacts.iter().map(|contact| {
         let hint = delivery::Destination::Hint(PeerAddr { ip: contact.ip.clone(), port: contact.port });

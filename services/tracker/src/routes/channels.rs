@@ -12,7 +12,7 @@ use wire::api::{
 };
 
 use serde::Deserialize;
-use wire::names::Username;
+use wire::names::{ChannelName, Username};
 use wire::routes::tracker;
 
 use crate::caller::{Authed, Caller};
@@ -60,9 +60,14 @@ async fn create_channel(
     request: Authed<ChannelRequest>,
 ) -> Result<(StatusCode, Json<Ack>), ApiError> {
     let user = request.caller.user()?;
-    state.store.create_channel(&request.body.channel_name, user).await?;
+    state.channel_creations.check(user)?;
+    // A new name meets the profile of new names; one that looks like an existing
+    // channel's (`generaⅼ` beside `general`) is that channel's (409).
+    let channel =
+        ChannelName::parse_new(request.body.channel_name.as_str()).map_err(|err| ApiError::bad_request(err.0))?;
+    state.store.create_channel(&channel, user).await?;
     tracing::info!(%user, "channel created");
-    Ok((StatusCode::CREATED, Json(Ack::success(format!("Created channel {}", request.body.channel_name)))))
+    Ok((StatusCode::CREATED, Json(Ack::success(format!("Created channel {channel}")))))
 }
 
 #[tracing::instrument(level = "debug", skip_all, fields(channel = %request.body.channel_name))]
@@ -101,6 +106,7 @@ async fn send_channel_message(
     request: Authed<SendChannelMessage>,
 ) -> Result<Json<MessageStored>, ApiError> {
     let user = request.caller.user()?;
+    state.channel_messages.check(user)?;
     let SendChannelMessage { channel_name, message } = request.body;
     let stored = state.store.post_from_home(&channel_name, user, &message).await?;
     state.metrics.messages_stored.inc();

@@ -125,8 +125,8 @@ async fn release_user(
 }
 
 /// A peer ended sessions (logouts): no service may accept their tokens any more.
-/// Every peer hears of them on its stream; the reply lists every ended session, so
-/// the caller also learns of those it missed.
+/// Every peer hears of them on its stream; the reply lists the sessions ended since
+/// the caller's cursor, so the caller also learns of those it missed.
 async fn revoke_sessions(
     State(state): State<AppState>,
     Signed(ended): Signed<RevokedSessions>,
@@ -140,7 +140,10 @@ async fn revoke_sessions(
     if !fresh.is_empty() {
         tracing::info!(sessions = fresh.len(), "sessions ended");
     }
-    Ok(Json(RevokedSessions { sessions: state.store.revoked().await? }))
+    // What ended since the caller's last call (everything, for a caller without a
+    // cursor: a peer that just started, or one of before cursors).
+    let known = state.store.revoked_since(ended.since.as_deref()).await?;
+    Ok(Json(RevokedSessions { sessions: known.sessions, since: None, cursor: Some(known.cursor) }))
 }
 
 /// A peer says whether a user it hosts has the chat open.

@@ -7,6 +7,7 @@ use std::sync::{Arc, OnceLock};
 use kit::db::DbError;
 use kit::pg::PgError;
 use wire::addr::PeerAddr;
+use wire::api::RevokedSession;
 use wire::events::{Event, Membership, Presence, Pushed};
 use wire::names::{ChannelName, Username};
 
@@ -76,6 +77,30 @@ pub enum StoreError {
     Closed,
 }
 
+/// The ended sessions after a caller's cursor, and its next cursor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokedSince {
+    pub sessions: Vec<RevokedSession>,
+    pub cursor: String,
+}
+
+/// A cursor in the ended sessions: the store's id (so a cursor of another store, or
+/// of a store made anew, reads from the start) and the last sequence number read.
+pub(super) fn revoked_cursor(store_id: &str, seq: u64) -> String {
+    format!("{store_id}.{seq}")
+}
+
+/// The sequence number to read after for the cursor `since`: 0 (everything) without
+/// one, for another store's, or for one past `last` (the store was made anew).
+pub(super) fn revoked_after(since: Option<&str>, store_id: &str, last: u64) -> u64 {
+    since
+        .and_then(|since| since.rsplit_once('.'))
+        .filter(|(id, _)| *id == store_id)
+        .and_then(|(_, seq)| seq.parse::<u64>().ok())
+        .filter(|seq| *seq <= last)
+        .unwrap_or(0)
+}
+
 /// `event` as a peer's stream carries it: a [`Pushed`], with the trace context.
 pub fn pushed_json(event: &Event, traceparent: Option<&str>) -> String {
     let pushed = Pushed { event: event.clone(), traceparent: traceparent.map(str::to_owned) };
@@ -94,4 +119,20 @@ pub fn presence(username: Username, online: bool, active: bool) -> Push {
 
 pub(super) fn membership(channel: ChannelName, username: Username, joined: bool) -> Push {
     Push::new(None, Event::Membership(Membership { channel, username, joined }), Targets::Everyone, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cursor_reads_after_its_number_only_in_its_own_store_and_within_what_was_given() {
+        let cursor = revoked_cursor("ab12", 7);
+        assert_eq!(cursor, "ab12.7");
+        assert_eq!(revoked_after(Some(&cursor), "ab12", 9), 7);
+        assert_eq!(revoked_after(None, "ab12", 9), 0, "no cursor: everything");
+        assert_eq!(revoked_after(Some(&cursor), "cd34", 9), 0, "another store's: everything");
+        assert_eq!(revoked_after(Some(&cursor), "ab12", 5), 0, "past what was given: a store made anew");
+        assert_eq!(revoked_after(Some("garbage"), "ab12", 9), 0);
+    }
 }

@@ -39,6 +39,7 @@ mod directory;
 mod follower;
 pub(super) mod log;
 mod posts;
+mod revoked;
 mod schema;
 
 use std::sync::{Arc, OnceLock};
@@ -289,6 +290,13 @@ impl PgStore {
     pub async fn create_channel(&self, channel: &ChannelName, by: &Username) -> Result<(), StoreError> {
         let mut conn = self.conn().await?;
         let tx = log_transaction(&mut conn).await?;
+        // Under the log's lock: no replica creates a channel between this look and
+        // the insert.
+        let key = channel.key();
+        let names = tx.query("SELECT name FROM tracker_channels", &[]).await?;
+        if names.iter().any(|row| wire::names::name_key(row.get(0)) == key) {
+            return Err(StoreError::ChannelExists(channel.clone()));
+        }
         let now = kit::now_ms() as i64;
         let inserted = tx
             .execute(

@@ -7,6 +7,7 @@
 //! order.
 
 mod directory;
+mod revoked;
 mod schema;
 mod view;
 
@@ -19,7 +20,7 @@ use kit::db::{Db, parse_column};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::broadcast;
 use wire::addr::PeerAddr;
-use wire::api::{ChannelMessage, Member, RevokedSession};
+use wire::api::{ChannelMessage, Member};
 use wire::events::Event;
 use wire::names::{ChannelName, MessageText, Username};
 
@@ -63,54 +64,7 @@ impl SqliteStore {
         let _ = self.events.send(Arc::new(push));
     }
 
-    // === Ended sessions ===
-
-    pub async fn revoked(&self) -> Result<Vec<RevokedSession>, StoreError> {
-        let now = kit::now_secs();
-        let view = self.read();
-        let live = view.revoked.iter().filter(|(_, expires_at)| **expires_at >= now);
-        Ok(live.map(|(sid, expires_at)| RevokedSession { sid: sid.clone(), expires_at: *expires_at }).collect())
-    }
-
-    pub async fn revoke(&self, sessions: Vec<RevokedSession>) -> Result<Vec<RevokedSession>, StoreError> {
-        let now = kit::now_secs();
-        let fresh: Vec<RevokedSession> = {
-            let view = self.read();
-            sessions.into_iter().filter(|s| s.expires_at >= now && !view.revoked.contains_key(&s.sid)).collect()
-        };
-        if fresh.is_empty() {
-            return Ok(fresh);
-        }
-        let rows = fresh.clone();
-        let announced = fresh.clone();
-        let (view, events) = (self.view.clone(), self.events.clone());
-        let traceparent = kit::telemetry::current_traceparent();
-        self.db
-            .write_then(
-                move |conn| {
-                    conn.execute("DELETE FROM revoked WHERE expires_at < ?1", [now as i64])?;
-                    let mut insert =
-                        conn.prepare_cached("INSERT OR IGNORE INTO revoked (sid, expires_at) VALUES (?1, ?2)")?;
-                    for session in &rows {
-                        insert.execute(params![session.sid, session.expires_at as i64])?;
-                    }
-                    Ok(())
-                },
-                move |_: &()| {
-                    let mut view = write(&view);
-                    view.revoked.retain(|_, expires_at| *expires_at >= now);
-                    for session in announced {
-                        if view.revoked.insert(session.sid.clone(), session.expires_at).is_none() {
-                            let event = Event::SessionRevoked(session);
-                            let _ =
-                                events.send(Arc::new(Push::new(None, event, Targets::Everyone, traceparent.clone())));
-                        }
-                    }
-                },
-            )
-            .await?;
-        Ok(fresh)
-    }
+    // === Ended sessions === (in `revoked`)
 
     // === Channels and members ===
 
@@ -165,6 +119,11 @@ impl SqliteStore {
             .db
             .write_then(
                 move |conn| {
+                    // One writer: no other channel can appear between this look and
+                    // the insert.
+                    if look_alike_channel(conn, &name)? {
+                        return Ok(false);
+                    }
                     let inserted = conn.execute(
                         "INSERT OR IGNORE INTO channels (name, created_at, created_by) VALUES (?1, ?2, ?3)",
                         params![name.as_str(), kit::now_ms() as i64, creator.as_str()],
@@ -389,4 +348,17 @@ fn query_messages(
         })
     })?;
     rows.collect()
+}
+
+/// Whether a channel whose name looks like `name` ([`ChannelName::key`]) exists.
+fn look_alike_channel(conn: &rusqlite::Connection, name: &ChannelName) -> rusqlite::Result<bool> {
+    let key = name.key();
+    let mut names = conn.prepare_cached("SELECT name FROM channels")?;
+    let mut rows = names.query([])?;
+    while let Some(row) = rows.next()? {
+        if wire::names::name_key(&row.get::<_, String>(0)?) == key {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }

@@ -18,8 +18,10 @@ use wire::names::Username;
 
 mod basics;
 mod login;
+mod names;
 mod readiness;
 mod replicas;
+mod sessions;
 
 /// Where a test's tracker keeps its data.
 #[derive(Clone, Copy, Debug)]

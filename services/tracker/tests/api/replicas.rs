@@ -106,7 +106,10 @@ async fn events_through_one_replica_reach_the_peer_streams_and_sessions_of_the_o
     let (token, claims) = b.state.tokens.issue(&Username::parse("erin").unwrap()).unwrap();
     let before = b.client.user_get(b.at("get-joined-channels"), &token).send().await.unwrap();
     assert_eq!(before.status(), 200);
-    let ended = RevokedSessions { sessions: vec![RevokedSession { sid: claims.sid.clone(), expires_at: claims.exp }] };
+    let ended = RevokedSessions {
+        sessions: vec![RevokedSession { sid: claims.sid.clone(), expires_at: claims.exp }],
+        ..RevokedSessions::default()
+    };
     let revoked = a.client.signed_post(a.at("revoke-sessions"), &ended).send().await.unwrap();
     assert_eq!(revoked.status(), 200);
     let announced = next_data(&mut on_b, "session_revoked").await;

@@ -49,7 +49,8 @@ async fn a_user_of_a_peer_that_stops_for_good_sees_every_conversation_at_once_on
     let Some(backend) = Backend::postgres("a_user_of_a_peer_that_stops_for_good_sees_every_conversation").await else {
         return;
     };
-    let mut sys = System::builder().backend(backend).peers(3).start().await;
+    // 400 messages as fast as they go: no rate limit.
+    let mut sys = System::builder().backend(backend).peers(3).without_rate_limits().start().await;
     let third = sys.peer_url(2);
     let alice = sign_up(&sys, &third, "alice").await;
 

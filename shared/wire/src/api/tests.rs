@@ -8,8 +8,15 @@ fn name(raw: &str) -> Username {
 
 #[test]
 fn revoked_sessions_are_a_list_of_ids_with_expiries() {
-    let sessions = RevokedSessions { sessions: vec![RevokedSession { sid: "s1".into(), expires_at: 1_800_000_000 }] };
+    let sessions = RevokedSessions {
+        sessions: vec![RevokedSession { sid: "s1".into(), expires_at: 1_800_000_000 }],
+        ..RevokedSessions::default()
+    };
     check(&sessions, r#"{"sessions":[{"sid":"s1","expires_at":1800000000}]}"#);
+    let asked = RevokedSessions { since: Some("ab.7".into()), ..RevokedSessions::default() };
+    check(&asked, r#"{"sessions":[],"since":"ab.7"}"#);
+    let answered = RevokedSessions { cursor: Some("ab.9".into()), ..RevokedSessions::default() };
+    check(&answered, r#"{"sessions":[],"cursor":"ab.9"}"#);
 }
 
 #[test]

@@ -62,11 +62,20 @@ pub struct RevokedSession {
     pub expires_at: u64,
 }
 
-/// `POST /revoke-sessions` on the tracker (signed): the sessions a peer ended; the
-/// reply is every ended session the tracker knows of, so the two sides agree.
+/// `POST /revoke-sessions` on the tracker (signed): the sessions a peer ended, and
+/// `since`, the `cursor` of the tracker's last reply to this peer. The reply holds
+/// the sessions that ended after `since` (every one not expired when `since` is
+/// absent or from another store), and the cursor to send next time; so a log-out's
+/// reply stays small however many sessions ended that day.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RevokedSessions {
     pub sessions: Vec<RevokedSession>,
+    /// Request: where the caller stands (an opaque string from a reply).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    /// Reply: where the caller stands after this reply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
 }
 
 /// Where a user is hosted: `GET /lookup?username=NAME` on the tracker.

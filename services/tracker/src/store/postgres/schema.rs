@@ -74,4 +74,13 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE tracker_events ADD COLUMN xid xid8 NOT NULL DEFAULT '0';
     ALTER TABLE tracker_events ALTER COLUMN xid SET DEFAULT pg_current_xact_id();
 "#,
+    // Ended sessions in the order they ended, for peers that ask what ended since
+    // their last call. Every insert takes the log's lock, so numbers are given in
+    // commit order. The store's id tells a cursor of this database from another's.
+    r#"
+    ALTER TABLE tracker_revoked ADD COLUMN seq BIGSERIAL;
+    CREATE UNIQUE INDEX tracker_revoked_by_seq ON tracker_revoked(seq);
+    CREATE TABLE tracker_store (id TEXT NOT NULL);
+    INSERT INTO tracker_store (id) VALUES (substr(md5(random()::text || clock_timestamp()::text), 1, 16));
+"#,
 ];

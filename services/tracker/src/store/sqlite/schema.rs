@@ -49,6 +49,20 @@ pub(super) const MIGRATIONS: &[&str] = &[
         expires_at INTEGER NOT NULL
     );
 "#,
+    // Ended sessions in the order they ended, for peers that ask what ended since
+    // their last call; the store's id tells a cursor of this store from another's.
+    // Sessions ended before take their row order.
+    r#"
+    ALTER TABLE revoked ADD COLUMN seq INTEGER;
+    UPDATE revoked SET seq = rowid;
+    CREATE UNIQUE INDEX revoked_by_seq ON revoked(seq);
+    CREATE TABLE revoked_cursor (
+        store_id TEXT NOT NULL,
+        last_seq INTEGER NOT NULL
+    );
+    INSERT INTO revoked_cursor (store_id, last_seq)
+        SELECT lower(hex(randomblob(8))), coalesce(max(seq), 0) FROM revoked;
+"#,
 ];
 
 pub(super) fn load_view(conn: &Connection) -> rusqlite::Result<View> {
@@ -73,10 +87,17 @@ pub(super) fn load_view(conn: &Connection) -> rusqlite::Result<View> {
         let (user, addr) = row?;
         view.homes.insert(user, addr);
     }
-    let mut revoked = conn.prepare("SELECT sid, expires_at FROM revoked WHERE expires_at >= ?1")?;
-    for row in revoked.query_map([kit::now_secs() as i64], |row| Ok((row.get(0)?, row.get::<_, i64>(1)? as u64)))? {
-        let (sid, expires_at) = row?;
-        view.revoked.insert(sid, expires_at);
+    let mut revoked = conn.prepare("SELECT sid, expires_at, seq FROM revoked WHERE expires_at >= ?1")?;
+    let rows = revoked.query_map([kit::now_secs() as i64], |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64, row.get::<_, i64>(2)? as u64))
+    })?;
+    for row in rows {
+        let (sid, expires_at, seq) = row?;
+        view.revoked.insert(sid.clone(), expires_at);
+        view.revoked_order.insert(seq, sid);
     }
+    (view.store_id, view.revoked_seq) = conn.query_row("SELECT store_id, last_seq FROM revoked_cursor", [], |row| {
+        Ok((row.get(0)?, row.get::<_, i64>(1)? as u64))
+    })?;
     Ok(view)
 }

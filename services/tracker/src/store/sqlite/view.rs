@@ -18,6 +18,11 @@ pub(super) struct View {
     pub(super) active: HashSet<Username>,
     /// Ended sessions (logouts), by session id, with when their tokens expire anyway.
     pub(super) revoked: HashMap<String, u64>,
+    /// The same sessions by the sequence number they ended under.
+    pub(super) revoked_order: BTreeMap<u64, String>,
+    /// The last sequence number given, and this store's id (for cursors).
+    pub(super) revoked_seq: u64,
+    pub(super) store_id: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
