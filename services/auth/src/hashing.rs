@@ -19,6 +19,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::Semaphore;
 
+use crate::password;
+
 /// How many hashes may run and wait (from the config).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HashLimits {
@@ -56,6 +58,9 @@ struct Inner {
     /// Counted inside the blocking task, around the work itself.
     running_now: AtomicUsize,
     running_peak: AtomicUsize,
+    /// The memory of the hashes that ran, kept for the next ones: at most one set per
+    /// hash that may run at once ([`crate::password`] says why).
+    memory: std::sync::Mutex<Vec<password::Memory>>,
 }
 
 /// The gate's metrics, registered with auth's others.
@@ -88,6 +93,7 @@ impl HashGate {
                 metrics: HashMetrics::default(),
                 running_now: AtomicUsize::new(0),
                 running_peak: AtomicUsize::new(0),
+                memory: std::sync::Mutex::default(),
             }),
         }
     }
@@ -104,6 +110,15 @@ impl HashGate {
     /// Runs `work` (a hash or a check) on a blocking thread once a turn is free;
     /// [`HashError::Busy`] when the queue is full or the turn takes too long.
     pub async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, HashError> {
+        self.run_in_memory(move |_| work()).await
+    }
+
+    /// [`Self::run`], with the memory a hash works in lent to `work`
+    /// ([`crate::password`]).
+    pub async fn run_in_memory<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut password::Memory) -> T + Send + 'static,
+    ) -> Result<T, HashError> {
         let inner = &self.inner;
         let Ok(admitted) = inner.admitted.clone().try_acquire_owned() else {
             return Err(inner.refuse("queue_full"));
@@ -124,7 +139,10 @@ impl HashGate {
             // drops the request, but the hash runs on, and its turn must stay taken.
             let _permits = (admitted, running);
             let _running = shared.start_running();
-            work()
+            let mut memory = shared.lend_memory();
+            let done = work(&mut memory);
+            shared.memory.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(memory);
+            done
         })
         .await
         .context("password hashing task failed")
@@ -137,6 +155,12 @@ impl Inner {
         self.metrics.refused.get_or_create(&ReasonLabel { reason }).inc();
         tracing::debug!(reason, "password hash refused");
         HashError::Busy
+    }
+
+    /// A kept block set, or a new one (the first hashes, up to the concurrency).
+    fn lend_memory(&self) -> password::Memory {
+        let kept = self.memory.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop();
+        kept.unwrap_or_else(password::memory)
     }
 
     fn start_running(&self) -> RunningGuard<'_> {
@@ -233,5 +257,24 @@ mod tests {
         release.send(()).unwrap();
         assert!(first.await.unwrap().unwrap());
         assert!(gate.run(|| true).await.unwrap(), "a free gate runs the work");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hashes_reuse_their_memory_one_set_per_hash_at_once() {
+        let gate = gate(2, 16, Duration::from_secs(30));
+        let hashes: Vec<_> = (0..8)
+            .map(|round| {
+                let gate = gate.clone();
+                tokio::spawn(async move {
+                    let password = format!("password-{round}");
+                    gate.run_in_memory(move |memory| crate::password::hash(&password, memory)).await
+                })
+            })
+            .collect();
+        for hash in hashes {
+            assert!(hash.await.unwrap().unwrap().unwrap().starts_with("$argon2id$"));
+        }
+        let kept = gate.inner.memory.lock().unwrap().len();
+        assert!((1..=2).contains(&kept), "8 hashes, 2 at a time, left {kept} memory sets (at most 2)");
     }
 }

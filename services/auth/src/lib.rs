@@ -14,6 +14,7 @@ pub mod config;
 pub mod demo;
 pub mod hashing;
 pub mod import;
+pub mod password;
 pub mod sessions;
 pub mod store;
 pub mod throttle;

@@ -96,7 +96,7 @@ impl UserStore {
             Backend::Postgres(users) => users.hash_of(username).await.context("failed to look the user up")?,
         };
         let password = password.to_owned();
-        self.hashing.run(move || users::check_against(hash.as_deref(), &password)).await
+        self.hashing.run_in_memory(move |memory| users::check_against(hash.as_deref(), &password, memory)).await
     }
 
     /// Signs up a new user. Names are unique regardless of case; of two replicas
@@ -105,7 +105,7 @@ impl UserStore {
     pub async fn add(&self, username: &Username, password: &str) -> Result<(), AddUserError> {
         users::check_password(password)?;
         let password = password.to_owned();
-        let hash = self.hashing.run(move || users::hash_password(&password)).await??;
+        let hash = self.hashing.run_in_memory(move |memory| crate::password::hash(&password, memory)).await??;
         let added = match &self.backend {
             Backend::Csv(db) => {
                 let (db, user) = (db.clone(), vec![(username.clone(), hash)]);

@@ -16,9 +16,7 @@ use std::sync::{Arc, LazyLock, RwLock};
 use std::time::SystemTime;
 
 use anyhow::Context;
-use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
-use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use wire::names::Username;
 
 use crate::hashing::HashError;
@@ -159,16 +157,15 @@ impl UserDb {
     }
 }
 
-/// Argon2id with the crate's default (OWASP) parameters and a random salt.
+/// Argon2id with the crate's default (OWASP) parameters and a random salt, in memory
+/// of its own (the command line, imports; the server hashes through the gate, in
+/// memory it keeps: [`crate::password`]).
 pub fn hash_password(password: &str) -> anyhow::Result<String> {
-    Argon2::default()
-        .hash_password(password.as_bytes())
-        .map(|hash| hash.to_string())
-        .map_err(|err| anyhow::anyhow!("failed to hash a password: {err}"))
+    crate::password::hash(password, &mut crate::password::memory())
 }
 
 pub fn verify_password(password: &str, phc: &str) -> bool {
-    PasswordHash::new(phc).is_ok_and(|hash| Argon2::default().verify_password(password.as_bytes(), &hash).is_ok())
+    crate::password::verify(password, phc, &mut crate::password::memory())
 }
 
 /// Rewrites a database in the original's plaintext form (`username,password`) with
@@ -205,11 +202,11 @@ pub fn convert_plaintext(path: &Path) -> anyhow::Result<usize> {
 /// Whether `password` matches `hash`; no hash (an unknown user) costs a check against
 /// a dummy hash, so timing does not tell which names exist. Blocking: run it through
 /// the hash gate.
-pub(crate) fn check_against(hash: Option<&str>, password: &str) -> bool {
+pub(crate) fn check_against(hash: Option<&str>, password: &str, memory: &mut crate::password::Memory) -> bool {
     match hash {
-        Some(hash) => verify_password(password, hash),
+        Some(hash) => crate::password::verify(password, hash, memory),
         None => {
-            let _ = verify_password(password, &DUMMY_HASH);
+            let _ = crate::password::verify(password, &DUMMY_HASH, memory);
             false
         }
     }

@@ -200,9 +200,44 @@ fn upstream_error(status: StatusCode, bytes: &[u8], service: &str, retry_after: 
     if let (StatusCode::TOO_MANY_REQUESTS, Some(retry_after)) = (status, retry_after) {
         // A rate limit of the service, passed on with its wait.
         ApiError::RateLimited { message, retry_after }
+    } else if let (StatusCode::SERVICE_UNAVAILABLE, Some(retry_after)) = (status, retry_after) {
+        // Busy for a moment (auth's hashes): the caller may try again after the wait,
+        // so it is passed on as it came rather than as a failure of the service.
+        ApiError::Busy { message, retry_after }
     } else if status.is_client_error() {
         ApiError::Upstream { status, message }
     } else {
         ApiError::BadGateway(format!("{service} failed: {message}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::response::IntoResponse;
+
+    use super::*;
+
+    fn error_body(message: &str) -> Vec<u8> {
+        serde_json::to_vec(&ErrorBody::new(message.to_owned())).unwrap()
+    }
+
+    #[test]
+    fn a_busy_or_limited_service_is_passed_on_with_its_wait_and_a_failure_is_a_502() {
+        let busy = upstream_error(StatusCode::SERVICE_UNAVAILABLE, &error_body("hashes busy"), "auth", Some(1));
+        let response = busy.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[http::header::RETRY_AFTER], "1");
+
+        let limited = upstream_error(StatusCode::TOO_MANY_REQUESTS, &error_body("slow down"), "tracker", Some(7));
+        let response = limited.into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[http::header::RETRY_AFTER], "7");
+
+        // Without a wait to pass on, a 503 is the service failing.
+        let down = upstream_error(StatusCode::SERVICE_UNAVAILABLE, &error_body("not ready"), "auth", None);
+        assert_eq!(down.status(), StatusCode::BAD_GATEWAY);
+        assert!(down.to_string().contains("auth failed: not ready"), "{down}");
+        let refused = upstream_error(StatusCode::CONFLICT, &error_body("taken"), "auth", None);
+        assert_eq!(refused.status(), StatusCode::CONFLICT);
     }
 }

@@ -36,6 +36,10 @@ pub enum ApiError {
     BadGateway(String),
     #[error("{0}")]
     Unavailable(String),
+    /// Busy for a moment (auth's password hashes all taken): 503 with
+    /// `Retry-After: retry_after` (seconds).
+    #[error("{message}")]
+    Busy { message: String, retry_after: u64 },
     #[error("{0}")]
     GatewayTimeout(String),
     /// A 4xx that another service gave, passed on as it came.
@@ -58,7 +62,7 @@ impl ApiError {
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::TooManyRequests(_) | ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Upstream { status, .. } => *status,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -96,7 +100,7 @@ impl IntoResponse for ApiError {
             _ => tracing::debug!(%status, message = %self, "request refused"),
         }
         let retry_after = match &self {
-            ApiError::RateLimited { retry_after, .. } => Some(*retry_after),
+            ApiError::RateLimited { retry_after, .. } | ApiError::Busy { retry_after, .. } => Some(*retry_after),
             _ => None,
         };
         let mut response = (status, Json(ErrorBody::new(self.to_string()))).into_response();
