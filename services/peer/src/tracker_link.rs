@@ -220,7 +220,10 @@ fn dispatch(state: &AppState, data: &str) {
         }
     };
     state.metrics.pushes_received.inc();
-    let span = if kit::telemetry::exporting() {
+    // A push that no traced request caused (presence, a sweep) is routine: its span
+    // would be a root trace of its own, so it is made only on request.
+    let caused = traceparent.is_some() || kit::telemetry::trace_routine();
+    let span = if kit::telemetry::exporting() && caused {
         let span =
             tracing::info_span!("tracker push", otel.name = %format!("push {}", event.name()), otel.kind = "consumer");
         if let Some(parent) = traceparent.as_deref().and_then(kit::telemetry::context_from_traceparent) {

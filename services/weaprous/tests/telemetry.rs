@@ -44,6 +44,11 @@ async fn login_via_proxy(sys: &System, user: &str, password: &str) -> (TestUser,
     (user.with_extra_cookies(&sticky.join("; ")), served_by)
 }
 
+/// Whether `line` is a JSON access-log line for `route`.
+fn is_access_line(line: &str, route: &str) -> bool {
+    line.contains(r#""target":"access""#) && line.contains(&format!(r#""route":"{route}""#))
+}
+
 fn by_service(spans: &[Span]) -> HashMap<&str, Vec<&Span>> {
     let mut map: HashMap<&str, Vec<&Span>> = HashMap::new();
     for span in spans {
@@ -65,6 +70,8 @@ fn find<'a>(spans: &'a [Span], service: &str, name: &str) -> &'a Span {
 async fn a_direct_message_through_the_proxy_is_one_trace_across_every_service() {
     let collector = Collector::start().await;
     let sys = system(&collector).peers(2).start().await;
+    // Probes and scrapes, of every service and through the proxy: none is traced.
+    let probed = probe_everything(&sys).await;
     let (alice, alice_peer) = login_via_proxy(&sys, "user1", "password1").await;
     let (mut bob, mut bob_peer) = login_via_proxy(&sys, "user2", "password2").await;
     if bob_peer == alice_peer {
@@ -90,6 +97,10 @@ async fn a_direct_message_through_the_proxy_is_one_trace_across_every_service() 
         ["proxy", "peer", "tracker"].iter().all(|wanted| services.iter().any(|s| s == wanted))
             && collector.trace(TRACE_ID).iter().any(|span| span.name == "POST /receive-message" && span.kind == 2)
             && collector.trace(TRACE_ID).iter().any(|span| span.name == "POST /send-peer" && span.kind == 2)
+    })
+    .await;
+    testkit::eventually("the log-ins' spans from auth", || async {
+        collector.spans().iter().any(|span| span.service == "auth")
     })
     .await;
     let trace = collector.trace(TRACE_ID);
@@ -128,6 +139,70 @@ async fn a_direct_message_through_the_proxy_is_one_trace_across_every_service() 
         "one lookup per DM"
     );
 
+    // Names and attributes after OpenTelemetry's HTTP conventions, numbers as numbers.
+    assert_eq!(proxy.name, "POST", "a proxy span knows no route: the method alone");
+    assert_eq!(proxy.kind, 2);
+    assert_eq!(proxy.attributes.get("http.request.method").map(String::as_str), Some("POST"));
+    assert_eq!(proxy.attributes.get("url.path").map(String::as_str), Some("/send-peer"));
+    assert_eq!(proxy.attributes.get("server.address").map(String::as_str), Some("localhost"));
+    assert!(proxy.int_attributes.contains_key("server.port"), "{:?}", proxy.attributes);
+    assert_eq!(proxy.int_attributes.get("http.response.status_code"), Some(&200));
+    assert_eq!(send.attributes.get("http.route").map(String::as_str), Some("/send-peer"));
+    assert_eq!(send.attributes.get("http.request.method").map(String::as_str), Some("POST"));
+    assert_eq!(send.int_attributes.get("http.response.status_code"), Some(&200));
+    assert_eq!(lookup_call.name, "GET", "a client span without a route template: the method alone");
+    assert_eq!(lookup_call.int_attributes.get("http.response.status_code"), Some(&200));
+    assert!(lookup_call.int_attributes.get("server.port").is_some_and(|port| *port > 0));
+    for span in &trace {
+        let clutter: Vec<&String> = span
+            .attributes
+            .keys()
+            .filter(|key| {
+                ["busy_ns", "idle_ns"].contains(&key.as_str()) || key.starts_with("code.") || key.starts_with("thread.")
+            })
+            .collect();
+        assert!(clutter.is_empty(), "{} carries {clutter:?}", span.name);
+        assert!(!span.name.ends_with(' '), "a span name with an empty route: {:?}", span.name);
+        // Every span says which build and which process made it.
+        assert!(span.resource.contains_key("service.version"), "{:?}", span.resource);
+        assert!(span.resource.contains_key("service.instance.id"), "{:?}", span.resource);
+    }
+    let instance = |span: &Span| span.resource["service.instance.id"].clone();
+    assert_ne!(instance(send), instance(receive), "two peers are two instances");
+    assert_ne!(instance(send), instance(lookup), "a peer and the tracker are two instances");
+
+    // The probes and scrapes made before exported nothing: everything the services
+    // made after them (the log-ins, this message) has arrived.
+    let routine: Vec<(String, String)> = collector
+        .spans()
+        .iter()
+        .filter(|span| {
+            let path = span.attributes.get("http.route").or(span.attributes.get("url.path"));
+            path.is_some_and(|path| ["/healthz", "/readyz", "/metrics", "/heartbeat"].contains(&path.as_str()))
+        })
+        .map(|span| (span.service.clone(), span.name.clone()))
+        .collect();
+    assert!(probed > 0);
+    assert_eq!(routine, [], "probes, scrapes and heartbeats are not traced by default");
+
+    // The log lines of the message lead to its trace: one access-log line from the
+    // proxy and one from the sender's peer, each with the trace id, and each naming
+    // its span once.
+    let trace_id_field = format!(r#""trace_id":"{TRACE_ID}""#);
+    testkit::eventually("the access-log lines of the message", || async {
+        sys.logs().iter().filter(|line| is_access_line(line, "/send-peer")).count() >= 2
+    })
+    .await;
+    let logs = sys.logs();
+    let access: Vec<&String> = logs.iter().filter(|line| is_access_line(line, "/send-peer")).collect();
+    assert_eq!(access.len(), 2, "one line from the proxy, one from the peer: {access:#?}");
+    for line in &access {
+        assert!(line.contains(&trace_id_field), "{line}");
+        assert!(line.contains(r#""status":200"#) && line.contains(r#""method":"POST""#), "{line}");
+        assert!(line.contains(r#""client":"#) && line.contains(r#""vhost":"#), "{line}");
+        assert!(!line.contains(r#""span":"#), "the current span is in the span list already: {line}");
+    }
+
     // Nothing secret in any span, from any service.
     let everything = format!("{:?}", collector.spans());
     for secret in ["password1", "password2", SECRET_TEXT, alice.token.as_str(), bob.token.as_str()] {
@@ -139,6 +214,21 @@ async fn a_direct_message_through_the_proxy_is_one_trace_across_every_service() 
         assert!(!logs.contains(secret), "a log line carries a secret: {secret}");
     }
     sys.shutdown().await;
+}
+
+/// Asks every service, directly and through the proxy, for `/healthz`, `/readyz` and
+/// `/metrics`; returns how many answered 200.
+async fn probe_everything(sys: &System) -> usize {
+    let mut bases = vec![sys.tracker_url(), sys.auth_url(), sys.peer_url(0), sys.peer_url(1)];
+    bases.push(sys.proxy_url());
+    let mut answered = 0;
+    for base in bases {
+        for path in ["/healthz", "/readyz", "/metrics"] {
+            let response = sys.client().get(format!("{base}{path}")).header("host", "localhost").send().await.unwrap();
+            answered += usize::from(response.status() == 200);
+        }
+    }
+    answered
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
