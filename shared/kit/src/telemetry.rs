@@ -160,24 +160,7 @@ pub fn init(service: &str) -> TelemetryGuard {
         Ok("pretty") | Ok("text") => false,
         _ => !std::io::stderr().is_terminal(),
     };
-    let fmt = if json {
-        // The span list alone: the current span is its last entry already.
-        tracing_subscriber::fmt::layer()
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_span_list(true)
-            .map_event_format(|format| log_format::WithTraceIds::new(format, true))
-            .with_writer(std::io::stderr)
-            .boxed()
-    } else {
-        let ansi = std::io::stderr().is_terminal();
-        tracing_subscriber::fmt::layer()
-            .map_event_format(|format| log_format::WithTraceIds::new(format.with_ansi(ansi), false))
-            .with_ansi(ansi)
-            .with_writer(std::io::stderr)
-            .boxed()
-    };
+    let fmt = log_format::layer(json, std::io::stderr().is_terminal(), std::io::stderr);
     let installed = tracing_subscriber::registry().with(env_filter).with(fmt).with(otel).try_init().is_ok();
     if !installed {
         return TelemetryGuard { provider: None };

@@ -218,3 +218,109 @@ fn with_service_name(resource: &Resource, service: &str) -> Resource {
         .map(|(key, value)| KeyValue::new(key.clone(), value.clone()));
     Resource::builder_empty().with_attributes(attributes).with_service_name(service.to_owned()).build()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use opentelemetry::trace::{Tracer as _, TracerProvider as _};
+    use opentelemetry_sdk::error::OTelSdkError;
+    use opentelemetry_sdk::trace::SdkTracerProvider;
+
+    use super::*;
+
+    /// Every span exported, as (the resource's `service.name`, the span's name).
+    type Seen = Arc<Mutex<Vec<(String, String)>>>;
+
+    /// An exporter that keeps what it is sent, or fails every export.
+    #[derive(Debug)]
+    struct Recorder {
+        seen: Seen,
+        service: String,
+        fail: bool,
+    }
+
+    impl SpanExporter for Recorder {
+        async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+            if self.fail {
+                return Err(OTelSdkError::InternalFailure("connection refused".into()));
+            }
+            let mut seen = self.seen.lock().unwrap();
+            seen.extend(batch.into_iter().map(|span| (self.service.clone(), span.name.into_owned())));
+            Ok(())
+        }
+
+        fn set_resource(&mut self, resource: &Resource) {
+            self.service = resource.get(&"service.name".into()).map(|name| name.to_string()).unwrap_or_default();
+        }
+    }
+
+    #[test]
+    fn each_service_of_a_process_exports_under_its_own_name_and_children_follow_their_parent() {
+        let seen = Seen::default();
+        let recorded = seen.clone();
+        let make: MakeProcessor = Box::new(move || {
+            let recorder = Recorder { seen: recorded.clone(), service: String::new(), fail: false };
+            Some(BatchSpanProcessor::builder(recorder).build())
+        });
+        let provider = SdkTracerProvider::builder()
+            .with_resource(Resource::builder_empty().with_service_name("weaprous").build())
+            .with_span_processor(ByService::new("weaprous".into(), make).unwrap())
+            .build();
+        let tracer = provider.tracer("test");
+
+        let mut request = tracer
+            .span_builder("GET /lookup")
+            .with_attributes([KeyValue::new(SERVICE_ATTRIBUTE, "tracker")])
+            .start(&tracer);
+        let parent = Context::current().with_remote_span_context(request.span_context().clone());
+        tracer.start_with_context("query", &parent).end();
+        request.end();
+        tracer
+            .span_builder("POST /send-peer")
+            .with_attributes([KeyValue::new(SERVICE_ATTRIBUTE, "peer")])
+            .start(&tracer)
+            .end();
+        tracer.start("background").end();
+        provider.force_flush().unwrap();
+
+        let mut seen = seen.lock().unwrap().clone();
+        seen.sort();
+        let expected =
+            [("peer", "POST /send-peer"), ("tracker", "GET /lookup"), ("tracker", "query"), ("weaprous", "background")];
+        assert_eq!(seen, expected.map(|(service, name)| (service.to_owned(), name.to_owned())));
+    }
+
+    /// Log lines, written by a subscriber installed for one test.
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Lines {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn export_failures_are_warned_with_their_reason_once_per_interval() {
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish();
+        let _default = tracing::subscriber::set_default(subscriber);
+        let recorder = Recorder { seen: Seen::default(), service: String::new(), fail: true };
+        let exporter = Reporting::new(recorder, "http://collector:4318".into(), Arc::default());
+        for _ in 0..20 {
+            assert!(exporter.export(Vec::new()).await.is_err());
+        }
+        let logged = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        let warnings: Vec<&str> = logged.lines().filter(|line| line.contains("WARN")).collect();
+        assert_eq!(warnings.len(), 1, "{logged}");
+        assert!(warnings[0].contains("connection refused"), "the reason: {}", warnings[0]);
+        assert!(warnings[0].contains("http://collector:4318"), "the endpoint: {}", warnings[0]);
+    }
+}
