@@ -252,5 +252,79 @@ async fn services_serve_normally_with_the_collector_down_and_do_not_flood_the_lo
         .filter(|line| line.to_lowercase().contains("otlp") || line.to_lowercase().contains("export"))
         .count();
     assert!(complaints <= 5, "{complaints} log lines about exporting:\n{}", logs.join("\n"));
+    // But the loss is said, with the reason, by the services that lost spans.
+    testkit::eventually("a warning about the failed export", || async {
+        sys.logs().iter().any(|line| line.contains("failed to export traces over OTLP"))
+    })
+    .await;
+    let logs = sys.logs();
+    let warning = logs.iter().find(|line| line.contains("failed to export traces over OTLP")).unwrap();
+    assert!(warning.contains(r#""level":"WARN""#) && warning.contains(r#""err":"#), "{warning}");
+    assert!(warning.contains("127.0.0.1:9"), "the endpoint: {warning}");
     sys.shutdown().await;
+}
+
+#[tokio::test]
+async fn otlp_over_grpc_is_refused_at_start_with_a_clear_message() {
+    let data = tempfile::tempdir().unwrap();
+    let started = tokio::process::Command::new(env!("CARGO_BIN_EXE_weaprous"))
+        .args(["tracker", "--server-ip", "127.0.0.1", "--server-port", "0", "--data-dir"])
+        .arg(data.path())
+        .env("WEAPROUS_DEV", "1")
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317")
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // A tracker that starts runs until stopped: the bound only catches that.
+    let output = tokio::time::timeout(std::time::Duration::from_secs(30), started.wait_with_output())
+        .await
+        .expect("the tracker started although it cannot export its traces")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains("OTEL_EXPORTER_OTLP_PROTOCOL=grpc is not supported"), "{stderr}");
+    assert!(stderr.contains("http/protobuf") && stderr.contains("4318"), "says what to do: {stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_makes_one_access_log_line_unless_turned_off() {
+    let sys = System::builder().processes(env!("CARGO_BIN_EXE_weaprous")).peers(1).start().await;
+    let alice = sys.login(0, "user1", "password1").await;
+    assert_eq!(alice.get("/me").await.status, 200);
+    testkit::eventually("the access-log line of GET /me", || async {
+        sys.logs().iter().any(|line| is_access_line(line, "/me"))
+    })
+    .await;
+    let logs = sys.logs();
+    let lines: Vec<&String> = logs.iter().filter(|line| is_access_line(line, "/me")).collect();
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    for field in [
+        r#""method":"GET""#,
+        r#""status":200"#,
+        r#""duration_ms":"#,
+        r#""client":"127.0.0.1""#,
+        r#""vhost":"127.0.0.1:"#,
+    ] {
+        assert!(lines[0].contains(field), "{field} in {}", lines[0]);
+    }
+    sys.shutdown().await;
+
+    let quiet = System::builder()
+        .processes(env!("CARGO_BIN_EXE_weaprous"))
+        .env("WEAPROUS_ACCESS_LOG", "off")
+        .peers(1)
+        .start()
+        .await;
+    let alice = quiet.login(0, "user1", "password1").await;
+    assert_eq!(alice.get("/me").await.status, 200);
+    // The lines of the log-in and of /me would have come before the log-out's.
+    alice.post("/logout", "").await;
+    testkit::eventually("the log-out's line", || async { quiet.logs().iter().any(|line| line.contains("logged out")) })
+        .await;
+    let logs = quiet.logs();
+    assert!(!logs.iter().any(|line| line.contains(r#""target":"access""#)), "{logs:#?}");
+    quiet.shutdown().await;
 }
