@@ -328,3 +328,79 @@ async fn every_request_makes_one_access_log_line_unless_turned_off() {
     assert!(!logs.iter().any(|line| line.contains(r#""target":"access""#)), "{logs:#?}");
     quiet.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_all_in_one_exports_each_service_under_its_own_name() {
+    use tokio::io::AsyncBufReadExt;
+
+    let collector = Collector::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("database.csv");
+    std::fs::copy(testkit::repo_root().join("db/database.csv"), &db).unwrap();
+    let mut up = tokio::process::Command::new(env!("CARGO_BIN_EXE_weaprous"))
+        .args([
+            "up",
+            "--peers",
+            "2",
+            "--proxy-port",
+            "0",
+            "--tracker-port",
+            "0",
+            "--auth-port",
+            "0",
+            "--peer-port",
+            "0",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--db")
+        .arg(&db)
+        .arg("--www")
+        .arg(testkit::repo_root().join("www"))
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.endpoint)
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+        .env("WEAPROUS_LOG_FORMAT", "json")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // `up` prints where to open the chat once everything listens.
+    let mut stdout = tokio::io::BufReader::new(up.stdout.take().unwrap()).lines();
+    let proxy_url = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        while let Some(line) = stdout.next_line().await.unwrap() {
+            if let Some(url) = line.split("Open the chat:").nth(1) {
+                return url.trim().trim_end_matches('/').replace("localhost", "127.0.0.1");
+            }
+        }
+        panic!("`weaprous up` ended before printing its URLs");
+    })
+    .await
+    .expect("`weaprous up` printed its URLs");
+
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let login = client
+        .post(format!("{proxy_url}/login"))
+        .header("accept", "application/json")
+        .header("traceparent", format!("00-{TRACE_ID}-{CALLER_SPAN}-01"))
+        .body("username=user1&password=password1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200, "{:?}", login.text().await);
+
+    // The log-in crosses the proxy, a peer, auth and the tracker, all in one process.
+    let names =
+        || collector.trace(TRACE_ID).into_iter().map(|span| span.service).collect::<std::collections::BTreeSet<_>>();
+    testkit::eventually("the log-in's spans from every service", || async {
+        ["proxy", "peer", "auth", "tracker"].iter().all(|service| names().contains(*service))
+    })
+    .await;
+    assert_eq!(names(), ["auth", "peer", "proxy", "tracker"].map(str::to_owned).into(), "no span under `weaprous`");
+    for span in collector.trace(TRACE_ID) {
+        if let Some(service) = span.attributes.get("service") {
+            assert_eq!(&span.service, service, "{} is exported under its own service", span.name);
+        }
+    }
+    up.kill().await.unwrap();
+}

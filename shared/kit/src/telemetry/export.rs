@@ -151,19 +151,22 @@ impl ByService {
 
 impl SpanProcessor for ByService {
     fn on_start(&self, span: &mut Span, cx: &Context) {
+        // A span that names its service (a request span) belongs to it, whatever its
+        // parent: in the all-in-one, the caller's span may be in this process too.
+        let own = span
+            .exported_data()
+            .and_then(|data| data.attributes.into_iter().find(|kv| kv.key.as_str() == SERVICE_ATTRIBUTE))
+            .map(|kv| kv.value);
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
-        let parent = cx.span().span_context().span_id();
-        let service = match open.get(&parent) {
-            Some(inherited) => {
-                let inherited = inherited.clone();
-                span.set_attribute(KeyValue::new(SERVICE_ATTRIBUTE, inherited.clone()));
-                Some(inherited)
+        let service = match own {
+            Some(own) => Some(own),
+            None => {
+                let inherited = open.get(&cx.span().span_context().span_id()).cloned();
+                if let Some(inherited) = &inherited {
+                    span.set_attribute(KeyValue::new(SERVICE_ATTRIBUTE, inherited.clone()));
+                }
+                inherited
             }
-            // A root of this process (or the child of a remote caller): its own.
-            None => span
-                .exported_data()
-                .and_then(|data| data.attributes.into_iter().find(|kv| kv.key.as_str() == SERVICE_ATTRIBUTE))
-                .map(|kv| kv.value),
         };
         if let Some(service) = service {
             open.insert(span.span_context().span_id(), service);
@@ -275,6 +278,12 @@ mod tests {
             .start(&tracer);
         let parent = Context::current().with_remote_span_context(request.span_context().clone());
         tracer.start_with_context("query", &parent).end();
+        // A callee in the same process (the all-in-one) keeps its own service.
+        tracer
+            .span_builder("POST /login")
+            .with_attributes([KeyValue::new(SERVICE_ATTRIBUTE, "auth")])
+            .start_with_context(&tracer, &parent)
+            .end();
         request.end();
         tracer
             .span_builder("POST /send-peer")
@@ -286,8 +295,13 @@ mod tests {
 
         let mut seen = seen.lock().unwrap().clone();
         seen.sort();
-        let expected =
-            [("peer", "POST /send-peer"), ("tracker", "GET /lookup"), ("tracker", "query"), ("weaprous", "background")];
+        let expected = [
+            ("auth", "POST /login"),
+            ("peer", "POST /send-peer"),
+            ("tracker", "GET /lookup"),
+            ("tracker", "query"),
+            ("weaprous", "background"),
+        ];
         assert_eq!(seen, expected.map(|(service, name)| (service.to_owned(), name.to_owned())));
     }
 
