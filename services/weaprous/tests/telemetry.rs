@@ -397,6 +397,12 @@ async fn the_all_in_one_exports_each_service_under_its_own_name() {
     })
     .await;
     assert_eq!(names(), ["auth", "peer", "proxy", "tracker"].map(str::to_owned).into(), "no span under `weaprous`");
+    // The presence change the log-in caused reaches the peers in the log-in's trace,
+    // not as a trace of its own.
+    testkit::eventually("the log-in's presence push, in its trace", || async {
+        collector.trace(TRACE_ID).iter().any(|span| span.name == "push presence" && span.kind == 5)
+    })
+    .await;
     for span in collector.trace(TRACE_ID) {
         if let Some(service) = span.attributes.get("service") {
             assert_eq!(&span.service, service, "{} is exported under its own service", span.name);
