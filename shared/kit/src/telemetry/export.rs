@@ -199,12 +199,13 @@ impl SpanProcessor for ByService {
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
         let others: Vec<_> = self.others.lock().unwrap_or_else(PoisonError::into_inner).values().cloned().collect();
-        // The batch processors flush on threads of their own: shut them all down
-        // before waiting on any would be better, but each is bounded by `timeout`.
-        for processor in others {
-            let _ = processor.shutdown_with_timeout(timeout);
-        }
-        self.own.shutdown_with_timeout(timeout)
+        // All at once, so that the exit waits `timeout` at most, not once per service.
+        std::thread::scope(|scope| {
+            for processor in &others {
+                scope.spawn(|| processor.shutdown_with_timeout(timeout));
+            }
+            self.own.shutdown_with_timeout(timeout)
+        })
     }
 
     fn set_resource(&mut self, resource: &Resource) {
