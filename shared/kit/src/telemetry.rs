@@ -70,9 +70,11 @@ pub fn exporting() -> bool {
     EXPORTING.load(Ordering::Relaxed)
 }
 
-/// Whether each request is logged on one access-log line.
+/// Whether each request is logged on one access-log line: `WEAPROUS_ACCESS_LOG` is
+/// not off and the filter lets the lines through (`RUST_LOG=warn` does not), so that
+/// a request costs nothing for a line nobody would see.
 pub fn access_log() -> bool {
-    ACCESS_LOG.load(Ordering::Relaxed)
+    ACCESS_LOG.load(Ordering::Relaxed) && tracing::enabled!(target: ACCESS_TARGET, tracing::Level::INFO)
 }
 
 /// Whether a request to `path` (a route, or a path without its query) gets a span
