@@ -137,7 +137,7 @@ fn prepare(worker: &Worker, request: &RequestHead<'_>, context: HeadContext<'_>)
         let keep_alive = keep_alive && !closing;
         out.clear();
         head::write_response(out, 308, &[("location", &location)], b"", !request.is_head(), !keep_alive);
-        return Ok(Prepared::Answered { keep_alive });
+        return Ok(Prepared::Answered { keep_alive, status: 308 });
     }
     if let Framing::Length(length) = request.framing
         && length > settings.max_body_bytes

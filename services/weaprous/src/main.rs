@@ -235,16 +235,16 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         let state = peer::AppState::new(&peer_config, listener.local_addr()?).await?;
         services.spawn(named("peer", peer::serve(listener, state, stop(&shutdown))));
     }
+    let tls_port = match &tls_listener {
+        Some(tls) => Some(tls.local_addr()?.port()),
+        None => None,
+    };
     let proxy = proxy::Proxy::new(proxy_config)?;
     match tls_listener {
         Some(tls) => services.spawn(named("proxy", proxy::serve_with_tls(proxy_listener, tls, proxy, stop(&shutdown)))),
         None => services.spawn(named("proxy", proxy::serve(proxy_listener, proxy, stop(&shutdown)))),
     };
 
-    let tls_port = match &tls_listener {
-        Some(tls) => Some(tls.local_addr()?.port()),
-        None => None,
-    };
     print_urls(
         host,
         Ports { proxy: proxy_port, tracker: tracker_port, auth: auth_port },
