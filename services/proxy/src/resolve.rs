@@ -122,6 +122,9 @@ mod tests {
             upstreams: vec![upstream.clone()],
             policy: Policy::default(),
             default: false,
+            paths: Default::default(),
+            tls: None,
+            https: Default::default(),
         }];
         let mut resolved = Resolved::new();
         for _ in 0..5 {
