@@ -71,10 +71,12 @@ pub fn exporting() -> bool {
 }
 
 /// Whether each request is logged on one access-log line: `WEAPROUS_ACCESS_LOG` is
-/// not off and the filter lets the lines through (`RUST_LOG=warn` does not), so that
-/// a request costs nothing for a line nobody would see.
+/// not off and the filter lets `info` through somewhere (`RUST_LOG=warn` does not), so
+/// that a request costs nothing for a line nobody would see. (Not `tracing::enabled!`:
+/// asked outside an event, it leaves the OpenTelemetry layer's filter state behind,
+/// and the next span on the thread goes untraced.)
 pub fn access_log() -> bool {
-    ACCESS_LOG.load(Ordering::Relaxed) && tracing::enabled!(target: ACCESS_TARGET, tracing::Level::INFO)
+    ACCESS_LOG.load(Ordering::Relaxed) && tracing::level_filters::LevelFilter::current() >= tracing::Level::INFO
 }
 
 /// Whether a request to `path` (a route, or a path without its query) gets a span
