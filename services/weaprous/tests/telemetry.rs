@@ -264,6 +264,31 @@ async fn services_serve_normally_with_the_collector_down_and_do_not_flood_the_lo
     sys.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_and_scrapes_are_traced_when_asked_to() {
+    let collector = Collector::start().await;
+    let sys = System::builder()
+        .processes(env!("CARGO_BIN_EXE_weaprous"))
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.endpoint)
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+        .env("WEAPROUS_TRACE_PROBES", "on")
+        .peers(1)
+        .start()
+        .await;
+    for path in ["/healthz", "/metrics"] {
+        let response = sys.client().get(format!("{}{path}", sys.tracker_url())).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    testkit::eventually("the tracker's probe and scrape spans", || async {
+        let spans = collector.spans();
+        ["GET /healthz", "GET /metrics"]
+            .iter()
+            .all(|name| spans.iter().any(|span| span.service == "tracker" && span.name == *name))
+    })
+    .await;
+    sys.shutdown().await;
+}
+
 #[tokio::test]
 async fn otlp_over_grpc_is_refused_at_start_with_a_clear_message() {
     let data = tempfile::tempdir().unwrap();
