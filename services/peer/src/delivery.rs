@@ -174,6 +174,7 @@ async fn retry(state: &AppState, pending: crate::store::Pending) {
         otel.kind = "internal",
         message.id = %pending.message.id,
         attempt = pending.attempts + 1,
+        service = "peer",
     );
     if let Some(traceparent) = &pending.traceparent {
         kit::telemetry::add_link(&span, traceparent);

@@ -220,9 +220,17 @@ fn dispatch(state: &AppState, data: &str) {
         }
     };
     state.metrics.pushes_received.inc();
-    let span = if kit::telemetry::exporting() {
-        let span =
-            tracing::info_span!("tracker push", otel.name = %format!("push {}", event.name()), otel.kind = "consumer");
+    // A push that no traced request caused (a peer that went silent) is routine: its
+    // span would be a root trace of its own, so it is made only on request.
+    let caused = traceparent.is_some() || kit::telemetry::trace_routine();
+    let span = if kit::telemetry::exporting() && caused {
+        // Named for the all-in-one, where the tracker that pushed is in this process.
+        let span = tracing::info_span!(
+            "tracker push",
+            otel.name = %format!("push {}", event.name()),
+            otel.kind = "consumer",
+            service = "peer",
+        );
         if let Some(parent) = traceparent.as_deref().and_then(kit::telemetry::context_from_traceparent) {
             kit::telemetry::set_parent(&span, parent);
         }

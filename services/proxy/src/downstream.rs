@@ -63,6 +63,9 @@ pub(crate) struct DownstreamSession {
     head_request: bool,
     /// The client may still be sending a body nobody reads: close gently.
     linger: bool,
+    /// The status of the answer to the current request, once one was sent (0 until
+    /// then), for its access-log line.
+    status: u16,
 }
 
 /// What a request head's closure may write, and what it may know of the connection.
@@ -127,6 +130,7 @@ impl DownstreamSession {
             shared: worker.shared.clone(),
             head_request: false,
             linger: false,
+            status: 0,
         }
     }
 
@@ -364,11 +368,13 @@ impl DownstreamSession {
     pub(crate) async fn refuse(&mut self, error: ProxyError, keep_alive: bool) -> Next {
         self.shared.metrics.error(error.reason());
         error.log();
+        self.answered(error.status().as_u16());
         if kit::telemetry::exporting() {
             let span = tracing::Span::current();
-            span.record("http.response.status_code", error.status().as_u16());
+            span.record("http.response.status_code", i64::from(error.status().as_u16()));
             if error.status().is_server_error() {
                 span.record("otel.status_code", "ERROR");
+                span.record("error.type", error.reason());
             }
         }
         let close = !keep_alive || self.shutdown_started();
@@ -384,6 +390,22 @@ impl DownstreamSession {
             return Next::Close;
         }
         self.next(!close)
+    }
+
+    /// Notes the status of the answer to the current request (for its access-log line).
+    pub(crate) fn answered(&mut self, status: u16) {
+        self.status = status;
+    }
+
+    /// The status noted by [`Self::answered`] for the request just done, 0 if none;
+    /// the next request starts with none.
+    pub(crate) fn take_status(&mut self) -> u16 {
+        std::mem::take(&mut self.status)
+    }
+
+    /// The client's address.
+    pub(crate) fn client_ip(&self) -> &str {
+        &self.client_ip
     }
 
     // === The connection ===

@@ -267,11 +267,13 @@ impl Exchange<'_> {
         };
         let answered = Instant::now();
         self.backend.stats.answered(worker.index, answered - self.started);
+        client.answered(answer.code);
         if kit::telemetry::exporting() {
             let span = tracing::Span::current();
-            span.record("http.response.status_code", answer.code);
+            span.record("http.response.status_code", i64::from(answer.code));
             if answer.code >= 500 {
                 span.record("otel.status_code", "ERROR");
+                span.record("error.type", answer.code.to_string());
             }
         }
         if !sent_whole {

@@ -47,9 +47,10 @@
 //! Around it: [`shared`] (what every worker shares, and the rebuild of the routing
 //! tables on reload and DNS changes), [`config`] and [`conf_parser`] (`proxy.conf`),
 //! [`routing`] (Host → vhost), [`balance`] (backends and policies), [`health`] and
-//! [`resolve`] (probes and look-ups), [`error`], [`trace_context`], [`metrics`].
+//! [`resolve`] (probes and look-ups), [`error`], [`trace_context`], `access_log`, [`metrics`].
 //! No module imports one that imports it back (`.ci/module_cycles.py`).
 
+mod access_log;
 pub mod balance;
 pub mod body;
 pub mod conf_parser;

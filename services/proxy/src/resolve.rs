@@ -4,11 +4,17 @@
 //! (`--scale peer=3`), and each becomes a backend. Names are resolved at start, on
 //! reload, and every `resolve_interval_ms`, so scaling up or down shows within
 //! seconds. A name that fails to resolve keeps its last addresses: a DNS hiccup does
-//! not empty a vhost.
+//! not empty a vhost. A name that keeps failing (an optional service that is not
+//! deployed, such as a collector) is warned about once, then once every
+//! [`WARN_EVERY`](kit::telemetry::throttle::WARN_EVERY) with the count of failures in between, and once more when it
+//! resolves again.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
+use std::sync::{LazyLock, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use kit::telemetry::throttle::Throttle;
 
 use crate::config::vhost::{Upstream, VhostConfig};
 
@@ -16,6 +22,10 @@ use crate::config::vhost::{Upstream, VhostConfig};
 pub type Resolved = HashMap<Upstream, Vec<SocketAddr>>;
 
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The warnings about each upstream that does not resolve, process-wide (a reload
+/// makes new tables, not new names).
+static UNRESOLVED: LazyLock<Mutex<HashMap<Upstream, Throttle>>> = LazyLock::new(Mutex::default);
 
 /// The addresses of an upstream: itself when it is an IP, else what DNS last said.
 pub fn addresses(upstream: &Upstream, resolved: &Resolved) -> Vec<SocketAddr> {
@@ -41,18 +51,88 @@ pub async fn resolve_all(vhosts: &[VhostConfig], previous: &Resolved) -> Resolve
                 let mut found: Vec<SocketAddr> = found.collect();
                 found.sort();
                 found.dedup();
+                if resolved_again(upstream) {
+                    tracing::info!(upstream = %host, port = upstream.port, "upstream resolves again");
+                }
                 found
             }
             Ok(Err(err)) => {
-                tracing::warn!(upstream = %host, port = upstream.port, %err, "cannot resolve upstream");
+                if let Some(failures_held_back) = unresolved(upstream) {
+                    tracing::warn!(upstream = %host, port = upstream.port, %err, failures_held_back, "cannot resolve upstream");
+                }
                 previous.get(upstream).cloned().unwrap_or_default()
             }
             Err(_) => {
-                tracing::warn!(upstream = %host, port = upstream.port, "resolving upstream timed out");
+                if let Some(failures_held_back) = unresolved(upstream) {
+                    tracing::warn!(upstream = %host, port = upstream.port, failures_held_back, "resolving upstream timed out");
+                }
                 previous.get(upstream).cloned().unwrap_or_default()
             }
         };
         resolved.insert(upstream.clone(), addresses);
     }
     resolved
+}
+
+/// Counts a failed look-up of `upstream`: `Some(failures held back since the last
+/// warning)` when this one is to be warned about.
+fn unresolved(upstream: &Upstream) -> Option<u64> {
+    let mut unresolved = UNRESOLVED.lock().unwrap_or_else(PoisonError::into_inner);
+    unresolved.entry(upstream.clone()).or_default().hit(Instant::now())
+}
+
+/// Whether `upstream` had failed and was warned about, and is resolved now.
+fn resolved_again(upstream: &Upstream) -> bool {
+    let mut unresolved = UNRESOLVED.lock().unwrap_or_else(PoisonError::into_inner);
+    unresolved.remove(upstream).is_some_and(|mut throttle| throttle.clear())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::config::vhost::Policy;
+
+    /// Log lines, written by a subscriber installed for one test.
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Lines {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn an_upstream_that_keeps_failing_to_resolve_is_warned_about_once() {
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish();
+        let _default = tracing::subscriber::set_default(subscriber);
+        let upstream = Upstream { host: "jaeger.weaprous-test.invalid".into(), port: 4318 };
+        let vhosts = [VhostConfig {
+            name: "jaeger.localhost".into(),
+            upstreams: vec![upstream.clone()],
+            policy: Policy::default(),
+            default: false,
+            paths: Default::default(),
+            tls: None,
+            https: Default::default(),
+        }];
+        let mut resolved = Resolved::new();
+        for _ in 0..5 {
+            resolved = resolve_all(&vhosts, &resolved).await;
+        }
+        assert_eq!(resolved.get(&upstream), Some(&Vec::new()));
+        let logged = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        let warnings = logged.lines().filter(|line| line.contains("WARN")).count();
+        assert_eq!(warnings, 1, "{logged}");
+    }
 }

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use wire::api::{Done, ErrorBody};
 
+use crate::access_log::AccessEntry;
 use crate::balance::STICKY_COOKIE;
 use crate::config::vhost::Policy;
 use crate::downstream::{DownstreamSession, Head, HeadContext, Next};
@@ -34,6 +35,7 @@ enum Prepared {
     /// The proxy answers itself; the reply is in `out`.
     Answered {
         keep_alive: bool,
+        status: u16,
     },
 }
 
@@ -54,26 +56,32 @@ pub(crate) async fn serve_connection(stream: ClientStream, remote: SocketAddr, w
     session.finish().await;
 }
 
-/// Reads one request head and answers the request.
+/// Reads one request head and answers the request, then writes its access-log line.
 async fn serve_one(session: &mut DownstreamSession, scratch: &mut UpstreamScratch, worker: &Worker) -> Next {
-    let prepared = match session.read_request(|request, context| prepare(worker, request, context)).await {
-        Head::Read(prepared) => prepared,
+    let read = session.read_request(|request, context| (prepare(worker, request, context), AccessEntry::of(request)));
+    let (prepared, access) = match read.await {
+        Head::Read(read) => read,
         Head::Refused(error) => return session.refuse(error, false).await,
         Head::Gone => return Next::Close,
     };
-    match prepared {
+    let (next, span) = match prepared {
         Ok(Prepared::Forward(forwarding)) => {
             let span = forwarding.span.clone();
-            tracing::Instrument::instrument(forward::forward(session, scratch, worker, forwarding), span).await
+            let forwarded = forward::forward(session, scratch, worker, forwarding);
+            (tracing::Instrument::instrument(forwarded, span.clone()).await, span)
         }
-        Ok(Prepared::Answered { keep_alive }) => {
-            if !session.write_out().await {
-                return Next::Close;
-            }
-            session.next(keep_alive)
+        Ok(Prepared::Answered { keep_alive, status }) => {
+            session.answered(status);
+            let next = if session.write_out().await { session.next(keep_alive) } else { Next::Close };
+            (next, tracing::Span::none())
         }
-        Err(Refused { error, keep_alive }) => session.refuse(error, keep_alive).await,
+        Err(Refused { error, keep_alive }) => (session.refuse(error, keep_alive).await, tracing::Span::none()),
+    };
+    let status = session.take_status();
+    if let Some(access) = access {
+        span.in_scope(|| access.log(status, session.client_ip()));
     }
+    next
 }
 
 /// Everything a request head decides: the vhost and backend, the span, and the head
@@ -111,8 +119,8 @@ fn prepare(worker: &Worker, request: &RequestHead<'_>, context: HeadContext<'_>)
             Route::Vhost(vhost) => vhost.clone(),
             Route::Unmatched(default) => {
                 let keep_alive = keep_alive && !closing;
-                if own_endpoint(request, shared, out, keep_alive) {
-                    return Ok(Prepared::Answered { keep_alive });
+                if let Some(status) = own_endpoint(request, shared, out, keep_alive) {
+                    return Ok(Prepared::Answered { keep_alive, status });
                 }
                 default.ok_or_else(|| refuse(ProxyError::UnknownVhost))?.clone()
             }
@@ -129,7 +137,7 @@ fn prepare(worker: &Worker, request: &RequestHead<'_>, context: HeadContext<'_>)
         let keep_alive = keep_alive && !closing;
         out.clear();
         head::write_response(out, 308, &[("location", &location)], b"", !request.is_head(), !keep_alive);
-        return Ok(Prepared::Answered { keep_alive });
+        return Ok(Prepared::Answered { keep_alive, status: 308 });
     }
     if let Framing::Length(length) = request.framing
         && length > settings.max_body_bytes
@@ -171,11 +179,12 @@ fn prepare(worker: &Worker, request: &RequestHead<'_>, context: HeadContext<'_>)
 }
 
 /// The proxy's own endpoints; writes the reply into `out` (saying `Connection: close`
-/// unless `keep_alive`), or returns false when the path is not one of them.
-fn own_endpoint(request: &RequestHead<'_>, shared: &Shared, out: &mut Vec<u8>, keep_alive: bool) -> bool {
+/// unless `keep_alive`) and returns its status, or `None` when the path is not one of
+/// them.
+fn own_endpoint(request: &RequestHead<'_>, shared: &Shared, out: &mut Vec<u8>, keep_alive: bool) -> Option<u16> {
     use http::StatusCode;
     if request.method != "GET" && request.method != "HEAD" {
-        return false;
+        return None;
     }
     let json = ("content-type", "application/json");
     let (code, content_type, body) = match request.path().split('?').next().unwrap_or_default() {
@@ -199,9 +208,9 @@ fn own_endpoint(request: &RequestHead<'_>, shared: &Shared, out: &mut Vec<u8>, k
                 }
             }
         }
-        _ => return false,
+        _ => return None,
     };
     out.clear();
     head::write_response(out, code.as_u16(), &[content_type], &body, !request.is_head(), !keep_alive);
-    true
+    Some(code.as_u16())
 }

@@ -21,32 +21,40 @@ pub type Propagated = Option<(String, Option<String>)>;
 /// The span of one request, and the trace context it sends upstream.
 ///
 /// When traces are exported: an `info` server span that continues the caller's trace
-/// and is the parent of the backend's (its context goes upstream). Otherwise a `debug`
-/// span with method, host, path and trace id, which below `debug` is disabled and
-/// costs a branch, and the client's trace headers pass through as they came.
+/// and is the parent of the backend's (its context goes upstream), named by the method
+/// alone, as OpenTelemetry's HTTP conventions name a server span that knows no route.
+/// Otherwise (and for probes and scrapes passed on to a backend, unless
+/// `WEAPROUS_TRACE_PROBES` is on) a `debug` span with method, host, path and trace id,
+/// which below `debug` is disabled and costs a branch, and the client's trace headers
+/// pass through as they came.
 pub fn request_span(request: &RequestHead<'_>, host: &str) -> (tracing::Span, Propagated) {
-    if !kit::telemetry::exporting() {
+    let path = request.path().split('?').next().unwrap_or_default();
+    if !kit::telemetry::traced_route(path) {
         let span = tracing::debug_span!(
             "request",
             method = request.method,
             host,
-            path = request.path(),
+            path,
             trace_id = request.header("traceparent").and_then(trace_id),
         );
         return (span, None);
     }
+    let (address, port) = split_host(host);
     // Known methods only in the name and the method attribute, so clients cannot
-    // mint span names (OpenTelemetry's HTTP conventions).
+    // mint span names.
     let span = tracing::info_span!(
         "request",
-        otel.name = kit::telemetry::span_name(request.method, host),
+        otel.name = kit::telemetry::known_method(request.method),
         otel.kind = "server",
         otel.status_code = tracing::field::Empty,
         http.request.method = kit::telemetry::known_method(request.method),
         http.request.method_original = tracing::field::Empty,
-        server.address = host,
-        url.path = request.path().split('?').next().unwrap_or_default(),
+        server.address = address,
+        server.port = port,
+        url.path = path,
+        url.scheme = "http",
         http.response.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
         service = "proxy",
     );
     kit::telemetry::record_original_method(&span, request.method);
@@ -62,6 +70,17 @@ pub fn request_span(request: &RequestHead<'_>, host: &str) -> (tracing::Span, Pr
     let text = |name| outgoing.get(name).and_then(|value: &HeaderValue| value.to_str().ok()).map(str::to_owned);
     let propagated = text(TRACEPARENT).map(|parent| (parent, text(TRACESTATE)));
     (span, propagated)
+}
+
+/// A Host value as `server.address` and `server.port` (an integer; 80 when the Host
+/// names none, as plain HTTP's default).
+fn split_host(host: &str) -> (&str, i64) {
+    let (address, port) = match host.rsplit_once(':') {
+        // `[::1]` alone has colons but no port.
+        Some((address, port)) if !port.contains(']') => (address, port.parse().ok()),
+        _ => (host, None),
+    };
+    (address.trim_start_matches('[').trim_end_matches(']'), port.unwrap_or(80))
 }
 
 /// The trace id of a `traceparent` value, for log fields: its second field, when the
@@ -85,5 +104,13 @@ mod tests {
         );
         assert_eq!(trace_id("garbage"), None);
         assert_eq!(trace_id("00-xyz-00f067aa0ba902b7-01"), None);
+    }
+
+    #[test]
+    fn a_host_is_an_address_and_an_integer_port() {
+        assert_eq!(split_host("localhost:8080"), ("localhost", 8080));
+        assert_eq!(split_host("tracker.localhost"), ("tracker.localhost", 80));
+        assert_eq!(split_host("[::1]:9001"), ("::1", 9001));
+        assert_eq!(split_host("[::1]"), ("::1", 80));
     }
 }

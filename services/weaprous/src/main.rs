@@ -61,6 +61,16 @@ struct UpArgs {
     /// The proxy's HTTPS port, when --tls-cert is given.
     #[arg(long = "tls-port", default_value_t = 8443)]
     tls_port: u16,
+    /// The tracker's port.
+    #[arg(long = "tracker-port", default_value_t = 9000)]
+    tracker_port: u16,
+    /// The auth service's port.
+    #[arg(long = "auth-port", default_value_t = 9100)]
+    auth_port: u16,
+    /// The first peer's port; the others take the next ones (0: every peer any free
+    /// port, as every other port flag).
+    #[arg(long = "peer-port", default_value_t = 9001)]
+    peer_port: u16,
     #[command(flatten)]
     storage: kit::config::StorageFlags,
 }
@@ -146,17 +156,26 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let host = args.host;
 
     // Bind every port first, so a busy port fails before anything starts.
-    let auth_listener = bind(SocketAddr::new(host, 9100)).await?;
-    let tracker_listener = bind(SocketAddr::new(host, 9000)).await?;
+    let auth_listener = bind(SocketAddr::new(host, args.auth_port)).await?;
+    let tracker_listener = bind(SocketAddr::new(host, args.tracker_port)).await?;
     let mut peer_listeners = Vec::new();
     for index in 0..args.peers {
-        peer_listeners.push(bind(SocketAddr::new(host, 9001 + index)).await?);
+        let port = if args.peer_port == 0 { 0 } else { args.peer_port + index };
+        peer_listeners.push(bind(SocketAddr::new(host, port)).await?);
     }
     let proxy_listener = bind(SocketAddr::new(host, args.proxy_port)).await?;
     let tls_listener = match &args.tls_cert {
         Some(_) => Some(bind(SocketAddr::new(host, args.tls_port)).await?),
         None => None,
     };
+    // The ports bound, which port 0 left to the system.
+    let auth_port = auth_listener.local_addr()?.port();
+    let tracker_port = tracker_listener.local_addr()?.port();
+    let proxy_port = proxy_listener.local_addr()?.port();
+    let peer_ports = peer_listeners
+        .iter()
+        .map(|listener| Ok(listener.local_addr()?.port()))
+        .collect::<anyhow::Result<Vec<u16>>>()?;
 
     // `WEAPROUS_RATE_LIMITS=off` and `WEAPROUS_LIMITS__*`, as each service alone reads them.
     let limits = kit::config::limits_from_env().unwrap_or_else(|err| err.exit());
@@ -178,7 +197,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     }
     let tracker_config = tracker::Config {
         server_ip: host,
-        auth_url: format!("http://{host}:9100"),
+        auth_url: format!("http://{host}:{auth_port}"),
         data_dir: args.data_dir.join("tracker"),
         www_dir: args.www_dir.clone(),
         limits: limits.clone(),
@@ -187,18 +206,19 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     };
     let peer_config = peer::Config {
         server_ip: host,
-        tracker_url: format!("http://{host}:9000"),
-        auth_url: format!("http://{host}:9100"),
+        tracker_url: format!("http://{host}:{tracker_port}"),
+        auth_url: format!("http://{host}:{auth_port}"),
         data_dir: args.data_dir.join("peers"),
         www_dir: args.www_dir.clone(),
         limits,
         secrets: secrets.clone(),
         ..peer::Config::default()
     };
-    let peer_ports: Vec<u16> = (0..args.peers).map(|index| 9001 + index).collect();
-    let mut proxy_config =
-        proxy::Config::from_conf_str(&proxy_conf(host, args.proxy_port, &peer_ports), &host.to_string())
-            .context("the generated proxy configuration is invalid")?;
+    let mut proxy_config = proxy::Config::from_conf_str(
+        &proxy_conf(host, Ports { proxy: proxy_port, tracker: tracker_port, auth: auth_port }, &peer_ports),
+        &host.to_string(),
+    )
+    .context("the generated proxy configuration is invalid")?;
     proxy_config.tls.certificate = args.tls_cert.clone();
     proxy_config.tls.certificate_key = args.tls_key.clone();
 
@@ -215,14 +235,23 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         let state = peer::AppState::new(&peer_config, listener.local_addr()?).await?;
         services.spawn(named("peer", peer::serve(listener, state, stop(&shutdown))));
     }
+    let tls_port = match &tls_listener {
+        Some(tls) => Some(tls.local_addr()?.port()),
+        None => None,
+    };
     let proxy = proxy::Proxy::new(proxy_config)?;
     match tls_listener {
         Some(tls) => services.spawn(named("proxy", proxy::serve_with_tls(proxy_listener, tls, proxy, stop(&shutdown)))),
         None => services.spawn(named("proxy", proxy::serve(proxy_listener, proxy, stop(&shutdown)))),
     };
 
-    let tls_port = args.tls_cert.is_some().then_some(args.tls_port);
-    print_urls(host, args.proxy_port, tls_port, &peer_ports, &args.data_dir);
+    print_urls(
+        host,
+        Ports { proxy: proxy_port, tracker: tracker_port, auth: auth_port },
+        tls_port,
+        &peer_ports,
+        &args.data_dir,
+    );
     tokio::select! {
         () = kit::shutdown::signal() => {}
         Some(ended) = services.join_next() => {
@@ -310,23 +339,33 @@ fn kept_secret(path: &Path) -> anyhow::Result<SecretString> {
     Ok(secret)
 }
 
+/// The ports of the services other than the peers, as bound.
+#[derive(Clone, Copy)]
+struct Ports {
+    proxy: u16,
+    tracker: u16,
+    auth: u16,
+}
+
 /// The proxy's vhosts for this run: the app on `localhost` and the host IP (sticky
 /// over the peers), the tracker and auth by name; each keeps its service's internal
 /// routes off the public door.
-fn proxy_conf(host: IpAddr, port: u16, peer_ports: &[u16]) -> String {
+fn proxy_conf(host: IpAddr, ports: Ports, peer_ports: &[u16]) -> String {
     use wire::routes::internal::{AUTH, PEER, TRACKER, deny_statement};
+    let Ports { proxy: port, tracker: tracker_port, auth: auth_port } = ports;
     let peers: String = peer_ports.iter().map(|peer| format!("    proxy_pass http://$HOST:{peer};\n")).collect();
     let (peer, tracker, auth) = (deny_statement(PEER), deny_statement(TRACKER), deny_statement(AUTH));
     format!(
         "host \"localhost:{port}\" {{\n{peers}    dist_policy sticky\n    {peer}\n}}\n\
          host \"{host}:{port}\" {{\n{peers}    dist_policy sticky\n    {peer}\n}}\n\
-         host \"tracker.localhost:{port}\" {{\n    proxy_pass http://$HOST:9000;\n    {tracker}\n}}\n\
-         host \"auth.localhost:{port}\" {{\n    proxy_pass http://$HOST:9100;\n    {auth}\n}}\n"
+         host \"tracker.localhost:{port}\" {{\n    proxy_pass http://$HOST:{tracker_port};\n    {tracker}\n}}\n\
+         host \"auth.localhost:{port}\" {{\n    proxy_pass http://$HOST:{auth_port};\n    {auth}\n}}\n"
     )
 }
 
 #[allow(clippy::print_stdout, reason = "the URLs to open are the command's output")]
-fn print_urls(host: IpAddr, proxy_port: u16, tls_port: Option<u16>, peer_ports: &[u16], data_dir: &Path) {
+fn print_urls(host: IpAddr, ports: Ports, tls_port: Option<u16>, peer_ports: &[u16], data_dir: &Path) {
+    let Ports { proxy: proxy_port, tracker, auth } = ports;
     let local = if host.is_loopback() { "localhost".to_owned() } else { host.to_string() };
     println!();
     println!("  WeApRous is up. Open the chat:  http://{local}:{proxy_port}/");
@@ -345,8 +384,8 @@ fn print_urls(host: IpAddr, proxy_port: u16, tls_port: Option<u16>, peer_ports: 
     for port in peer_ports {
         println!("  peer                 http://{host}:{port}/");
     }
-    println!("  tracker              http://{host}:9000/login   (the original's login: sends you to a peer)");
-    println!("  auth                 http://{host}:9100/healthz");
+    println!("  tracker              http://{host}:{tracker}/login   (the original's login: sends you to a peer)");
+    println!("  auth                 http://{host}:{auth}/healthz");
     println!();
     println!("  Ctrl-C stops everything.");
     println!();
@@ -376,7 +415,8 @@ mod tests {
     #[test]
     fn the_generated_proxy_conf_parses() {
         let host = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        let config = proxy::Config::from_conf_str(&proxy_conf(host, 8080, &[9001, 9002, 9003]), "127.0.0.1").unwrap();
+        let ports = Ports { proxy: 8080, tracker: 9000, auth: 9100 };
+        let config = proxy::Config::from_conf_str(&proxy_conf(host, ports, &[9001, 9002, 9003]), "127.0.0.1").unwrap();
         assert_eq!(config.vhosts.len(), 4);
         for vhost in &config.vhosts {
             assert!(!vhost.paths.allows("/metrics"), "{} passes /metrics", vhost.name);

@@ -142,39 +142,57 @@ pub async fn check_reply(response: Response, service: &str) -> Result<(), ApiErr
 }
 
 /// Sends a request in a client span, with the trace context injected, so the callee's
-/// span is this one's child.
+/// span is this one's child. Named by the method alone (OpenTelemetry's HTTP client
+/// convention when no route template is known); heartbeats and probes make no span
+/// unless [`crate::telemetry::traced_route`] says so.
 pub async fn send(request: RequestBuilder, service: &str) -> Result<Response, ApiError> {
     let (client, request) = request.build_split();
     let mut request = request.map_err(|err| ApiError::Internal(anyhow::anyhow!("bad request to {service}: {err}")))?;
-    let method = request.method().clone();
-    if !crate::telemetry::exporting() {
+    if !crate::telemetry::traced_route(request.url().path()) {
         return client.execute(request).await.map_err(|err| transport_error(&err, service));
     }
+    let method = crate::telemetry::known_method(request.method().as_str());
     let span = tracing::info_span!(
         "call",
-        otel.name = %format!("{method} {}", request.url().path()),
+        otel.name = method,
         otel.kind = "client",
         otel.status_code = tracing::field::Empty,
-        http.request.method = %method,
+        http.request.method = method,
+        url.path = request.url().path(),
         server.address = request.url().host_str().unwrap_or_default(),
-        server.port = request.url().port_or_known_default().unwrap_or_default(),
+        server.port = i64::from(request.url().port_or_known_default().unwrap_or_default()),
         peer.service = service,
         http.response.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
     );
     crate::telemetry::inject(&span, request.headers_mut());
     let outcome = client.execute(request).instrument(span.clone()).await;
     match &outcome {
         Ok(response) => {
-            span.record("http.response.status_code", response.status().as_u16());
-            if response.status().is_server_error() {
+            let status = response.status();
+            span.record("http.response.status_code", i64::from(status.as_u16()));
+            if status.is_server_error() {
                 span.record("otel.status_code", "ERROR");
+                span.record("error.type", status.as_str());
             }
         }
-        Err(_) => {
+        Err(err) => {
             span.record("otel.status_code", "ERROR");
+            span.record("error.type", transport_error_type(err));
         }
     }
     outcome.map_err(|err| transport_error(&err, service))
+}
+
+/// The `error.type` of a call that got no answer.
+fn transport_error_type(err: &reqwest::Error) -> &'static str {
+    if err.is_timeout() {
+        "timeout"
+    } else if err.is_connect() {
+        "connect"
+    } else {
+        "_OTHER"
+    }
 }
 
 /// What a failed send means for our caller.

@@ -40,9 +40,9 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DRAIN_GRACE: Duration = Duration::from_secs(10);
 
 /// Adds what every service wants around its routes: a request span named by the
-/// matched route (the child of the caller's trace, if any), request metrics, JSON
-/// replies for wrong methods and panics, a body size limit, a request timeout, and
-/// `x-served-by: <service>@<addr>`.
+/// matched route (the child of the caller's trace, if any), an access-log line,
+/// request metrics, JSON replies for wrong methods and panics, a body size limit, a
+/// request timeout, and `x-served-by: <service>@<addr>`.
 pub fn common_layers(router: Router, served_by: &str, http_metrics: HttpMetrics) -> Router {
     let service = served_by.split('@').next().unwrap_or(served_by).to_owned();
     let served_by = HeaderValue::from_str(served_by).unwrap_or_else(|_| HeaderValue::from_static("weaprous"));
@@ -53,43 +53,86 @@ pub fn common_layers(router: Router, served_by: &str, http_metrics: HttpMetrics)
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, REQUEST_TIMEOUT))
         .layer(CatchPanicLayer::custom(|_| ApiError::Internal(anyhow::anyhow!("handler panicked")).into_response()))
         .layer(SetResponseHeaderLayer::overriding(HeaderName::from_static(SERVED_BY), served_by))
+        .layer(axum::middleware::from_fn(access_log))
         .layer(
             TraceLayer::new_for_http()
-                .make_span_with(move |request: &Request| {
-                    let route = request.extensions().get::<MatchedPath>().map_or("", MatchedPath::as_str);
-                    let method = request.method();
-                    if !crate::telemetry::exporting() {
-                        // Nothing reads spans: a debug span, off under the default filter.
-                        return tracing::debug_span!("request", %method, route, status = tracing::field::Empty);
-                    }
-                    // Known methods only in the name and the method attribute, so
-                    // clients cannot mint span names (OpenTelemetry's conventions).
-                    let span = tracing::info_span!(
-                        "request",
-                        otel.name = crate::telemetry::span_name(method.as_str(), route),
-                        otel.kind = "server",
-                        otel.status_code = tracing::field::Empty,
-                        http.request.method = crate::telemetry::known_method(method.as_str()),
-                        http.request.method_original = tracing::field::Empty,
-                        http.route = route,
-                        http.response.status_code = tracing::field::Empty,
-                        service = %service,
-                    );
-                    crate::telemetry::record_original_method(&span, method.as_str());
-                    crate::telemetry::set_parent(&span, crate::telemetry::extract(request.headers()));
-                    span
-                })
+                .make_span_with(move |request: &Request| request_span(request, &service))
                 .on_request(())
                 .on_response(|response: &Response<_>, latency: Duration, span: &Span| {
-                    span.record("http.response.status_code", response.status().as_u16());
-                    span.record("status", response.status().as_u16());
-                    if response.status().is_server_error() {
+                    let status = response.status();
+                    span.record("http.response.status_code", i64::from(status.as_u16()));
+                    if status.is_server_error() {
                         span.record("otel.status_code", "ERROR");
+                        span.record("error.type", status.as_str());
                     }
                     tracing::debug!(latency_ms = latency.as_secs_f64() * 1000.0, "finished");
                 })
                 .on_failure(()),
         )
+}
+
+/// The server span of one request, after OpenTelemetry's HTTP conventions: named
+/// `{method} {route}` (the method alone when no route matched), the child of the
+/// caller's span. A `debug` span, off under the default filter, when it would not be
+/// exported (see [`crate::telemetry::traced_route`]).
+fn request_span(request: &Request, service: &str) -> Span {
+    let route = request.extensions().get::<MatchedPath>().map_or("", MatchedPath::as_str);
+    let method = request.method().as_str();
+    if !crate::telemetry::traced_route(route) {
+        return tracing::debug_span!("request", method, route);
+    }
+    // Known methods only in the name and the method attribute, so clients cannot
+    // mint span names.
+    let span = tracing::info_span!(
+        "request",
+        otel.name = crate::telemetry::span_name(method, route),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = crate::telemetry::known_method(method),
+        http.request.method_original = tracing::field::Empty,
+        http.route = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+        url.path = request.uri().path(),
+        url.scheme = "http",
+        service,
+    );
+    if !route.is_empty() {
+        span.record("http.route", route);
+    }
+    crate::telemetry::record_original_method(&span, method);
+    crate::telemetry::set_parent(&span, crate::telemetry::extract(request.headers()));
+    span
+}
+
+/// Middleware that writes one access-log line per request (target `access`), inside
+/// its span so the line carries the trace id: method, route (the matched pattern, or
+/// the path when none matched), status, time to the response head, client and vhost.
+/// `WEAPROUS_ACCESS_LOG=off` turns it off.
+async fn access_log(request: Request, next: axum::middleware::Next) -> Response<axum::body::Body> {
+    if !crate::telemetry::access_log() {
+        return next.run(request).await;
+    }
+    let started = std::time::Instant::now();
+    let method = crate::telemetry::known_method(request.method().as_str());
+    let route = match request.extensions().get::<MatchedPath>() {
+        Some(matched) => matched.as_str().to_owned(),
+        None => request.uri().path().to_owned(),
+    };
+    let client = client_address(request.headers(), request.extensions());
+    let vhost = request.headers().get(axum::http::header::HOST).and_then(|host| host.to_str().ok()).map(str::to_owned);
+    let response = next.run(request).await;
+    tracing::info!(
+        target: crate::telemetry::ACCESS_TARGET,
+        method,
+        route,
+        status = response.status().as_u16(),
+        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+        %client,
+        vhost = vhost.as_deref().unwrap_or_default(),
+        "request"
+    );
+    response
 }
 
 /// How long a client may take to send a request head (slow clients must not hold
@@ -107,17 +150,21 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     type Rejection = Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Infallible> {
-        let forwarded = parts
-            .headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(','))
-            .next_back()
-            .and_then(|last| last.trim().parse::<IpAddr>().ok());
-        let connected = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip());
-        Ok(ClientIp(forwarded.or(connected).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))))
+        Ok(ClientIp(client_address(&parts.headers, &parts.extensions)))
     }
+}
+
+/// The address [`ClientIp`] describes.
+fn client_address(headers: &axum::http::HeaderMap, extensions: &axum::http::Extensions) -> IpAddr {
+    let forwarded = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .next_back()
+        .and_then(|last| last.trim().parse::<IpAddr>().ok());
+    let connected = extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip());
+    forwarded.or(connected).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
 }
 
 /// Serves `router` on an already bound listener until `shutdown` completes, then

@@ -70,7 +70,9 @@ macro_rules! state_parts {
 
 /// What every server binary does first: logs and traces for `service`
 /// ([`telemetry::init`]), then the open-file limit ([`limits::raise_open_files`]).
+/// Exits with 64 when the OTLP settings cannot work ([`telemetry::check_protocol`]).
 pub fn start(service: &str) -> telemetry::TelemetryGuard {
+    telemetry::check_protocol().unwrap_or_else(|err| err.exit());
     let telemetry = telemetry::init(service);
     limits::raise_open_files();
     telemetry

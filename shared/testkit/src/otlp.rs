@@ -26,7 +26,13 @@ pub struct Span {
     pub parent_span_id: String,
     /// 1 internal, 2 server, 3 client, 4 producer, 5 consumer.
     pub kind: i32,
+    /// Every attribute, as text whatever its type.
     pub attributes: HashMap<String, String>,
+    /// The attributes sent as integers (OTLP `intValue`), to tell `200` from `"200"`.
+    pub int_attributes: HashMap<String, i64>,
+    /// The attributes of the resource the span was sent with (`service.name`,
+    /// `service.version`, `service.instance.id`, ...).
+    pub resource: HashMap<String, String>,
     /// Trace ids this span links to.
     pub links: Vec<String>,
 }
@@ -65,11 +71,12 @@ async fn receive(State(spans): State<Arc<Mutex<Vec<Span>>>>, body: Bytes) -> imp
     };
     let mut received = Vec::new();
     for resource_spans in request.resource_spans {
-        let service = resource_spans
+        let resource: HashMap<String, String> = resource_spans
             .resource
             .as_ref()
-            .and_then(|resource| attribute(&resource.attributes, "service.name"))
+            .map(|resource| resource.attributes.iter().filter_map(|kv| Some((kv.key.clone(), text(kv)?))).collect())
             .unwrap_or_default();
+        let service = resource.get("service.name").cloned().unwrap_or_default();
         for scope_spans in resource_spans.scope_spans {
             for span in scope_spans.spans {
                 received.push(Span {
@@ -80,6 +87,15 @@ async fn receive(State(spans): State<Arc<Mutex<Vec<Span>>>>, body: Bytes) -> imp
                     parent_span_id: hex::encode(span.parent_span_id),
                     kind: span.kind,
                     attributes: span.attributes.iter().filter_map(|kv| Some((kv.key.clone(), text(kv)?))).collect(),
+                    int_attributes: span
+                        .attributes
+                        .iter()
+                        .filter_map(|kv| match kv.value.as_ref()?.value.as_ref()? {
+                            AnyValue::IntValue(number) => Some((kv.key.clone(), *number)),
+                            _ => None,
+                        })
+                        .collect(),
+                    resource: resource.clone(),
                     links: span.links.iter().map(|link| hex::encode(&link.trace_id)).collect(),
                 });
             }
@@ -88,10 +104,6 @@ async fn receive(State(spans): State<Arc<Mutex<Vec<Span>>>>, body: Bytes) -> imp
     spans.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).extend(received);
     ([(header::CONTENT_TYPE, "application/x-protobuf")], ExportTraceServiceResponse::default().encode_to_vec())
         .into_response()
-}
-
-fn attribute(attributes: &[KeyValue], key: &str) -> Option<String> {
-    attributes.iter().find(|kv| kv.key == key).and_then(text)
 }
 
 fn text(kv: &KeyValue) -> Option<String> {

@@ -107,18 +107,16 @@ pub fn pushed_json(event: &Event, traceparent: Option<&str>) -> String {
     serde_json::to_string(&pushed).expect("wire events serialize to JSON")
 }
 
-/// A presence change, for every peer.
-pub fn presence(username: Username, online: bool, active: bool) -> Push {
-    Push::new(
-        None,
-        Event::Presence(Presence { username, online, active }),
-        Targets::Everyone,
-        kit::telemetry::current_traceparent(),
-    )
+/// A presence change, for every peer, in the trace of the request that caused it
+/// (`traceparent`, taken where the request's span is current: a store's commit hook
+/// runs on its writer thread, outside it).
+pub fn presence(username: Username, online: bool, active: bool, traceparent: Option<String>) -> Push {
+    Push::new(None, Event::Presence(Presence { username, online, active }), Targets::Everyone, traceparent)
 }
 
-pub(super) fn membership(channel: ChannelName, username: Username, joined: bool) -> Push {
-    Push::new(None, Event::Membership(Membership { channel, username, joined }), Targets::Everyone, None)
+/// A membership change, for every peer, in the trace of the join or leave.
+pub(super) fn membership(channel: ChannelName, username: Username, joined: bool, traceparent: Option<String>) -> Push {
+    Push::new(None, Event::Membership(Membership { channel, username, joined }), Targets::Everyone, traceparent)
 }
 
 #[cfg(test)]

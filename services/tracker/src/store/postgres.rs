@@ -314,7 +314,7 @@ impl PgStore {
         )
         .await?;
         let event = Event::Membership(Membership { channel: channel.clone(), username: by.clone(), joined: true });
-        append_event(&tx, &event, None, None).await?;
+        append_event(&tx, &event, None, kit::telemetry::current_traceparent().as_deref()).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -346,7 +346,7 @@ impl PgStore {
         } == 1;
         if changed {
             let event = Event::Membership(Membership { channel: channel.clone(), username: user.clone(), joined });
-            append_event(&tx, &event, None, None).await?;
+            append_event(&tx, &event, None, kit::telemetry::current_traceparent().as_deref()).await?;
         }
         tx.commit().await?;
         Ok(changed)

@@ -115,6 +115,7 @@ impl SqliteStore {
         let (name, creator) = (channel.clone(), by.clone());
         let view = self.view.clone();
         let events = self.events.clone();
+        let traceparent = kit::telemetry::current_traceparent();
         let created = self
             .db
             .write_then(
@@ -141,7 +142,7 @@ impl SqliteStore {
                     move |created: &bool| {
                         if *created {
                             write(&view).channels.insert(name.clone(), BTreeSet::from([creator.clone()]));
-                            let _ = events.send(Arc::new(membership(name, creator, true)));
+                            let _ = events.send(Arc::new(membership(name, creator, true, traceparent)));
                         }
                     }
                 },
@@ -162,6 +163,7 @@ impl SqliteStore {
         let (name, member) = (channel.clone(), user.clone());
         let view = self.view.clone();
         let events = self.events.clone();
+        let traceparent = kit::telemetry::current_traceparent();
         let hook = {
             let (name, member) = (channel.clone(), user.clone());
             move |changed: &bool| {
@@ -175,7 +177,7 @@ impl SqliteStore {
                         }
                     }
                     drop(view);
-                    let _ = events.send(Arc::new(membership(name, member, joined)));
+                    let _ = events.send(Arc::new(membership(name, member, joined, traceparent)));
                 }
             }
         };

@@ -77,7 +77,7 @@ impl SqliteStore {
         let changed = if active { view.active.insert(user.clone()) } else { view.active.remove(user) };
         drop(view);
         if changed {
-            self.publish(presence(user.clone(), true, active));
+            self.publish(presence(user.clone(), true, active, kit::telemetry::current_traceparent()));
         }
         Ok(true)
     }
@@ -91,6 +91,7 @@ impl SqliteStore {
         let (name, addr) = (user.clone(), peer.clone());
         let view = self.view.clone();
         let events = self.events.clone();
+        let traceparent = kit::telemetry::current_traceparent();
         let hook = {
             let name = user.clone();
             move |_: &usize| {
@@ -112,7 +113,7 @@ impl SqliteStore {
                     );
                     let _ = events.send(Arc::new(moved));
                 }
-                let _ = events.send(Arc::new(presence(name, signed_in, active)));
+                let _ = events.send(Arc::new(presence(name, signed_in, active, traceparent)));
             }
         };
         self.db
@@ -139,7 +140,7 @@ impl SqliteStore {
         // Users it hosted when it left (or went silent, or before this tracker
         // restarted) are online again: everyone hears so, as they heard of them leaving.
         for user in self.users_on_now(peer) {
-            self.publish(presence(user, true, false));
+            self.publish(presence(user, true, false, kit::telemetry::current_traceparent()));
         }
         Ok(true)
     }
@@ -185,7 +186,7 @@ impl SqliteStore {
         drop(view);
         let count = users.len();
         for user in users {
-            self.publish(presence(user, false, false));
+            self.publish(presence(user, false, false, kit::telemetry::current_traceparent()));
         }
         count
     }
