@@ -56,9 +56,11 @@ async fn killing_any_one_replica_under_load_loses_nothing_acknowledged() {
     let Some(backend) = Backend::postgres("killing_any_one_replica_under_load_loses_nothing_acknowledged").await else {
         return;
     };
+    // Load as fast as it goes: the rate limits, which a person never meets, are off.
     let mut sys = System::builder()
         .processes(env!("CARGO_BIN_EXE_weaprous"))
         .backend(backend)
+        .without_rate_limits()
         .auths(2)
         .trackers(2)
         .peers(3)
