@@ -212,7 +212,7 @@ enum Streamed {
 
 impl Exchange<'_> {
     async fn run(
-        mut self,
+        self,
         client: &mut DownstreamSession,
         worker: &Worker,
         mut upstream: UpstreamSession<'_>,
