@@ -108,7 +108,8 @@ async fn the_edge_counts_requests_by_vhost_and_status_class_and_those_in_flight(
 #[tokio::test]
 async fn a_reload_drops_the_series_of_the_backends_and_vhosts_it_removed() {
     let (b1, b2) = (Backend::start("b1").await, Backend::start("b2").await);
-    let both = config(vec![vhost("app.test", Policy::RoundRobin, &[&b1, &b2]), vhost("old.test", Policy::RoundRobin, &[&b1])]);
+    let both =
+        config(vec![vhost("app.test", Policy::RoundRobin, &[&b1, &b2]), vhost("old.test", Policy::RoundRobin, &[&b1])]);
     let proxy = TestProxy::start(both.clone()).await;
     for _ in 0..4 {
         assert_eq!(proxy.get("app.test", "/").await.status(), 200);
