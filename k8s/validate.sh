@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # Checks the Kubernetes manifests offline, no cluster needed: renders each
 # kustomization (k8s/, k8s/with-jaeger/, k8s/external-database/, k8s/with-tls/,
-# k8s/with-prometheus/) and validates every
-# resource against the Kubernetes 1.30 API schemas, strictly (unknown fields are
-# errors):
+# k8s/with-prometheus/) and validates every resource against the Kubernetes 1.30
+# API schemas, strictly (unknown fields are errors):
 #
 #   kubectl kustomize k8s/ | kubernetes-validate --strict -k 1.30.0 -
 #
