@@ -18,7 +18,8 @@ use prometheus_client::registry::Registry;
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// The git commit the binary was built from: `WEAPROUS_GIT_COMMIT` at build time
-/// (the Dockerfile and `.ci/` pass it), else `unknown`.
+/// (`WEAPROUS_GIT_COMMIT=$(git rev-parse --short HEAD) cargo build`; the Dockerfile
+/// takes it as a build argument), else `unknown`.
 pub const GIT_COMMIT: &str = match option_env!("WEAPROUS_GIT_COMMIT") {
     Some(commit) if !commit.is_empty() => commit,
     _ => "unknown",
