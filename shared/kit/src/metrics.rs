@@ -130,7 +130,7 @@ impl HttpMetrics {
         );
         registry.register(
             "http_requests_in_flight",
-            "HTTP requests being answered now (up to their response head: open event streams are not counted)",
+            "HTTP requests being answered now, a scrape of this included (up to their response head: open event streams are not counted)",
             in_flight.clone(),
         );
         process::register(registry);
@@ -381,6 +381,39 @@ mod tests {
         // They were counted, under the conventions' `_OTHER`.
         assert!(after.contains(r#"http_requests_total{method="_OTHER",route="/x",status="405"} 51"#), "{after}");
         assert!(after.contains(r#"http_requests_total{method="_OTHER",route="unmatched",status="404"} 51"#), "{after}");
+    }
+
+    #[tokio::test]
+    async fn requests_count_in_flight_until_answered() {
+        let mut registry = Registry::default();
+        let http = HttpMetrics::register(&mut registry);
+        let metrics = Metrics::new(registry);
+        let release = std::sync::Arc::new(tokio::sync::Notify::new());
+        let entered = std::sync::Arc::new(tokio::sync::Notify::new());
+        let (wait, enter) = (release.clone(), entered.clone());
+        let routes = Router::new()
+            .route(
+                "/wait",
+                get(move || async move {
+                    enter.notify_one();
+                    wait.notified().await;
+                    "done"
+                }),
+            )
+            .merge(router::<Metrics>().with_state(metrics));
+        let app = crate::http::common_layers(routes, "test@here", http);
+        let waiting = tokio::spawn({
+            let app = app.clone();
+            async move { call(&app, "GET", "/wait").await }
+        });
+        entered.notified().await;
+        // The scrape is a request in flight too.
+        let text = scrape(&app).await;
+        assert!(text.contains("\nhttp_requests_in_flight 2\n"), "{text}");
+        release.notify_one();
+        assert_eq!(waiting.await.unwrap().0, 200);
+        let text = scrape(&app).await;
+        assert!(text.contains("\nhttp_requests_in_flight 1\n"), "{text}");
     }
 
     #[test]
