@@ -192,4 +192,28 @@ groups = json.load(sys.stdin)["data"]["groups"]
 print(all(rule["health"] == "ok" for group in groups for rule in group["rules"]))')
 [[ $rules_ok == True ]] || fail "a rule does not evaluate: $(curl -fsS "$API/rules")"
 log "alerts: $state; every rule evaluates"
+
+# Every query of the Grafana dashboard is valid PromQL, and those of the RED panels
+# have data (Grafana's variables replaced as it would).
+API=$API python3 - observability/grafana/dashboards/weaprous.json <<'PY' || fail "a dashboard query"
+import json, os, sys, urllib.parse, urllib.request
+dashboard = json.load(open(sys.argv[1]))
+bad, empty, count = [], [], 0
+for panel in dashboard["panels"]:
+    for target in panel.get("targets", []):
+        expr = target["expr"].replace("$__rate_interval", "1m").replace("$service", "tracker|auth|peer")
+        url = os.environ["API"] + "/query?" + urllib.parse.urlencode({"query": expr})
+        try:
+            answer = json.load(urllib.request.urlopen(url, timeout=10))
+        except Exception as err:  # a 400 for a query that does not parse
+            bad.append(f"{panel['title']}: {expr}: {err}")
+            continue
+        count += 1
+        if panel["title"].startswith(("Requests by", "Replicas up", "Resident memory")) and not answer["data"]["result"]:
+            empty.append(f"{panel['title']}: {expr}")
+if bad or empty:
+    print("invalid:", *bad, "no data:", *empty, sep="\n", file=sys.stderr)
+    sys.exit(1)
+print(f"[observability] the dashboard's {count} queries are valid PromQL", file=sys.stderr)
+PY
 log "all green"
