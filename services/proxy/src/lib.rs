@@ -47,7 +47,8 @@
 //! Around it: [`shared`] (what every worker shares, and the rebuild of the routing
 //! tables on reload and DNS changes), [`config`] and [`conf_parser`] (`proxy.conf`),
 //! [`routing`] (Host → vhost), [`balance`] (backends and policies), [`health`] and
-//! [`resolve`] (probes and look-ups), [`error`], [`trace_context`], `access_log`, [`metrics`].
+//! [`resolve`] (probes and look-ups), [`error`], [`trace_context`], `access_log`,
+//! [`metrics`], and `admin` (the `metrics_listen` listener).
 //! No module imports one that imports it back (`.ci/module_cycles.py`).
 
 mod access_log;
