@@ -168,7 +168,7 @@ enum Failure {
 }
 
 /// One try of a request on one backend.
-struct Exchange<'a> {
+struct Exchange<'a, 'v> {
     request: &'a RequestInfo,
     backend: &'a Backend,
     /// The sticky pin to hand out with the response.
@@ -180,7 +180,7 @@ struct Exchange<'a> {
     /// When the try began, for the upstream deadline and the latency metric.
     started: Instant,
     /// The request at the edge, counted when its answer's head is known.
-    edge: &'a mut EdgeRequest,
+    edge: &'a mut EdgeRequest<'v>,
 }
 
 /// What the response head says about relaying the rest.
@@ -210,7 +210,7 @@ enum Streamed {
     Stopped,
 }
 
-impl Exchange<'_> {
+impl Exchange<'_, '_> {
     async fn run(
         self,
         client: &mut DownstreamSession,

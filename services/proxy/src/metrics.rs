@@ -66,10 +66,12 @@ pub struct VhostStats {
 }
 
 /// A request of a vhost, in flight until dropped; [`EdgeRequest::answered`] counts
-/// it once, by its status.
+/// it once, by its status. It borrows the vhost's counts rather than holding a
+/// reference count: that count is shared by every worker, and bumping it on each
+/// request would bounce its cache line between cores.
 #[derive(Debug)]
-pub struct EdgeRequest {
-    answers: Arc<Answers>,
+pub struct EdgeRequest<'a> {
+    answers: &'a Answers,
     worker: usize,
     started: Instant,
     counted: bool,
@@ -224,13 +226,13 @@ impl VhostStats {
     }
 
     /// A request begins on worker `worker`.
-    pub fn begin(&self, worker: usize) -> EdgeRequest {
+    pub fn begin(&self, worker: usize) -> EdgeRequest<'_> {
         self.answers.shard(worker).in_flight.fetch_add(1, Ordering::Relaxed);
-        EdgeRequest { answers: self.answers.clone(), worker, started: Instant::now(), counted: false }
+        EdgeRequest { answers: &self.answers, worker, started: Instant::now(), counted: false }
     }
 }
 
-impl EdgeRequest {
+impl EdgeRequest<'_> {
     /// The client is sent a response head with status `code` (the first call counts).
     pub fn answered(&mut self, code: u16) {
         if std::mem::replace(&mut self.counted, true) {
@@ -243,7 +245,7 @@ impl EdgeRequest {
     }
 }
 
-impl Drop for EdgeRequest {
+impl Drop for EdgeRequest<'_> {
     fn drop(&mut self) {
         self.answers.shard(self.worker).in_flight.fetch_sub(1, Ordering::Relaxed);
     }
