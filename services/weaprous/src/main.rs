@@ -72,7 +72,8 @@ struct UpArgs {
     #[arg(long = "peer-port", default_value_t = 9001)]
     peer_port: u16,
     /// Also serve the proxy's own /metrics, /healthz and /readyz on this port, where
-    /// no vhost shadows them (on the proxy's port, `<host>:8080/metrics` is a peer's).
+    /// no vhost shadows them (on the proxy's port, `<host>:8080/metrics` belongs to
+    /// the vhost of that name).
     #[arg(long = "proxy-metrics-port")]
     proxy_metrics_port: Option<u16>,
     #[command(flatten)]
