@@ -10,7 +10,7 @@
 //! The proxy's own `/healthz`, `/readyz` and `/metrics` answer only for a Host that no
 //! block names, before the default vhost: `curl http://proxy:8080/healthz` from inside
 //! a compose network reaches them, while `localhost:8080/healthz` is a peer's. The
-//! `metrics_listen` address ([`crate::admin`]) answers them whatever the Host.
+//! `metrics_listen` address (the private module `admin`) answers them whatever the Host.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
