@@ -143,6 +143,7 @@ fn prepare(worker: &Worker, request: &RequestHead<'_>, context: HeadContext<'_>)
         let keep_alive = keep_alive && !closing;
         out.clear();
         head::write_response(out, 308, &[("location", &location)], b"", !request.is_head(), !keep_alive);
+        vhost.stats.begin(worker.index).answered(308);
         return Ok(Prepared::Answered { keep_alive, status: 308 });
     }
     if let Framing::Length(length) = request.framing

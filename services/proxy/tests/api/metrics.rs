@@ -184,3 +184,25 @@ async fn the_metrics_listener_answers_whatever_the_host_where_a_vhost_shadows_th
     let _ = stop.send(());
     served.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn redirects_to_https_count_as_the_vhosts_3xx() {
+    let backend = Backend::start("b1").await;
+    let text =
+        format!(r#"host "site.test" {{ proxy_pass http://127.0.0.1:{}; redirect_to_https; }}"#, backend.addr.port());
+    let proxy = TestProxy::start(proxy::Config::from_conf_str(&text, "127.0.0.1").unwrap()).await;
+    let response = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(proxy.url("/"))
+        .header("host", "site.test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 308);
+    let text = scrape(&proxy).await;
+    assert_eq!(sample(&text, r#"proxy_requests_total{vhost="site.test",status_class="3xx"}"#), Some(1.0), "{text}");
+    proxy.shutdown().await.unwrap();
+}
