@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Checkov (PyPI) on the rendered Kubernetes manifests, offline: renders each
-# kustomization (k8s/, k8s/with-jaeger/, k8s/external-database/,
-# k8s/with-prometheus/) and fails on any failed check. The checks the manifests do not meet are skipped where they are, by
-# a `checkov.io/skip` annotation on the resource that says why (docs/deployment.md:
-# Checkov); nothing is skipped here.
+# kustomization (k8s/, k8s/with-jaeger/, k8s/external-database/, k8s/with-tls/,
+# k8s/with-prometheus/) and fails on any failed check. The checks the manifests do
+# not meet are skipped where they are, by a `checkov.io/skip` annotation on the
+# resource that says why (docs/deployment.md: Checkov); nothing is skipped here.
 #
 #   kubectl kustomize k8s/ > all.yaml && checkov -f all.yaml --framework kubernetes
 #
