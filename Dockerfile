@@ -19,8 +19,12 @@ FROM rust:${RUST_VERSION}-${DEBIAN_RELEASE} AS builder
 # which makes each binary about five times smaller. `--build-arg RELEASE_DEBUG=line-tables-only`
 # keeps it.
 ARG RELEASE_DEBUG=none
+# The commit `weaprous_build_info` reports (.git is not in the build context):
+# `docker compose build --build-arg WEAPROUS_GIT_COMMIT=$(git rev-parse --short HEAD)`.
+ARG WEAPROUS_GIT_COMMIT=
 ENV CARGO_PROFILE_RELEASE_DEBUG=${RELEASE_DEBUG} \
-    CARGO_TERM_COLOR=never
+    CARGO_TERM_COLOR=never \
+    WEAPROUS_GIT_COMMIT=${WEAPROUS_GIT_COMMIT}
 WORKDIR /src
 # The workspace: its manifest and lock file, and every member (cargo needs all of
 # them to load the workspace). .dockerignore keeps target folders and data out.

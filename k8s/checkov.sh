@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Checkov (PyPI) on the rendered Kubernetes manifests, offline: renders each
-# kustomization (k8s/, k8s/with-jaeger/, k8s/external-database/) and fails on any
-# failed check. The checks the manifests do not meet are skipped where they are, by
-# a `checkov.io/skip` annotation on the resource that says why (docs/deployment.md:
-# Checkov); nothing is skipped here.
+# kustomization (k8s/, k8s/with-jaeger/, k8s/external-database/, k8s/with-tls/,
+# k8s/with-prometheus/) and fails on any failed check. The checks the manifests do
+# not meet are skipped where they are, by a `checkov.io/skip` annotation on the
+# resource that says why (docs/deployment.md: Checkov); nothing is skipped here.
 #
 #   kubectl kustomize k8s/ > all.yaml && checkov -f all.yaml --framework kubernetes
 #
@@ -35,7 +35,7 @@ source k8s/render.sh
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 status=0
-for dir in k8s k8s/with-jaeger k8s/external-database k8s/with-tls; do
+for dir in k8s k8s/with-jaeger k8s/external-database k8s/with-tls k8s/with-prometheus; do
   name=${dir//\//-}
   mkdir -p "$work/$name"
   render "$dir/" >"$work/$name/rendered.yaml"

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Checks the Kubernetes manifests offline, no cluster needed: renders each
-# kustomization (k8s/, k8s/with-jaeger/, k8s/external-database/, k8s/with-tls/) and validates every
-# resource against the Kubernetes 1.30 API schemas, strictly (unknown fields are
-# errors):
+# kustomization (k8s/, k8s/with-jaeger/, k8s/external-database/, k8s/with-tls/,
+# k8s/with-prometheus/) and validates every resource against the Kubernetes 1.30
+# API schemas, strictly (unknown fields are errors):
 #
 #   kubectl kustomize k8s/ | kubernetes-validate --strict -k 1.30.0 -
 #
@@ -31,7 +31,7 @@ fi
 source k8s/render.sh
 
 status=0
-for dir in k8s k8s/with-jaeger k8s/external-database k8s/with-tls; do
+for dir in k8s k8s/with-jaeger k8s/external-database k8s/with-tls k8s/with-prometheus; do
   echo "[k8s] $dir: render and validate against Kubernetes $K8S_VERSION (strict)" >&2
   rendered=$(render "$dir/")
   count=$(grep -c '^kind:' <<<"$rendered")

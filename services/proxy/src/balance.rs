@@ -15,7 +15,7 @@ use http::uri::Authority;
 
 use crate::config::paths::PathRules;
 use crate::config::vhost::{HttpsRules, Policy, Upstream};
-use crate::metrics::BackendStats;
+use crate::metrics::{BackendStats, VhostStats};
 
 /// The cookie that pins a browser to a backend under the `sticky` policy.
 pub const STICKY_COOKIE: &str = "weaprous_backend";
@@ -56,6 +56,8 @@ pub struct Vhost {
     pub https_redirect: bool,
     /// The `Strict-Transport-Security` value of responses over HTTPS (`hsts`).
     pub hsts: Option<Box<[u8]>>,
+    /// Its metrics (the edge's view of it).
+    pub(crate) stats: VhostStats,
 }
 
 /// Where a request starts.
@@ -158,6 +160,7 @@ impl Vhost {
             paths: PathRules::default(),
             https_redirect: false,
             hsts: None,
+            stats: VhostStats::detached(),
         }
     }
 
@@ -170,6 +173,11 @@ impl Vhost {
     pub fn with_https(self, rules: &HttpsRules) -> Self {
         let hsts = rules.hsts_max_age_secs.map(|seconds| format!("max-age={seconds}").into_bytes().into_boxed_slice());
         Self { https_redirect: rules.redirect, hsts, ..self }
+    }
+
+    /// The same vhost, counting its requests in `stats`.
+    pub fn with_stats(self, stats: VhostStats) -> Self {
+        Self { stats, ..self }
     }
 
     /// Chooses the first backend to try, or `None` when the vhost has no backend.

@@ -56,6 +56,11 @@ pub struct Config {
     /// Runtime worker threads for the `proxy` binary; the number of cores when absent.
     pub workers: Option<usize>,
     pub tls: TlsConfig,
+    /// A second listener (e.g. `0.0.0.0:9191`) that answers only the proxy's own
+    /// `/metrics`, `/healthz` and `/readyz`, whatever the Host: for Prometheus, which
+    /// no vhost can shadow there. None (the default): no such listener; the proxy's
+    /// own endpoints answer on the main listener for a Host no block names.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// HTTPS. The TLS listener runs when some certificate is configured (here or in a
@@ -137,6 +142,7 @@ impl Default for Config {
             stream_paths: vec!["/events".to_owned()],
             workers: None,
             tls: TlsConfig::default(),
+            metrics_listen: None,
         }
     }
 }
@@ -272,6 +278,11 @@ pub struct Args {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_port: Option<u16>,
+    /// Also serve the proxy's own /metrics, /healthz and /readyz on this address
+    /// (e.g. 0.0.0.0:9191) [default: none, or PROXY_METRICS_LISTEN].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Path to the vhost config [default: config/proxy.conf, or PROXY_CONFIG].
     #[arg(long)]
     #[serde(skip)]

@@ -39,6 +39,7 @@ use crate::config::vhost::Policy;
 use crate::downstream::{self, DownstreamSession, Next, Watched};
 use crate::error::ProxyError;
 use crate::h1::head::{Downstream, Framing, ResponseHead};
+use crate::metrics::EdgeRequest;
 use crate::shared::Worker;
 use crate::upstream::{self, HeadRead, UpstreamScratch, UpstreamSession};
 
@@ -83,8 +84,11 @@ pub(crate) async fn forward(
     forwarding: Forwarding,
 ) -> Next {
     let Forwarding { vhost, pick, request, span: _ } = forwarding;
+    // In flight until the answer is relayed; counted when its head goes out.
+    let mut edge = vhost.stats.begin(worker.index);
     let mut body = RequestBody::new(request.framing, worker.shared.settings.max_body_bytes);
     if let Err(error) = client.take_buffered(&mut body) {
+        edge.answered(error.status().as_u16());
         return client.refuse(error, false).await;
     }
     // The whole request is in the session's request buffer, so it can be sent again.
@@ -111,13 +115,17 @@ pub(crate) async fn forward(
         let in_flight = (vhost.policy == Policy::LeastConn).then(|| InFlight::start(backend));
         let set_cookie = sticky_cookie(&vhost, pick, backend);
         let hsts = if request.https { vhost.hsts.as_deref() } else { None };
-        let exchange = Exchange { request: &request, backend, set_cookie, hsts, in_flight, started };
+        let exchange = Exchange { request: &request, backend, set_cookie, hsts, in_flight, started, edge: &mut edge };
         match exchange.run(client, worker, upstream, &mut body).await {
             Ok(next) => return next,
             Err(Failure::Abort) => return Next::Close,
-            Err(Failure::Refused(error)) => return client.refuse(error, false).await,
+            Err(Failure::Refused(error)) => {
+                edge.answered(error.status().as_u16());
+                return client.refuse(error, false).await;
+            }
             Err(Failure::TimedOut) => {
                 let error = ProxyError::UpstreamTimeout(worker.shared.settings.upstream_timeout);
+                edge.answered(error.status().as_u16());
                 return client.refuse(error, request.keep_alive && body.is_done()).await;
             }
             Err(Failure::Backend { nothing_back, write_failed, cause }) => {
@@ -140,6 +148,7 @@ pub(crate) async fn forward(
             }
         }
     }
+    edge.answered(failure.status().as_u16());
     client.refuse(failure, request.keep_alive && body.is_done()).await
 }
 
@@ -159,7 +168,7 @@ enum Failure {
 }
 
 /// One try of a request on one backend.
-struct Exchange<'a> {
+struct Exchange<'a, 'v> {
     request: &'a RequestInfo,
     backend: &'a Backend,
     /// The sticky pin to hand out with the response.
@@ -170,6 +179,8 @@ struct Exchange<'a> {
     in_flight: Option<InFlight>,
     /// When the try began, for the upstream deadline and the latency metric.
     started: Instant,
+    /// The request at the edge, counted when its answer's head is known.
+    edge: &'a mut EdgeRequest<'v>,
 }
 
 /// What the response head says about relaying the rest.
@@ -199,7 +210,7 @@ enum Streamed {
     Stopped,
 }
 
-impl Exchange<'_> {
+impl Exchange<'_, '_> {
     async fn run(
         self,
         client: &mut DownstreamSession,
@@ -268,6 +279,7 @@ impl Exchange<'_> {
         let answered = Instant::now();
         self.backend.stats.answered(worker.index, answered - self.started);
         client.answered(answer.code);
+        self.edge.answered(answer.code);
         if kit::telemetry::exporting() {
             let span = tracing::Span::current();
             span.record("http.response.status_code", i64::from(answer.code));

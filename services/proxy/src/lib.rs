@@ -47,10 +47,12 @@
 //! Around it: [`shared`] (what every worker shares, and the rebuild of the routing
 //! tables on reload and DNS changes), [`config`] and [`conf_parser`] (`proxy.conf`),
 //! [`routing`] (Host → vhost), [`balance`] (backends and policies), [`health`] and
-//! [`resolve`] (probes and look-ups), [`error`], [`trace_context`], `access_log`, [`metrics`].
+//! [`resolve`] (probes and look-ups), [`error`], [`trace_context`], `access_log`,
+//! [`metrics`], and `admin` (the `metrics_listen` listener).
 //! No module imports one that imports it back (`.ci/module_cycles.py`).
 
 mod access_log;
+mod admin;
 pub mod balance;
 pub mod body;
 pub mod conf_parser;
@@ -109,12 +111,23 @@ impl Proxy {
         let certificates =
             Certificates::load(&config).map_err(anyhow::Error::msg).context("invalid TLS configuration")?;
         let tls = certificates.map(Tls::new).transpose()?;
-        Ok(Self { shared: Arc::new(Shared::new(config)), tls })
+        let metrics_listener = match config.metrics_listen {
+            Some(addr) => Some(bind_metrics(addr)?),
+            None => None,
+        };
+        let shared = Shared::new(config);
+        *sync::lock(&shared.metrics_listener) = metrics_listener;
+        Ok(Self { shared: Arc::new(shared), tls })
     }
 
     /// Whether HTTPS is served (some certificate is configured).
     pub fn serves_tls(&self) -> bool {
         self.tls.is_some()
+    }
+
+    /// The address of the `metrics_listen` listener, until the proxy is served.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        sync::lock(&self.shared.metrics_listener).as_ref().and_then(|listener| listener.local_addr().ok())
     }
 
     /// Replaces the vhosts with those of `config` (resolving their names first).
@@ -297,6 +310,15 @@ pub fn run(config: Config, args: Args) -> anyhow::Result<()> {
 /// does not wait for TIME_WAIT), a deep accept backlog. Needs a tokio runtime.
 pub fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
     TcpListener::from_std(worker::bind_socket(addr, false)?).context("failed to register the listener")
+}
+
+/// Binds the `metrics_listen` socket (non-blocking, for tokio).
+fn bind_metrics(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
+    let listener =
+        std::net::TcpListener::bind(addr).with_context(|| format!("failed to bind the metrics listener {addr}"))?;
+    listener.set_nonblocking(true).context("failed to set the metrics listener non-blocking")?;
+    tracing::info!(addr = %listener.local_addr().unwrap_or(addr), "metrics listening");
+    Ok(listener)
 }
 
 /// Reloads on every SIGHUP until the process ends.

@@ -1,28 +1,45 @@
 //! The proxy's metrics, served on its own `GET /metrics` (a Host that names no block,
-//! like `/healthz`): per backend, requests, time to the response head, and whether it
-//! is up; and the errors the proxy made itself, by reason.
+//! like `/healthz`, or any request to the `metrics_listen` address): per vhost (the
+//! edge's RED view), requests by status class, time to the response head, and
+//! requests in flight; per backend, requests, time to the response head, and whether
+//! it is up; the errors the proxy made itself, by reason; `process_*` and
+//! `weaprous_build_info`. The series of a vhost or backend that a reload or a DNS
+//! change removed are dropped with it.
 //!
 //! Requests and their latency are counted on every request, by every worker: each
 //! worker writes a shard of its own (its own cache line), and a scrape adds the
 //! shards up. A counter or histogram shared by the workers would bounce its cache
-//! line between cores on each request, which measurably cost throughput.
+//! line between cores on each request, which measurably cost throughput. The same
+//! reason leaves these histograms without exemplars: `prometheus-client` makes them
+//! only inside its own (locked) histogram types, not for a collector like this one.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BackendLabel {
     backend: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VhostLabel {
+    vhost: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VhostClassLabels {
+    vhost: String,
+    status_class: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -35,7 +52,6 @@ struct ReasonLabel {
 pub struct ProxyMetrics {
     pub registry: kit::metrics::Metrics,
     answers: Arc<AnswersCollector>,
-    up: Family<BackendLabel, Gauge>,
     errors: Family<ReasonLabel, Counter>,
 }
 
@@ -43,13 +59,33 @@ pub struct ProxyMetrics {
 #[derive(Debug, Clone)]
 pub struct BackendStats {
     answers: Arc<Answers>,
-    up: Gauge,
 }
 
-/// Answered requests and their latency for one backend, one shard per worker.
+/// One vhost's handles: the requests the edge answered for it.
+#[derive(Debug, Clone)]
+pub struct VhostStats {
+    answers: Arc<Answers>,
+}
+
+/// A request of a vhost, in flight until dropped; [`EdgeRequest::answered`] counts
+/// it once, by its status. It borrows the vhost's counts rather than holding a
+/// reference count: that count is shared by every worker, and bumping it on each
+/// request would bounce its cache line between cores.
+#[derive(Debug)]
+pub struct EdgeRequest<'a> {
+    answers: &'a Answers,
+    worker: usize,
+    started: Instant,
+    counted: bool,
+}
+
+/// Answered requests and their latency for one backend or vhost, one shard per
+/// worker.
 #[derive(Debug)]
 struct Answers {
     shards: Box<[Shard]>,
+    /// Whether the backend is up, 1 or 0 (backends only).
+    up: AtomicI64,
 }
 
 /// One worker's counts, alone on its cache line.
@@ -59,13 +95,22 @@ struct Shard {
     sum_nanos: AtomicU64,
     /// Counts per bucket of [`BOUNDS`], the last for anything slower.
     buckets: [AtomicU64; BUCKETS + 1],
+    /// Answers by status class, 1xx to 5xx (vhosts only).
+    classes: [AtomicU64; 5],
+    /// Requests begun minus requests ended on this worker (vhosts only); a request
+    /// ends on the worker it began on, so only the sum over shards means anything.
+    in_flight: AtomicI64,
 }
 
-/// Every backend's [`Answers`], encoded on each scrape.
+/// Every backend's and vhost's [`Answers`], encoded on each scrape.
 #[derive(Debug, Default)]
 struct AnswersCollector {
     backends: Mutex<Vec<(BackendLabel, Arc<Answers>)>>,
+    vhosts: Mutex<Vec<(VhostLabel, Arc<Answers>)>>,
 }
+
+/// The status classes, in the order of [`Shard::classes`].
+const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
 /// The latency buckets of every service (`kit::metrics::latency_histogram`): upper
 /// bounds from 0.5 ms doubling to about 16 s.
@@ -92,12 +137,36 @@ impl ProxyMetrics {
     pub fn new() -> Self {
         let mut registry = Registry::default();
         let answers = Arc::new(AnswersCollector::default());
-        let up = Family::<BackendLabel, Gauge>::default();
         let errors = Family::<ReasonLabel, Counter>::default();
         registry.register_collector(Box::new(answers.clone()));
-        registry.register("proxy_backend_up", "Whether a backend is up (1) or down (0)", up.clone());
         registry.register("proxy_errors", "Errors the proxy answered itself, by x-proxy-error reason", errors.clone());
-        Self { registry: kit::metrics::Metrics::new(registry), answers, up, errors }
+        kit::metrics::process::register(&mut registry);
+        Self { registry: kit::metrics::Metrics::new(registry), answers, errors }
+    }
+
+    /// The handles of the vhost `name` (the same ones on every call), with a shard
+    /// for each of `workers`.
+    pub fn vhost(&self, name: &str, workers: usize) -> VhostStats {
+        let label = VhostLabel { vhost: name.to_owned() };
+        let mut vhosts = crate::sync::lock(&self.answers.vhosts);
+        let answers = match vhosts.iter().find(|(known, _)| *known == label) {
+            Some((_, answers)) => answers.clone(),
+            None => {
+                let answers = Arc::new(Answers::new(workers));
+                vhosts.push((label, answers.clone()));
+                answers
+            }
+        };
+        VhostStats { answers }
+    }
+
+    /// Drops the series of every backend and vhost not named here: a reload or a
+    /// DNS change removed them, and their last values would otherwise be reported
+    /// (a departed backend as up) for as long as the proxy runs.
+    pub fn retain(&self, backends: &[SocketAddr], vhosts: &[&str]) {
+        crate::sync::lock(&self.answers.backends)
+            .retain(|(label, _)| backends.iter().any(|addr| addr.to_string() == label.backend));
+        crate::sync::lock(&self.answers.vhosts).retain(|(label, _)| vhosts.contains(&label.vhost.as_str()));
     }
 
     /// The handles of the backend at `addr` (the same ones on every call), with a
@@ -115,9 +184,19 @@ impl ProxyMetrics {
                 }
             }
         };
-        let stats = BackendStats { answers, up: self.up.get_or_create(&label).clone() };
-        stats.up.set(1);
+        let stats = BackendStats { answers };
+        stats.set_up(true);
         stats
+    }
+
+    /// Reports `stats` as the backend at `addr` again (a backend kept across a
+    /// rebuild whose series [`ProxyMetrics::retain`] had dropped).
+    pub fn adopt(&self, addr: SocketAddr, stats: &BackendStats) {
+        let label = BackendLabel { backend: addr.to_string() };
+        let mut backends = crate::sync::lock(&self.answers.backends);
+        if !backends.iter().any(|(known, _)| *known == label) {
+            backends.push((label, stats.answers.clone()));
+        }
     }
 
     /// Counts an error the proxy answered itself.
@@ -129,28 +208,68 @@ impl ProxyMetrics {
 impl BackendStats {
     /// Handles registered nowhere, for backends made outside a proxy (tests).
     pub fn detached() -> Self {
-        Self { answers: Arc::new(Answers::new(1)), up: Gauge::default() }
+        Self { answers: Arc::new(Answers::new(1)) }
     }
 
     /// A response head came back after `elapsed`, to worker `worker`.
     pub fn answered(&self, worker: usize, elapsed: Duration) {
-        let shards = &self.answers.shards;
-        let shard = &shards[worker % shards.len()];
-        let seconds = elapsed.as_secs_f64();
-        let bucket = BOUNDS.iter().position(|bound| seconds <= *bound).unwrap_or(BUCKETS);
-        // Saturates after 584 years of summed latency.
-        shard.sum_nanos.fetch_add(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
-        shard.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.answers.shard(worker).observe(elapsed);
     }
 
     pub fn set_up(&self, up: bool) {
-        self.up.set(i64::from(up));
+        self.answers.up.store(i64::from(up), Ordering::Relaxed);
+    }
+}
+
+impl VhostStats {
+    /// Handles registered nowhere, for vhosts made outside a proxy (tests).
+    pub fn detached() -> Self {
+        Self { answers: Arc::new(Answers::new(1)) }
+    }
+
+    /// A request begins on worker `worker`.
+    pub fn begin(&self, worker: usize) -> EdgeRequest<'_> {
+        self.answers.shard(worker).in_flight.fetch_add(1, Ordering::Relaxed);
+        EdgeRequest { answers: &self.answers, worker, started: Instant::now(), counted: false }
+    }
+}
+
+impl EdgeRequest<'_> {
+    /// The client is sent a response head with status `code` (the first call counts).
+    pub fn answered(&mut self, code: u16) {
+        if std::mem::replace(&mut self.counted, true) {
+            return;
+        }
+        let shard = self.answers.shard(self.worker);
+        shard.observe(self.started.elapsed());
+        let class = usize::from(code / 100).clamp(1, 5) - 1;
+        shard.classes[class].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl Drop for EdgeRequest<'_> {
+    fn drop(&mut self) {
+        self.answers.shard(self.worker).in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Shard {
+    fn observe(&self, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        let bucket = BOUNDS.iter().position(|bound| seconds <= *bound).unwrap_or(BUCKETS);
+        // Saturates after 584 years of summed latency.
+        self.sum_nanos.fetch_add(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
+        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
     }
 }
 
 impl Answers {
+    fn shard(&self, worker: usize) -> &Shard {
+        &self.shards[worker % self.shards.len()]
+    }
+
     fn new(workers: usize) -> Self {
-        Self { shards: (0..workers.max(1)).map(|_| Shard::default()).collect() }
+        Self { shards: (0..workers.max(1)).map(|_| Shard::default()).collect(), up: AtomicI64::new(0) }
     }
 
     /// The shards added up: count, sum in seconds, and each bucket's own count (not
@@ -169,6 +288,19 @@ impl Answers {
         // The count is what the buckets hold, so the two always agree.
         let count = buckets.iter().map(|(_, count)| count).sum();
         (count, sum_nanos as f64 / 1e9, buckets)
+    }
+
+    /// The shards added up: answers by status class, and requests in flight.
+    fn classes_and_in_flight(&self) -> ([u64; 5], i64) {
+        let mut classes = [0u64; 5];
+        let mut in_flight = 0i64;
+        for shard in &self.shards {
+            for (total, class) in classes.iter_mut().zip(&shard.classes) {
+                *total += class.load(Ordering::Relaxed);
+            }
+            in_flight += shard.in_flight.load(Ordering::Relaxed);
+        }
+        (classes, in_flight.max(0))
     }
 }
 
@@ -193,6 +325,48 @@ impl Collector for AnswersCollector {
         )?;
         for (label, (count, sum, buckets)) in &totals {
             latency.encode_family(*label)?.encode_histogram::<NoLabelSet>(*sum, *count, buckets, None)?;
+        }
+        let mut up = encoder.encode_descriptor(
+            "proxy_backend_up",
+            "Whether a backend is up (1) or down (0)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (label, answers) in &backends {
+            ConstGauge::new(answers.up.load(Ordering::Relaxed)).encode(up.encode_family(label)?)?;
+        }
+        let vhosts = crate::sync::lock(&self.vhosts).clone();
+        let mut requests = encoder.encode_descriptor(
+            "proxy_requests",
+            "Requests answered at the edge, by vhost and status class (the proxy's own refusals included)",
+            None,
+            MetricType::Counter,
+        )?;
+        for (label, answers) in &vhosts {
+            let (classes, _) = answers.classes_and_in_flight();
+            for (class, count) in CLASSES.iter().zip(classes) {
+                let labels = VhostClassLabels { vhost: label.vhost.clone(), status_class: class };
+                ConstCounter::new(count).encode(requests.encode_family(&labels)?)?;
+            }
+        }
+        let mut latency = encoder.encode_descriptor(
+            "proxy_request_duration_seconds",
+            "Time from a request's head to the response head sent to the client, by vhost (retries included)",
+            None,
+            MetricType::Histogram,
+        )?;
+        for (label, answers) in &vhosts {
+            let (count, sum, buckets) = answers.total();
+            latency.encode_family(label)?.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
+        }
+        let mut in_flight = encoder.encode_descriptor(
+            "proxy_requests_in_flight",
+            "Requests being answered now, by vhost (open event streams and WebSockets included)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (label, answers) in &vhosts {
+            ConstGauge::new(answers.classes_and_in_flight().1).encode(in_flight.encode_family(label)?)?;
         }
         Ok(())
     }

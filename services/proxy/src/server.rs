@@ -9,7 +9,8 @@
 //!
 //! The proxy's own `/healthz`, `/readyz` and `/metrics` answer only for a Host that no
 //! block names, before the default vhost: `curl http://proxy:8080/healthz` from inside
-//! a compose network reaches them, while `localhost:8080/healthz` is a peer's.
+//! a compose network reaches them, while `localhost:8080/healthz` is a peer's. The
+//! `metrics_listen` address (the private module `admin`) answers them whatever the Host.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -126,8 +127,13 @@ fn prepare(worker: &Worker, request: &RequestHead<'_>, context: HeadContext<'_>)
             }
         }
     };
+    // A refusal from here on is the vhost's answer, counted in its metrics.
+    let refuse_for_vhost = |error: ProxyError| {
+        vhost.stats.begin(worker.index).answered(error.status().as_u16());
+        refuse(error)
+    };
     if !vhost.paths.allows(request.path()) {
-        return Err(refuse(ProxyError::PathDenied));
+        return Err(refuse_for_vhost(ProxyError::PathDenied));
     }
     if vhost.https_redirect && !https {
         // The same URL over HTTPS; `308` keeps the method and the body.
@@ -137,18 +143,19 @@ fn prepare(worker: &Worker, request: &RequestHead<'_>, context: HeadContext<'_>)
         let keep_alive = keep_alive && !closing;
         out.clear();
         head::write_response(out, 308, &[("location", &location)], b"", !request.is_head(), !keep_alive);
+        vhost.stats.begin(worker.index).answered(308);
         return Ok(Prepared::Answered { keep_alive, status: 308 });
     }
     if let Framing::Length(length) = request.framing
         && length > settings.max_body_bytes
     {
-        return Err(refuse(ProxyError::BodyTooLarge(settings.max_body_bytes)));
+        return Err(refuse_for_vhost(ProxyError::BodyTooLarge(settings.max_body_bytes)));
     }
     let sticky_id = match vhost.policy {
         Policy::Sticky => request.cookie(STICKY_COOKIE),
         _ => None,
     };
-    let pick = vhost.pick(sticky_id).ok_or_else(|| refuse(ProxyError::NoBackend))?;
+    let pick = vhost.pick(sticky_id).ok_or_else(|| refuse_for_vhost(ProxyError::NoBackend))?;
     let event_stream = request.method == "GET"
         && request.accepts_event_stream
         && settings.stream_paths.iter().any(|path| request.path().split('?').next() == Some(path.as_str()));
@@ -182,18 +189,33 @@ fn prepare(worker: &Worker, request: &RequestHead<'_>, context: HeadContext<'_>)
 /// unless `keep_alive`) and returns its status, or `None` when the path is not one of
 /// them.
 fn own_endpoint(request: &RequestHead<'_>, shared: &Shared, out: &mut Vec<u8>, keep_alive: bool) -> Option<u16> {
+    let (code, content_type, body) = own_answer(request.method, request.path(), request.header("accept"), shared)?;
+    out.clear();
+    let content_type = ("content-type", content_type);
+    head::write_response(out, code.as_u16(), &[content_type], &body, !request.is_head(), !keep_alive);
+    Some(code.as_u16())
+}
+
+/// The answer of the proxy's own `/healthz`, `/readyz` or `/metrics` (in the format
+/// `accept` asks for) to a `GET` or `HEAD`: status, content type and body; `None`
+/// for any other request.
+pub(crate) fn own_answer(
+    method: &str,
+    path: &str,
+    accept: Option<&str>,
+    shared: &Shared,
+) -> Option<(http::StatusCode, &'static str, Vec<u8>)> {
     use http::StatusCode;
-    if request.method != "GET" && request.method != "HEAD" {
+    if method != "GET" && method != "HEAD" {
         return None;
     }
-    let json = ("content-type", "application/json");
-    let (code, content_type, body) = match request.path().split('?').next().unwrap_or_default() {
+    let json = "application/json";
+    Some(match path.split('?').next().unwrap_or_default() {
         "/healthz" => (StatusCode::OK, json, serde_json::to_vec(&Done::success()).unwrap_or_default()),
-        "/metrics" => (
-            StatusCode::OK,
-            ("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8"),
-            shared.metrics.registry.render().into_bytes(),
-        ),
+        "/metrics" => {
+            let (content_type, text) = shared.metrics.registry.render_for(accept);
+            (StatusCode::OK, content_type, text.into_bytes())
+        }
         "/readyz" => {
             let table = shared.table();
             match table.vhosts().find(|vhost| !vhost.any_up()) {
@@ -209,8 +231,5 @@ fn own_endpoint(request: &RequestHead<'_>, shared: &Shared, out: &mut Vec<u8>, k
             }
         }
         _ => return None,
-    };
-    out.clear();
-    head::write_response(out, code.as_u16(), &[content_type], &body, !request.is_head(), !keep_alive);
-    Some(code.as_u16())
+    })
 }

@@ -50,6 +50,9 @@ pub(crate) struct Shared {
     /// One rebuild (reload or re-resolution) at a time.
     rebuild: tokio::sync::Mutex<()>,
     pub(crate) metrics: ProxyMetrics,
+    /// The `metrics_listen` socket, bound by [`crate::Proxy::new`] and taken by the
+    /// first worker, which serves it ([`crate::admin`]).
+    pub(crate) metrics_listener: Mutex<Option<std::net::TcpListener>>,
 }
 
 /// The parts of [`Config`] read while serving.
@@ -139,6 +142,7 @@ impl Shared {
             registry: Mutex::new(HashMap::new()),
             rebuild: tokio::sync::Mutex::new(()),
             metrics: ProxyMetrics::new(),
+            metrics_listener: Mutex::new(None),
         };
         let vhosts = lock(&shared.vhosts).clone();
         shared.install(&vhosts, &Resolved::new());
@@ -195,7 +199,10 @@ impl Shared {
             let backends = addresses
                 .into_iter()
                 .map(|address| match registry.get(&address).and_then(Weak::upgrade) {
-                    Some(backend) => backend,
+                    Some(backend) => {
+                        self.metrics.adopt(address, &backend.stats);
+                        backend
+                    }
                     None => {
                         let stats = self.metrics.backend(address, self.workers);
                         let backend = Arc::new(Backend::with_stats(address, stats));
@@ -219,12 +226,17 @@ impl Shared {
                 .zip(&counters)
                 .map(|((config, backends), next)| {
                     let (upstreams, backends) = (config.upstreams.clone(), backends.clone());
+                    let stats = self.metrics.vhost(&config.name, self.workers);
                     let vhost = Vhost::with_counter(&config.name, config.policy, upstreams, backends, next.clone());
-                    Arc::new(vhost.with_paths(config.paths.clone()).with_https(&config.https))
+                    Arc::new(vhost.with_paths(config.paths.clone()).with_https(&config.https).with_stats(stats))
                 })
                 .collect();
             table.store(Arc::new(RoutingTable::new(built, default)));
         }
+        let addresses: Vec<SocketAddr> =
+            resolved_vhosts.iter().flat_map(|(_, backends)| backends.iter().map(|backend| backend.addr)).collect();
+        let names: Vec<&str> = vhosts.iter().map(|config| config.name.as_str()).collect();
+        self.metrics.retain(&addresses, &names);
         drop(resolved_vhosts);
         registry.retain(|_, backend| backend.strong_count() > 0);
     }

@@ -12,6 +12,7 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
 
+use crate::admin;
 use crate::server;
 use crate::shared::{Shared, Worker};
 use crate::stream::ClientStream;
@@ -37,6 +38,11 @@ pub(crate) async fn serve(
         shared.refresh().await;
         background.spawn(shared.clone().probe_periodically(shared.shutdown.clone()));
         background.spawn(shared.clone().resolve_periodically(shared.shutdown.clone()));
+        if let Some(metrics_listener) = crate::sync::lock(&shared.metrics_listener).take() {
+            let metrics_listener =
+                TcpListener::from_std(metrics_listener).context("failed to register the metrics listener")?;
+            background.spawn(admin::serve(metrics_listener, shared.clone(), shared.shutdown.clone()));
+        }
     }
     let worker = Arc::new(Worker::new(shared.clone(), index));
     background.spawn(sweep_idle_connections(worker.clone()));

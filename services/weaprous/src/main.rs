@@ -71,6 +71,11 @@ struct UpArgs {
     /// port, as every other port flag).
     #[arg(long = "peer-port", default_value_t = 9001)]
     peer_port: u16,
+    /// Also serve the proxy's own /metrics, /healthz and /readyz on this port, where
+    /// no vhost shadows them (on the proxy's port, `<host>:8080/metrics` belongs to
+    /// the vhost of that name).
+    #[arg(long = "proxy-metrics-port")]
+    proxy_metrics_port: Option<u16>,
     #[command(flatten)]
     storage: kit::config::StorageFlags,
 }
@@ -221,6 +226,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     .context("the generated proxy configuration is invalid")?;
     proxy_config.tls.certificate = args.tls_cert.clone();
     proxy_config.tls.certificate_key = args.tls_key.clone();
+    proxy_config.metrics_listen = args.proxy_metrics_port.map(|port| SocketAddr::new(host, port));
 
     let shutdown = CancellationToken::new();
     let mut services = tokio::task::JoinSet::new();

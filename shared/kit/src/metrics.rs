@@ -1,8 +1,15 @@
-//! Prometheus metrics: `GET /metrics` on every service, and the HTTP metrics every
-//! service records (requests by route and status, latency by route).
+//! Prometheus metrics: `GET /metrics` on every service, and the metrics every service
+//! records: requests by route, method and status, their latency (with the trace id
+//! of a recent request of each bucket as an exemplar, when traces are exported),
+//! requests in flight, the `process_*` metrics and `weaprous_build_info`.
 //!
 //! Each service owns its registry (no global one), so services running in one process
-//! (the all-in-one runner, tests) keep their numbers apart.
+//! (the all-in-one runner, tests) keep their numbers apart. `GET /metrics` answers in
+//! OpenMetrics when asked for it (Prometheus does), else in the classic text format
+//! ([`exposition`]).
+
+pub mod exposition;
+pub mod process;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -10,13 +17,16 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{FromRef, MatchedPath, Request, State};
+use axum::http::HeaderMap;
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::exemplar::HistogramWithExemplars;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -29,12 +39,22 @@ impl Metrics {
         Self(Arc::new(registry))
     }
 
-    /// The registry in the text exposition format.
+    /// The registry in OpenMetrics text.
     pub fn render(&self) -> String {
         let mut text = String::new();
         // Writing into a String cannot fail.
         prometheus_client::encoding::text::encode(&mut text, &self.0).expect("metrics encode into a String");
         text
+    }
+
+    /// The registry in the format a request's `Accept` asks for, with its media type.
+    pub fn render_for(&self, accept: Option<&str>) -> (&'static str, String) {
+        let text = self.render();
+        if exposition::wants_openmetrics(accept) {
+            (exposition::OPENMETRICS, text)
+        } else {
+            (exposition::CLASSIC, exposition::to_classic(&text))
+        }
     }
 }
 
@@ -44,12 +64,16 @@ where
     S: Clone + Send + Sync + 'static,
     Metrics: FromRef<S>,
 {
-    Router::new().route("/metrics", get(|State(metrics): State<Metrics>| async move { render(&metrics) }))
+    Router::new().route(
+        "/metrics",
+        get(|State(metrics): State<Metrics>, headers: HeaderMap| async move { render(&metrics, &headers) }),
+    )
 }
 
-fn render(metrics: &Metrics) -> Response {
-    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], metrics.render())
-        .into_response()
+fn render(metrics: &Metrics, headers: &HeaderMap) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|value| value.to_str().ok());
+    let (content_type, text) = metrics.render_for(accept);
+    ([(header::CONTENT_TYPE, content_type)], text).into_response()
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -66,27 +90,51 @@ struct RouteLabels {
     route: String,
 }
 
-type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+/// An exemplar's labels: the trace of one request the bucket counted.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TraceLabel {
+    trace_id: String,
+}
+
+type HistogramFamily<L> = Family<L, HistogramWithExemplars<TraceLabel>, fn() -> HistogramWithExemplars<TraceLabel>>;
 
 /// Latency buckets from 0.5 ms to about 16 s.
 pub fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0005, 2.0, 16))
 }
 
-/// Requests by route and status, and their latency by route.
+/// [`latency_histogram`]'s buckets, with room for exemplars.
+fn latency_histogram_with_exemplars() -> HistogramWithExemplars<TraceLabel> {
+    HistogramWithExemplars::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+/// Requests by route, method and status, their latency by route and method, and the
+/// requests in flight; registering them registers the [`process`] metrics too.
 #[derive(Clone)]
 pub struct HttpMetrics {
     requests: Family<RequestLabels, Counter>,
     duration: HistogramFamily<RouteLabels>,
+    in_flight: Gauge,
 }
 
 impl HttpMetrics {
     pub fn register(registry: &mut Registry) -> Self {
         let requests = Family::<RequestLabels, Counter>::default();
-        let duration: HistogramFamily<RouteLabels> = Family::new_with_constructor(latency_histogram);
-        registry.register("http_requests", "HTTP requests answered, by route and status", requests.clone());
-        registry.register("http_request_duration_seconds", "Time to answer HTTP requests, by route", duration.clone());
-        Self { requests, duration }
+        let duration: HistogramFamily<RouteLabels> = Family::new_with_constructor(latency_histogram_with_exemplars);
+        let in_flight = Gauge::default();
+        registry.register("http_requests", "HTTP requests answered, by route, method and status", requests.clone());
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to answer HTTP requests (to the response head), by route and method",
+            duration.clone(),
+        );
+        registry.register(
+            "http_requests_in_flight",
+            "HTTP requests being answered now, a scrape of this included (up to their response head: open event streams are not counted)",
+            in_flight.clone(),
+        );
+        process::register(registry);
+        Self { requests, duration, in_flight }
     }
 
     /// Middleware that records every request of the router it wraps. Routes are the
@@ -96,15 +144,38 @@ impl HttpMetrics {
         let method = crate::telemetry::known_method(request.method().as_str());
         let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_owned();
         let started = Instant::now();
+        metrics.in_flight.inc();
+        // Decremented however the request ends, a dropped future included.
+        let _in_flight = InFlight(&metrics.in_flight);
         let response = next.run(request).await;
         let status = response.status().as_u16();
-        metrics
-            .duration
-            .get_or_create(&RouteLabels { method, route: route.clone() })
-            .observe(started.elapsed().as_secs_f64());
+        let exemplar = trace_id().map(|trace_id| TraceLabel { trace_id });
+        metrics.duration.get_or_create(&RouteLabels { method, route: route.clone() }).observe(
+            started.elapsed().as_secs_f64(),
+            exemplar,
+            None,
+        );
         metrics.requests.get_or_create(&RequestLabels { method, route, status }).inc();
         response
     }
+}
+
+/// Counts a request in flight until dropped.
+struct InFlight<'a>(&'a Gauge);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// The trace id of the current span, when traces are exported (an exemplar pointing
+/// at a trace nobody can open would mislead).
+fn trace_id() -> Option<String> {
+    let traceparent = crate::telemetry::current_traceparent()?;
+    // `00-<trace id>-<span id>-<flags>`.
+    let trace_id = traceparent.split('-').nth(1)?;
+    (trace_id.len() == 32 && trace_id.bytes().any(|byte| byte != b'0')).then(|| trace_id.to_owned())
 }
 
 /// What is wrong with the histograms of an exposition `text`, one sentence each; empty
@@ -310,6 +381,39 @@ mod tests {
         // They were counted, under the conventions' `_OTHER`.
         assert!(after.contains(r#"http_requests_total{method="_OTHER",route="/x",status="405"} 51"#), "{after}");
         assert!(after.contains(r#"http_requests_total{method="_OTHER",route="unmatched",status="404"} 51"#), "{after}");
+    }
+
+    #[tokio::test]
+    async fn requests_count_in_flight_until_answered() {
+        let mut registry = Registry::default();
+        let http = HttpMetrics::register(&mut registry);
+        let metrics = Metrics::new(registry);
+        let release = std::sync::Arc::new(tokio::sync::Notify::new());
+        let entered = std::sync::Arc::new(tokio::sync::Notify::new());
+        let (wait, enter) = (release.clone(), entered.clone());
+        let routes = Router::new()
+            .route(
+                "/wait",
+                get(move || async move {
+                    enter.notify_one();
+                    wait.notified().await;
+                    "done"
+                }),
+            )
+            .merge(router::<Metrics>().with_state(metrics));
+        let app = crate::http::common_layers(routes, "test@here", http);
+        let waiting = tokio::spawn({
+            let app = app.clone();
+            async move { call(&app, "GET", "/wait").await }
+        });
+        entered.notified().await;
+        // The scrape is a request in flight too.
+        let text = scrape(&app).await;
+        assert!(text.contains("\nhttp_requests_in_flight 2\n"), "{text}");
+        release.notify_one();
+        assert_eq!(waiting.await.unwrap().0, 200);
+        let text = scrape(&app).await;
+        assert!(text.contains("\nhttp_requests_in_flight 1\n"), "{text}");
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Every service's `/metrics` parses as Prometheus text, and its counters move with
-//! traffic.
+//! Every service's `/metrics` parses as Prometheus text, in both formats, its
+//! counters move with traffic, and its histograms keep their invariants.
 
 use std::collections::HashMap;
 
@@ -46,8 +46,11 @@ fn parse(text: &str) -> HashMap<String, f64> {
     samples
 }
 
+/// Prometheus's `Accept`: OpenMetrics first, the classic text format after.
+const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+
 async fn metrics(client: &reqwest::Client, base: &str, host: Option<&str>) -> HashMap<String, f64> {
-    let mut request = client.get(format!("{base}/metrics"));
+    let mut request = client.get(format!("{base}/metrics")).header("accept", PROMETHEUS_ACCEPT);
     if let Some(host) = host {
         request = request.header("host", host);
     }
@@ -108,5 +111,77 @@ async fn every_service_exposes_metrics_that_move_with_traffic() {
     assert_eq!(moved(&auth, &before_auth, "auth_logins_total", "outcome=\"ok\""), 2.0);
     assert!(moved(&proxy, &before_proxy, "proxy_upstream_requests_total", "") >= 1.0);
     assert_eq!(sum(&proxy, "proxy_backend_up", ""), 4.0, "every backend is up");
+    sys.shutdown().await;
+}
+
+/// `/metrics` in the format an `accept` asks for: its content type and text.
+async fn scrape(client: &reqwest::Client, base: &str, host: Option<&str>, accept: &str) -> (String, String) {
+    let mut request = client.get(format!("{base}/metrics")).header("accept", accept);
+    if let Some(host) = host {
+        request = request.header("host", host);
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), 200, "{base}/metrics");
+    let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
+    (content_type, response.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_histogram_of_every_service_keeps_its_invariants_after_traffic() {
+    let sys = System::builder().peers(2).proxy().start().await;
+    let client = sys.client();
+
+    // Traffic of every kind: log-ins through the proxy, channel and direct messages,
+    // a page, a wrong method, a missing path, an invented method.
+    let alice = testkit::TestUser::login(client, &sys.peer_url(0), "user1", "password1").await;
+    let _bob = sys.login(1, "user2", "password2").await;
+    let via_proxy = alice.via(&sys.proxy_url(), "localhost");
+    for i in 0..5 {
+        assert_eq!(via_proxy.get("/me").await.status, 200);
+        assert_eq!(via_proxy.get("/no-such-page").await.status, 404);
+        alice.post("/join-channel", "channel_name=general").await;
+        alice.post("/send-channel-message", &format!("channel_name=general&message=m{i}")).await;
+    }
+    assert_eq!(alice.post("/send-peer", "username=user2&message=hi").await.status, 200);
+    let junk = client.request(reqwest::Method::from_bytes(b"FOOBAR").unwrap(), format!("{}/me", sys.peer_url(0)));
+    assert!(junk.send().await.unwrap().status().is_client_error());
+
+    let services = [
+        ("peer 0", sys.peer_url(0), None),
+        ("peer 1", sys.peer_url(1), None),
+        ("tracker", sys.tracker_url(), None),
+        ("auth", sys.auth_url(), None),
+        ("proxy", sys.proxy_url(), Some("127.0.0.1")),
+    ];
+    for (name, base, host) in &services {
+        for accept in [PROMETHEUS_ACCEPT, "*/*"] {
+            let (content_type, text) = scrape(client, base, *host, accept).await;
+            let violations = kit::metrics::histogram_violations(&text);
+            assert!(violations.is_empty(), "{name} ({content_type}): {violations:#?}\n{text}");
+            // Not vacuous: the histograms had series after the traffic.
+            let buckets = text.lines().filter(|line| line.contains("_bucket{")).count();
+            assert!(buckets >= 17, "{name}: {buckets} bucket lines\n{text}");
+            // The RED and process metrics of issue 12 are there.
+            let expected: &[&str] = if *name == "proxy" {
+                &["proxy_requests_total{", "proxy_request_duration_seconds_count{", "proxy_requests_in_flight{"]
+            } else {
+                &["http_requests_total{", "http_request_duration_seconds_count{", "http_requests_in_flight "]
+            };
+            for series in expected.iter().chain(&["process_cpu_seconds_total ", "weaprous_build_info{"]) {
+                assert!(text.contains(series), "{name}: no {series}\n{text}");
+            }
+            if accept == PROMETHEUS_ACCEPT {
+                assert!(content_type.starts_with("application/openmetrics-text"), "{content_type}");
+                assert!(text.ends_with("# EOF\n"), "{name}");
+            } else {
+                // The classic text format: counters declared with their `_total`.
+                assert!(content_type.starts_with("text/plain; version=0.0.4"), "{content_type}");
+                assert!(!text.contains("# EOF") && !text.contains("# UNIT"), "{name}\n{text}");
+                for line in text.lines().filter(|line| line.starts_with("# TYPE ") && line.ends_with(" counter")) {
+                    assert!(line.trim_end_matches(" counter").ends_with("_total"), "{name}: {line}");
+                }
+            }
+        }
+    }
     sys.shutdown().await;
 }
