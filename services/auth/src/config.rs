@@ -34,6 +34,10 @@ pub struct Config {
     /// `WEAPROUS_RATE_LIMITS=off`. See docs/security.md.
     #[serde(default)]
     pub limits: kit::rate::Limits,
+    /// Trusted proxies and secure cookies ([`kit::http::edge`]), also from
+    /// `WEAPROUS_TRUSTED_PROXIES` and `WEAPROUS_SECURE_COOKIES`.
+    #[serde(flatten)]
+    pub edge: kit::http::EdgeConfig,
     #[serde(flatten, skip_serializing)]
     pub secrets: Secrets,
 }
@@ -51,6 +55,7 @@ impl Default for Config {
             hash_queue: 4 * cores(),
             hash_queue_wait_ms: 2000,
             limits: kit::rate::Limits::default(),
+            edge: kit::http::EdgeConfig::default(),
             secrets: Secrets::default(),
         }
     }

@@ -50,6 +50,7 @@ pub async fn serve(
     let users = state.users.count().await?;
     tracing::info!(%addr, users, store = %state.users.describe(), "listening");
     let http_metrics = state.metrics.http.clone();
-    let app = kit::http::common_layers(router(state), &format!("auth@{addr}"), http_metrics);
+    let edge = state.edge.clone();
+    let app = kit::http::common_layers(router(state), &format!("auth@{addr}"), http_metrics, &edge);
     kit::http::serve(listener, app, shutdown).await
 }

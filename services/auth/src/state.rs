@@ -37,6 +37,8 @@ pub struct AppState {
     /// Sign-ups per client address, and from everyone (`limits`).
     pub sign_ups_by_client: Limiter<IpAddr>,
     pub sign_ups: Limiter<()>,
+    /// Trusted proxies and secure cookies, for the edge layer.
+    pub edge: kit::http::EdgeConfig,
     pub readiness: Readiness,
     pub metrics: AuthMetrics,
 }
@@ -104,6 +106,7 @@ impl AppState {
                 config.limits.quota(config.limits.sign_ups_per_min, MINUTE, config.limits.sign_ups_per_min),
                 "sign-ups on this server; try again in a while",
             ),
+            edge: config.edge.clone(),
             readiness: Readiness::ready(),
         })
     }

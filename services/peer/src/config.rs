@@ -58,6 +58,10 @@ pub struct Config {
     /// `WEAPROUS_RATE_LIMITS=off`. See docs/security.md.
     #[serde(default)]
     pub limits: kit::rate::Limits,
+    /// Trusted proxies and secure cookies ([`kit::http::edge`]), also from
+    /// `WEAPROUS_TRUSTED_PROXIES` and `WEAPROUS_SECURE_COOKIES`.
+    #[serde(flatten)]
+    pub edge: kit::http::EdgeConfig,
     #[serde(flatten, skip_serializing)]
     pub secrets: Secrets,
 }
@@ -79,6 +83,7 @@ impl Default for Config {
             activity_grace_secs: 10,
             sse_keepalive_secs: 5,
             limits: kit::rate::Limits::default(),
+            edge: kit::http::EdgeConfig::default(),
             secrets: Secrets::default(),
         }
     }

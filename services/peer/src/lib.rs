@@ -70,7 +70,7 @@ pub async fn serve(
     let http_metrics = state.metrics.http.clone();
     // Replicas all bind 0.0.0.0:9001 in containers; the advertised address tells them apart.
     let served_by = format!("peer@{}", state.me);
-    let app = kit::http::common_layers(router(state.clone()), &served_by, http_metrics);
+    let app = kit::http::common_layers(router(state.clone()), &served_by, http_metrics, &state.edge);
     // Leaving the tracker's pool starts with the shutdown, beside the drain (a
     // container's stop grace covers both), once no heartbeat can re-register.
     let (left, leaving) = tokio::sync::oneshot::channel();

@@ -59,6 +59,8 @@ pub struct Shared {
     /// Other peers.
     pub peers: PeerClient,
     pub www_dir: Arc<PathBuf>,
+    /// Trusted proxies and secure cookies, for the edge layer.
+    pub edge: kit::http::EdgeConfig,
     pub heartbeat: Duration,
     pub outbox_ttl: Duration,
     /// How long a user still shows active after their last event stream closed.
@@ -161,6 +163,7 @@ impl AppState {
             tokens,
             cluster,
             www_dir: Arc::new(config.www_dir.clone()),
+            edge: config.edge.clone(),
             heartbeat: config.heartbeat(),
             outbox_ttl: Duration::from_secs(config.outbox_ttl_secs),
             activity_grace: Duration::from_secs(config.activity_grace_secs),

@@ -38,6 +38,10 @@ pub struct Config {
     /// `WEAPROUS_RATE_LIMITS=off`. See docs/security.md.
     #[serde(default)]
     pub limits: kit::rate::Limits,
+    /// Trusted proxies and secure cookies ([`kit::http::edge`]), also from
+    /// `WEAPROUS_TRUSTED_PROXIES` and `WEAPROUS_SECURE_COOKIES`.
+    #[serde(flatten)]
+    pub edge: kit::http::EdgeConfig,
     #[serde(flatten, skip_serializing)]
     pub secrets: Secrets,
 }
@@ -54,6 +58,7 @@ impl Default for Config {
             database_pool_size: 16,
             public_url: None,
             limits: kit::rate::Limits::default(),
+            edge: kit::http::EdgeConfig::default(),
             secrets: Secrets::default(),
         }
     }

@@ -54,7 +54,8 @@ pub async fn serve(
     let token = state.shutdown.clone();
     tokio::spawn(routes::peers::expire_silent_peers(state.clone()));
     let http_metrics = state.metrics.http.clone();
-    let app = kit::http::common_layers(router(state), &format!("tracker@{addr}"), http_metrics);
+    let edge = state.edge.clone();
+    let app = kit::http::common_layers(router(state), &format!("tracker@{addr}"), http_metrics, &edge);
     kit::http::serve(listener, app, async move {
         shutdown.await;
         token.cancel();

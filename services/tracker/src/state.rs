@@ -46,6 +46,8 @@ pub struct Shared {
     /// Auth, to check passwords on the original's `POST /login`.
     pub auth: AuthClient,
     pub www_dir: Arc<PathBuf>,
+    /// Trusted proxies and secure cookies, for the edge layer.
+    pub edge: kit::http::EdgeConfig,
     /// Where browsers reach the chat (the proxy), if configured: the original's
     /// log-in sends them there rather than to a peer's own address.
     pub public_url: Option<String>,
@@ -118,6 +120,7 @@ impl AppState {
             cluster,
             auth,
             www_dir: Arc::new(config.www_dir.clone()),
+            edge: config.edge.clone(),
             public_url: config.public_url()?,
             readiness: Readiness::ready(),
             channel_messages: Limiter::new(

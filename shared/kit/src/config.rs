@@ -132,7 +132,14 @@ pub fn random_secret() -> SecretString {
 pub fn layered<D: Serialize, F: Serialize>(defaults: &D, file: &Path, prefix: &str, flags: &F) -> Figment {
     Figment::from(Serialized::defaults(defaults))
         .merge(Toml::file(file))
-        .merge(Env::prefixed("WEAPROUS_").only(&["session_secret", "cluster_secret", "database_url", "public_url"]))
+        .merge(Env::prefixed("WEAPROUS_").only(&[
+            "session_secret",
+            "cluster_secret",
+            "database_url",
+            "public_url",
+            "trusted_proxies",
+            "secure_cookies",
+        ]))
         .merge(rate_limits_from_env())
         .merge(SecretFiles)
         .merge(Env::prefixed(&format!("{prefix}_")).split("__").ignore(&["config"]))

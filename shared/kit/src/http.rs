@@ -3,7 +3,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use axum::Router;
@@ -29,8 +29,10 @@ use crate::body::MAX_BODY_BYTES;
 use crate::error::ApiError;
 use crate::metrics::HttpMetrics;
 
+pub mod edge;
 mod streams;
 
+pub use edge::{EdgeConfig, Forwarded};
 pub use streams::OwnConnection;
 
 /// How long one request may take before the service gives up on it.
@@ -42,18 +44,21 @@ pub const DRAIN_GRACE: Duration = Duration::from_secs(10);
 /// Adds what every service wants around its routes: a request span named by the
 /// matched route (the child of the caller's trace, if any), an access-log line,
 /// request metrics, JSON replies for wrong methods and panics, a body size limit, a
-/// request timeout, and `x-served-by: <service>@<addr>`.
-pub fn common_layers(router: Router, served_by: &str, http_metrics: HttpMetrics) -> Router {
+/// request timeout, `x-served-by: <service>@<addr>`, and the edge ([`edge`]): the
+/// client behind the trusted proxies, cross-origin state changes refused, security
+/// headers.
+pub fn common_layers(router: Router, served_by: &str, http_metrics: HttpMetrics, edge: &EdgeConfig) -> Router {
     let service = served_by.split('@').next().unwrap_or(served_by).to_owned();
     let served_by = HeaderValue::from_str(served_by).unwrap_or_else(|_| HeaderValue::from_static("weaprous"));
-    router
+    let mut router = router
         .method_not_allowed_fallback(crate::error::wrong_method)
+        .layer(axum::middleware::from_fn_with_state(edge.clone(), edge::guard))
         .layer(axum::middleware::from_fn_with_state(http_metrics, HttpMetrics::record))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, REQUEST_TIMEOUT))
         .layer(CatchPanicLayer::custom(|_| ApiError::Internal(anyhow::anyhow!("handler panicked")).into_response()))
         .layer(SetResponseHeaderLayer::overriding(HeaderName::from_static(SERVED_BY), served_by))
-        .layer(axum::middleware::from_fn(access_log))
+        .layer(axum::middleware::from_fn_with_state(edge.clone(), access_log))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(move |request: &Request| request_span(request, &service))
@@ -68,7 +73,15 @@ pub fn common_layers(router: Router, served_by: &str, http_metrics: HttpMetrics)
                     tracing::debug!(latency_ms = latency.as_secs_f64() * 1000.0, "finished");
                 })
                 .on_failure(()),
-        )
+        );
+    // Outermost, so that timeouts and panics get them too.
+    for (name, value) in edge::SECURITY_HEADERS {
+        router = router.layer(SetResponseHeaderLayer::if_not_present(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        ));
+    }
+    router
 }
 
 /// The server span of one request, after OpenTelemetry's HTTP conventions: named
@@ -109,7 +122,11 @@ fn request_span(request: &Request, service: &str) -> Span {
 /// its span so the line carries the trace id: method, route (the matched pattern, or
 /// the path when none matched), status, time to the response head, client and vhost.
 /// `WEAPROUS_ACCESS_LOG=off` turns it off.
-async fn access_log(request: Request, next: axum::middleware::Next) -> Response<axum::body::Body> {
+async fn access_log(
+    axum::extract::State(edge): axum::extract::State<EdgeConfig>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response<axum::body::Body> {
     if !crate::telemetry::access_log() {
         return next.run(request).await;
     }
@@ -119,7 +136,9 @@ async fn access_log(request: Request, next: axum::middleware::Next) -> Response<
         Some(matched) => matched.as_str().to_owned(),
         None => request.uri().path().to_owned(),
     };
-    let client = client_address(request.headers(), request.extensions());
+    // The client as the edge resolves it, behind the trusted proxies.
+    let connected = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip());
+    let client = edge.resolve(request.headers(), connected).0.client;
     let vhost = request.headers().get(axum::http::header::HOST).and_then(|host| host.to_str().ok()).map(str::to_owned);
     let response = next.run(request).await;
     tracing::info!(
@@ -139,32 +158,20 @@ async fn access_log(request: Request, next: axum::middleware::Next) -> Response<
 /// connections open for free).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The address of the client behind a request: the last `X-Forwarded-For` entry
-/// (the one the proxy in front added), else the connection's peer. It is for
-/// throttling, not for trust: a client that reaches a service directly can claim any
-/// address. Unspecified (`0.0.0.0`) when neither is known, as in router tests.
+/// The address of the client behind a request, as the edge resolved it from the
+/// trusted proxies' `X-Forwarded-For` ([`edge::TrustedProxies`]), else the
+/// connection's peer. Unspecified (`0.0.0.0`) when neither is known, as in router
+/// tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientIp(pub IpAddr);
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     type Rejection = Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Infallible> {
-        Ok(ClientIp(client_address(&parts.headers, &parts.extensions)))
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Infallible> {
+        let Ok(forwarded) = Forwarded::from_request_parts(parts, state).await;
+        Ok(ClientIp(forwarded.client))
     }
-}
-
-/// The address [`ClientIp`] describes.
-fn client_address(headers: &axum::http::HeaderMap, extensions: &axum::http::Extensions) -> IpAddr {
-    let forwarded = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .next_back()
-        .and_then(|last| last.trim().parse::<IpAddr>().ok());
-    let connected = extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip());
-    forwarded.or(connected).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
 }
 
 /// Serves `router` on an already bound listener until `shutdown` completes, then
@@ -306,6 +313,7 @@ mod tests {
         ip
     }
 
+    /// Without the edge layer (router tests), the default: the proxy in front is trusted.
     #[tokio::test]
     async fn the_client_is_the_last_forwarded_address_else_the_connection() {
         let ip = |raw: &str| raw.parse::<IpAddr>().unwrap();

@@ -319,7 +319,7 @@ mod tests {
                 }),
             )
             .merge(router::<Metrics>().with_state(metrics));
-        crate::http::common_layers(routes, "test@here", http)
+        crate::http::common_layers(routes, "test@here", http, &crate::http::EdgeConfig::default())
     }
 
     async fn call(app: &Router, method: &str, path: &str) -> (u16, String) {

@@ -2,7 +2,8 @@
 //!
 //! A token is a JWT (HS256) over [`wire::token::Claims`], signed with the session
 //! secret that every service gets from configuration. It travels in the HttpOnly
-//! cookie [`wire::headers::SESSION_COOKIE`] from browsers, or as
+//! cookie [`wire::headers::SESSION_COOKIE`] (over HTTPS `Secure` and named
+//! [`wire::headers::SECURE_SESSION_COOKIE`]) from browsers, or as
 //! `Authorization: Bearer` between services.
 
 use std::collections::HashMap;
@@ -17,7 +18,7 @@ use cookie::{Cookie, SameSite};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use secrecy::{ExposeSecret, SecretString};
-use wire::headers::SESSION_COOKIE;
+use wire::headers::{SECURE_SESSION_COOKIE, SESSION_COOKIE};
 use wire::names::Username;
 use wire::token::{Claims, ISSUER};
 
@@ -169,7 +170,8 @@ impl Keys {
     }
 }
 
-/// The session token of a request: the session cookie, or a bearer token.
+/// The session token of a request: a bearer token, or the session cookie (the
+/// `__Host-` one first, then the plain one).
 pub fn token_from_headers(headers: &HeaderMap) -> Option<String> {
     if let Some(bearer) = headers
         .get(header::AUTHORIZATION)
@@ -178,20 +180,28 @@ pub fn token_from_headers(headers: &HeaderMap) -> Option<String> {
     {
         return Some(bearer.trim().to_owned());
     }
-    headers
+    let cookies: Vec<Cookie<'_>> = headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(Cookie::split_parse)
         .filter_map(Result::ok)
-        .find(|cookie| cookie.name() == SESSION_COOKIE)
+        .filter(|cookie| !cookie.value().is_empty())
+        .collect();
+    [SECURE_SESSION_COOKIE, SESSION_COOKIE]
+        .into_iter()
+        .find_map(|name| cookies.iter().find(|cookie| cookie.name() == name))
         .map(|cookie| cookie.value().to_owned())
 }
 
-/// `Set-Cookie` for a new session: HttpOnly, SameSite=Lax, for the whole site.
-pub fn session_cookie(token: &str, max_age: Duration) -> HeaderValue {
-    let cookie = Cookie::build((SESSION_COOKIE, token))
+/// `Set-Cookie` for a new session: HttpOnly, SameSite=Lax, for the whole site; when
+/// `secure` (the request came over HTTPS, see [`crate::http::Forwarded`]) also
+/// `Secure` and named with the `__Host-` prefix.
+pub fn session_cookie(token: &str, max_age: Duration, secure: bool) -> HeaderValue {
+    let name = if secure { SECURE_SESSION_COOKIE } else { SESSION_COOKIE };
+    let cookie = Cookie::build((name, token))
         .http_only(true)
+        .secure(secure)
         .same_site(SameSite::Lax)
         .path("/")
         .max_age(cookie::time::Duration::seconds(max_age.as_secs() as i64))
@@ -200,15 +210,18 @@ pub fn session_cookie(token: &str, max_age: Duration) -> HeaderValue {
     HeaderValue::from_str(&cookie.to_string()).expect("session cookies are visible ASCII")
 }
 
-/// `Set-Cookie` that removes the session cookie.
-pub fn clear_session_cookie() -> HeaderValue {
-    let cookie = Cookie::build((SESSION_COOKIE, ""))
-        .http_only(true)
-        .same_site(SameSite::Lax)
-        .path("/")
-        .max_age(cookie::time::Duration::ZERO)
-        .build();
-    HeaderValue::from_str(&cookie.to_string()).expect("the cleared cookie is visible ASCII")
+/// `Set-Cookie`s that remove the session cookie, under either name.
+pub fn clear_session_cookies() -> [HeaderValue; 2] {
+    [SESSION_COOKIE, SECURE_SESSION_COOKIE].map(|name| {
+        let cookie = Cookie::build((name, ""))
+            .http_only(true)
+            .secure(name == SECURE_SESSION_COOKIE)
+            .same_site(SameSite::Lax)
+            .path("/")
+            .max_age(cookie::time::Duration::ZERO)
+            .build();
+        HeaderValue::from_str(&cookie.to_string()).expect("the cleared cookie is visible ASCII")
+    })
 }
 
 /// The user behind a request with a valid session token.
@@ -331,6 +344,10 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(header::COOKIE, HeaderValue::from_static("a=b; weaprous_session=tok; c=d"));
         assert_eq!(token_from_headers(&headers).as_deref(), Some("tok"));
+        headers.insert(header::COOKIE, HeaderValue::from_static("weaprous_session=old; __Host-weaprous_session=new"));
+        assert_eq!(token_from_headers(&headers).as_deref(), Some("new"), "the secure one first");
+        headers.insert(header::COOKIE, HeaderValue::from_static("__Host-weaprous_session=; weaprous_session=tok"));
+        assert_eq!(token_from_headers(&headers).as_deref(), Some("tok"), "a cleared cookie is no token");
         headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer bear"));
         assert_eq!(token_from_headers(&headers).as_deref(), Some("bear"));
         assert!(token_from_headers(&HeaderMap::new()).is_none());
@@ -338,8 +355,21 @@ mod tests {
 
     #[test]
     fn session_cookies_are_http_only_and_same_site() {
-        let cookie = session_cookie("tok", Duration::from_secs(3600));
+        let cookie = session_cookie("tok", Duration::from_secs(3600), false);
         let text = cookie.to_str().unwrap();
         assert!(text.contains("HttpOnly") && text.contains("SameSite=Lax") && text.contains("Max-Age=3600"));
+        assert!(text.starts_with("weaprous_session=tok") && !text.contains("Secure"), "{text}");
+    }
+
+    #[test]
+    fn over_https_the_session_cookie_is_secure_and_host_only() {
+        let cookie = session_cookie("tok", Duration::from_secs(3600), true);
+        let text = cookie.to_str().unwrap();
+        assert!(text.starts_with("__Host-weaprous_session=tok;"), "{text}");
+        assert!(text.contains("Secure") && text.contains("Path=/") && !text.contains("Domain"), "{text}");
+        let [plain, secure] = clear_session_cookies();
+        assert!(plain.to_str().unwrap().starts_with("weaprous_session=;"));
+        assert!(secure.to_str().unwrap().starts_with("__Host-weaprous_session=;"));
+        assert!(secure.to_str().unwrap().contains("Secure"));
     }
 }

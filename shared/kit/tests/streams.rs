@@ -58,7 +58,7 @@ async fn start() -> Server {
     let router =
         Router::new().route("/events", get(events)).route("/other", get(|| async { "ok" })).with_state(opened_tx);
     let metrics = HttpMetrics::register(&mut Registry::default());
-    let app = kit::http::common_layers(router, "test@here", metrics);
+    let app = kit::http::common_layers(router, "test@here", metrics, &kit::http::EdgeConfig::default());
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();

@@ -7,7 +7,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use kit::body::Input;
 use kit::error::ApiError;
-use kit::http::ClientIp;
+use kit::http::Forwarded;
 use wire::api::{Ack, Credentials, Done, LoginRedirect, SessionGrant, SessionInfo, Status, SubmitUsername};
 
 use crate::hosting::{self, Session};
@@ -25,23 +25,23 @@ pub(crate) fn router() -> Router<AppState> {
 #[tracing::instrument(level = "debug", skip_all, fields(username = %credentials.username))]
 pub(crate) async fn login(
     State(state): State<AppState>,
-    ClientIp(client): ClientIp,
+    forwarded: Forwarded,
     headers: HeaderMap,
     Input(credentials): Input<Credentials>,
 ) -> Result<Response, ApiError> {
-    let grant = state.auth.login(client, &credentials).await?;
-    start_session(&state, &headers, grant, StatusCode::OK).await
+    let grant = state.auth.login(forwarded.client, &credentials).await?;
+    start_session(&state, &headers, forwarded, grant, StatusCode::OK).await
 }
 
 #[tracing::instrument(level = "debug", skip_all, fields(username = %credentials.username))]
 async fn register(
     State(state): State<AppState>,
-    ClientIp(client): ClientIp,
+    forwarded: Forwarded,
     headers: HeaderMap,
     Input(credentials): Input<Credentials>,
 ) -> Result<Response, ApiError> {
-    let grant = state.auth.register(client, &credentials).await?;
-    start_session(&state, &headers, grant, StatusCode::CREATED).await
+    let grant = state.auth.register(forwarded.client, &credentials).await?;
+    start_session(&state, &headers, forwarded, grant, StatusCode::CREATED).await
 }
 
 /// Hosts the new session here and sets its cookie: JSON for scripts, a redirect to
@@ -49,6 +49,7 @@ async fn register(
 async fn start_session(
     state: &AppState,
     headers: &HeaderMap,
+    forwarded: Forwarded,
     grant: SessionGrant,
     status: StatusCode,
 ) -> Result<Response, ApiError> {
@@ -56,7 +57,7 @@ async fn start_session(
     let session = Session { claims, token: grant.token.clone() };
     hosting::host(state, &session).await?;
     let max_age = std::time::Duration::from_secs(grant.expires_at.saturating_sub(kit::now_secs()));
-    let cookie = kit::session::session_cookie(&grant.token, max_age);
+    let cookie = kit::session::session_cookie(&grant.token, max_age, forwarded.secure_cookie);
     let body = Json(LoginRedirect { status: Status::Success, username: grant.username, location: "/".into() });
     if kit::www::wants_json(headers) {
         Ok((status, [(header::SET_COOKIE, cookie)], body).into_response())
@@ -67,12 +68,13 @@ async fn start_session(
 
 async fn logout(State(state): State<AppState>, headers: HeaderMap, session: Session) -> Result<Response, ApiError> {
     hosting::end(&state, &session).await?;
-    let cookie = kit::session::clear_session_cookie();
+    let [plain, secure] = kit::session::clear_session_cookies();
+    let cookies = [(header::SET_COOKIE, plain), (header::SET_COOKIE, secure)];
     let body = Json(Ack::success("Logged out"));
     if kit::www::wants_json(&headers) || !is_form_post(&headers) {
-        Ok(([(header::SET_COOKIE, cookie)], body).into_response())
+        Ok((cookies, body).into_response())
     } else {
-        Ok((StatusCode::FOUND, [(header::SET_COOKIE, cookie)], [(header::LOCATION, "/login")], body).into_response())
+        Ok((StatusCode::FOUND, cookies, [(header::LOCATION, "/login")], body).into_response())
     }
 }
 

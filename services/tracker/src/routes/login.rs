@@ -11,7 +11,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use kit::body::Input;
 use kit::error::ApiError;
-use kit::http::ClientIp;
+use kit::http::Forwarded;
 use kit::session::AuthUser;
 use wire::api::{Credentials, LoginOptions, LoginRedirect, SessionGrant, SessionInfo, Status};
 
@@ -64,24 +64,24 @@ fn chat_url(state: &AppState, peer: &PeerAddr) -> String {
 #[tracing::instrument(level = "debug", skip_all, fields(username = %credentials.username))]
 async fn login(
     State(state): State<AppState>,
-    ClientIp(client): ClientIp,
+    forwarded: Forwarded,
     headers: HeaderMap,
     Input(credentials): Input<Credentials>,
 ) -> Result<Response, ApiError> {
-    let grant = state.auth.login(client, &credentials).await?;
-    sign_in(&state, &headers, grant).await
+    let grant = state.auth.login(forwarded.client, &credentials).await?;
+    sign_in(&state, &headers, forwarded, grant).await
 }
 
 /// Sign-up through auth, then as log-in.
 #[tracing::instrument(level = "debug", skip_all, fields(username = %credentials.username))]
 async fn register(
     State(state): State<AppState>,
-    ClientIp(client): ClientIp,
+    forwarded: Forwarded,
     headers: HeaderMap,
     Input(credentials): Input<Credentials>,
 ) -> Result<Response, ApiError> {
-    let grant = state.auth.register(client, &credentials).await?;
-    sign_in(&state, &headers, grant).await
+    let grant = state.auth.register(forwarded.client, &credentials).await?;
+    sign_in(&state, &headers, forwarded, grant).await
 }
 
 /// Who the session belongs to, and their peer.
@@ -91,13 +91,18 @@ async fn me(State(state): State<AppState>, user: AuthUser) -> Result<Json<Sessio
 }
 
 /// After auth granted a session: assigns a peer, sets the cookie.
-async fn sign_in(state: &AppState, headers: &HeaderMap, grant: SessionGrant) -> Result<Response, ApiError> {
+async fn sign_in(
+    state: &AppState,
+    headers: &HeaderMap,
+    forwarded: Forwarded,
+    grant: SessionGrant,
+) -> Result<Response, ApiError> {
     let peer = assign_peer(state, &grant).await?;
     state.store.set_home(&grant.username, &peer).await?;
     let location = chat_url(state, &peer);
     tracing::info!(%peer, "logged in; sent to a peer");
     let max_age = std::time::Duration::from_secs(grant.expires_at.saturating_sub(kit::now_secs()));
-    let cookie = kit::session::session_cookie(&grant.token, max_age);
+    let cookie = kit::session::session_cookie(&grant.token, max_age, forwarded.secure_cookie);
     let body = Json(LoginRedirect { status: Status::Success, username: grant.username, location: location.clone() });
     if kit::www::wants_json(headers) {
         Ok(([(header::SET_COOKIE, cookie)], body).into_response())
