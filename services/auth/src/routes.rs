@@ -53,13 +53,13 @@ async fn login(State(state): State<AppState>, request: FromClient<Credentials>) 
     if let Some(locked) = state.throttle.locked(client, username.as_str()).await? {
         let (wait, whose) = match locked {
             Locked::Here(wait) => (wait, "from here"),
-            Locked::Everywhere(wait) => (wait, "from everywhere"),
+            Locked::Everywhere(wait) => (wait, "from here, while it is under attack"),
         };
-        return Err(ApiError::TooManyRequests(format!(
-            "too many failed log-ins for this name {whose}; try again in {} s",
-            wait.as_secs().max(1)
-        ))
-        .into());
+        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+        return Err(Refusal::Wait(
+            format!("too many failed log-ins for this name {whose}; try again in {secs} s"),
+            secs,
+        ));
     }
     if !state.users.verify(username.as_str(), &credentials.password).await? {
         tracing::info!("login refused");
@@ -142,12 +142,14 @@ impl<T: DeserializeOwned> FromRequest<AppState> for FromClient<T> {
     }
 }
 
-/// What the log-in and sign-up routes answer when they fail: an [`ApiError`], or
-/// `Busy`, a `503` with `Retry-After: 1` when the hash gate is full, a header that
-/// `ApiError` has no way to carry.
+/// What the log-in and sign-up routes answer when they fail: an [`ApiError`];
+/// `Busy`, a `503` with `Retry-After: 1` when the hash gate is full; or `Wait`, a
+/// `429` with `Retry-After` (seconds) when the client must wait before its next
+/// try: headers that `ApiError` has no way to carry.
 enum Refusal {
     Api(ApiError),
     Busy(String),
+    Wait(String, u64),
 }
 
 impl<E: Into<ApiError>> From<E> for Refusal {
@@ -183,6 +185,9 @@ impl IntoResponse for Refusal {
             // The JSON body of every other error, with the wait a client should take.
             Self::Busy(message) => {
                 ([(RETRY_AFTER, HeaderValue::from_static("1"))], ApiError::Unavailable(message)).into_response()
+            }
+            Self::Wait(message, secs) => {
+                ([(RETRY_AFTER, HeaderValue::from(secs))], ApiError::TooManyRequests(message)).into_response()
             }
         }
     }

@@ -1,12 +1,17 @@
 //! Failed log-ins, counted so that passwords cannot be guessed at the speed of the
 //! network, without letting a stranger lock a user out.
 //!
-//! Failures count per client and name: after [`Throttle::MAX_FAILURES`] within
-//! [`Throttle::WINDOW`], that client gets no more tries at that name for the rest of
-//! the window. Others still can, so failing on purpose does not keep the user out.
+//! Failures count per client and name. A client's first
+//! [`FREE_FAILURES`](policy::FREE_FAILURES) at a name cost nothing; after each further
+//! one it waits before its next try, [`FIRST_DELAY`](policy::FIRST_DELAY) doubling up to
+//! [`MAX_DELAY`](policy::MAX_DELAY). There is no hard lock, and a client that has not
+//! failed at a name is never refused: failing on purpose does not keep the user out.
 //! Failures also count per name from every client together: past
-//! [`Throttle::MAX_FAILURES_PER_NAME`], the name is locked for everyone, which bounds
-//! a guesser who spreads over many addresses.
+//! [`NAME_UNDER_ATTACK`](policy::NAME_UNDER_ATTACK), a client that has failed at the
+//! name gets no free tries, which slows a guesser who spreads over many addresses.
+//! Failures are forgotten [`FORGET_AFTER`](policy::FORGET_AFTER) after the last one. A
+//! client is its address (an IPv6 one by its /64), as the edge resolves it behind the
+//! trusted proxies ([`kit::http::edge`]).
 //!
 //! One replica keeps the counts in memory ([`MemoryThrottle`]); replicas on
 //! PostgreSQL keep them in a table they share ([`PgThrottle`]), so a guesser gains
@@ -23,7 +28,7 @@ use anyhow::Context;
 use deadpool_postgres::Pool;
 
 pub use memory::MemoryThrottle;
-pub use policy::Locked;
+pub use policy::{Locked, delay};
 pub use postgres::PgThrottle;
 
 /// Failed log-ins in the current window. Cloning is a reference-count bump.
@@ -42,9 +47,10 @@ impl Default for Throttle {
 }
 
 impl Throttle {
-    pub const MAX_FAILURES: u32 = policy::MAX_FAILURES;
-    pub const MAX_FAILURES_PER_NAME: u32 = policy::MAX_FAILURES_PER_NAME;
-    pub const WINDOW: Duration = policy::WINDOW;
+    pub const FREE_FAILURES: u32 = policy::FREE_FAILURES;
+    pub const NAME_UNDER_ATTACK: u32 = policy::NAME_UNDER_ATTACK;
+    pub const FORGET_AFTER: Duration = policy::FORGET_AFTER;
+    pub const MAX_DELAY: Duration = policy::MAX_DELAY;
 
     /// Counts in the database behind `pool` (cluster mode), else in memory.
     pub fn new(pool: Option<Pool>) -> Self {
@@ -54,7 +60,8 @@ impl Throttle {
         }
     }
 
-    /// Whether `client` must wait before trying `username` again.
+    /// Whether `client` must wait before trying `username` again (never, if it has
+    /// not failed at it).
     pub async fn locked(&self, client: IpAddr, username: &str) -> anyhow::Result<Option<Locked>> {
         match self {
             Self::Memory(throttle) => Ok(throttle.locked_at(client, username, Instant::now())),

@@ -40,6 +40,9 @@ pub const MIGRATIONS: &[&str] = &[
     // index lets any number of rows be NULL.
     "ALTER TABLE auth_users ADD COLUMN name_skeleton TEXT;
      CREATE UNIQUE INDEX auth_users_name_skeleton ON auth_users (name_skeleton)",
+    // Failures are runs forgotten after their last failure, no longer fixed windows.
+    "ALTER TABLE auth_login_failures RENAME COLUMN window_start TO last_failure;
+     ALTER INDEX auth_login_failures_window_start RENAME TO auth_login_failures_last_failure",
 ];
 
 /// The `auth_users` table. Cloning is a pool-handle clone.

@@ -91,35 +91,68 @@ macro_rules! on_both_backends {
 }
 
 on_both_backends!(
-    a_client_that_keeps_failing_is_locked_out_of_that_name_only,
-    failures_from_many_clients_lock_the_name_for_everyone,
+    a_client_that_keeps_failing_waits_longer_each_time,
+    a_client_that_has_not_failed_is_never_refused,
+    a_name_under_attack_gives_failing_clients_no_free_tries,
     success_clears_only_that_clients_failures,
-    a_window_that_is_over_starts_again_at_the_next_failure,
+    failures_are_forgotten_an_hour_after_the_last,
+    an_ipv6_client_is_counted_by_its_64,
 );
 
-async fn a_client_that_keeps_failing_is_locked_out_of_that_name_only(throttle: Subject) {
-    for _ in 0..Throttle::MAX_FAILURES {
+const FREE: u32 = Throttle::FREE_FAILURES;
+
+fn secs(secs: u64) -> Duration {
+    Duration::from_secs(secs)
+}
+
+async fn a_client_that_keeps_failing_waits_longer_each_time(throttle: Subject) {
+    for _ in 0..FREE {
         assert_eq!(throttle.locked(ip(1), "alice", START).await, None);
         throttle.failed(ip(1), "alice", START).await;
     }
-    assert!(matches!(throttle.locked(ip(1), "ALICE", START).await, Some(Locked::Here(_))));
-    assert_eq!(throttle.locked(ip(2), "alice", START).await, None, "the real alice, elsewhere, still can");
+    assert_eq!(throttle.locked(ip(1), "alice", START).await, None, "the free tries cost nothing");
+    throttle.failed(ip(1), "alice", START).await;
+    assert_eq!(throttle.locked(ip(1), "ALICE", START).await, Some(Locked::Here(secs(5))));
+    assert_eq!(throttle.locked(ip(1), "alice", secs(2)).await, Some(Locked::Here(secs(3))));
+    assert_eq!(throttle.locked(ip(1), "alice", secs(5)).await, None, "a wait, not a lock");
     assert_eq!(throttle.locked(ip(1), "bob", START).await, None);
-    assert_eq!(throttle.locked(ip(1), "alice", START + Throttle::WINDOW).await, None, "until the window ends");
+    throttle.failed(ip(1), "alice", secs(5)).await;
+    assert_eq!(throttle.locked(ip(1), "alice", secs(5)).await, Some(Locked::Here(secs(10))), "doubled");
+    let mut at = secs(15);
+    for _ in 0..20 {
+        throttle.failed(ip(1), "alice", at).await;
+        at += Throttle::MAX_DELAY;
+    }
+    assert_eq!(
+        throttle.locked(ip(1), "alice", at - Throttle::MAX_DELAY).await,
+        Some(Locked::Here(Throttle::MAX_DELAY))
+    );
 }
 
-async fn failures_from_many_clients_lock_the_name_for_everyone(throttle: Subject) {
-    for n in 0..Throttle::MAX_FAILURES_PER_NAME {
-        throttle.failed(ip((n % 250) as u8), "alice", START).await;
+async fn a_client_that_has_not_failed_is_never_refused(throttle: Subject) {
+    for _ in 0..FREE + 3 {
+        throttle.failed(ip(1), "alice", START).await;
     }
-    assert!(matches!(throttle.locked(ip(251), "alice", START).await, Some(Locked::Everywhere(_))));
-    let later = START + Throttle::WINDOW;
-    throttle.failed(ip(1), "bob", later).await;
-    assert_eq!(throttle.locked(ip(251), "alice", later).await, None, "old failures are dropped");
+    for n in 0..Throttle::NAME_UNDER_ATTACK {
+        throttle.failed(ip((n % 200) as u8 + 10), "alice", START).await;
+    }
+    assert!(throttle.locked(ip(1), "alice", START).await.is_some());
+    assert_eq!(throttle.locked(ip(2), "alice", START).await, None, "the real alice, elsewhere, still can");
+}
+
+async fn a_name_under_attack_gives_failing_clients_no_free_tries(throttle: Subject) {
+    throttle.failed(ip(1), "alice", START).await;
+    assert_eq!(throttle.locked(ip(1), "alice", START).await, None, "one failure is free");
+    for n in 1..Throttle::NAME_UNDER_ATTACK {
+        throttle.failed(ip((n % 200) as u8 + 10), "alice", START).await;
+    }
+    assert_eq!(throttle.locked(ip(1), "alice", START).await, Some(Locked::Everywhere(secs(5))));
+    assert_eq!(throttle.locked(ip(1), "alice", secs(5)).await, None);
+    assert_eq!(throttle.locked(ip(1), "bob", START).await, None, "other names are not under attack");
 }
 
 async fn success_clears_only_that_clients_failures(throttle: Subject) {
-    for _ in 0..Throttle::MAX_FAILURES {
+    for _ in 0..=FREE {
         throttle.failed(ip(1), "alice", START).await;
         throttle.failed(ip(2), "alice", START).await;
     }
@@ -128,16 +161,26 @@ async fn success_clears_only_that_clients_failures(throttle: Subject) {
     assert!(throttle.locked(ip(1), "alice", START).await.is_some());
 }
 
-async fn a_window_that_is_over_starts_again_at_the_next_failure(throttle: Subject) {
-    for _ in 0..Throttle::MAX_FAILURES {
+async fn failures_are_forgotten_an_hour_after_the_last(throttle: Subject) {
+    for _ in 0..FREE + 12 {
         throttle.failed(ip(1), "alice", START).await;
     }
-    let later = START + Throttle::WINDOW;
+    let later = START + Throttle::FORGET_AFTER;
+    assert_eq!(throttle.locked(ip(1), "alice", later).await, None);
     throttle.failed(ip(1), "alice", later).await;
-    assert_eq!(throttle.locked(ip(1), "alice", later).await, None, "one failure in the new window");
-    for _ in 1..Throttle::MAX_FAILURES {
+    assert_eq!(throttle.locked(ip(1), "alice", later).await, None, "one failure in the new run");
+    for _ in 1..=FREE {
         throttle.failed(ip(1), "alice", later).await;
     }
-    let locked = throttle.locked(ip(1), "alice", later + Duration::from_secs(1)).await;
-    assert_eq!(locked, Some(Locked::Here(Throttle::WINDOW - Duration::from_secs(1))), "the new window's wait");
+    let locked = throttle.locked(ip(1), "alice", later + secs(1)).await;
+    assert_eq!(locked, Some(Locked::Here(secs(4))), "the new run's first wait");
+}
+
+async fn an_ipv6_client_is_counted_by_its_64(throttle: Subject) {
+    let v6 = |raw: &str| raw.parse::<IpAddr>().unwrap();
+    for n in 0..=FREE {
+        throttle.failed(v6(&format!("2001:db8:1:2::{n:x}")), "alice", START).await;
+    }
+    assert!(throttle.locked(v6("2001:db8:1:2:ffff::1"), "alice", START).await.is_some(), "the same /64");
+    assert_eq!(throttle.locked(v6("2001:db8:1:3::1"), "alice", START).await, None, "another /64");
 }

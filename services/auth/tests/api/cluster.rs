@@ -66,7 +66,7 @@ async fn concurrent_sign_ups_of_one_name_on_both_replicas_give_exactly_one_succe
 async fn failed_log_ins_are_counted_across_replicas() {
     let Some((a, b)) = two_replicas().await else { return };
     // The guesser alternates between the replicas, as a proxy would spread them.
-    for attempt in 0..Throttle::MAX_FAILURES {
+    for attempt in 0..=Throttle::FREE_FAILURES {
         let replica = if attempt % 2 == 0 { &a } else { &b };
         assert_eq!(replica.post("/login", "username=alice&password=guess").await.0, 401, "attempt {attempt}");
     }
@@ -79,7 +79,7 @@ async fn failed_log_ins_are_counted_across_replicas() {
 #[tokio::test]
 async fn five_failures_through_one_replica_lock_the_name_on_the_other() {
     let Some((a, b)) = two_replicas().await else { return };
-    for _ in 0..Throttle::MAX_FAILURES {
+    for _ in 0..=Throttle::FREE_FAILURES {
         assert_eq!(a.post("/login", "username=alice&password=guess").await.0, 401);
     }
     let (status, body) = b.post("/login", "username=ALICE&password=guess").await;

@@ -116,6 +116,7 @@ on_both_backends!(
     bad_bodies_get_json_4xx_and_the_server_keeps_answering,
     repeated_failures_lock_a_name_out_for_a_while,
     someone_failing_on_purpose_does_not_lock_the_user_out_elsewhere,
+    a_right_password_from_a_client_that_has_not_failed_is_never_refused,
 );
 
 impl TestAuth {
@@ -210,7 +211,7 @@ async fn bad_bodies_get_json_4xx_and_the_server_keeps_answering(backend: Backend
 
 async fn repeated_failures_lock_a_name_out_for_a_while(backend: Backend) {
     let Some(auth) = spawn(backend, true).await else { return };
-    for _ in 0..auth::throttle::Throttle::MAX_FAILURES {
+    for _ in 0..=auth::throttle::Throttle::FREE_FAILURES {
         assert_eq!(auth.post("/login", "username=alice&password=guess").await.0, 401);
     }
     let (status, body) = auth.post("/login", "username=alice&password=password1").await;
@@ -226,7 +227,7 @@ async fn repeated_failures_lock_a_name_out_for_a_while(backend: Backend) {
 
 async fn someone_failing_on_purpose_does_not_lock_the_user_out_elsewhere(backend: Backend) {
     let Some(auth) = spawn(backend, true).await else { return };
-    for _ in 0..auth::throttle::Throttle::MAX_FAILURES {
+    for _ in 0..=auth::throttle::Throttle::FREE_FAILURES {
         assert_eq!(auth.relayed_login("203.0.113.7", "guess").await, 401);
     }
     assert_eq!(auth.relayed_login("203.0.113.7", "password1").await, 429, "the guesser is locked out");
@@ -243,4 +244,30 @@ async fn someone_failing_on_purpose_does_not_lock_the_user_out_elsewhere(backend
         .await
         .unwrap();
     assert_eq!(forged.status(), 401);
+}
+
+/// Finding 2 of issue 11: fifty failures from many addresses locked the name for
+/// everyone, the real user too.
+async fn a_right_password_from_a_client_that_has_not_failed_is_never_refused(backend: Backend) {
+    let Some(auth) = spawn(backend, true).await else { return };
+    for n in 0..auth::throttle::Throttle::NAME_UNDER_ATTACK {
+        assert_eq!(auth.relayed_login(&format!("203.0.113.{n}"), "guess").await, 401);
+    }
+    assert_eq!(auth.relayed_login("198.51.100.2", "password1").await, 200, "alice, who has not failed, logs in");
+    // An attacker retrying at once waits: under attack, there are no free tries.
+    let body = serde_json::to_vec(&serde_json::json!({"username": "alice", "password": "guess"})).unwrap();
+    let path = "/login?client=203.0.113.1";
+    let signature = auth.cluster.sign(&reqwest::Method::POST, path, &body);
+    let response = auth
+        .client
+        .post(format!("{}{path}", auth.url))
+        .header("content-type", "application/json")
+        .header(wire::headers::SIGNATURE, signature)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429);
+    let wait: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=5).contains(&wait), "{wait}");
 }
