@@ -103,7 +103,10 @@ export const api = {
   conversation: (withName, { before, limit } = {}) => get('/get-conversation', { with: withName, before, limit }),
   /** Every direct conversation, newest first: `{status, conversations: [{with, last, unread}]}`. */
   conversations: () => get('/get-conversations'),
+  /** Received direct messages not yet marked read (read-only). */
   received: () => get('/get-received-messages'),
+  /** Marks received direct messages read, up to the one at `upTo` (a `seq`). */
+  markRead: (upTo) => post('/mark-read', { up_to: upTo }),
   /** Resolves to `{status, data}`: 200 delivered, 202 queued. */
   sendPeer: (username, message) => request('POST', '/send-peer', { form: { username, message } }),
   broadcast: (message) => request('POST', '/broadcast-peer', { json: { message } }).then((r) => r.data),

@@ -244,10 +244,14 @@ async function refreshChannels() {
   renderChannels();
 }
 
-/** Direct messages received and not yet fetched this way: who wrote while we were away. */
+/** Direct messages received and not yet fetched this way: who wrote while we were away.
+ * Fetching is read-only; the page then marks what it got as fetched, explicitly. */
 async function fetchReceived({ live = false } = {}) {
   const list = await api.received();
-  ingestDirect(Array.isArray(list) ? list : [], { live });
+  const messages = Array.isArray(list) ? list : [];
+  ingestDirect(messages, { live });
+  const seqs = messages.map((m) => Number(m && m.seq)).filter((seq) => Number.isFinite(seq));
+  if (seqs.length) await api.markRead(Math.max(...seqs));
 }
 
 /** Every direct conversation (the last message of each), so the list is whole after a
@@ -838,7 +842,7 @@ function renderNotes() {
       'li',
       { class: `note note-${n.kind}`, 'data-testid': 'notification' },
       el('time', { datetime: new Date(n.ts).toISOString(), title: formatFull(n.ts) }, formatTime(n.ts)),
-      el('span', { class: 'note-text' }, n.text),
+      el('span', { class: 'note-text', dir: 'auto' }, n.text),
     ),
   );
   replaceChildren($('notifications'), items);
@@ -968,7 +972,9 @@ function messageNodes(t, m, prev) {
     time,
     m.broadcast ? el('span', { class: 'tag', title: 'Sent to every contact' }, icon('megaphone'), 'broadcast') : null,
   );
-  const body = el('div', { class: 'msg-bubble' }, el('div', { class: 'msg-text', 'data-testid': 'message-text' }, m.text));
+  // `dir="auto"` isolates the text's direction: a U+202E in it reorders only itself.
+  const text = el('div', { class: 'msg-text', dir: 'auto', 'data-testid': 'message-text' }, m.text);
+  const body = el('div', { class: 'msg-bubble' }, text);
   const status = t.kind === 'dm' && mine ? statusNode(m.id) : null;
   nodes.push(
     el(

@@ -139,10 +139,25 @@ impl PeerStore {
         on_backend!(self, store => store.save_incoming(message).await)
     }
 
-    /// `owner`'s received messages not yet read through `/get-received-messages`,
-    /// oldest first; marks them read.
+    /// `owner`'s received messages not yet read, oldest first (at most 1000): what
+    /// `GET /get-received-messages` lists, without marking them.
+    pub async fn unread(&self, owner: &Username) -> Result<Vec<DirectMessage>, StoreError> {
+        on_backend!(self, store => store.unread(owner).await)
+    }
+
+    /// Marks `owner`'s received messages read, up to the one at `up_to` (every one
+    /// without it): `POST /mark-read`. Returns how many were unread.
+    pub async fn mark_read(&self, owner: &Username, up_to: Option<u64>) -> Result<u64, StoreError> {
+        on_backend!(self, store => store.mark_read(owner, up_to).await)
+    }
+
+    /// [`PeerStore::unread`], then those marked read: the original's polling.
     pub async fn take_unread(&self, owner: &Username) -> Result<Vec<DirectMessage>, StoreError> {
-        on_backend!(self, store => store.take_unread(owner).await)
+        let messages = self.unread(owner).await?;
+        if let Some(last) = messages.last().and_then(|message| message.seq) {
+            self.mark_read(owner, Some(last)).await?;
+        }
+        Ok(messages)
     }
 
     /// The messages between `owner` and `other`, both ways, oldest first: the latest

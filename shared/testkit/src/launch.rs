@@ -30,6 +30,7 @@ impl System {
                     db: self.dir.path().join("database.csv"),
                     allow_registration: self.settings.allow_registration,
                     limits: self.settings.limits.clone(),
+                    edge: self.settings.edge.clone(),
                     secrets: self.secrets.clone(),
                     ..auth::Config::default()
                 };
@@ -101,6 +102,9 @@ impl System {
         if let Some(url) = self.settings.backend.database_url() {
             envs.push(("WEAPROUS_DATABASE_URL", url.to_owned()));
         }
+        envs.push(("WEAPROUS_TRUSTED_PROXIES", self.settings.edge.trusted_proxies.to_string()));
+        let secure_cookies = serde_json::to_value(self.settings.edge.secure_cookies).expect("a plain enum");
+        envs.push(("WEAPROUS_SECURE_COOKIES", secure_cookies.as_str().unwrap_or("auto").to_owned()));
         if let Some(url) = &self.settings.public_url {
             envs.push(("TRACKER_PUBLIC_URL", url.clone()));
         }
@@ -120,6 +124,7 @@ impl System {
             peer_ttl_secs: self.settings.peer_ttl_secs,
             public_url: self.settings.public_url.clone(),
             limits: self.settings.limits.clone(),
+            edge: self.settings.edge.clone(),
             secrets: self.secrets.clone(),
             ..tracker::Config::default()
         }
@@ -135,6 +140,7 @@ impl System {
             activity_grace_secs: 1,
             sse_keepalive_secs: 1,
             limits: self.settings.limits.clone(),
+            edge: self.settings.edge.clone(),
             secrets: self.secrets.clone(),
             ..peer::Config::default()
         }

@@ -79,6 +79,8 @@ pub struct Builder {
     public_url: Option<String>,
     /// The rate limits of every service (default: the shipped defaults).
     limits: kit::rate::Limits,
+    /// Trusted proxies and secure cookies of every service.
+    edge: kit::http::EdgeConfig,
 }
 
 impl Builder {
@@ -156,6 +158,12 @@ impl Builder {
     /// Every rate limit off (`WEAPROUS_RATE_LIMITS=off`), for tests that flood on purpose.
     pub fn without_rate_limits(self) -> Self {
         self.limits(kit::rate::Limits::off())
+    }
+
+    /// Every service's trusted proxies and secure cookies (default: one hop, auto).
+    pub fn edge(mut self, edge: kit::http::EdgeConfig) -> Self {
+        self.edge = edge;
+        self
     }
 
     /// Runs every service as a child process of this `weaprous` binary.
@@ -253,6 +261,7 @@ impl System {
             demo_users: true,
             public_url: None,
             limits: kit::rate::Limits::default(),
+            edge: kit::http::EdgeConfig::default(),
         }
     }
 

@@ -19,7 +19,7 @@ pub use channels::{
 };
 pub use peer::{
     Broadcast, BroadcastSent, ConnectPeer, Contact, Conversation, ConversationSummary, Conversations, DirectMessage,
-    DirectSent, MailboxTransfer, SendPeer, SubmitUsername,
+    DirectSent, MailboxTransfer, MarkRead, MarkedRead, SendPeer, SubmitUsername,
 };
 pub use replies::{Ack, Done, ErrorBody, Status};
 pub use tracker::{

@@ -12,8 +12,8 @@ use kit::sign::Signed;
 use serde::Deserialize;
 use wire::addr::PeerAddr;
 use wire::api::{
-    Ack, Broadcast, BroadcastSent, Conversation, Conversations, DirectMessage, DirectSent, MailboxTransfer, SendPeer,
-    Status,
+    Ack, Broadcast, BroadcastSent, Conversation, Conversations, DirectMessage, DirectSent, MailboxTransfer, MarkRead,
+    MarkedRead, SendPeer, Status,
 };
 use wire::names::Username;
 
@@ -32,6 +32,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route(wire::routes::peer::RECEIVE_MESSAGE, post(receive_message))
         .route("/broadcast-peer", post(broadcast))
         .route("/get-received-messages", get(received_messages))
+        .route("/mark-read", post(mark_read))
         .route("/get-conversation", get(conversation))
         .route("/get-conversations", get(conversations))
         .route(wire::routes::peer::IMPORT_MAILBOX, post(import_mailbox))
@@ -101,12 +102,25 @@ async fn broadcast(
     Ok(Json(BroadcastSent { status: Status::Success, message, delivered, queued }))
 }
 
-/// The original's polling route: messages received and not yet read this way.
+/// The original's polling route: messages received and not yet read. Read-only
+/// (no `GET` changes state, so a link from another site cannot mark them read):
+/// `POST /mark-read` marks them.
 async fn received_messages(
     State(state): State<AppState>,
     session: Session,
 ) -> Result<Json<Vec<DirectMessage>>, ApiError> {
-    Ok(Json(state.store.take_unread(session.username()).await?))
+    Ok(Json(state.store.unread(session.username()).await?))
+}
+
+/// Marks the caller's received messages read, up to `up_to` (a `seq` of
+/// `/get-received-messages`), or all of them.
+async fn mark_read(
+    State(state): State<AppState>,
+    session: Session,
+    Input(request): Input<MarkRead>,
+) -> Result<Json<MarkedRead>, ApiError> {
+    let marked = state.store.mark_read(session.username(), request.up_to).await?;
+    Ok(Json(MarkedRead { status: Status::Success, marked }))
 }
 
 /// A user's previous peer hands over their mailbox (signed: only peers can).

@@ -3,6 +3,7 @@
 mod bad_input;
 mod cluster;
 mod deployment;
+mod edge;
 mod limits;
 mod metrics;
 mod public_door;

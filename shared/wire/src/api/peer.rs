@@ -111,6 +111,21 @@ pub struct BroadcastSent {
     pub queued: u32,
 }
 
+/// `POST /mark-read`: the caller's received messages up to `up_to` (a `seq` of
+/// `/get-received-messages`), or all of them, become read.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MarkRead {
+    #[serde(default, deserialize_with = "de::opt_u64", skip_serializing_if = "Option::is_none")]
+    pub up_to: Option<u64>,
+}
+
+/// The reply to `POST /mark-read`: how many messages it marked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MarkedRead {
+    pub status: Status,
+    pub marked: u64,
+}
+
 /// `GET /get-conversation?with=NAME`: the direct messages between the caller and one
 /// user, oldest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,6 +152,6 @@ pub struct ConversationSummary {
     pub with: Username,
     /// The latest message, either way.
     pub last: DirectMessage,
-    /// Received messages not yet read (through `/get-received-messages`).
+    /// Received messages not yet read (marked through `POST /mark-read`).
     pub unread: u64,
 }

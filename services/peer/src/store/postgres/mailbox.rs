@@ -46,19 +46,26 @@ impl PgStore {
 
     /// Received messages not yet read, oldest first, marked read in the same
     /// statement: two replicas asked at once hand each message to one of them.
-    pub async fn take_unread(&self, owner: &Username) -> Result<Vec<DirectMessage>, StoreError> {
+    pub async fn unread(&self, owner: &Username) -> Result<Vec<DirectMessage>, StoreError> {
         let client = self.pool.get().await?;
         let sql = format!(
-            "UPDATE peer_dms d SET unread = false
-             WHERE d.seq IN (SELECT seq FROM peer_dms WHERE owner = $1 AND NOT outgoing AND unread
-                             ORDER BY seq LIMIT 1000 FOR UPDATE SKIP LOCKED)
-             RETURNING {COLUMNS}"
+            "SELECT {COLUMNS} FROM peer_dms d WHERE d.owner = $1 AND NOT d.outgoing AND d.unread
+             ORDER BY d.seq LIMIT 1000"
         );
         let statement = client.prepare_cached(&sql).await?;
         let rows = client.query(&statement, &[&owner.as_str()]).await?;
-        let mut messages = rows.iter().map(message_from_row).collect::<Result<Vec<_>, _>>()?;
-        messages.sort_by_key(|message| message.seq);
-        Ok(messages)
+        Ok(rows.iter().map(message_from_row).collect::<Result<Vec<_>, _>>()?)
+    }
+
+    pub async fn mark_read(&self, owner: &Username, up_to: Option<u64>) -> Result<u64, StoreError> {
+        let client = self.pool.get().await?;
+        let up_to = up_to.map_or(i64::MAX, |seq| i64::try_from(seq).unwrap_or(i64::MAX));
+        let statement = client
+            .prepare_cached(
+                "UPDATE peer_dms SET unread = false WHERE owner = $1 AND NOT outgoing AND unread AND seq <= $2",
+            )
+            .await?;
+        Ok(client.execute(&statement, &[&owner.as_str(), &up_to]).await?)
     }
 
     pub async fn conversation(

@@ -43,22 +43,29 @@ impl SqliteStore {
 
     /// `owner`'s received messages not yet read through `/get-received-messages`,
     /// oldest first; marks them read.
-    pub async fn take_unread(&self, owner: &Username) -> Result<Vec<DirectMessage>, DbError> {
+    pub async fn unread(&self, owner: &Username) -> Result<Vec<DirectMessage>, DbError> {
         let owner = owner.clone();
         self.db
-            .write(move |conn| {
-                let messages = query_dms(
+            .read(move |conn| {
+                query_dms(
                     conn,
                     "WHERE owner = ?1 AND outgoing = 0 AND unread = 1 ORDER BY seq LIMIT 1000",
                     params![owner.as_str()],
+                )
+            })
+            .await
+    }
+
+    pub async fn mark_read(&self, owner: &Username, up_to: Option<u64>) -> Result<u64, DbError> {
+        let owner = owner.clone();
+        let up_to = up_to.map_or(i64::MAX, |seq| i64::try_from(seq).unwrap_or(i64::MAX));
+        self.db
+            .write(move |conn| {
+                let marked = conn.execute(
+                    "UPDATE dms SET unread = 0 WHERE owner = ?1 AND outgoing = 0 AND unread = 1 AND seq <= ?2",
+                    params![owner.as_str(), up_to],
                 )?;
-                if let Some(last) = messages.last().and_then(|message| message.seq) {
-                    conn.execute(
-                        "UPDATE dms SET unread = 0 WHERE owner = ?1 AND outgoing = 0 AND unread = 1 AND seq <= ?2",
-                        params![owner.as_str(), last as i64],
-                    )?;
-                }
-                Ok(messages)
+                Ok(marked as u64)
             })
             .await
     }
