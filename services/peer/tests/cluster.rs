@@ -120,9 +120,11 @@ async fn a_message_between_replicas_is_listed_in_both_users_conversations_on_eit
         assert_eq!(conversations[0]["last"]["delivered"], true);
         assert_eq!(conversations[0]["unread"], 0);
     }
-    // Read once, through either replica.
+    // Read once, through either replica (listing is read-only; marking is a POST).
     let (_, unread) = get_json(&client, one.url("/get-received-messages"), Some(&bob)).await;
     assert_eq!(unread.as_array().unwrap().len(), 1);
+    let marked = client.post(one.url("/mark-read")).bearer_auth(&bob).send().await.unwrap();
+    assert_eq!(marked.status(), StatusCode::OK);
     let (_, unread) = get_json(&client, two.url("/get-received-messages"), Some(&bob)).await;
     assert_eq!(unread.as_array().unwrap().len(), 0);
 

@@ -159,6 +159,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         None => tracing::info!(data_dir = %args.data_dir.display(), users = %args.db.display(), "storage: embedded"),
     }
     let host = args.host;
+    let edge = kit::http::EdgeConfig::from_env().unwrap_or_else(|err| err.exit());
 
     // Bind every port first, so a busy port fails before anything starts.
     let auth_listener = bind(SocketAddr::new(host, args.auth_port)).await?;
@@ -188,6 +189,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         server_ip: host,
         db: args.db.clone(),
         limits: limits.clone(),
+        edge: edge.clone(),
         secrets: secrets.clone(),
         ..auth::Config::default()
     };
@@ -206,6 +208,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         data_dir: args.data_dir.join("tracker"),
         www_dir: args.www_dir.clone(),
         limits: limits.clone(),
+        edge: edge.clone(),
         secrets: secrets.clone(),
         ..tracker::Config::default()
     };
@@ -216,6 +219,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         data_dir: args.data_dir.join("peers"),
         www_dir: args.www_dir.clone(),
         limits,
+        edge,
         secrets: secrets.clone(),
         ..peer::Config::default()
     };

@@ -35,6 +35,8 @@ const CHANNEL_LINE_1: &str = "Xin chào các bạn! 🎉 <script>window.__pwned 
 const CHANNEL_LINE_2: &str = "Dòng thứ hai: \"ngoặc kép\" & 'nháy đơn'";
 /// user2's reply in `general`.
 const REPLY: &str = "Chào user1 👋 đã nhận được rồi <img src=x onerror=\"window.__pwned = 2\">";
+/// A right-to-left override (U+202E) in a message: it may reorder that message only.
+const OVERRIDE: &str = "sắp tới \u{202E}ngày mai";
 /// user1's direct message to user2.
 const DIRECT: &str = "Tin nhắn riêng: <b>x</b> — Tiếng Việt có dấu: ắ ằ ẳ ẵ ặ";
 /// user2's answer, sent while the tracker is down.
@@ -221,6 +223,20 @@ async fn scenario(sys: &System, user1: &Browser, user2: &Browser) -> Result<()> 
             }
         }
     }
+
+    // A bidi override stays in its message: the text element isolates its direction
+    // (issue 11, finding 3).
+    user1.type_into("#composer-input", &format!("{OVERRIDE}{ENTER}")).await?;
+    user2.wait_for_message("user1's message with U+202E", OVERRIDE, "user1").await?;
+    let isolated = user2
+        .run(
+            "const node = [...document.querySelectorAll('#message-list [data-testid=message-text]')]
+                .find(node => node.textContent === arguments[0]);
+             return [node.dir, getComputedStyle(node).unicodeBidi];",
+            vec![json!(OVERRIDE)],
+        )
+        .await?;
+    ensure!(isolated == json!(["auto", "isolate"]), "the message's direction is isolated: {isolated}");
 
     for browser in [user1, user2] {
         browser.screenshot(&screenshot_dir().join(format!("general-{}.png", browser.name))).await?;

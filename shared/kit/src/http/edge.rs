@@ -144,6 +144,15 @@ impl<S: Send + Sync> FromRequestParts<S> for Forwarded {
 // === impl EdgeConfig ===
 
 impl EdgeConfig {
+    /// `WEAPROUS_TRUSTED_PROXIES` and `WEAPROUS_SECURE_COOKIES` alone, over the
+    /// defaults: for `weaprous up`, which reads no per-service settings.
+    pub fn from_env() -> Result<Self, crate::config::ConfigError> {
+        use figment::providers::{Env, Serialized};
+        let figment = figment::Figment::from(Serialized::defaults(Self::default()))
+            .merge(Env::prefixed("WEAPROUS_").only(&["trusted_proxies", "secure_cookies"]));
+        crate::config::extract(&figment)
+    }
+
     /// What `headers` and the connection's address say about the request, and the
     /// host the client asked for by a trusted proxy's `X-Forwarded-Host`.
     pub fn resolve(&self, headers: &HeaderMap, connected: Option<IpAddr>) -> (Forwarded, Option<String>) {

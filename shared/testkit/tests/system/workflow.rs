@@ -113,6 +113,8 @@ async fn two_users_log_in_through_the_tracker_chat_in_a_channel_and_message_each
     let received: Vec<_> =
         received.body.as_array().unwrap().iter().map(|m| (m["username"].clone(), m["message"].clone())).collect();
     assert_eq!(received, [(json!("user1"), json!("hi bob !")), (json!("user1"), json!("second one"))]);
+    // Listing is read-only (issue 11: no GET changes state); marking is a POST.
+    assert_eq!(bob.post("/mark-read", "").await.body["marked"], 2);
     assert_eq!(bob.get("/get-received-messages").await.body, json!([]), "read once");
 
     // Bob replies by name without connecting first.

@@ -54,7 +54,7 @@ impl PgStore {
         );
         let statement = client.prepare_cached(&sql).await?;
         let rows = client.query(&statement, &[&owner.as_str()]).await?;
-        Ok(rows.iter().map(message_from_row).collect::<Result<Vec<_>, _>>()?)
+        rows.iter().map(message_from_row).collect()
     }
 
     pub async fn mark_read(&self, owner: &Username, up_to: Option<u64>) -> Result<u64, StoreError> {

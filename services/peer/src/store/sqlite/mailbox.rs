@@ -41,8 +41,7 @@ impl SqliteStore {
         self.db.write(move |conn| insert_dm(conn, &message, false)).await
     }
 
-    /// `owner`'s received messages not yet read through `/get-received-messages`,
-    /// oldest first; marks them read.
+    /// `owner`'s received messages not yet read, oldest first (at most 1000).
     pub async fn unread(&self, owner: &Username) -> Result<Vec<DirectMessage>, DbError> {
         let owner = owner.clone();
         self.db

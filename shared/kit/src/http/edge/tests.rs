@@ -112,3 +112,36 @@ fn state_changes_from_other_origins_are_refused_like_go_does() {
     assert!(!check(Method::POST, &[host, ("origin", "null")], None));
     assert!(!check(Method::PUT, &[("origin", "http://localhost:8080")], None), "no host to match");
 }
+
+#[test]
+#[allow(clippy::result_large_err)]
+fn the_settings_come_from_weaprous_variables_or_the_services_own() {
+    #[derive(Serialize, Deserialize)]
+    struct Demo {
+        #[serde(flatten)]
+        edge: EdgeConfig,
+    }
+    #[derive(Serialize)]
+    struct NoFlags {}
+    figment::Jail::expect_with(|jail| {
+        let defaults = Demo { edge: EdgeConfig::default() };
+        let load = || {
+            let figment = crate::config::layered(&defaults, std::path::Path::new("none.toml"), "DEMO", &NoFlags {});
+            crate::config::extract::<Demo>(&figment).unwrap().edge
+        };
+        assert_eq!(load(), EdgeConfig::default());
+        jail.set_env("WEAPROUS_TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1");
+        jail.set_env("WEAPROUS_SECURE_COOKIES", "always");
+        let loaded = load();
+        assert_eq!(loaded.trusted_proxies.to_string(), "10.0.0.0/8,127.0.0.1/32");
+        assert_eq!(loaded.secure_cookies, SecureCookies::Always);
+        assert_eq!(EdgeConfig::from_env().unwrap(), loaded, "what `weaprous up` reads");
+        jail.set_env("DEMO_TRUSTED_PROXIES", "2");
+        assert_eq!(load().trusted_proxies, TrustedProxies::Hops(2), "the service's own prefix wins");
+        jail.set_env("DEMO_TRUSTED_PROXIES", "not-a-network");
+        let figment = crate::config::layered(&defaults, std::path::Path::new("none.toml"), "DEMO", &NoFlags {});
+        let err = crate::config::extract::<Demo>(&figment).err().unwrap().to_string();
+        assert!(err.contains("not-a-network"), "{err}");
+        Ok(())
+    });
+}
