@@ -2,14 +2,14 @@
 //! network, without letting a stranger lock a user out.
 //!
 //! Failures count per client and name. A client's first
-//! [`FREE_FAILURES`](policy::FREE_FAILURES) at a name cost nothing; after each further
-//! one it waits before its next try, [`FIRST_DELAY`](policy::FIRST_DELAY) doubling up to
-//! [`MAX_DELAY`](policy::MAX_DELAY). There is no hard lock, and a client that has not
+//! [`FREE_FAILURES`](Throttle::FREE_FAILURES) at a name cost nothing; after each further
+//! one it waits before its next try, [`FIRST_DELAY`](Throttle::FIRST_DELAY) doubling up to
+//! [`MAX_DELAY`](Throttle::MAX_DELAY). There is no hard lock, and a client that has not
 //! failed at a name is never refused: failing on purpose does not keep the user out.
 //! Failures also count per name from every client together: past
-//! [`NAME_UNDER_ATTACK`](policy::NAME_UNDER_ATTACK), a client that has failed at the
+//! [`NAME_UNDER_ATTACK`](Throttle::NAME_UNDER_ATTACK), a client that has failed at the
 //! name gets no free tries, which slows a guesser who spreads over many addresses.
-//! Failures are forgotten [`FORGET_AFTER`](policy::FORGET_AFTER) after the last one. A
+//! Failures are forgotten [`FORGET_AFTER`](Throttle::FORGET_AFTER) after the last one. A
 //! client is its address (an IPv6 one by its /64), as the edge resolves it behind the
 //! trusted proxies ([`kit::http::edge`]).
 //!
@@ -28,7 +28,7 @@ use anyhow::Context;
 use deadpool_postgres::Pool;
 
 pub use memory::MemoryThrottle;
-pub use policy::{Locked, delay};
+pub use policy::Locked;
 pub use postgres::PgThrottle;
 
 /// Failed log-ins in the current window. Cloning is a reference-count bump.
@@ -50,6 +50,7 @@ impl Throttle {
     pub const FREE_FAILURES: u32 = policy::FREE_FAILURES;
     pub const NAME_UNDER_ATTACK: u32 = policy::NAME_UNDER_ATTACK;
     pub const FORGET_AFTER: Duration = policy::FORGET_AFTER;
+    pub const FIRST_DELAY: Duration = policy::FIRST_DELAY;
     pub const MAX_DELAY: Duration = policy::MAX_DELAY;
 
     /// Counts in the database behind `pool` (cluster mode), else in memory.

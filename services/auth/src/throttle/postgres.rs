@@ -3,7 +3,7 @@
 //! a name from everywhere), each failure counted with one upsert.
 //!
 //! Time is the wall clock in milliseconds, the one clock the replicas share; a run is
-//! forgotten [`FORGET_AFTER`](super::policy::FORGET_AFTER) after its last failure, as
+//! forgotten [`FORGET_AFTER`](super::Throttle::FORGET_AFTER) after its last failure, as
 //! in memory.
 
 use std::net::IpAddr;
