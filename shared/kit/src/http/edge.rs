@@ -111,7 +111,7 @@ pub const SECURITY_HEADERS: [(&str, &str); 6] = [
     ("referrer-policy", "no-referrer"),
     (
         "permissions-policy",
-        "camera=(), microphone=(), geolocation=(), payment=(), usb=(), interest-cohort=(), browsing-topics=()",
+        "camera=(), microphone=(), geolocation=(), payment=(), usb=(), browsing-topics=()",
     ),
     ("cross-origin-opener-policy", "same-origin"),
 ];
