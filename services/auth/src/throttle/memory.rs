@@ -10,17 +10,29 @@ use super::policy::{self, Locked, Run};
 /// How often the failures that are forgotten are dropped from memory.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
+/// The most runs of failures kept of each kind (per client and name, per name): about
+/// 10 MB each. A guesser who makes more (many names from many addresses within the
+/// hour) first pushes out the runs that impose no wait yet; past that, new runs are
+/// not counted until room is made.
+const MAX_RUNS: usize = 100_000;
+
 /// Failed log-ins not yet forgotten. Cloning is a reference-count bump.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct MemoryThrottle {
     inner: Arc<Mutex<Failures>>,
 }
 
-#[derive(Default)]
 struct Failures {
     by_client: HashMap<(String, String), Record>,
     by_name: HashMap<String, Record>,
     swept_at: Option<Instant>,
+    max_runs: usize,
+}
+
+impl Default for MemoryThrottle {
+    fn default() -> Self {
+        Self::with_max_runs(MAX_RUNS)
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -30,6 +42,12 @@ struct Record {
 }
 
 impl MemoryThrottle {
+    /// Counts that keep at most `max_runs` runs of each kind.
+    pub fn with_max_runs(max_runs: usize) -> Self {
+        let failures = Failures { by_client: HashMap::new(), by_name: HashMap::new(), swept_at: None, max_runs };
+        Self { inner: Arc::new(Mutex::new(failures)) }
+    }
+
     /// A good password clears this client's failures for the name (not the others').
     pub fn succeeded(&self, client: IpAddr, username: &str) {
         self.lock().by_client.remove(&(policy::client_key(client), username.to_lowercase()));
@@ -53,15 +71,16 @@ impl MemoryThrottle {
             failures.by_name.retain(|_, record| current(record));
             failures.swept_at = Some(now);
         }
-        let record = failures
-            .by_client
-            .entry((policy::client_key(client), name.clone()))
-            .or_insert(Record { failures: 0, last: now });
-        let live = current(record);
-        count(record, now, live);
-        let record = failures.by_name.entry(name).or_insert(Record { failures: 0, last: now });
-        let live = current(record);
-        count(record, now, live);
+        let max_runs = failures.max_runs;
+        count(&mut failures.by_client, (policy::client_key(client), name.clone()), now, max_runs);
+        count(&mut failures.by_name, name, now, max_runs);
+    }
+
+    /// How many runs are kept, per client and name and per name.
+    #[cfg(test)]
+    pub(super) fn runs(&self) -> (usize, usize) {
+        let failures = self.lock();
+        (failures.by_client.len(), failures.by_name.len())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Failures> {
@@ -69,8 +88,18 @@ impl MemoryThrottle {
     }
 }
 
-/// One more failure: a run that was forgotten starts again at one.
-fn count(record: &mut Record, now: Instant, current: bool) {
-    record.failures = if current { record.failures.saturating_add(1) } else { 1 };
+/// One more failure under `key`: a run that was forgotten starts again at one. A new
+/// run when `runs` is full first makes room (see [`MAX_RUNS`]), or is not counted.
+fn count<K: std::hash::Hash + Eq>(runs: &mut HashMap<K, Record>, key: K, now: Instant, max_runs: usize) {
+    let current = |record: &Record| now.saturating_duration_since(record.last) < policy::FORGET_AFTER;
+    if runs.len() >= max_runs && !runs.contains_key(&key) {
+        runs.retain(|_, record| current(record) && record.failures > policy::FREE_FAILURES);
+        if runs.len() >= max_runs {
+            tracing::warn!(runs = runs.len(), "too many failed log-ins to count; a new one is not counted");
+            return;
+        }
+    }
+    let record = runs.entry(key).or_insert(Record { failures: 0, last: now });
+    record.failures = if current(record) { record.failures.saturating_add(1) } else { 1 };
     record.last = now;
 }

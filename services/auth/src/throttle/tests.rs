@@ -184,3 +184,18 @@ async fn an_ipv6_client_is_counted_by_its_64(throttle: Subject) {
     assert!(throttle.locked(v6("2001:db8:1:2:ffff::1"), "alice", START).await.is_some(), "the same /64");
     assert_eq!(throttle.locked(v6("2001:db8:1:3::1"), "alice", START).await, None, "another /64");
 }
+
+#[test]
+fn the_counts_in_memory_stay_bounded_and_keep_the_waits() {
+    let throttle = MemoryThrottle::with_max_runs(10);
+    let start = Instant::now();
+    for _ in 0..=FREE {
+        throttle.failed_at(ip(1), "alice", start);
+    }
+    for n in 0..30u8 {
+        throttle.failed_at(ip(100 + n), &format!("name{n}"), start);
+    }
+    let (by_client, by_name) = throttle.runs();
+    assert!(by_client <= 10 && by_name <= 10, "{by_client} and {by_name} runs");
+    assert!(matches!(throttle.locked_at(ip(1), "alice", start), Some(Locked::Here(_))), "the wait is kept");
+}

@@ -109,10 +109,7 @@ pub const SECURITY_HEADERS: [(&str, &str); 6] = [
     ("x-frame-options", "DENY"),
     ("x-content-type-options", "nosniff"),
     ("referrer-policy", "no-referrer"),
-    (
-        "permissions-policy",
-        "camera=(), microphone=(), geolocation=(), payment=(), usb=(), browsing-topics=()",
-    ),
+    ("permissions-policy", "camera=(), microphone=(), geolocation=(), payment=(), usb=(), browsing-topics=()"),
     ("cross-origin-opener-policy", "same-origin"),
 ];
 
