@@ -79,6 +79,18 @@ async fn state_changes_from_other_origins_are_refused_and_other_clients_keep_wor
         .unwrap();
     assert_eq!(forced.status(), 403);
     assert!(testkit::session_token(forced.headers()).is_none());
+    // The same at the original's log-in on the tracker, and at auth itself.
+    for url in [sys.tracker_url(), sys.auth_url()] {
+        let forced = sys
+            .client()
+            .post(format!("{url}/login"))
+            .header("origin", "http://evil.example")
+            .body("username=user2&password=password2")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(forced.status(), 403, "{url}");
+    }
 
     // The page itself, curl (no header), and a link from elsewhere (a GET) pass.
     let own = [("sec-fetch-site", "same-origin"), ("origin", "http://localhost")];
