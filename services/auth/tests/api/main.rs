@@ -254,13 +254,14 @@ async fn a_right_password_from_a_client_that_has_not_failed_is_never_refused(bac
         assert_eq!(auth.relayed_login(&format!("203.0.113.{n}"), "guess").await, 401);
     }
     assert_eq!(auth.relayed_login("198.51.100.2", "password1").await, 200, "alice, who has not failed, logs in");
-    // An attacker retrying at once waits: under attack, there are no free tries.
+    // The last attacker retrying at once waits: under attack, there are no free tries.
+    let last = auth::throttle::Throttle::NAME_UNDER_ATTACK - 1;
     let body = serde_json::to_vec(&serde_json::json!({"username": "alice", "password": "guess"})).unwrap();
-    let path = "/login?client=203.0.113.1";
-    let signature = auth.cluster.sign(&reqwest::Method::POST, path, &body);
+    let url = reqwest::Url::parse(&format!("{}/login?client=203.0.113.{last}", auth.url)).unwrap();
+    let signature = auth.cluster.sign_url(&reqwest::Method::POST, &url, &body);
     let response = auth
         .client
-        .post(format!("{}{path}", auth.url))
+        .post(url)
         .header("content-type", "application/json")
         .header(wire::headers::SIGNATURE, signature)
         .body(body)
