@@ -17,13 +17,13 @@
 
 mod backend;
 mod launch;
+mod logging;
 pub mod otlp;
 mod process;
 mod service;
 mod user;
 
 use std::path::{Path, PathBuf};
-use std::sync::LazyLock;
 use std::time::Duration;
 
 use kit::config::Secrets;
@@ -35,6 +35,7 @@ use service::{Role, Running, urls};
 
 // The crate's API is flat (`testkit::TestUser`): tests read better that way.
 pub use backend::Backend;
+pub use logging::init_logging;
 pub use process::Child;
 pub use service::Service;
 pub use user::{Reply, TestUser, session_token};
@@ -42,21 +43,6 @@ pub use user::{Reply, TestUser, session_token};
 /// The repository's root (for `db/` and `www/`).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("the repository root exists")
-}
-
-/// Installs a log subscriber once; silent unless `TEST_LOG=1`.
-pub fn init_logging() {
-    static LOGGING: LazyLock<()> = LazyLock::new(|| {
-        if std::env::var_os("TEST_LOG").is_some() {
-            let _ = tracing_subscriber::fmt()
-                .with_env_filter(tracing_subscriber::EnvFilter::new(
-                    std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-                ))
-                .with_test_writer()
-                .try_init();
-        }
-    });
-    LazyLock::force(&LOGGING);
 }
 
 /// How to boot a [`System`].

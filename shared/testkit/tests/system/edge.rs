@@ -33,6 +33,7 @@ async fn behind_an_ingress_a_guesser_does_not_lock_the_user_out() {
     }
     let guesser = login_behind_an_ingress(&sys, "203.0.113.9", "password1").await;
     assert_eq!(guesser.status, 429, "the guesser waits: {}", guesser.body);
+    assert!(guesser.headers.contains_key("retry-after"), "relayed with its wait");
     let user = login_behind_an_ingress(&sys, "198.51.100.7", "password1").await;
     assert_eq!(user.status, 200, "the user, behind the same ingress, logs in: {}", user.body);
     sys.shutdown().await;
