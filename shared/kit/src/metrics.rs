@@ -401,7 +401,7 @@ mod tests {
                 }),
             )
             .merge(router::<Metrics>().with_state(metrics));
-        let app = crate::http::common_layers(routes, "test@here", http);
+        let app = crate::http::common_layers(routes, "test@here", http, &crate::http::EdgeConfig::default());
         let waiting = tokio::spawn({
             let app = app.clone();
             async move { call(&app, "GET", "/wait").await }
