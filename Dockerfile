@@ -99,13 +99,11 @@ COPY --from=builder /out/auth /usr/local/bin/auth
 # asked (AUTH_SEED_DB=/app/db/database.csv, or `auth import-csv /app/db/database.csv`,
 # which the compose profile `demo` runs).
 COPY db/database.csv /app/db/database.csv
-# MALLOC_MMAP_THRESHOLD_: glibc keeps each freed 19 MiB Argon2 block in its arenas and
-# auth would hold ~19 MiB per hash ever run; a fixed threshold hands each block back to
-# the kernel when freed (100 log-ins at once: peak 257 -> 48 MiB; docs/security.md).
+# Hashes reuse memory auth keeps (one 19 MiB set per hash at once), so no allocator
+# setting is needed to keep its memory bounded (docs/security.md#log-in-cost).
 ENV AUTH_SERVER_IP=0.0.0.0 \
     AUTH_SERVER_PORT=9100 \
-    AUTH_DB=/data/database.csv \
-    MALLOC_MMAP_THRESHOLD_=131072
+    AUTH_DB=/data/database.csv
 VOLUME ["/data"]
 USER 10001:10001
 EXPOSE 9100
