@@ -89,33 +89,13 @@ fn resolved_again(upstream: &Upstream) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
-    use std::sync::Arc;
-
     use super::*;
     use crate::config::vhost::Policy;
 
-    /// Log lines, written by a subscriber installed for one test.
-    #[derive(Clone, Default)]
-    struct Lines(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Lines {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
     #[tokio::test]
     async fn an_upstream_that_keeps_failing_to_resolve_is_warned_about_once() {
-        let lines = Lines::default();
-        let writer = lines.clone();
-        let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish();
-        let _default = tracing::subscriber::set_default(subscriber);
+        let lines = kit::telemetry::capture::CapturedLines::default();
+        let _default = tracing::subscriber::set_default(lines.subscriber());
         let upstream = Upstream { host: "jaeger.weaprous-test.invalid".into(), port: 4318 };
         let vhosts = [VhostConfig {
             name: "jaeger.localhost".into(),
@@ -131,7 +111,7 @@ mod tests {
             resolved = resolve_all(&vhosts, &resolved).await;
         }
         assert_eq!(resolved.get(&upstream), Some(&Vec::new()));
-        let logged = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        let logged = lines.text();
         let warnings = logged.lines().filter(|line| line.contains("WARN")).count();
         assert_eq!(warnings, 1, "{logged}");
     }

@@ -44,6 +44,7 @@ use tracing_subscriber::{EnvFilter, Layer, filter};
 
 use crate::config::ConfigError;
 
+pub mod capture;
 mod export;
 mod log_format;
 pub mod throttle;

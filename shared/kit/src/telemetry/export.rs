@@ -225,7 +225,6 @@ fn with_service_name(resource: &Resource, service: &str) -> Resource {
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
 
     use opentelemetry::trace::{Tracer as _, TracerProvider as _};
     use opentelemetry_sdk::error::OTelSdkError;
@@ -306,33 +305,16 @@ mod tests {
         assert_eq!(seen, expected.map(|(service, name)| (service.to_owned(), name.to_owned())));
     }
 
-    /// Log lines, written by a subscriber installed for one test.
-    #[derive(Clone, Default)]
-    struct Lines(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Lines {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
     #[tokio::test]
     async fn export_failures_are_warned_with_their_reason_once_per_interval() {
-        let lines = Lines::default();
-        let writer = lines.clone();
-        let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish();
-        let _default = tracing::subscriber::set_default(subscriber);
+        let lines = crate::telemetry::capture::CapturedLines::default();
+        let _default = tracing::subscriber::set_default(lines.subscriber());
         let recorder = Recorder { seen: Seen::default(), service: String::new(), fail: true };
         let exporter = Reporting::new(recorder, "http://collector:4318".into(), Arc::default());
         for _ in 0..20 {
             assert!(exporter.export(Vec::new()).await.is_err());
         }
-        let logged = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        let logged = lines.text();
         let warnings: Vec<&str> = logged.lines().filter(|line| line.contains("WARN")).collect();
         assert_eq!(warnings.len(), 1, "{logged}");
         assert!(warnings[0].contains("connection refused"), "the reason: {}", warnings[0]);

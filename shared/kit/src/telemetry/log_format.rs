@@ -106,39 +106,16 @@ where
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
-    use std::sync::{Arc, Mutex};
-
     use opentelemetry::trace::TracerProvider as _;
     use tracing_opentelemetry::OpenTelemetrySpanExt;
     use tracing_subscriber::layer::SubscriberExt;
 
     use super::*;
-
-    /// What a layer wrote.
-    #[derive(Clone, Default)]
-    struct Lines(Arc<Mutex<Vec<u8>>>);
-
-    impl Lines {
-        fn text(&self) -> String {
-            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-        }
-    }
-
-    impl Write for Lines {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::telemetry::capture::CapturedLines;
 
     #[test]
     fn lines_inside_a_span_end_with_its_trace_and_span_ids_in_text_and_json() {
-        let (text, json) = (Lines::default(), Lines::default());
+        let (text, json) = (CapturedLines::default(), CapturedLines::default());
         let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
         let (text_writer, json_writer) = (text.clone(), json.clone());
         let subscriber = tracing_subscriber::registry()
