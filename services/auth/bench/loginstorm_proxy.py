@@ -9,7 +9,9 @@ the storm got through within 2 s (following Retry-After).
 
 Usage: python3 services/auth/bench/loginstorm_proxy.py target/release/weaprous [N]
 Loopback only; N (default 100) log-ins, each on its own connection."""
-import http.client, json, os, secrets, shutil, socket, subprocess, sys, tempfile, threading, time
+import http.client, json, os, secrets, shutil, socket, subprocess, sys, tempfile, time
+
+from storm import storm
 
 binary = os.path.abspath(sys.argv[1])
 n = int(sys.argv[2]) if len(sys.argv) > 2 else 100
@@ -95,14 +97,6 @@ def status_kb(field):
                 return int(line.split()[1])
 
 
-def request(i):
-    if i % 10 == 1:
-        return f"user{(i // 10) % 4 + 1}", "wrong-password"   # at most 3 per name
-    if i % 2 == 1:
-        return f"ghost{i}", "wrong-password"                  # unknown: the dummy check
-    return f"user{(i // 2) % 4 + 1}", f"password{(i // 2) % 4 + 1}"
-
-
 # Warm-up: one correct log-in and one unknown name.
 first = login("user1", "password1")
 if first[0] != 200:
@@ -113,71 +107,8 @@ if first[0] != 200:
 login("ghost", "x")
 
 
-def storm():
-    """One storm of n log-ins, with a correct log-in made during it; its figures."""
-    rss_before = status_kb("VmRSS")
-    results = [None] * n
-    barrier = threading.Barrier(n + 1)
-
-    def worker(i):
-        user, password = request(i)
-        barrier.wait()
-        results[i] = login(user, password)
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    peak = [0]
-    stop = threading.Event()
-
-    def sample():
-        while not stop.is_set():
-            peak[0] = max(peak[0], status_kb("VmRSS") or 0)
-            time.sleep(0.005)
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
-    barrier.wait()
-    start = time.monotonic()
-    # A correct log-in while the storm is on, retrying as Retry-After says, within 2 s.
-    time.sleep(0.05)
-    probe_start = time.monotonic()
-    probe = []
-    while time.monotonic() - probe_start < 2:
-        status, took, retry = login("user2", "password2")
-        probe.append(status)
-        if status == 200 or retry is None:
-            break
-        time.sleep(min(float(retry), max(0, 2 - (time.monotonic() - probe_start))))
-    probe_took = time.monotonic() - probe_start
-    for t in threads:
-        t.join()
-    wall = time.monotonic() - start
-    time.sleep(2)  # let the allocator settle before reading "after"
-    stop.set()
-    sampler.join()
-    lat = sorted(r[1] for r in results)
-    codes = {}
-    for r in results:
-        codes[r[0]] = codes.get(r[0], 0) + 1
-    refused = sorted(r[1] for r in results if r[0] == 503)
-
-    def p99(values):
-        return round(values[min(len(values) - 1, int(round(0.99 * len(values))) - 1)] * 1000) if values else None
-
-    return {
-        "codes": codes, "auth_rss_before_mib": round(rss_before / 1024, 1),
-        "auth_rss_peak_sampled_mib": round(peak[0] / 1024, 1), "auth_rss_after_mib": round(status_kb("VmRSS") / 1024, 1),
-        "wall_s": round(wall, 2), "logins_per_s": round(n / wall, 1), "p50_ms": round(lat[len(lat) // 2] * 1000),
-        "p99_ms": p99(lat), "max_ms": round(lat[-1] * 1000), "p99_of_503_ms": p99(refused),
-        "retry_after_on_503": sorted({r[2] for r in results if r[0] == 503}, key=str),
-        "probe_statuses": probe, "probe_ok_within_2s": probe[-1] == 200 and probe_took <= 2,
-        "probe_took_ms": round(probe_took * 1000),
-    }
-
-
 # Two storms in a row: the second shows whether auth's memory grows further.
-rounds = [storm(), storm()]
+rounds = [storm(login, lambda: status_kb("VmRSS"), n) for _ in range(2)]
 hwm = status_kb("VmHWM")
 stop_all()
 shutil.rmtree(work)
