@@ -134,18 +134,21 @@ impl TestAuth {
 
     /// A JSON POST signed with the cluster key; its status.
     async fn signed_post(&self, path: &str, body: Vec<u8>) -> u16 {
+        self.signed_post_response(path, body).await.status().as_u16()
+    }
+
+    /// A JSON POST signed with the cluster key; the whole response.
+    async fn signed_post_response(&self, path: &str, body: Vec<u8>) -> reqwest::Response {
         let url = reqwest::Url::parse(&format!("{}{path}", self.url)).unwrap();
         let signature = self.cluster.sign_url(&reqwest::Method::POST, &url, &body);
-        let response = self
-            .client
+        self.client
             .post(url)
             .header("content-type", "application/json")
             .header(wire::headers::SIGNATURE, signature)
             .body(body)
             .send()
             .await
-            .unwrap();
-        response.status().as_u16()
+            .unwrap()
     }
 }
 
@@ -257,17 +260,7 @@ async fn a_right_password_from_a_client_that_has_not_failed_is_never_refused(bac
     // The last attacker retrying at once waits: under attack, there are no free tries.
     let last = auth::throttle::Throttle::NAME_UNDER_ATTACK - 1;
     let body = serde_json::to_vec(&serde_json::json!({"username": "alice", "password": "guess"})).unwrap();
-    let url = reqwest::Url::parse(&format!("{}/login?client=203.0.113.{last}", auth.url)).unwrap();
-    let signature = auth.cluster.sign_url(&reqwest::Method::POST, &url, &body);
-    let response = auth
-        .client
-        .post(url)
-        .header("content-type", "application/json")
-        .header(wire::headers::SIGNATURE, signature)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let response = auth.signed_post_response(&format!("/login?client=203.0.113.{last}"), body).await;
     assert_eq!(response.status(), 429);
     let wait: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=5).contains(&wait), "{wait}");
