@@ -11,6 +11,7 @@
 #   2. two users log in and land on two different peer replicas, exchange a channel
 #      message and a direct message; tracker.localhost and auth.localhost answer;
 #   3. `--scale peer=3`: the new replica joins the tracker's pool and gets traffic;
+#      Prometheus (`--profile observability`) scrapes every replica of every service;
 #   4. the peer container hosting one user is killed (SIGKILL): requests go on
 #      through the other replicas, and no acknowledged message is lost, channel or
 #      direct, once the container is started again;
@@ -81,7 +82,7 @@ cleanup() {
     compose logs --no-color --tail 40
   fi
   if "$DOCKER" info >/dev/null 2>&1; then
-    compose down -v --remove-orphans -t 10 >/dev/null 2>&1
+    compose --profile observability down -v --remove-orphans -t 10 >/dev/null 2>&1
   fi
   ((ENGINE)) && bash docker/engine.sh stop
   rm -rf "$WORK"
@@ -209,6 +210,32 @@ discover() { # WANT: probe until WANT replicas are known (bounded)
     ((${#STICKY[@]} < want)) && sleep 0.5
   done
   ((${#STICKY[@]} >= want))
+}
+
+# check_prometheus TRACKERS AUTHS PEERS PROXIES: `--profile observability` starts
+# Prometheus (observability/prometheus/), which finds the replicas by DNS; every one
+# of them must become a target that is up, per job, within a bounded wait. Prometheus
+# is removed again afterwards, so the rest of the test runs as before.
+check_prometheus() {
+  local want="tracker=$1 auth=$2 peer=$3 proxy=$4" got="" t
+  t=$(now)
+  compose --profile observability up -d --no-deps prometheus || fail "start Prometheus"
+  for _ in $(seq 1 60); do
+    got=$(curl -sS --max-time 5 "http://127.0.0.1:9090/api/v1/targets?state=active" 2>/dev/null |
+      jq -r '[.data.activeTargets[] | select(.health == "up") | .labels.job]
+             | group_by(.) | map("\(.[0])=\(length)") | map(select(startswith("prometheus") | not)) | join(" ")' 2>/dev/null) ||
+      got=""
+    [[ $got == "auth=$2 peer=$3 proxy=$4 tracker=$1" ]] && break
+    sleep 2
+  done
+  figure "Prometheus: every replica scraped and up" "$(since "$t") s"
+  [[ $got == "auth=$2 peer=$3 proxy=$4 tracker=$1" ]] || fail "Prometheus's targets that are up: want $want, got '$got'"
+  curl -sS --max-time 5 "http://127.0.0.1:9090/api/v1/query" --data-urlencode \
+    'query=count by (job) (weaprous_build_info)' -o "$WORK/prom.json" || fail "query Prometheus"
+  [[ $(jq -r '[.data.result[] | select(.metric.job == "peer") | .value[1]][0]' "$WORK/prom.json") == "$3" ]] ||
+    fail "weaprous_build_info from each of the $3 peers ($(cat "$WORK/prom.json"))"
+  compose --profile observability rm -sf prometheus >/dev/null 2>&1 || fail "remove Prometheus"
+  pass "Prometheus scrapes every replica (${want}), each up, weaprous_build_info from every peer"
 }
 
 # --- cluster mode (PostgreSQL) ------------------------------------------------------
@@ -558,6 +585,9 @@ call "$CAROL" POST /send-peer "username=user2&message=dm-from-carol"
 expect 200 202
 DM_IDS+=("$(body .id)")
 pass "the new replica $new_peer serves user3: channel and direct messages"
+
+log "Prometheus (profile observability) scrapes every replica"
+check_prometheus 1 1 3 1
 
 log "kill the replica of user2 ($bob_peer)"
 # Acknowledged before the kill: more direct messages to user2, stored on its replica.

@@ -7,9 +7,10 @@
 #                               Rust toolchain, and this machine's CA bundle (so that
 #                               cargo inside the build can reach crates.io)
 #
-# and, side by side (docker/offline-postgres-image.sh), the PostgreSQL image that
-# docker-compose.yml names (postgres:15-bookworm): the same minbase with Debian's
-# postgresql-15, behaving as the official image does.
+# and, side by side, the third-party images docker-compose.yml names, the same minbase
+# with Debian's packages, behaving as the official images do:
+# docker/offline-postgres-image.sh (postgres:15-bookworm, postgresql-15) and
+# docker/offline-prometheus-image.sh (prom/prometheus, Debian's prometheus).
 #
 # Only for machines that cannot reach Docker Hub (our CI). On a normal Docker host,
 # `docker compose up --build` pulls the official images and this script is not needed.
@@ -34,6 +35,8 @@ FORCE=0
 
 log() { printf '[offline-base-images] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+# shellcheck source=docker/offline-lib.sh
+source docker/offline-lib.sh
 
 [[ $(id -u) == 0 ]] || die "debootstrap needs root"
 command -v debootstrap >/dev/null || die "debootstrap is not installed (apt-get install debootstrap)"
@@ -58,48 +61,31 @@ TRIPLE=$(rustc -vV | sed -n 's/^host: //p')
 CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
 [[ -s "$CA_BUNDLE" ]] || die "$CA_BUNDLE is missing"
 
-# The PostgreSQL stand-in: its own debootstrap, in the background meanwhile (it
-# checks whether its tag exists itself).
-postgres_args=()
-((FORCE)) && postgres_args=(--force)
-DOCKER=$DOCKER DEBIAN_MIRROR=$MIRROR bash docker/offline-postgres-image.sh "${postgres_args[@]}" &
+# The PostgreSQL and Prometheus stand-ins: their own debootstraps, in the background
+# meanwhile (each checks whether its tag exists itself).
+stand_in_args=()
+((FORCE)) && stand_in_args=(--force)
+DOCKER=$DOCKER DEBIAN_MIRROR=$MIRROR bash docker/offline-postgres-image.sh "${stand_in_args[@]}" &
 postgres_pid=$!
-wait_postgres() { wait "$postgres_pid" || die "the PostgreSQL image failed (docker/offline-postgres-image.sh, log above)"; }
+DOCKER=$DOCKER DEBIAN_MIRROR=$MIRROR bash docker/offline-prometheus-image.sh "${stand_in_args[@]}" &
+prometheus_pid=$!
+wait_stand_ins() {
+  wait "$postgres_pid" || die "the PostgreSQL image failed (docker/offline-postgres-image.sh, log above)"
+  wait "$prometheus_pid" || die "the Prometheus image failed (docker/offline-prometheus-image.sh, log above)"
+}
 
 have() { "$DOCKER" image inspect "$1" >/dev/null 2>&1; }
 if ((!FORCE)) && have "$SLIM_TAG" && have "$RUST_TAG"; then
   log "$SLIM_TAG and $RUST_TAG exist already (--force rebuilds them)"
-  wait_postgres
+  wait_stand_ins
   exit 0
 fi
 
-if [[ -n "${WEAPROUS_BASE_WORKDIR:-}" ]]; then
-  WORK=$WEAPROUS_BASE_WORKDIR
-  mkdir -p "$WORK"
-else
-  WORK=$(mktemp -d /var/tmp/weaprous-base.XXXXXX)
-  trap 'rm -rf --one-file-system "$WORK"' EXIT
-fi
-
-# What the official slim image leaves out: documentation, manuals, locales, apt lists.
-slim_down() {
-  local root=$1
-  rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/cache/apt/archives/*.deb \
-    "$root"/usr/share/doc/* "$root"/usr/share/man/* "$root"/usr/share/info/* "$root"/var/log/*.log \
-    "$root"/tmp/* "$root"/var/tmp/*
-  find "$root"/usr/share/locale -mindepth 1 -maxdepth 1 ! -name 'locale.alias' -exec rm -rf {} + 2>/dev/null || true
-  # debootstrap copies the host's resolver settings; Docker writes its own at run time.
-  : >"$root"/etc/resolv.conf
-  printf 'localhost\n' >"$root"/etc/hostname
-}
+scratch_dir base
 
 bootstrap() { # DIR [--include=...]
-  local dir=$1
-  shift
-  log "debootstrap $SUITE into $dir $*"
-  debootstrap --variant=minbase "$@" "$SUITE" "$dir" "$MIRROR" >"$dir.log" 2>&1 ||
-    { tail -20 "$dir.log" >&2; die "debootstrap failed (log above)"; }
-  slim_down "$dir"
+  bootstrap_root "$@"
+  slim_down "$1"
 }
 
 # The two root filesystems are independent: fetch them side by side.
@@ -139,5 +125,5 @@ tar -C "$root" --numeric-owner -c . |
     - "$RUST_TAG" >/dev/null
 
 "$DOCKER" image ls --format '{{.Repository}}:{{.Tag}}  {{.Size}}' | grep -E "^(debian:$SUITE-slim|rust:$RUST_VERSION-bookworm) " >&2 || true
-wait_postgres
+wait_stand_ins
 log "done"

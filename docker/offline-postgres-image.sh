@@ -39,6 +39,8 @@ FORCE=0
 
 log() { printf '[offline-postgres-image] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+# shellcheck source=docker/offline-lib.sh
+source docker/offline-lib.sh
 
 # The tag: the `image: postgres:...` line of docker-compose.yml.
 TAG=${WEAPROUS_POSTGRES_TAG:-$(sed -n 's/^[[:space:]]*image:[[:space:]]*"\{0,1\}\(postgres:[A-Za-z0-9._-]*\).*/\1/p' docker-compose.yml | head -1)}
@@ -55,19 +57,12 @@ esac
 command -v debootstrap >/dev/null || die "debootstrap is not installed (apt-get install debootstrap)"
 "$DOCKER" info >/dev/null 2>&1 || die "no Docker engine answers ($DOCKER info failed)"
 
-if ((!FORCE)) && "$DOCKER" image inspect "$TAG" >/dev/null 2>&1; then
+if image_exists "$TAG"; then
   log "$TAG exists already (--force rebuilds it)"
   exit 0
 fi
 
-if [[ -n "${WEAPROUS_BASE_WORKDIR:-}" ]]; then
-  WORK=$WEAPROUS_BASE_WORKDIR/postgres
-  rm -rf --one-file-system "$WORK"
-  mkdir -p "$WORK"
-else
-  WORK=$(mktemp -d /var/tmp/weaprous-postgres.XXXXXX)
-  trap 'rm -rf --one-file-system "$WORK"' EXIT
-fi
+scratch_dir postgres
 root=$WORK/rootfs
 mkdir -p "$root"
 
@@ -109,23 +104,10 @@ sed -ri "s!^#?(listen_addresses)\s*=\s*\S+.*!\1 = '*'!" "$sample"
 grep -q "^listen_addresses = '\*'" "$sample" || die "could not set listen_addresses in $sample"
 install -m 0755 docker/postgres-entrypoint.sh "$root/usr/local/bin/docker-entrypoint.sh"
 
-# What the official slim images leave out: documentation, manuals, locales, apt lists
-# (as in docker/offline-base-images.sh).
-rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/cache/apt/archives/*.deb \
-  "$root"/usr/share/doc/* "$root"/usr/share/man/* "$root"/usr/share/info/* "$root"/var/log/*.log \
-  "$root"/tmp/* "$root"/var/tmp/*
-find "$root"/usr/share/locale -mindepth 1 -maxdepth 1 ! -name 'locale.alias' -exec rm -rf {} + 2>/dev/null || true
-: >"$root"/etc/resolv.conf
-printf 'localhost\n' >"$root"/etc/hostname
+slim_down "$root"
 
-# `docker import --change` cannot set STOPSIGNAL: build from scratch instead, with the
-# root filesystem as a tar that ADD unpacks (ownership and modes kept).
-ctx=$WORK/context
-mkdir -p "$ctx"
-tar -C "$root" --numeric-owner -cf "$ctx/rootfs.tar" .
-cat >"$ctx/Dockerfile" <<EOF
-FROM scratch
-ADD rootfs.tar /
+log "PostgreSQL $(chroot "$root" "/usr/lib/postgresql/$MAJOR/bin/postgres" --version | awk '{print $3}')"
+image_from_root "$root" "$TAG" <<EOF
 ENV PG_MAJOR=$MAJOR \\
     PATH=/usr/lib/postgresql/$MAJOR/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \\
     PGDATA=/var/lib/postgresql/data \\
@@ -137,8 +119,4 @@ STOPSIGNAL SIGINT
 EXPOSE 5432
 CMD ["postgres"]
 EOF
-log "docker build $TAG (PostgreSQL $(chroot "$root" "/usr/lib/postgresql/$MAJOR/bin/postgres" --version | awk '{print $3}'))"
-"$DOCKER" build -q -t "$TAG" "$ctx" >/dev/null
-
-"$DOCKER" image ls --format '{{.Repository}}:{{.Tag}}  {{.Size}}' | grep -E "^$TAG " >&2 || true
 log "done"
