@@ -45,7 +45,7 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: 
             });
             let connection = http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(kit::http::HEADER_READ_TIMEOUT)
+                .header_read_timeout(kit::limits::HEADER_READ_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service);
             tokio::select! {
                 () = shutdown.cancelled() => {}

@@ -22,7 +22,7 @@
 //!
 //! [`serve`] resolves upstream names, starts the health and DNS tasks, and serves
 //! until `shutdown` completes; then it stops accepting, lets in-flight requests finish
-//! for at most [`kit::http::DRAIN_GRACE`], and stops the background tasks. A `Proxy`
+//! for at most [`kit::shutdown::DRAIN_GRACE`], and stops the background tasks. A `Proxy`
 //! is served once. The `proxy` binary uses [`run`] instead: the same loop on one
 //! single-threaded worker per core.
 //!

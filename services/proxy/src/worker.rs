@@ -98,10 +98,10 @@ pub(crate) async fn serve(
         connections.wait().await;
         background.wait().await;
     };
-    match tokio::time::timeout(kit::http::DRAIN_GRACE, drained).await {
+    match tokio::time::timeout(kit::shutdown::DRAIN_GRACE, drained).await {
         Ok(()) => tracing::info!("drained"),
         Err(_) => tracing::warn!(
-            grace_secs = kit::http::DRAIN_GRACE.as_secs(),
+            grace_secs = kit::shutdown::DRAIN_GRACE.as_secs(),
             "drain timed out; closing the remaining connections"
         ),
     }

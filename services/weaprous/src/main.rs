@@ -184,7 +184,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         .collect::<anyhow::Result<Vec<u16>>>()?;
 
     // `WEAPROUS_RATE_LIMITS=off` and `WEAPROUS_LIMITS__*`, as each service alone reads them.
-    let limits = kit::config::limits_from_env().unwrap_or_else(|err| err.exit());
+    let limits = kit::rate::Limits::from_env().unwrap_or_else(|err| err.exit());
     let auth_config = auth::Config {
         server_ip: host,
         db: args.db.clone(),

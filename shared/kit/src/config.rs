@@ -146,24 +146,16 @@ pub fn layered<D: Serialize, F: Serialize>(defaults: &D, file: &Path, prefix: &s
         .merge(Serialized::defaults(flags))
 }
 
-/// The rate limits from the environment alone (`WEAPROUS_LIMITS__<NAME>` and
-/// `WEAPROUS_RATE_LIMITS`), for a runner that builds its services' configs in code
-/// (`weaprous up`).
-pub fn limits_from_env() -> Result<crate::rate::Limits, ConfigError> {
-    #[derive(Deserialize)]
-    struct WithLimits {
-        #[serde(default)]
-        limits: crate::rate::Limits,
-    }
-    extract::<WithLimits>(&rate_limits_from_env()).map(|with| with.limits)
-}
+/// The variable that switches every rate limit off: `WEAPROUS_RATE_LIMITS=off`
+/// (`kit::rate::SWITCH_ENV`).
+pub const RATE_LIMITS_SWITCH: &str = "WEAPROUS_RATE_LIMITS";
 
-/// `WEAPROUS_LIMITS__<NAME>` for each rate limit of [`crate::rate::Limits`], and
-/// [`crate::rate::SWITCH_ENV`] (`WEAPROUS_RATE_LIMITS=off`) for `limits.enabled`.
-fn rate_limits_from_env() -> Figment {
+/// `WEAPROUS_LIMITS__<NAME>` for each rate limit of `kit::rate::Limits`, and
+/// [`RATE_LIMITS_SWITCH`] (`WEAPROUS_RATE_LIMITS=off`) for `limits.enabled`.
+pub(crate) fn rate_limits_from_env() -> Figment {
     Figment::new()
         .merge(Env::prefixed("WEAPROUS_LIMITS__").map(|key| format!("limits.{key}").into()))
-        .merge(Env::raw().only(&[crate::rate::SWITCH_ENV]).map(|_| "limits.enabled".into()))
+        .merge(Env::raw().only(&[RATE_LIMITS_SWITCH]).map(|_| "limits.enabled".into()))
 }
 
 /// `WEAPROUS_SESSION_SECRET_FILE`, `WEAPROUS_CLUSTER_SECRET_FILE` and
@@ -342,33 +334,6 @@ mod tests {
     }
 
     #[derive(Debug, Deserialize)]
-    struct WithLimits {
-        #[serde(default)]
-        limits: crate::rate::Limits,
-    }
-
-    #[test]
-    fn rate_limits_are_switched_off_and_set_from_the_env() {
-        figment::Jail::expect_with(|jail| {
-            let load = || {
-                extract::<WithLimits>(&layered(&defaults(), Path::new("none.toml"), "DEMO", &Flags { port: None }))
-                    .unwrap()
-                    .limits
-            };
-            assert_eq!(load(), crate::rate::Limits::default());
-            jail.set_env("WEAPROUS_LIMITS__STREAMS_PER_USER", "7");
-            jail.set_env("DEMO_LIMITS__MESSAGES_PER_SEC", "3");
-            let set = load();
-            assert_eq!((set.streams_per_user, set.messages_per_sec, set.enabled), (7, 3, true));
-            assert_eq!(limits_from_env().unwrap().streams_per_user, 7);
-            jail.set_env("WEAPROUS_RATE_LIMITS", "off");
-            assert!(!load().enabled);
-            assert!(!limits_from_env().unwrap().enabled);
-            Ok(())
-        });
-    }
-
-    #[derive(Debug, Deserialize)]
     struct WithSecrets {
         #[serde(flatten)]
         secrets: Secrets,
@@ -446,5 +411,34 @@ mod tests {
         assert_eq!(base_url("http://tracker:9000").unwrap().as_str(), "http://tracker:9000/");
         assert!(base_url("ftp://x").is_err());
         assert!(base_url("::::").is_err());
+    }
+
+    #[cfg(feature = "service")]
+    #[derive(Debug, Deserialize)]
+    struct WithLimits {
+        #[serde(default)]
+        limits: crate::rate::Limits,
+    }
+
+    #[cfg(feature = "service")]
+    #[test]
+    fn rate_limits_are_switched_off_and_set_from_the_env() {
+        figment::Jail::expect_with(|jail| {
+            let load = || {
+                extract::<WithLimits>(&layered(&defaults(), Path::new("none.toml"), "DEMO", &Flags { port: None }))
+                    .unwrap()
+                    .limits
+            };
+            assert_eq!(load(), crate::rate::Limits::default());
+            jail.set_env("WEAPROUS_LIMITS__STREAMS_PER_USER", "7");
+            jail.set_env("DEMO_LIMITS__MESSAGES_PER_SEC", "3");
+            let set = load();
+            assert_eq!((set.streams_per_user, set.messages_per_sec, set.enabled), (7, 3, true));
+            assert_eq!(crate::rate::Limits::from_env().unwrap().streams_per_user, 7);
+            jail.set_env("WEAPROUS_RATE_LIMITS", "off");
+            assert!(!load().enabled);
+            assert!(!crate::rate::Limits::from_env().unwrap().enabled);
+            Ok(())
+        });
     }
 }

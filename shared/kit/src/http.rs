@@ -38,8 +38,7 @@ pub use streams::OwnConnection;
 /// How long one request may take before the service gives up on it.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// How long in-flight requests get to finish after a shutdown signal.
-pub const DRAIN_GRACE: Duration = Duration::from_secs(10);
+pub use crate::shutdown::DRAIN_GRACE;
 
 /// Adds what every service wants around its routes: a request span named by the
 /// matched route (the child of the caller's trace, if any), an access-log line,
@@ -154,9 +153,7 @@ async fn access_log(
     response
 }
 
-/// How long a client may take to send a request head (slow clients must not hold
-/// connections open for free).
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+pub use crate::limits::HEADER_READ_TIMEOUT;
 
 /// The address of the client behind a request, as the edge resolved it from the
 /// trusted proxies' `X-Forwarded-For` ([`edge::TrustedProxies`]), else the

@@ -8,7 +8,7 @@
 //! - [`shutdown`]: SIGINT/SIGTERM as a future, and a token that long streams watch.
 //! - [`http`]: serving a router with the common layers and a bounded graceful drain,
 //!   and event streams without hyper's buffers.
-//! - [`limits`]: raising the open-file limit at start.
+//! - [`limits`]: raising the open-file limit at start; the request-head timeout.
 //! - [`error`]: [`error::ApiError`], the one error type of every HTTP edge.
 //! - [`body`]: [`body::Input`], a form body whatever its `Content-Type`, or JSON.
 //! - [`session`]: issuing and verifying signed, expiring session tokens.
@@ -19,25 +19,39 @@
 //! - [`www`]: static files of the web UI.
 //! - `db` (feature `sqlite`): an embedded SQLite store with group commit.
 //! - `pg` (feature `postgres`): the PostgreSQL pool, migrations, `LISTEN`, test databases.
+//!
+//! The modules that serve or call HTTP as a web service (`body`, `client`, `error`,
+//! `health`, `http`, `rate`, `session`, `sign`, `www`, and the `/metrics` route with
+//! the request metrics) need the feature `service`; the proxy, which has its own
+//! engine, uses kit without it (config, telemetry, shutdown, metrics rendering).
 
 pub mod backoff;
+#[cfg(feature = "service")]
 pub mod body;
+#[cfg(feature = "service")]
 pub mod client;
 pub mod config;
 #[cfg(feature = "sqlite")]
 pub mod db;
+#[cfg(feature = "service")]
 pub mod error;
+#[cfg(feature = "service")]
 pub mod health;
+#[cfg(feature = "service")]
 pub mod http;
 pub mod limits;
 pub mod metrics;
 #[cfg(feature = "postgres")]
 pub mod pg;
+#[cfg(feature = "service")]
 pub mod rate;
+#[cfg(feature = "service")]
 pub mod session;
 pub mod shutdown;
+#[cfg(feature = "service")]
 pub mod sign;
 pub mod telemetry;
+#[cfg(feature = "service")]
 pub mod www;
 
 /// Milliseconds since the Unix epoch: the timestamps in every wire type.

@@ -1,4 +1,11 @@
-//! Process limits a server needs raised at start.
+//! Process limits a server needs raised at start, and how long a client may take.
+
+use std::time::Duration;
+
+/// How long a client may take to send a request head (slow clients must not hold
+/// connections open for free): the services' `kit::http::serve` and the proxy's
+/// metrics listener alike.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Raises the soft limit on open files to the hard limit, as Go's runtime does. Every
 /// connection is a file, and the usual soft limit (1024) would stop a peer at about a

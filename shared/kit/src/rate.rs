@@ -19,10 +19,11 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 use serde::{Deserialize, Serialize};
 
+use crate::config::{self, ConfigError};
 use crate::error::ApiError;
 
 /// The variable that switches every rate limit off: `WEAPROUS_RATE_LIMITS=off`.
-pub const SWITCH_ENV: &str = "WEAPROUS_RATE_LIMITS";
+pub const SWITCH_ENV: &str = config::RATE_LIMITS_SWITCH;
 
 /// The rate limits and caps, under `[limits]` in a service's TOML file,
 /// `WEAPROUS_LIMITS__<NAME>` or `<PREFIX>_LIMITS__<NAME>` (e.g.
@@ -67,6 +68,18 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// The rate limits from the environment alone (`WEAPROUS_LIMITS__<NAME>` and
+    /// `WEAPROUS_RATE_LIMITS`), for a runner that builds its services' configs in code
+    /// (`weaprous up`).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        #[derive(Deserialize)]
+        struct WithLimits {
+            #[serde(default)]
+            limits: Limits,
+        }
+        config::extract::<WithLimits>(&config::rate_limits_from_env()).map(|with| with.limits)
+    }
+
     /// Every limit off.
     pub fn off() -> Self {
         Self { enabled: false, ..Self::default() }

@@ -1,4 +1,10 @@
-//! Shutdown: SIGINT or SIGTERM as a future.
+//! Shutdown: SIGINT or SIGTERM as a future, and how long a drain may take.
+
+use std::time::Duration;
+
+/// How long in-flight requests get to finish after a shutdown signal (the services'
+/// `kit::http::serve` and the proxy's workers alike).
+pub const DRAIN_GRACE: Duration = Duration::from_secs(10);
 
 /// Completes on Ctrl-C (SIGINT) or SIGTERM, which Docker and Kubernetes send to stop
 /// a container gracefully.
