@@ -62,40 +62,24 @@ impl Default for Config {
 }
 
 /// The auth server's flags beyond the shared ones.
-#[derive(Debug, Clone, Default, clap::Args)]
+#[derive(Debug, Clone, Default, clap::Args, Serialize)]
 pub struct Flags {
     #[command(flatten)]
+    #[serde(flatten)]
     pub server: ServerFlags,
     /// The user database file.
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub db: Option<PathBuf>,
     #[command(flatten)]
+    #[serde(flatten)]
     pub storage: StorageFlags,
-}
-
-#[derive(Serialize)]
-struct Overrides<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    server_ip: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    server_port: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    db: Option<&'a PathBuf>,
-    /// Lands in `secrets.database_url`, which is flattened into `Config`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    database_url: Option<&'a str>,
 }
 
 impl Config {
     pub fn figment(flags: &Flags) -> Figment {
         let file = kit::config::file_path(flags.server.config.as_deref(), "AUTH", "auth.toml");
-        let overrides = Overrides {
-            server_ip: flags.server.bind_ip(),
-            server_port: flags.server.server_port,
-            db: flags.db.as_ref(),
-            database_url: flags.storage.database_url.as_deref(),
-        };
-        kit::config::layered(&Config::default(), &file, "AUTH", &overrides)
+        kit::config::layered(&Config::default(), &file, "AUTH", flags)
     }
 
     pub fn load(flags: &Flags) -> Result<Self, ConfigError> {

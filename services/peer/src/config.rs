@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use figment::Figment;
+use figment::providers::Serialized;
 use kit::client::endpoints::Endpoints;
 use kit::config::{ConfigError, Secrets, ServerFlags, StorageFlags};
 use serde::{Deserialize, Serialize};
@@ -94,78 +95,62 @@ fn default_pool_size() -> usize {
 }
 
 /// The peer's flags: the original's, plus the new services' addresses.
-#[derive(Debug, Clone, Default, clap::Args)]
+#[derive(Debug, Clone, Default, clap::Args, Serialize)]
 pub struct Flags {
     #[command(flatten)]
+    #[serde(flatten)]
     pub server: ServerFlags,
     /// The tracker's full address, `IP:PORT`, or several, comma-separated (overrides
     /// --host and --tracker-port).
     #[arg(long = "tracker-ip")]
+    #[serde(skip)]
     pub tracker_ip: Option<String>,
     /// The tracker's port on --host.
     #[arg(long = "tracker-port")]
+    #[serde(skip)]
     pub tracker_port: Option<u16>,
     /// Where auth answers (`ip:port` or a URL, or several, comma-separated).
     #[arg(long = "auth-url")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub auth_url: Option<String>,
     /// The host other peers reach this one at.
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub advertise: Option<String>,
     /// The folder of the peer's database.
     #[arg(long = "data-dir")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
     /// The web UI folder.
     #[arg(long = "www")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub www_dir: Option<PathBuf>,
     #[command(flatten)]
+    #[serde(flatten)]
     pub storage: StorageFlags,
 }
 
-#[derive(Serialize)]
-struct Overrides<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    server_ip: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    server_port: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tracker_url: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    auth_url: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    advertise: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    data_dir: Option<&'a PathBuf>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    www_dir: Option<&'a PathBuf>,
-    /// Lands in `secrets.database_url`, which is flattened into `Config`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    database_url: Option<&'a str>,
+impl Flags {
+    /// The tracker's address the flags ask for, the original's way: `--tracker-ip`
+    /// wins; else `--host` (or 127.0.0.1) with `--tracker-port` (or 9000), when either
+    /// is given.
+    fn tracker_url(&self) -> Option<String> {
+        self.tracker_ip.clone().or_else(|| {
+            (self.server.host.is_some() || self.tracker_port.is_some()).then(|| {
+                format!("{}:{}", self.server.host.as_deref().unwrap_or("127.0.0.1"), self.tracker_port.unwrap_or(9000))
+            })
+        })
+    }
 }
 
 impl Config {
     pub fn figment(flags: &Flags) -> Figment {
         let file = kit::config::file_path(flags.server.config.as_deref(), "PEER", "peer.toml");
-        // The original: --tracker-ip wins; else --host with --tracker-port (9000).
-        let tracker_url = flags.tracker_ip.clone().or_else(|| {
-            (flags.server.host.is_some() || flags.tracker_port.is_some()).then(|| {
-                format!(
-                    "{}:{}",
-                    flags.server.host.as_deref().unwrap_or("127.0.0.1"),
-                    flags.tracker_port.unwrap_or(9000)
-                )
-            })
-        });
-        let overrides = Overrides {
-            server_ip: flags.server.bind_ip(),
-            server_port: flags.server.server_port,
-            tracker_url,
-            auth_url: flags.auth_url.as_deref(),
-            advertise: flags.advertise.as_deref(),
-            data_dir: flags.data_dir.as_ref(),
-            www_dir: flags.www_dir.as_ref(),
-            database_url: flags.storage.database_url.as_deref(),
-        };
-        kit::config::layered(&Config::default(), &file, "PEER", &overrides)
+        let figment = kit::config::layered(&Config::default(), &file, "PEER", flags);
+        match flags.tracker_url() {
+            Some(url) => figment.merge(Serialized::default("tracker_url", url)),
+            None => figment,
+        }
     }
 
     pub fn load(flags: &Flags) -> Result<Self, ConfigError> {

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use figment::Figment;
+use figment::providers::Serialized;
 use kit::client::endpoints::Endpoints;
 use kit::config::{ConfigError, Secrets, ServerFlags, StorageFlags};
 use serde::{Deserialize, Serialize};
@@ -65,58 +66,46 @@ impl Default for Config {
 }
 
 /// The tracker's flags: the original's, plus the new services' addresses.
-#[derive(Debug, Clone, Default, clap::Args)]
+/// The tracker's flags. As a figment layer (`Serialize`), each flag given sets the
+/// setting of its name.
+#[derive(Debug, Clone, Default, clap::Args, Serialize)]
 pub struct Flags {
     #[command(flatten)]
+    #[serde(flatten)]
     pub server: ServerFlags,
     /// The tracker's port, as the original's `--tracker-port` (when --server-port is
     /// not given).
     #[arg(long = "tracker-port")]
+    #[serde(skip)]
     pub tracker_port: Option<u16>,
     /// Where auth answers (`ip:port` or a URL); several, comma-separated, for
     /// replicas.
     #[arg(long = "auth-url")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub auth_url: Option<String>,
     /// The folder of the tracker's database.
     #[arg(long = "data-dir")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
     /// The web UI folder.
     #[arg(long = "www")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub www_dir: Option<PathBuf>,
     /// `--database-url`: PostgreSQL (cluster mode) instead of the embedded database.
     #[command(flatten)]
+    #[serde(flatten)]
     pub storage: StorageFlags,
-}
-
-#[derive(Serialize)]
-struct Overrides<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    server_ip: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    server_port: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    auth_url: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    data_dir: Option<&'a PathBuf>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    www_dir: Option<&'a PathBuf>,
-    /// Lands in `secrets.database_url`, which is flattened into `Config`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    database_url: Option<&'a str>,
 }
 
 impl Config {
     pub fn figment(flags: &Flags) -> Figment {
         let file = kit::config::file_path(flags.server.config.as_deref(), "TRACKER", "tracker.toml");
-        let overrides = Overrides {
-            server_ip: flags.server.bind_ip(),
-            server_port: flags.server.server_port.or(flags.tracker_port),
-            auth_url: flags.auth_url.as_deref(),
-            data_dir: flags.data_dir.as_ref(),
-            www_dir: flags.www_dir.as_ref(),
-            database_url: flags.storage.database_url.as_deref(),
-        };
-        kit::config::layered(&Config::default(), &file, "TRACKER", &overrides)
+        let figment = kit::config::layered(&Config::default(), &file, "TRACKER", flags);
+        // The original's `--tracker-port`, where `--server-port` is not given.
+        match (flags.tracker_port, flags.server.server_port) {
+            (Some(port), None) => figment.merge(Serialized::default("server_port", port)),
+            _ => figment,
+        }
     }
 
     pub fn load(flags: &Flags) -> Result<Self, ConfigError> {
@@ -169,12 +158,51 @@ impl Config {
 // figment's Jail returns figment's own (large) error type.
 #[allow(clippy::result_large_err)]
 mod tests {
+    use std::path::Path;
+
     use secrecy::ExposeSecret;
 
     use super::*;
 
     fn database_url(flags: &Flags) -> Option<String> {
         Config::load(flags).unwrap().secrets.database_url.map(|url| url.expose_secret().to_owned())
+    }
+
+    #[test]
+    fn flags_given_override_the_env_and_the_original_port_flag_yields_to_server_port() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("TRACKER_SERVER_PORT", "9300");
+            jail.set_env("TRACKER_DATA_DIR", "from-env");
+            jail.set_env("TRACKER_AUTH_URL", "http://env-auth:9100");
+            let config = Config::load(&Flags::default()).unwrap();
+            assert_eq!((config.server_port, config.data_dir.as_path()), (9300, Path::new("from-env")));
+            let flags = Flags {
+                server: ServerFlags { host: Some("10.0.0.7".into()), ..ServerFlags::default() },
+                tracker_port: Some(9400),
+                data_dir: Some("from-flag".into()),
+                www_dir: Some("ui".into()),
+                ..Flags::default()
+            };
+            let config = Config::load(&flags).unwrap();
+            assert_eq!(config.listen().to_string(), "10.0.0.7:9400", "--host and --tracker-port");
+            assert_eq!(
+                (config.data_dir.as_path(), config.www_dir.as_path()),
+                (Path::new("from-flag"), Path::new("ui"))
+            );
+            assert_eq!(config.auth_url, "http://env-auth:9100", "a flag not given leaves the env's value");
+            let flags = Flags {
+                server: ServerFlags {
+                    server_ip: Some("127.0.0.2".into()),
+                    host: Some("10.0.0.7".into()),
+                    server_port: Some(9500),
+                    ..ServerFlags::default()
+                },
+                tracker_port: Some(9400),
+                ..Flags::default()
+            };
+            assert_eq!(Config::load(&flags).unwrap().listen().to_string(), "127.0.0.2:9500", "--server-* win");
+            Ok(())
+        });
     }
 
     #[test]

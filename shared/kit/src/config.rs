@@ -221,7 +221,9 @@ impl ConfigError {
     }
 }
 
-/// The original's flags for where a server listens, shared by every binary.
+/// The original's flags for where a server listens, shared by every binary. As a
+/// figment layer (it is `Serialize`) it sets `server_ip` (`--server-ip`, else
+/// `--host`) and `server_port` when given; `--config` picks the file and is no setting.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ServerFlags {
     /// Shared IP: the address to bind and the one the other services are found at.
@@ -245,12 +247,28 @@ impl ServerFlags {
     }
 }
 
+impl Serialize for ServerFlags {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        if let Some(ip) = self.bind_ip() {
+            map.serialize_entry("server_ip", ip)?;
+        }
+        if let Some(port) = self.server_port {
+            map.serialize_entry("server_port", &port)?;
+        }
+        map.end()
+    }
+}
+
 /// The flag that picks the storage backend, shared by the services that keep data.
-#[derive(Debug, Clone, Default, clap::Args)]
+/// As a figment layer it sets `database_url` (a secret, flattened into each config).
+#[derive(Debug, Clone, Default, clap::Args, Serialize)]
 pub struct StorageFlags {
     /// A PostgreSQL URL (`postgres://user:pass@host/db`): keep this service's data
     /// there (cluster mode) instead of embedded. Also `WEAPROUS_DATABASE_URL`.
     #[arg(long = "database-url")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub database_url: Option<String>,
 }
 
