@@ -54,3 +54,49 @@ pub async fn serve(
     let app = kit::http::common_layers(router(state), &format!("auth@{addr}"), http_metrics, &edge);
     kit::http::serve(listener, app, shutdown).await
 }
+
+/// The auth, built and bound: how its binary, `weaprous` (`auth` and `up`) and the
+/// tests start it, one start-up path for all.
+pub struct Auth {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Auth {
+    /// Builds the state from `config` and binds `config.listen()`.
+    pub async fn build(config: &Config) -> anyhow::Result<Self> {
+        let listener = kit::http::bind(config.listen()).await?;
+        Self::build_on(listener, config).await
+    }
+
+    /// Builds the state from `config`, on a listener the caller bound (the all-in-one
+    /// binds every port before it starts anything; tests bind port 0).
+    pub async fn build_on(listener: TcpListener, config: &Config) -> anyhow::Result<Self> {
+        Ok(Self { state: AppState::new(config).await?, listener })
+    }
+
+    /// The address it serves on.
+    pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Its state (tests look into it).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        serve(self.listener, self.state, shutdown).await
+    }
+}
+
+/// The `auth` command, as its binary and `weaprous auth` run it: the config from
+/// `flags` (exit 64 when it is wrong), telemetry, the refusal of public secrets, then
+/// serving until SIGINT or SIGTERM.
+pub async fn run_command(flags: &config::Flags) -> anyhow::Result<()> {
+    let config = Config::load(flags).unwrap_or_else(|err| err.exit());
+    let _telemetry = kit::start("auth");
+    config.secrets.refuse_public().unwrap_or_else(|err| err.exit());
+    Auth::build(&config).await?.run(kit::shutdown::signal()).await
+}

@@ -36,18 +36,12 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    let Some(command) = cli.command else {
+        return auth::run_command(&cli.flags).await;
+    };
     let config = Config::load(&cli.flags).unwrap_or_else(|err| err.exit());
-    match cli.command {
-        None => {
-            let _telemetry = kit::start("auth");
-            config.secrets.refuse_public().unwrap_or_else(|err| err.exit());
-            let state = auth::AppState::new(&config).await?;
-            let listener = tokio::net::TcpListener::bind(config.listen())
-                .await
-                .with_context(|| format!("failed to bind {}", config.listen()))?;
-            auth::serve(listener, state, kit::shutdown::signal()).await
-        }
-        Some(Command::AddUser { name }) => {
+    match command {
+        Command::AddUser { name } => {
             let username = Username::parse_new(&name)?;
             let mut password = String::new();
             std::io::stdin().lock().read_line(&mut password).context("failed to read the password from stdin")?;
@@ -57,7 +51,7 @@ async fn main() -> anyhow::Result<()> {
             eprintln!("added {username} to {}", store.describe());
             Ok(())
         }
-        Some(Command::ImportCsv { file }) => {
+        Command::ImportCsv { file } => {
             let store = UserStore::open(&config).await?;
             let report = auth::import::import_csv(&store, &file).await?;
             for bad in &report.bad_lines {
@@ -73,7 +67,7 @@ async fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Some(Command::HashDb { file }) => {
+        Command::HashDb { file } => {
             let count = users::convert_plaintext(&file)?;
             eprintln!("hashed {count} passwords in {}", file.display());
             Ok(())

@@ -89,3 +89,50 @@ pub async fn serve(
     }
     served
 }
+
+/// The peer, built and bound: how its binary, `weaprous` (`peer` and `up`) and the
+/// tests start it, one start-up path for all.
+pub struct Peer {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Peer {
+    /// Builds the state from `config` and binds its port (`config.bind()`: the configured one, else the first free one from 9001).
+    pub async fn build(config: &Config) -> anyhow::Result<Self> {
+        let listener = config.bind().await?;
+        Self::build_on(listener, config).await
+    }
+
+    /// Builds the state from `config`, on a listener the caller bound (the all-in-one
+    /// binds every port before it starts anything; tests bind port 0).
+    pub async fn build_on(listener: TcpListener, config: &Config) -> anyhow::Result<Self> {
+        let state = AppState::new(config, listener.local_addr()?).await?;
+        Ok(Self { listener, state })
+    }
+
+    /// The address it serves on.
+    pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Its state (tests watch its readiness and look into it).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        serve(self.listener, self.state, shutdown).await
+    }
+}
+
+/// The `peer` command, as its binary and `weaprous peer` run it: the config from
+/// `flags` (exit 64 when it is wrong), telemetry, the refusal of public secrets, then
+/// serving until SIGINT or SIGTERM.
+pub async fn run_command(flags: &config::Flags) -> anyhow::Result<()> {
+    let config = Config::load(flags).unwrap_or_else(|err| err.exit());
+    let _telemetry = kit::start("peer");
+    config.secrets.refuse_public().unwrap_or_else(|err| err.exit());
+    Peer::build(&config).await?.run(kit::shutdown::signal()).await
+}

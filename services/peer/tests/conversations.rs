@@ -2,7 +2,7 @@
 //! tracker.
 
 use axum::http::StatusCode;
-use peer::{AppState, Config};
+use peer::Config;
 use serde_json::Value;
 use tokio::net::TcpListener;
 use wire::api::DirectMessage;
@@ -34,9 +34,10 @@ async fn conversations_need_a_session_and_list_every_partner_newest_first() {
     };
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let state = AppState::new(&config, addr).await.unwrap();
+    let peer = peer::Peer::build_on(listener, &config).await.unwrap();
+    let state = peer.state().clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let served = tokio::spawn(peer::serve(listener, state.clone(), async move {
+    let served = tokio::spawn(peer.run(async move {
         let _ = stopped.await;
     }));
     let url = format!("http://{addr}/get-conversations");

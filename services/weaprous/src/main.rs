@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use secrecy::{ExposeSecret, SecretString};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -115,34 +114,11 @@ fn with_role_as_subcommand(args: impl Iterator<Item = OsString>) -> Vec<OsString
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Up(args) => up(args).await,
-        Command::Tracker(flags) => {
-            let config = tracker::Config::load(&flags).unwrap_or_else(|err| err.exit());
-            let _telemetry = kit::start("tracker");
-            config.secrets.refuse_public().unwrap_or_else(|err| err.exit());
-            let listener = bind(config.listen()).await?;
-            tracker::serve(listener, tracker::AppState::new(&config).await?, kit::shutdown::signal()).await
-        }
-        Command::Peer(flags) => {
-            let config = peer::Config::load(&flags).unwrap_or_else(|err| err.exit());
-            let _telemetry = kit::start("peer");
-            config.secrets.refuse_public().unwrap_or_else(|err| err.exit());
-            let listener = config.bind().await?;
-            let state = peer::AppState::new(&config, listener.local_addr()?).await?;
-            peer::serve(listener, state, kit::shutdown::signal()).await
-        }
-        Command::Auth(flags) => {
-            let config = auth::Config::load(&flags).unwrap_or_else(|err| err.exit());
-            let _telemetry = kit::start("auth");
-            config.secrets.refuse_public().unwrap_or_else(|err| err.exit());
-            let listener = bind(config.listen()).await?;
-            auth::serve(listener, auth::AppState::new(&config).await?, kit::shutdown::signal()).await
-        }
+        Command::Tracker(flags) => tracker::run_command(&flags).await,
+        Command::Peer(flags) => peer::run_command(&flags).await,
+        Command::Auth(flags) => auth::run_command(&flags).await,
         Command::Proxy(_) => unreachable!("the proxy runs its own workers, before any runtime starts"),
     }
-}
-
-async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr).await.with_context(|| format!("failed to bind {addr}: is something else using the port?"))
 }
 
 /// The whole system in this process, on the original's ports.
@@ -162,16 +138,16 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let edge = kit::http::EdgeConfig::from_env().unwrap_or_else(|err| err.exit());
 
     // Bind every port first, so a busy port fails before anything starts.
-    let auth_listener = bind(SocketAddr::new(host, args.auth_port)).await?;
-    let tracker_listener = bind(SocketAddr::new(host, args.tracker_port)).await?;
+    let auth_listener = kit::http::bind(SocketAddr::new(host, args.auth_port)).await?;
+    let tracker_listener = kit::http::bind(SocketAddr::new(host, args.tracker_port)).await?;
     let mut peer_listeners = Vec::new();
     for index in 0..args.peers {
         let port = if args.peer_port == 0 { 0 } else { args.peer_port + index };
-        peer_listeners.push(bind(SocketAddr::new(host, port)).await?);
+        peer_listeners.push(kit::http::bind(SocketAddr::new(host, port)).await?);
     }
-    let proxy_listener = bind(SocketAddr::new(host, args.proxy_port)).await?;
+    let proxy_listener = kit::http::bind(SocketAddr::new(host, args.proxy_port)).await?;
     let tls_listener = match &args.tls_cert {
-        Some(_) => Some(bind(SocketAddr::new(host, args.tls_port)).await?),
+        Some(_) => Some(kit::http::bind(SocketAddr::new(host, args.tls_port)).await?),
         None => None,
     };
     // The ports bound, which port 0 left to the system.
@@ -235,15 +211,13 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let mut services = tokio::task::JoinSet::new();
     let stop = |token: &CancellationToken| token.clone().cancelled_owned();
-    services
-        .spawn(named("auth", auth::serve(auth_listener, auth::AppState::new(&auth_config).await?, stop(&shutdown))));
-    services.spawn(named(
-        "tracker",
-        tracker::serve(tracker_listener, tracker::AppState::new(&tracker_config).await?, stop(&shutdown)),
-    ));
+    let auth = auth::Auth::build_on(auth_listener, &auth_config).await?;
+    services.spawn(named("auth", auth.run(stop(&shutdown))));
+    let tracker = tracker::Tracker::build_on(tracker_listener, &tracker_config).await?;
+    services.spawn(named("tracker", tracker.run(stop(&shutdown))));
     for listener in peer_listeners {
-        let state = peer::AppState::new(&peer_config, listener.local_addr()?).await?;
-        services.spawn(named("peer", peer::serve(listener, state, stop(&shutdown))));
+        let peer = peer::Peer::build_on(listener, &peer_config).await?;
+        services.spawn(named("peer", peer.run(stop(&shutdown))));
     }
     let tls_port = match &tls_listener {
         Some(tls) => Some(tls.local_addr()?.port()),

@@ -171,6 +171,12 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     }
 }
 
+/// Binds `addr`, with an error that says what is likely wrong.
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    use anyhow::Context;
+    TcpListener::bind(addr).await.with_context(|| format!("failed to bind {addr}: is something else using the port?"))
+}
+
 /// Serves `router` on an already bound listener until `shutdown` completes, then
 /// lets in-flight requests finish for at most [`DRAIN_GRACE`].
 ///

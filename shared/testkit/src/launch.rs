@@ -34,19 +34,18 @@ impl System {
                     secrets: self.secrets.clone(),
                     ..auth::Config::default()
                 };
-                let state = auth::AppState::new(&config).await.expect("auth state");
-                tokio::spawn(auth::serve(listener, state, shutdown))
+                let auth = auth::Auth::build_on(listener, &config).await.expect("auth built");
+                tokio::spawn(auth.run(shutdown))
             }
             Role::Tracker => {
-                let state = tracker::AppState::new(&self.tracker_config()).await.expect("tracker state");
-                tokio::spawn(tracker::serve(listener, state, shutdown))
+                let tracker =
+                    tracker::Tracker::build_on(listener, &self.tracker_config()).await.expect("tracker built");
+                tokio::spawn(tracker.run(shutdown))
             }
             Role::Peer => {
-                let config = self.peer_config();
-                let state =
-                    peer::AppState::new(&config, listener.local_addr().expect("bound")).await.expect("peer state");
-                readiness = Some(state.readiness.clone());
-                tokio::spawn(peer::serve(listener, state, shutdown))
+                let peer = peer::Peer::build_on(listener, &self.peer_config()).await.expect("peer built");
+                readiness = Some(peer.state().readiness.clone());
+                tokio::spawn(peer.run(shutdown))
             }
             Role::Proxy => {
                 let config = proxy::Config::from_conf_str(&self.proxy_conf(), "127.0.0.1").expect("a valid proxy.conf");

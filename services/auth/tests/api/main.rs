@@ -101,8 +101,9 @@ async fn spawn_on(storage: &Arc<Storage>) -> TestAuth {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let state = AppState::new(config).await.unwrap();
-    tokio::spawn(auth::serve(listener, state.clone(), async move {
+    let auth = auth::Auth::build_on(listener, config).await.unwrap();
+    let state = auth.state().clone();
+    tokio::spawn(auth.run(async move {
         let _ = stopped.await;
     }));
     let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();

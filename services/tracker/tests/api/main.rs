@@ -86,11 +86,12 @@ impl Storage {
 
     /// Starts a tracker (a replica, when called again) on this storage.
     pub async fn start(&self) -> Tracker {
-        let state = AppState::new(&self.config).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
+        let tracker = tracker::Tracker::build_on(listener, &self.config).await.unwrap();
+        let url = Url::parse(&format!("http://{}/", tracker.local_addr().unwrap())).unwrap();
+        let state = tracker.state().clone();
         let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(tracker::serve(listener, state.clone(), async move {
+        tokio::spawn(tracker.run(async move {
             let _ = stopped.await;
         }));
         let client =
