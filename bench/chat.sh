@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench/chat.sh - the real-time benchmark of issue 4 (see bench/CHAT.md): builds the
-# release weaprous and chatbench binaries, installs nats-server when it is missing,
+# release weaprous and chatbench binaries (chatbench from its own workspace), installs nats-server when it is missing,
 # and runs chatbench, which starts the tracker and two peers itself on loopback and
 # prints one line per scenario and round, then the medians and the targets.
 #
@@ -41,7 +41,9 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target}
 # Load on purpose: every rate limit off (chatbench sets it for its services too).
 export WEAPROUS_RATE_LIMITS=off
 if [[ -z ${CHATBENCH_SKIP_BUILD:-} ]]; then
-  cargo build --release -p weaprous -p chatbench --manifest-path "$root/Cargo.toml"
+  cargo build --release -p weaprous --manifest-path "$root/Cargo.toml"
+  # Its own workspace (bench/chatbench/Cargo.toml), in the same target folder.
+  cargo build --release --manifest-path "$root/bench/chatbench/Cargo.toml"
 fi
 
 echo "== $(nproc) cores, $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg)${nats:+, $("$nats" --version 2>&1)}"

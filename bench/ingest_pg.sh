@@ -50,7 +50,9 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target}
 # Load on purpose: every rate limit off (chatbench sets it for its services too).
 export WEAPROUS_RATE_LIMITS=off
 if [[ -z ${CHATBENCH_SKIP_BUILD:-} ]]; then
-  cargo build --release -p weaprous -p chatbench --manifest-path "$root/Cargo.toml"
+  cargo build --release -p weaprous --manifest-path "$root/Cargo.toml"
+  # Its own workspace (bench/chatbench/Cargo.toml), in the same target folder.
+  cargo build --release --manifest-path "$root/bench/chatbench/Cargo.toml"
 fi
 
 echo "== $(date -u +%Y-%m-%dT%H:%MZ), commit ${CHATBENCH_COMMIT:-$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)}, \
