@@ -63,48 +63,41 @@ pub async fn serve(
     .await
 }
 
-/// The tracker, built and bound: how its binary, `weaprous` (`tracker` and `up`) and the
-/// tests start it, one start-up path for all.
-pub struct Tracker {
-    listener: TcpListener,
-    state: AppState,
-}
+/// The tracker, built and bound: `Tracker::build(&config)` or `build_on(listener, &config)`,
+/// then `run(shutdown)` (one start-up path for its binary, `weaprous` and the tests).
+pub type Tracker = kit::startup::Bound<AppState>;
 
-impl Tracker {
-    /// Builds the state from `config` and binds `config.listen()`.
-    pub async fn build(config: &Config) -> anyhow::Result<Self> {
-        let listener = kit::http::bind(config.listen()).await?;
-        Self::build_on(listener, config).await
+impl kit::startup::Service for AppState {
+    const NAME: &'static str = "tracker";
+    type Config = Config;
+    type Flags = config::Flags;
+
+    fn load(flags: &config::Flags) -> Result<Config, kit::config::ConfigError> {
+        Config::load(flags)
     }
 
-    /// Builds the state from `config`, on a listener the caller bound (the all-in-one
-    /// binds every port before it starts anything; tests bind port 0).
-    pub async fn build_on(listener: TcpListener, config: &Config) -> anyhow::Result<Self> {
-        Ok(Self { state: AppState::new(config).await?, listener })
+    fn secrets(config: &Config) -> &kit::config::Secrets {
+        &config.secrets
     }
 
-    /// The address it serves on.
-    pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
-        self.listener.local_addr()
+    async fn bind(config: &Config) -> anyhow::Result<TcpListener> {
+        kit::http::bind(config.listen()).await
     }
 
-    /// Its state (tests look into it).
-    pub fn state(&self) -> &AppState {
-        &self.state
+    async fn build(config: &Config, _addr: std::net::SocketAddr) -> anyhow::Result<Self> {
+        AppState::new(config).await
     }
 
-    /// Serves until `shutdown` completes.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        serve(self.listener, self.state, shutdown).await
+    async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        serve(listener, self, shutdown).await
     }
 }
 
-/// The `tracker` command, as its binary and `weaprous tracker` run it: the config from
-/// `flags` (exit 64 when it is wrong), telemetry, the refusal of public secrets, then
-/// serving until SIGINT or SIGTERM.
+/// The `tracker` command (its binary, `weaprous tracker`): [`kit::startup::run_command`].
 pub async fn run_command(flags: &config::Flags) -> anyhow::Result<()> {
-    let config = Config::load(flags).unwrap_or_else(|err| err.exit());
-    let _telemetry = kit::start("tracker");
-    config.secrets.refuse_public().unwrap_or_else(|err| err.exit());
-    Tracker::build(&config).await?.run(kit::shutdown::signal()).await
+    kit::startup::run_command::<AppState>(flags).await
 }

@@ -17,11 +17,12 @@
 //! - [`metrics`]: Prometheus metrics and `/metrics`.
 //! - [`health`]: `/healthz` and `/readyz`.
 //! - [`www`]: static files of the web UI.
+//! - [`startup`]: one start-up path (build, bind, run) for every web service.
 //! - `db` (feature `sqlite`): an embedded SQLite store with group commit.
 //! - `pg` (feature `postgres`): the PostgreSQL pool, migrations, `LISTEN`, test databases.
 //!
 //! The modules that serve or call HTTP as a web service (`body`, `client`, `error`,
-//! `health`, `http`, `rate`, `session`, `sign`, `www`, and the `/metrics` route with
+//! `health`, `http`, `rate`, `session`, `sign`, `startup`, `www`, and the `/metrics` route with
 //! the request metrics) need the feature `service`; the proxy, which has its own
 //! engine, uses kit without it (config, telemetry, shutdown, metrics rendering).
 
@@ -50,6 +51,8 @@ pub mod session;
 pub mod shutdown;
 #[cfg(feature = "service")]
 pub mod sign;
+#[cfg(feature = "service")]
+pub mod startup;
 pub mod telemetry;
 #[cfg(feature = "service")]
 pub mod www;
