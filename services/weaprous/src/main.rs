@@ -33,7 +33,7 @@ enum Command {
 
 #[derive(clap::Args)]
 struct UpArgs {
-    /// How many peers to run (ports 9001 upwards).
+    /// How many peers to run (ports from --peer-port upwards).
     #[arg(long, default_value_t = 2)]
     peers: u16,
     /// The address every service binds and advertises.
@@ -49,7 +49,7 @@ struct UpArgs {
     #[arg(long = "www", default_value = "www")]
     www_dir: PathBuf,
     /// The proxy's port.
-    #[arg(long = "proxy-port", default_value_t = 8080)]
+    #[arg(long = "proxy-port", default_value_t = proxy::Config::default().server_port)]
     proxy_port: u16,
     /// A certificate (PEM) for HTTPS at the proxy, on --tls-port; with --tls-key.
     #[arg(long = "tls-cert", requires = "tls_key")]
@@ -58,17 +58,17 @@ struct UpArgs {
     #[arg(long = "tls-key", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
     /// The proxy's HTTPS port, when --tls-cert is given.
-    #[arg(long = "tls-port", default_value_t = 8443)]
+    #[arg(long = "tls-port", default_value_t = proxy::config::TlsConfig::default().port)]
     tls_port: u16,
     /// The tracker's port.
-    #[arg(long = "tracker-port", default_value_t = 9000)]
+    #[arg(long = "tracker-port", default_value_t = tracker::Config::default().server_port)]
     tracker_port: u16,
     /// The auth service's port.
-    #[arg(long = "auth-port", default_value_t = 9100)]
+    #[arg(long = "auth-port", default_value_t = auth::Config::default().server_port)]
     auth_port: u16,
-    /// The first peer's port; the others take the next ones (0: every peer any free
+    /// The first peer's port (the peer's first automatic one); the others take the next ones (0: every peer any free
     /// port, as every other port flag).
-    #[arg(long = "peer-port", default_value_t = 9001)]
+    #[arg(long = "peer-port", default_value_t = *peer::config::AUTO_PORTS.start())]
     peer_port: u16,
     /// Also serve the proxy's own /metrics, /healthz and /readyz on this port, where
     /// no vhost shadows them (on the proxy's port, `<host>:8080/metrics` belongs to
