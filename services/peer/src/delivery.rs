@@ -13,13 +13,14 @@ use kit::backoff::delay_for;
 use kit::error::ApiError;
 use tracing::Instrument;
 use wire::addr::PeerAddr;
-use wire::api::DirectMessage;
+use wire::api::{DirectMessage, ReplyPreview};
 use wire::events::{Delivered, Event};
 use wire::names::{MessageText, Username};
 
 use crate::hub::Audience;
 use crate::ids::MessageId;
 use crate::state::AppState;
+use crate::store::Outgoing;
 
 /// The first retry comes after about this long, then the waits double.
 const RETRY_MIN: Duration = Duration::from_secs(1);
@@ -48,8 +49,8 @@ impl Destination {
     }
 }
 
-/// Sends a direct message from `from` to `to`. Returns the message and whether it was
-/// delivered now (else it waits in the outbox).
+/// Sends a direct message from `from` to `to`, a reply to `reply` if given. Returns
+/// the message and whether it was delivered now (else it waits in the outbox).
 pub async fn send(
     state: &AppState,
     from: &Username,
@@ -57,45 +58,32 @@ pub async fn send(
     destination: Destination,
     text: MessageText,
     broadcast: bool,
+    reply: Option<ReplyPreview>,
 ) -> Result<(DirectMessage, bool), ApiError> {
-    let message = DirectMessage {
-        id: MessageId::new().into(),
-        message: text,
-        sender_ip: state.me.ip.clone(),
-        sender_port: state.me.port,
-        username: from.clone(),
-        to: to.clone(),
-        ts: kit::now_ms(),
-        broadcast,
-        seq: None,
-        delivered: None,
-    };
+    let sender = (state.me.ip.clone(), state.me.port);
+    let mut message = DirectMessage::new(MessageId::new().into(), from.clone(), to.clone(), text, sender, kit::now_ms());
+    message.broadcast = broadcast;
+    message.reply_to = reply.as_ref().and_then(|reply| match &reply.id {
+        wire::api::MessageKey::Direct(id) => Some(id.clone()),
+        wire::api::MessageKey::Channel(_) => None,
+    });
+    message.reply = reply;
     let seq = state.store.save_outgoing(&message).await?;
     state.metrics.dms_sent.inc();
     state.hub.publish(
         Audience::Users(vec![from.clone()]),
         &Event::DirectMessage(DirectMessage { seq: Some(seq), ..message.clone() }),
     );
+    let item = Outgoing::Message(message.clone());
     let first = match destination {
-        Destination::Located(home) | Destination::LastKnown(home) => hand_over(state, &message, &home).await,
-        Destination::Hint(hint) => attempt(state, &message, Some(&hint)).await,
+        Destination::Located(home) | Destination::LastKnown(home) => hand_over(state, &item, &home).await,
+        Destination::Hint(hint) => attempt(state, &item, Some(&hint)).await,
     };
-    let delivered = match first {
-        Ok(()) => {
-            state.store.delivered(&message.id).await?;
-            state.metrics.dms_delivered.inc();
-            announce_delivery(state, &message);
-            true
-        }
-        Err(err) => {
-            tracing::info!(id = %message.id, %err, "direct message not delivered yet; queued");
-            let next = kit::now_ms() + delay_for(0, RETRY_MIN, RETRY_MAX).as_millis() as u64;
-            state.store.retry_later(&message.id, 1, next, &err.to_string()).await?;
-            state.metrics.outbox_depth.inc();
-            state.outbox_wake.notify_one();
-            false
-        }
-    };
+    let delivered = settle_first(state, &message.id, first).await?;
+    if delivered {
+        state.metrics.dms_delivered.inc();
+        announce_delivery(state, &message);
+    }
     Ok((message, delivered))
 }
 
@@ -122,24 +110,45 @@ pub async fn deliver_here(state: &AppState, message: &DirectMessage) -> Result<b
     }
 }
 
-/// One delivery attempt: find the recipient's peer, hand the message over.
-async fn attempt(state: &AppState, message: &DirectMessage, hint: Option<&PeerAddr>) -> Result<(), ApiError> {
-    let home = match state.tracker.lookup(&message.to).await {
+/// One delivery attempt: find the recipient's peer, hand the message (or change) over.
+pub(crate) async fn attempt(state: &AppState, item: &Outgoing, hint: Option<&PeerAddr>) -> Result<(), ApiError> {
+    let home = match state.tracker.lookup(item.to()).await {
         Ok(location) => PeerAddr { ip: location.ip, port: location.port },
         Err(err) => match hint {
             Some(hint) => hint.clone(),
             None => return Err(err),
         },
     };
-    hand_over(state, message, &home).await
+    hand_over(state, item, &home).await
 }
 
-/// Gives a message to the peer at `home` (this one, or another, signed).
-async fn hand_over(state: &AppState, message: &DirectMessage, home: &PeerAddr) -> Result<(), ApiError> {
-    if *home == state.me {
-        return deliver_here(state, message).await.map(drop);
+/// Gives a message or change to the peer at `home` (this one, or another, signed).
+async fn hand_over(state: &AppState, item: &Outgoing, home: &PeerAddr) -> Result<(), ApiError> {
+    match item {
+        Outgoing::Message(message) if *home == state.me => deliver_here(state, message).await.map(drop),
+        Outgoing::Message(message) => state.peers.receive_message(home, message).await,
+        Outgoing::Change(change) if *home == state.me => crate::dm_changes::receive_here(state, change).await,
+        Outgoing::Change(change) => state.peers.receive_change(home, change).await,
     }
-    state.peers.receive_message(home, message).await
+}
+
+/// After a first attempt at handing `id` over: out of the outbox if it went, else
+/// scheduled for a retry. Returns whether it went.
+pub(crate) async fn settle_first(state: &AppState, id: &str, first: Result<(), ApiError>) -> Result<bool, ApiError> {
+    match first {
+        Ok(()) => {
+            state.store.delivered(id).await?;
+            Ok(true)
+        }
+        Err(err) => {
+            tracing::info!(%id, %err, "not delivered yet; queued");
+            let next = kit::now_ms() + delay_for(0, RETRY_MIN, RETRY_MAX).as_millis() as u64;
+            state.store.retry_later(id, 1, next, &err.to_string()).await?;
+            state.metrics.outbox_depth.inc();
+            state.outbox_wake.notify_one();
+            Ok(false)
+        }
+    }
 }
 
 /// Retries what is in the outbox until each message is delivered or too old.
@@ -172,7 +181,7 @@ async fn retry(state: &AppState, pending: crate::store::Pending) {
         "outbox retry",
         otel.name = "outbox retry",
         otel.kind = "internal",
-        message.id = %pending.message.id,
+        message.id = %pending.item.id(),
         attempt = pending.attempts + 1,
         service = "peer",
     );
@@ -183,17 +192,17 @@ async fn retry(state: &AppState, pending: crate::store::Pending) {
 }
 
 async fn retry_in_span(state: &AppState, pending: crate::store::Pending) {
-    let id = pending.message.id.clone();
+    let id = pending.item.id().to_owned();
     state.metrics.outbox_retries.inc();
     let age = Duration::from_millis(kit::now_ms().saturating_sub(pending.created_at));
     if age > state.outbox_ttl {
-        tracing::warn!(%id, to = %pending.message.to, attempts = pending.attempts, "giving up on a direct message");
+        tracing::warn!(%id, to = %pending.item.to(), attempts = pending.attempts, "giving up on a direct message");
         if let Err(err) = state.store.give_up(&id).await {
             tracing::error!(%err, "could not drop an expired message from the outbox");
         }
         return;
     }
-    let outcome = match attempt(state, &pending.message, None).await {
+    let outcome = match attempt(state, &pending.item, None).await {
         Ok(()) => state
             .store
             .delivered(&id)

@@ -174,6 +174,11 @@ mod tests {
             broadcast: false,
             seq: Some(i as u64 + 1),
             delivered: None,
+            edited_at: None,
+            deleted: false,
+            reply_to: None,
+            reply: None,
+            reactions: Vec::new(),
         }
     }
 

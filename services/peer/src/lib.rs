@@ -15,6 +15,8 @@
 //! - [`store`]: contacts, mailboxes and the outbox, durable in SQLite or PostgreSQL.
 //! - [`hub`]: the events browsers get, with ids to resume from.
 //! - [`delivery`]: sending direct messages peer to peer, and the outbox worker.
+//! - [`dm_changes`]: edits, deletions and reactions of direct messages, handed to the
+//!   other user's peer like messages, and typing notices.
 //! - [`handoff`]: handing a user's mailbox to their new home when they move
 //!   (embedded backend only: on PostgreSQL the mailbox is shared).
 //! - [`tracker_link`]: registration, heartbeat and the tracker's push stream.
@@ -23,6 +25,7 @@
 pub mod clients;
 pub mod config;
 pub mod delivery;
+pub mod dm_changes;
 pub mod handoff;
 pub mod hosting;
 pub mod hub;

@@ -2,6 +2,7 @@
 
 mod account;
 mod channels;
+mod direct_edits;
 mod events;
 mod messages;
 mod pages;
@@ -17,5 +18,6 @@ pub(crate) fn router() -> Router<AppState> {
         .merge(channels::router())
         .merge(people::router())
         .merge(messages::router())
+        .merge(direct_edits::router())
         .merge(events::router())
 }

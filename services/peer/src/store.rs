@@ -20,12 +20,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use wire::addr::PeerAddr;
-use wire::api::{Contact, ConversationSummary, DirectMessage};
+use wire::api::{Contact, ConversationSummary, DirectChange, DirectMessage, ReplyPreview};
 use wire::names::Username;
 
 pub use error::StoreError;
 use postgres::PgStore;
-pub use records::{Loaded, Pending};
+pub use records::{ChangeOutcome, Loaded, Outgoing, Pending};
+pub use rules::MAX_EMOJI_PER_MESSAGE;
 use sqlite::SqliteStore;
 
 /// The peer's data, on one of its backends. Cloning is a reference-count bump.
@@ -189,9 +190,53 @@ impl PeerStore {
         on_backend!(self, store => store.import_mailbox(owner, messages, contacts).await)
     }
 
+    // === Changes to direct messages ===
+
+    /// Applies a change (edit, deletion, reaction) to the copy of its message in
+    /// `owner`'s mailbox. `own`: the change is made here by its author (not handed
+    /// over by the other user's peer): the cap on emoji applies, and when it changed
+    /// something it also goes in the outbox for the other user's peer, in the same
+    /// commit.
+    pub async fn apply_change(
+        &self,
+        owner: &Username,
+        change: &DirectChange,
+        own: bool,
+    ) -> Result<ChangeOutcome, StoreError> {
+        on_backend!(self, store => store.apply_change(owner, change, own).await)
+    }
+
+    /// The message `id` in `owner`'s mailbox, as they see it.
+    pub async fn find_message(&self, owner: &Username, id: &str) -> Result<Option<DirectMessage>, StoreError> {
+        on_backend!(self, store => store.find_message(owner, id).await)
+    }
+
+    /// The message `id` of `owner`'s conversation with `other`, as a reply shows it;
+    /// `None` when that conversation has no such message.
+    pub async fn reply_parent(
+        &self,
+        owner: &Username,
+        other: &Username,
+        id: &str,
+    ) -> Result<Option<ReplyPreview>, StoreError> {
+        on_backend!(self, store => store.reply_parent(owner, other, id).await)
+    }
+
+    /// Marks `owner`'s received messages from `with` read, up to place `up_to` (every
+    /// one without it). Returns how many were unread, and the place of the last
+    /// received message read now (0: none).
+    pub async fn mark_read_with(
+        &self,
+        owner: &Username,
+        with: &Username,
+        up_to: Option<u64>,
+    ) -> Result<(u64, u64), StoreError> {
+        on_backend!(self, store => store.mark_read_with(owner, with, up_to).await)
+    }
+
     // === Outbox ===
 
-    /// Messages due for another delivery attempt, oldest first.
+    /// Messages and changes due for another delivery attempt, oldest first.
     pub async fn due(&self, limit: usize) -> Result<Vec<Pending>, StoreError> {
         on_backend!(self, store => store.due(limit).await)
     }

@@ -262,7 +262,15 @@ fn dispatch(state: &AppState, data: &str) {
                 }
             });
         }
-        Event::DirectMessage(_) | Event::Delivered(_) | Event::Reset => {}
+        // Direct-message events travel peer to peer, never on the tracker's stream.
+        Event::DirectMessage(_)
+        | Event::Delivered(_)
+        | Event::MessageEdited(_)
+        | Event::MessageDeleted(_)
+        | Event::Reaction(_)
+        | Event::Typing(_)
+        | Event::Read(_)
+        | Event::Reset => {}
     }
 }
 

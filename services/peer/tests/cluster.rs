@@ -170,6 +170,11 @@ async fn messages_queued_by_a_replica_that_died_are_delivered_by_the_others() {
         broadcast: false,
         seq: None,
         delivered: None,
+        edited_at: None,
+        deleted: false,
+        reply_to: None,
+        reply: None,
+        reactions: Vec::new(),
     };
     dead_store.save_outgoing(&message).await.unwrap();
     dead_store.retry_later(&message.id, 1, kit::now_ms(), "its peer died").await.unwrap();
@@ -229,6 +234,11 @@ async fn a_message_handed_over_twice_is_filed_and_pushed_once() {
         broadcast: false,
         seq: None,
         delivered: None,
+        edited_at: None,
+        deleted: false,
+        reply_to: None,
+        reply: None,
+        reactions: Vec::new(),
     };
     // Replica one hands the same message over twice (a retry whose answer was lost),
     // then another.

@@ -20,6 +20,11 @@ fn message(id: &str, from: &str, to: &str, ts: u64) -> DirectMessage {
         broadcast: false,
         seq: None,
         delivered: None,
+        edited_at: None,
+        deleted: false,
+        reply_to: None,
+        reply: None,
+        reactions: Vec::new(),
     }
 }
 

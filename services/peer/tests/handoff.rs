@@ -38,6 +38,11 @@ fn message(i: usize, text: &str) -> DirectMessage {
         broadcast: false,
         seq: None,
         delivered: None,
+        edited_at: None,
+        deleted: false,
+        reply_to: None,
+        reply: None,
+        reactions: Vec::new(),
     }
 }
 

@@ -6,6 +6,7 @@
 
 mod auth;
 mod channels;
+mod chat;
 mod peer;
 mod replies;
 #[cfg(test)]
@@ -16,6 +17,10 @@ pub use auth::{Credentials, DemoAccount, LoginOptions, SessionGrant, SessionInfo
 pub use channels::{
     ChannelHistory, ChannelList, ChannelMessage, ChannelRequest, ChannelView, HistoryRequest, Member, MessageStored,
     SendChannelMessage,
+};
+pub use chat::{
+    DeleteMessage, Deleted, DirectChange, DirectChangeKind, EditMessage, Edited, MessageKey, REPLY_PREVIEW_CHARS,
+    React, Reacted, Reaction, ReplyPreview, TypingRequest,
 };
 pub use peer::{
     Broadcast, BroadcastSent, ConnectPeer, Contact, Conversation, ConversationSummary, Conversations, DirectMessage,

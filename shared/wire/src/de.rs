@@ -60,3 +60,47 @@ pub(crate) fn opt_u64<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Opti
 pub(crate) fn opt_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
     Ok(Option::<String>::deserialize(deserializer)?.filter(|text| !text.trim().is_empty()))
 }
+
+/// An id given as a JSON number or as text (forms send everything as text).
+pub(crate) fn id_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    let text = match NumberRepr::deserialize(deserializer)? {
+        NumberRepr::Number(n) => n.to_string(),
+        NumberRepr::Text(text) => text.trim().to_owned(),
+    };
+    if text.is_empty() {
+        return Err(D::Error::custom("id is empty"));
+    }
+    Ok(text)
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum FlagRepr {
+    Bool(bool),
+    Text(String),
+}
+
+/// A yes/no given as a JSON boolean or as form text (`true`/`false`, `1`/`0`, `on`/`off`).
+pub(crate) fn flag<'de, D: Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+    match FlagRepr::deserialize(deserializer)? {
+        FlagRepr::Bool(flag) => Ok(flag),
+        FlagRepr::Text(text) => match text.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "on" | "yes" => Ok(true),
+            "false" | "0" | "off" | "no" => Ok(false),
+            _ => Err(D::Error::custom(format!("invalid flag `{text}`: expected true or false"))),
+        },
+    }
+}
+
+pub(crate) fn yes() -> bool {
+    true
+}
+
+/// A message's text as peers hand it over: [`MessageText`], or empty for a deleted
+/// message (a tombstone).
+pub(crate) fn message_or_tombstone<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<crate::names::MessageText, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    crate::names::MessageText::parse_stored(&text, true).map_err(D::Error::custom)
+}

@@ -3,11 +3,15 @@
 //! The same enum travels on the tracker's stream to the peers and on a peer's stream
 //! to browsers. `type` tells the page what arrived.
 
+mod chat;
+
 use serde::{Deserialize, Serialize};
 
 use crate::addr::PeerAddr;
 use crate::api::{ChannelMessage, DirectMessage, RevokedSession};
 use crate::names::{ChannelName, Username};
+
+pub use chat::{MessageDeleted, MessageEdited, Reactions, Read, Typing};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -22,6 +26,16 @@ pub enum Event {
     Presence(Presence),
     /// A direct message the user sent reached the recipient's peer.
     Delivered(Delivered),
+    /// A message's text was edited by its author.
+    MessageEdited(MessageEdited),
+    /// A message was deleted by its author (a tombstone).
+    MessageDeleted(MessageDeleted),
+    /// A message's reactions changed.
+    Reaction(Reactions),
+    /// Someone is typing (never stored).
+    Typing(Typing),
+    /// The user read up to a message, on one of their pages.
+    Read(Read),
     /// Between services only: a user's home moved to another peer, which should now
     /// hold their mailbox (the tracker tells the peer they left).
     Moved(Moved),
@@ -83,6 +97,11 @@ impl Event {
             Event::Membership(_) => "membership",
             Event::Presence(_) => "presence",
             Event::Delivered(_) => "delivered",
+            Event::MessageEdited(_) => "message_edited",
+            Event::MessageDeleted(_) => "message_deleted",
+            Event::Reaction(_) => "reaction",
+            Event::Typing(_) => "typing",
+            Event::Read(_) => "read",
             Event::Moved(_) => "moved",
             Event::SessionRevoked(_) => "session_revoked",
             Event::Reset => "reset",
@@ -93,7 +112,9 @@ impl Event {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::{MessageKey, Reaction};
     use crate::check;
+    use crate::names::{Emoji, MessageText};
 
     #[test]
     fn events_are_tagged_by_type() {
@@ -111,6 +132,32 @@ mod tests {
         let revoked = Event::SessionRevoked(RevokedSession { sid: "s1".into(), expires_at: 20 });
         check(&revoked, r#"{"type":"session_revoked","sid":"s1","expires_at":20}"#);
         assert_eq!(revoked.name(), "session_revoked");
+    }
+
+    #[test]
+    fn direct_message_changes_name_the_conversation_and_the_message_id_as_text() {
+        let bob = Username::parse("bob").unwrap();
+        let edited = Event::MessageEdited(MessageEdited {
+            channel: None,
+            with: Some(bob.clone()),
+            id: MessageKey::Direct("0190".into()),
+            message: MessageText::parse("fixed").unwrap(),
+            edited_at: 7,
+            mentions: Vec::new(),
+        });
+        check(&edited, r#"{"type":"message_edited","with":"bob","id":"0190","message":"fixed","edited_at":7}"#);
+        let reaction = Event::Reaction(Reactions {
+            channel: None,
+            with: Some(bob.clone()),
+            id: MessageKey::Direct("0190".into()),
+            reactions: vec![Reaction { emoji: Emoji::parse("👍").unwrap(), users: vec![bob.clone()] }],
+        });
+        check(&reaction, r#"{"type":"reaction","with":"bob","id":"0190","reactions":[{"emoji":"👍","users":["bob"]}]}"#);
+        let typing = Event::Typing(Typing { channel: None, username: bob.clone(), to: Some(bob.clone()) });
+        check(&typing, r#"{"type":"typing","username":"bob","to":"bob"}"#);
+        check(&Event::Read(Read { channel: None, with: Some(bob), up_to: Some(3) }), r#"{"type":"read","with":"bob","up_to":3}"#);
+        let deleted = MessageDeleted { channel: None, with: None, id: MessageKey::Channel(12) };
+        check(&Event::MessageDeleted(deleted), r#"{"type":"message_deleted","id":12}"#);
     }
 
     #[test]

@@ -3,12 +3,14 @@
 //! Every service parses what it receives through these types, so a name that one
 //! service accepts is accepted by all of them.
 
+mod emoji;
 mod profile;
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub use emoji::{Emoji, MAX_EMOJI_BYTES};
 pub use profile::name_key;
 
 /// The longest user or channel name, in characters.
@@ -111,6 +113,16 @@ impl MessageText {
             return Err(InvalidInput("message contains control characters".into()));
         }
         Ok(Self(text.to_owned()))
+    }
+
+    /// The empty text of a deleted message (a tombstone), which no sender can send.
+    pub fn tombstone() -> Self {
+        Self(String::new())
+    }
+
+    /// [`MessageText::parse`], or the empty text of a tombstone.
+    pub fn parse_stored(raw: &str, deleted: bool) -> Result<Self, InvalidInput> {
+        if deleted && raw.is_empty() { Ok(Self::tombstone()) } else { Self::parse(raw) }
     }
 
     pub fn as_str(&self) -> &str {

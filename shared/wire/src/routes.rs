@@ -67,6 +67,9 @@ pub mod peer {
     pub const RECEIVE_MESSAGE: &str = "/receive-message";
     /// `POST`, signed: a page of a moving user's mailbox (embedded storage only).
     pub const IMPORT_MAILBOX: &str = "/import-mailbox";
+    /// `POST`, signed: a change to a direct message (edit, deletion, reaction) or a
+    /// typing notice, for a user hosted there.
+    pub const RECEIVE_CHANGE: &str = "/receive-change";
 }
 
 /// What a service serves to other services and to the metrics scraper only: its
@@ -77,7 +80,8 @@ pub mod internal {
     pub const METRICS: &str = "/metrics";
 
     /// A peer's: direct messages and mailboxes from other peers.
-    pub const PEER: &[&str] = &[METRICS, super::peer::RECEIVE_MESSAGE, super::peer::IMPORT_MAILBOX];
+    pub const PEER: &[&str] =
+        &[METRICS, super::peer::RECEIVE_MESSAGE, super::peer::IMPORT_MAILBOX, super::peer::RECEIVE_CHANGE];
 
     /// The tracker's: the peer pool, its push stream, presence and session ends.
     pub const TRACKER: &[&str] = &[

@@ -6,7 +6,7 @@ use kit::client::Client;
 use kit::error::ApiError;
 use reqwest::Url;
 use wire::addr::PeerAddr;
-use wire::api::{Ack, DirectMessage, MailboxTransfer};
+use wire::api::{Ack, DirectChange, DirectMessage, MailboxTransfer};
 use wire::routes::peer as routes;
 
 /// How long a peer has to answer a health check before a contact is refused.
@@ -27,6 +27,13 @@ impl PeerClient {
     pub async fn receive_message(&self, to: &PeerAddr, message: &DirectMessage) -> Result<(), ApiError> {
         let url = route(to, routes::RECEIVE_MESSAGE)?;
         kit::client::call::<Ack>(self.client.signed_post(url, message), &service(to)).await.map(drop)
+    }
+
+    /// Hands a change to a direct message (or a typing notice) to the peer hosting
+    /// the other user of the conversation.
+    pub async fn receive_change(&self, to: &PeerAddr, change: &DirectChange) -> Result<(), ApiError> {
+        let url = route(to, routes::RECEIVE_CHANGE)?;
+        kit::client::call::<Ack>(self.client.signed_post(url, change), &service(to)).await.map(drop)
     }
 
     /// Hands one page of a moving user's mailbox to their new home.

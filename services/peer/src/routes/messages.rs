@@ -15,6 +15,7 @@ use wire::api::{
     Ack, Broadcast, BroadcastSent, Conversation, Conversations, DirectMessage, DirectSent, MailboxTransfer, MarkRead,
     MarkedRead, SendPeer, Status,
 };
+use wire::events::{Event, Read};
 use wire::names::Username;
 
 use crate::delivery;
@@ -48,9 +49,15 @@ async fn send_peer(
     let (to, destination) =
         resolve(&state, session.username(), request.ip.as_deref(), request.port, request.username.as_ref()).await?;
     state.direct_to_one.check(&(session.username().clone(), to.clone()))?;
+    let reply = match &request.reply_to {
+        Some(id) => Some(state.store.reply_parent(session.username(), &to, id).await?.ok_or_else(|| {
+            ApiError::NotFound(format!("no message {id} in your conversation with {to} to reply to"))
+        })?),
+        None => None,
+    };
     let addr = destination.addr().clone();
     let (message, delivered) =
-        delivery::send(&state, session.username(), &to, destination, request.message, false).await?;
+        delivery::send(&state, session.username(), &to, destination, request.message, false, reply).await?;
     let (status, text) = if delivered {
         (StatusCode::OK, format!("Sent to {addr}"))
     } else {
@@ -85,7 +92,7 @@ async fn broadcast(
     let contacts = state.store.contacts(session.username()).await?;
     let sends = contacts.iter().map(|contact| {
         let hint = delivery::Destination::Hint(PeerAddr { ip: contact.ip.clone(), port: contact.port });
-        delivery::send(&state, session.username(), &contact.username, hint, request.message.clone(), true)
+        delivery::send(&state, session.username(), &contact.username, hint, request.message.clone(), true, None)
     });
     let (mut delivered, mut queued) = (0, 0);
     for outcome in join_all(sends).await {
@@ -113,13 +120,28 @@ async fn received_messages(
 }
 
 /// Marks the caller's received messages read, up to `up_to` (a `seq` of
-/// `/get-received-messages`), or all of them.
+/// `/get-received-messages`), or all of them; with `with`, only those of that
+/// conversation. Every page of the caller's hears of it (event `read`).
 async fn mark_read(
     State(state): State<AppState>,
     session: Session,
     Input(request): Input<MarkRead>,
 ) -> Result<Json<MarkedRead>, ApiError> {
-    let marked = state.store.mark_read(session.username(), request.up_to).await?;
+    if request.channel_name.is_some() {
+        return Err(ApiError::bad_request("channels: not yet"));
+    }
+    let me = session.username();
+    let (marked, read) = match &request.with {
+        Some(with) => {
+            let (marked, last_read) = state.store.mark_read_with(me, with, request.up_to).await?;
+            (marked, Read { channel: None, with: Some(with.clone()), up_to: Some(last_read) })
+        }
+        None => {
+            let marked = state.store.mark_read(me, request.up_to).await?;
+            (marked, Read { channel: None, with: None, up_to: request.up_to })
+        }
+    };
+    state.hub.publish(Audience::Users(vec![me.clone()]), &Event::Read(read));
     Ok(Json(MarkedRead { status: Status::Success, marked }))
 }
 

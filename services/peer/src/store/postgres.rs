@@ -12,17 +12,18 @@
 //! row is sent by two replicas at once, and the rows of a replica that died become
 //! due again when their lease ends.
 
+mod changes;
 mod mailbox;
 
 use std::time::Duration;
 
 use deadpool_postgres::{GenericClient, Pool};
 use wire::addr::PeerAddr;
-use wire::api::{Contact, DirectMessage};
+use wire::api::Contact;
 use wire::names::Username;
 
 use super::error::StoreError;
-use super::records::{Loaded, Pending};
+use super::records::{Loaded, Outgoing, Pending};
 
 const MIGRATIONS: &[&str] = &[r#"
     -- The users each peer hosts, by the peer's advertised address (ip:port).
@@ -79,6 +80,25 @@ const MIGRATIONS: &[&str] = &[r#"
         traceparent  TEXT
     );
     CREATE INDEX peer_outbox_due ON peer_outbox (next_attempt);
+"#, r#"
+    -- Edits, deletions (tombstones: empty text), replies and reactions of direct
+    -- messages, per mailbox copy. A reaction taken back stays as a row with
+    -- active = false, so the latest change (by `at`) wins whatever order they arrive in.
+    ALTER TABLE peer_dms ADD COLUMN edited_at BIGINT;
+    ALTER TABLE peer_dms ADD COLUMN deleted BOOLEAN NOT NULL DEFAULT false;
+    ALTER TABLE peer_dms ADD COLUMN reply_to TEXT;
+    CREATE INDEX peer_dms_by_id ON peer_dms (owner, id);
+    CREATE TABLE peer_dm_reactions (
+        owner    TEXT NOT NULL,
+        id       TEXT NOT NULL,
+        emoji    TEXT NOT NULL,
+        username TEXT NOT NULL,
+        at       BIGINT NOT NULL,
+        active   BOOLEAN NOT NULL,
+        PRIMARY KEY (owner, id, emoji, username)
+    );
+    -- What an outbox row carries: a direct message, or a change to one.
+    ALTER TABLE peer_outbox ADD COLUMN kind TEXT NOT NULL DEFAULT 'message';
 "#];
 
 /// How long a claimed outbox row is left to the replica that claimed it: longer than
@@ -245,7 +265,7 @@ impl PgStore {
                 "UPDATE peer_outbox SET next_attempt = $1 + $3
                  WHERE id IN (SELECT id FROM peer_outbox WHERE next_attempt <= $1
                               ORDER BY next_attempt, created_at LIMIT $2 FOR UPDATE SKIP LOCKED)
-                 RETURNING message, attempts, created_at, traceparent",
+                 RETURNING message, attempts, created_at, traceparent, kind",
             )
             .await?;
         let rows = client.query(&statement, &[&now, &(limit as i64), &CLAIM_LEASE_MS]).await?;
@@ -253,10 +273,10 @@ impl PgStore {
             .iter()
             .map(|row| {
                 let json: String = row.get(0);
-                let message: DirectMessage =
-                    serde_json::from_str(&json).map_err(|err| StoreError::Corrupt(err.to_string()))?;
+                let kind: String = row.get(4);
+                let item = Outgoing::from_json(&kind, &json).map_err(|err| StoreError::Corrupt(err.to_string()))?;
                 Ok(Pending {
-                    message,
+                    item,
                     attempts: u32::try_from(row.get::<_, i32>(1)).unwrap_or_default(),
                     created_at: row.get::<_, i64>(2) as u64,
                     traceparent: row.get(3),

@@ -2,6 +2,7 @@
 //! [`kit::db::Db`]), holding only what this peer has seen: the users it hosts, the
 //! sessions it knows ended, its users' contacts, mailboxes and outbox.
 
+mod changes;
 mod mailbox;
 
 use std::path::Path;
@@ -12,7 +13,7 @@ use wire::addr::PeerAddr;
 use wire::api::Contact;
 use wire::names::Username;
 
-use super::records::{Loaded, Pending};
+use super::records::{Loaded, Outgoing, Pending};
 
 const MIGRATIONS: &[&str] = &[
     r#"
@@ -79,6 +80,26 @@ const MIGRATIONS: &[&str] = &[
     -- Whether this peer ended the session (a logout here) or heard of it from the
     -- tracker. Sessions from before this column were all ended here.
     ALTER TABLE revoked ADD COLUMN own INTEGER NOT NULL DEFAULT 1;
+"#,
+    r#"
+    -- Edits, deletions (tombstones: empty text), replies and reactions of direct
+    -- messages, per mailbox copy. A reaction taken back stays as a row with
+    -- active = 0, so the latest change (by `at`) wins whatever order they arrive in.
+    ALTER TABLE dms ADD COLUMN edited_at INTEGER;
+    ALTER TABLE dms ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE dms ADD COLUMN reply_to TEXT;
+    CREATE INDEX dms_by_id ON dms(owner, id);
+    CREATE TABLE dm_reactions (
+        owner    TEXT NOT NULL,
+        id       TEXT NOT NULL,
+        emoji    TEXT NOT NULL,
+        username TEXT NOT NULL,
+        at       INTEGER NOT NULL,
+        active   INTEGER NOT NULL,
+        PRIMARY KEY (owner, id, emoji, username)
+    );
+    -- What an outbox row carries: a direct message, or a change to one.
+    ALTER TABLE outbox ADD COLUMN kind TEXT NOT NULL DEFAULT 'message';
 "#,
 ];
 
@@ -225,16 +246,17 @@ impl SqliteStore {
         self.db
             .read(move |conn| {
                 let mut statement = conn.prepare_cached(
-                    "SELECT message, attempts, created_at, traceparent FROM outbox WHERE next_attempt <= ?1
+                    "SELECT message, attempts, created_at, traceparent, kind FROM outbox WHERE next_attempt <= ?1
                      ORDER BY next_attempt, created_at LIMIT ?2",
                 )?;
                 let rows = statement.query_map(params![kit::now_ms() as i64, limit as i64], |row| {
                     let json: String = row.get(0)?;
-                    let message = serde_json::from_str(&json).map_err(|err| {
+                    let kind: String = row.get(4)?;
+                    let item = Outgoing::from_json(&kind, &json).map_err(|err| {
                         rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, err.into())
                     })?;
                     Ok(Pending {
-                        message,
+                        item,
                         attempts: row.get(1)?,
                         created_at: row.get::<_, i64>(2)? as u64,
                         traceparent: row.get(3)?,

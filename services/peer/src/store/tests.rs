@@ -95,6 +95,11 @@ fn dm(id: &str, from: &str, to: &str, text: &str) -> DirectMessage {
         broadcast: false,
         seq: None,
         delivered: None,
+        edited_at: None,
+        deleted: false,
+        reply_to: None,
+        reply: None,
+        reactions: Vec::new(),
     }
 }
 
@@ -142,7 +147,7 @@ async fn outgoing_messages_wait_in_the_outbox_until_delivered_across_reopens(bac
     assert!(store.due(10).await.unwrap().is_empty(), "the sender's own first attempt comes first");
     store.retry_later("y", 1, kit::now_ms(), "down").await.unwrap();
     let due = store.due(10).await.unwrap();
-    assert_eq!(due.iter().map(|p| p.message.id.as_str()).collect::<Vec<_>>(), ["y"]);
+    assert_eq!(due.iter().map(|p| p.item.id()).collect::<Vec<_>>(), ["y"]);
     store.retry_later("y", 1, kit::now_ms() + 60_000, "down").await.unwrap();
     assert!(store.due(10).await.unwrap().is_empty());
     assert_eq!(store.outbox_len().await.unwrap(), 1);
@@ -282,7 +287,7 @@ async fn each_due_outbox_row_is_claimed_by_one_replica_only() {
                     if due.is_empty() {
                         return claimed;
                     }
-                    claimed.extend(due.into_iter().map(|pending| pending.message.id));
+                    claimed.extend(due.into_iter().map(|pending| pending.item.id().to_owned()));
                 }
             })
         })

@@ -3,9 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::chat::{Reaction, ReplyPreview};
 use super::replies::Status;
 use crate::de;
-use crate::names::{MessageText, Username};
+use crate::names::{ChannelName, MessageText, Username};
 
 /// `POST /submit-username`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,6 +45,9 @@ pub struct SendPeer {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username: Option<Username>,
     pub message: MessageText,
+    /// The id of a message of the same conversation this one answers.
+    #[serde(default, deserialize_with = "de::opt_text", skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
 }
 
 /// `POST /broadcast-peer`: one message to every contact.
@@ -59,6 +63,8 @@ pub struct Broadcast {
 pub struct DirectMessage {
     /// Chosen by the sender's peer; the receiver de-duplicates by it.
     pub id: String,
+    /// Empty for a deleted message.
+    #[serde(deserialize_with = "de::message_or_tombstone")]
     pub message: MessageText,
     pub sender_ip: String,
     #[serde(deserialize_with = "de::port")]
@@ -79,6 +85,44 @@ pub struct DirectMessage {
     /// For the sender's own copies: whether the recipient's peer has it yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivered: Option<bool>,
+    /// When its author last edited it, ms since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<u64>,
+    /// Deleted by its author: a tombstone, with empty text and no reactions.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+    /// The id of the message of the same conversation it answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
+    /// What it answers, as a reader's peer has it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply: Option<ReplyPreview>,
+    /// Reactions, ordered by first use.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reactions: Vec<Reaction>,
+}
+
+impl DirectMessage {
+    /// A new message, as its sender's peer mints it: not edited, no reactions.
+    pub fn new(id: String, from: Username, to: Username, message: MessageText, sender: (String, u16), ts: u64) -> Self {
+        Self {
+            id,
+            message,
+            sender_ip: sender.0,
+            sender_port: sender.1,
+            username: from,
+            to,
+            ts,
+            broadcast: false,
+            seq: None,
+            delivered: None,
+            edited_at: None,
+            deleted: false,
+            reply_to: None,
+            reply: None,
+            reactions: Vec::new(),
+        }
+    }
 }
 
 /// `POST /import-mailbox`, signed: a peer hands a user who moved their direct messages
@@ -117,6 +161,12 @@ pub struct BroadcastSent {
 pub struct MarkRead {
     #[serde(default, deserialize_with = "de::opt_u64", skip_serializing_if = "Option::is_none")]
     pub up_to: Option<u64>,
+    /// Only the conversation with this user (`up_to`: a `seq` of that conversation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub with: Option<Username>,
+    /// Only this channel (`up_to`: a channel message id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel_name: Option<ChannelName>,
 }
 
 /// The reply to `POST /mark-read`: how many messages it marked.
@@ -154,4 +204,7 @@ pub struct ConversationSummary {
     pub last: DirectMessage,
     /// Received messages not yet read (marked through `POST /mark-read`).
     pub unread: u64,
+    /// The `seq` of the latest received message read (0: none).
+    #[serde(default)]
+    pub last_read: u64,
 }

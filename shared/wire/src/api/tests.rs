@@ -86,8 +86,14 @@ fn conversations_list_the_other_user_the_last_message_and_the_unread_count() {
                 broadcast: false,
                 seq: Some(12),
                 delivered: None,
+                edited_at: None,
+                deleted: false,
+                reply_to: None,
+                reply: None,
+                reactions: Vec::new(),
             },
             unread: 2,
+            last_read: 10,
         }],
     };
     check(
@@ -95,7 +101,7 @@ fn conversations_list_the_other_user_the_last_message_and_the_unread_count() {
         concat!(
             r#"{"status":"success","conversations":[{"with":"bob","last":{"id":"0190","message":"see you","#,
             r#""sender_ip":"127.0.0.1","sender_port":9002,"username":"bob","to":"alice","ts":1700000000000,"#,
-            r#""broadcast":false,"seq":12},"unread":2}]}"#
+            r#""broadcast":false,"seq":12},"unread":2,"last_read":10}]}"#
         ),
     );
 }

@@ -6,16 +6,18 @@ use std::collections::HashMap;
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 use wire::api::{Contact, ConversationSummary, DirectMessage};
-use wire::names::{MessageText, Username};
+use wire::names::{Emoji, MessageText, Username};
 
 use super::{PgStore, parse_name, port};
 use crate::store::error::StoreError;
-use crate::store::rules::{FIRST_ATTEMPT_GRACE_MS, MAX_CONVERSATIONS, summarize};
+use crate::store::records::Outgoing;
+use crate::store::rules::{FIRST_ATTEMPT_GRACE_MS, MAX_CONVERSATIONS, Parent, attach, summarize};
 
 /// The columns [`message_from_row`] reads, from `peer_dms` as `d`. An outgoing
 /// message is delivered once it has left the outbox.
-const COLUMNS: &str = "d.seq, d.id, d.sender, d.recipient, d.text, d.ts, d.sender_ip, d.sender_port, d.broadcast,
-     CASE WHEN d.outgoing THEN NOT EXISTS (SELECT 1 FROM peer_outbox o WHERE o.id = d.id) END";
+pub(super) const COLUMNS: &str = "d.seq, d.id, d.sender, d.recipient, d.text, d.ts, d.sender_ip, d.sender_port, d.broadcast,
+     CASE WHEN d.outgoing THEN NOT EXISTS (SELECT 1 FROM peer_outbox o WHERE o.id = d.id) END,
+     d.edited_at, d.deleted, d.reply_to";
 
 impl PgStore {
     /// Files a message in its sender's mailbox and in the outbox, in one transaction.
@@ -30,11 +32,13 @@ impl PgStore {
         let now = kit::now_ms() as i64;
         let statement = tx
             .prepare_cached(
-                "INSERT INTO peer_outbox (id, message, attempts, next_attempt, created_at, traceparent)
-                 VALUES ($1, $2, 0, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+                "INSERT INTO peer_outbox (id, message, attempts, next_attempt, created_at, traceparent, kind)
+                 VALUES ($1, $2, 0, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
             )
             .await?;
-        tx.execute(&statement, &[&message.id, &json, &(now + FIRST_ATTEMPT_GRACE_MS), &now, &traceparent]).await?;
+        let kind = Outgoing::MESSAGE;
+        tx.execute(&statement, &[&message.id, &json, &(now + FIRST_ATTEMPT_GRACE_MS), &now, &traceparent, &kind])
+            .await?;
         tx.commit().await?;
         Ok(seq)
     }
@@ -54,7 +58,7 @@ impl PgStore {
         );
         let statement = client.prepare_cached(&sql).await?;
         let rows = client.query(&statement, &[&owner.as_str()]).await?;
-        rows.iter().map(message_from_row).collect()
+        read_messages(&client, owner, &rows).await
     }
 
     pub async fn mark_read(&self, owner: &Username, up_to: Option<u64>) -> Result<u64, StoreError> {
@@ -87,7 +91,7 @@ impl PgStore {
         let statement = client.prepare_cached(&sql).await?;
         let before = before.map(|seq| seq as i64);
         let rows = client.query(&statement, &[&owner.as_str(), &other.as_str(), &before, &(limit as i64 + 1)]).await?;
-        let mut messages = rows.iter().map(message_from_row).collect::<Result<Vec<_>, _>>()?;
+        let mut messages = read_messages(&client, owner, &rows).await?;
         let has_more = messages.len() as u64 > limit;
         messages.truncate(limit as usize);
         messages.reverse();
@@ -105,7 +109,7 @@ impl PgStore {
         );
         let statement = client.prepare_cached(&sql).await?;
         let rows = client.query(&statement, &[&owner.as_str(), &(MAX_CONVERSATIONS as i64)]).await?;
-        let latest = rows.iter().map(message_from_row).collect::<Result<Vec<_>, _>>()?;
+        let latest = read_messages(&client, owner, &rows).await?;
         let statement = client
             .prepare_cached(
                 "SELECT other, COUNT(*) FROM peer_dms WHERE owner = $1 AND NOT outgoing AND unread GROUP BY other",
@@ -117,7 +121,13 @@ impl PgStore {
             .iter()
             .map(|row| (row.get(0), row.get::<_, i64>(1) as u64))
             .collect();
-        Ok(summarize(owner, latest, |with| unread.get(with.as_str()).copied().unwrap_or(0)))
+        let last_read = super::changes::last_reads(&client, owner).await?;
+        Ok(summarize(
+            owner,
+            latest,
+            |with| unread.get(with.as_str()).copied().unwrap_or(0),
+            |with| last_read.get(with.as_str()).copied().unwrap_or(0),
+        ))
     }
 
     /// Files a page of a mailbox handed over by an embedded peer (a peer never hands
@@ -134,6 +144,7 @@ impl PgStore {
         for message in &messages {
             let outgoing = message.delivered.is_some() && &message.username == owner;
             if insert_dm(&tx, message, outgoing, false).await?.is_some() {
+                super::changes::import_reactions(&tx, owner, message).await?;
                 filed += 1;
             }
         }
@@ -168,8 +179,9 @@ async fn insert_dm(
     let statement = client
         .prepare_cached(
             "INSERT INTO peer_dms
-                 (owner, outgoing, id, other, sender, recipient, text, ts, sender_ip, sender_port, broadcast, unread)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                 (owner, outgoing, id, other, sender, recipient, text, ts, sender_ip, sender_port, broadcast, unread,
+                  edited_at, deleted, reply_to)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
              ON CONFLICT (owner, outgoing, id) DO NOTHING
              RETURNING seq",
         )
@@ -190,23 +202,72 @@ async fn insert_dm(
                 &i32::from(message.sender_port),
                 &message.broadcast,
                 &unread,
+                &message.edited_at.map(|at| at as i64),
+                &message.deleted,
+                &message.reply_to,
             ],
         )
         .await?;
     Ok(row.map(|row| row.get::<_, i64>(0) as u64))
 }
 
-pub(super) fn message_from_row(row: &Row) -> Result<DirectMessage, StoreError> {
+/// Messages of `owner`'s mailbox read back, with their reactions and reply previews.
+pub(super) async fn read_messages(
+    client: &impl GenericClient,
+    owner: &Username,
+    rows: &[Row],
+) -> Result<Vec<DirectMessage>, StoreError> {
+    let mut messages = rows.iter().map(message_from_row).collect::<Result<Vec<_>, _>>()?;
+    if messages.is_empty() {
+        return Ok(messages);
+    }
+    let ids: Vec<&str> = messages.iter().map(|message| message.id.as_str()).collect();
+    let statement = client
+        .prepare_cached(
+            "SELECT id, emoji, username FROM peer_dm_reactions
+             WHERE owner = $1 AND active AND id = ANY($2) ORDER BY at, username",
+        )
+        .await?;
+    let reactions = client
+        .query(&statement, &[&owner.as_str(), &ids])
+        .await?
+        .iter()
+        .map(|row| {
+            let emoji = Emoji::parse(row.get(1)).map_err(|err| StoreError::Corrupt(err.to_string()))?;
+            Ok((row.get::<_, String>(0), emoji, parse_name(row.get(2))?))
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    let parent_ids: Vec<&str> = messages.iter().filter_map(|message| message.reply_to.as_deref()).collect();
+    let mut parents: HashMap<String, Parent> = HashMap::new();
+    if !parent_ids.is_empty() {
+        let statement = client
+            .prepare_cached("SELECT id, sender, text, deleted FROM peer_dms WHERE owner = $1 AND id = ANY($2)")
+            .await?;
+        for row in client.query(&statement, &[&owner.as_str(), &parent_ids]).await? {
+            parents.insert(row.get(0), (parse_name(row.get(1))?, row.get(2), row.get(3)));
+        }
+    }
+    attach(&mut messages, reactions, &parents);
+    Ok(messages)
+}
+
+fn message_from_row(row: &Row) -> Result<DirectMessage, StoreError> {
+    let deleted: bool = row.get(11);
     Ok(DirectMessage {
         seq: Some(row.get::<_, i64>(0) as u64),
         id: row.get(1),
         username: parse_name(row.get(2))?,
         to: parse_name(row.get(3))?,
-        message: MessageText::parse(row.get(4)).map_err(|err| StoreError::Corrupt(err.to_string()))?,
+        message: MessageText::parse_stored(row.get(4), deleted).map_err(|err| StoreError::Corrupt(err.to_string()))?,
         ts: row.get::<_, i64>(5) as u64,
         sender_ip: row.get(6),
         sender_port: port(row.get(7))?,
         broadcast: row.get(8),
         delivered: row.get(9),
+        edited_at: row.get::<_, Option<i64>>(10).map(|at| at as u64),
+        deleted,
+        reply_to: row.get(12),
+        reply: None,
+        reactions: Vec::new(),
     })
 }

@@ -5,10 +5,11 @@ use std::collections::HashMap;
 use kit::db::{DbError, parse_column};
 use rusqlite::{Connection, params};
 use wire::api::{Contact, ConversationSummary, DirectMessage};
-use wire::names::{MessageText, Username};
+use wire::names::{Emoji, MessageText, Username};
 
 use super::SqliteStore;
-use crate::store::rules::{FIRST_ATTEMPT_GRACE_MS, MAX_CONVERSATIONS, summarize};
+use crate::store::records::Outgoing;
+use crate::store::rules::{FIRST_ATTEMPT_GRACE_MS, MAX_CONVERSATIONS, Parent, attach, ids_json, summarize};
 
 impl SqliteStore {
     /// Files a message in its sender's mailbox and in the outbox, in one commit.
@@ -25,9 +26,9 @@ impl SqliteStore {
                 // or if the peer dies before it knows.
                 let now = kit::now_ms() as i64;
                 conn.execute(
-                    "INSERT OR IGNORE INTO outbox (id, message, attempts, next_attempt, created_at, traceparent)
-                     VALUES (?1, ?2, 0, ?3, ?4, ?5)",
-                    params![message.id, json, now + FIRST_ATTEMPT_GRACE_MS, now, traceparent],
+                    "INSERT OR IGNORE INTO outbox (id, message, attempts, next_attempt, created_at, traceparent, kind)
+                     VALUES (?1, ?2, 0, ?3, ?4, ?5, ?6)",
+                    params![message.id, json, now + FIRST_ATTEMPT_GRACE_MS, now, traceparent, Outgoing::MESSAGE],
                 )?;
                 Ok(seq)
             })
@@ -48,6 +49,7 @@ impl SqliteStore {
             .read(move |conn| {
                 query_dms(
                     conn,
+                    &owner,
                     "WHERE owner = ?1 AND outgoing = 0 AND unread = 1 ORDER BY seq LIMIT 1000",
                     params![owner.as_str()],
                 )
@@ -85,6 +87,7 @@ impl SqliteStore {
                 // page ends just before it in that order.
                 let mut messages = query_dms(
                     conn,
+                    &owner,
                     "WHERE owner = ?1 AND other = ?2
                        AND (?3 IS NULL OR (ts, seq) < (SELECT ts, seq FROM dms WHERE seq = ?3))
                      ORDER BY ts DESC, seq DESC LIMIT ?4",
@@ -113,6 +116,7 @@ impl SqliteStore {
             .read(move |conn| {
                 query_dms(
                     conn,
+                    &owner,
                     "WHERE owner = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
                     params![owner.as_str(), after as i64, limit as i64],
                 )
@@ -128,6 +132,7 @@ impl SqliteStore {
             .read(move |conn| {
                 let latest = query_dms(
                     conn,
+                    &owner,
                     // Each other user once (an index walk), then one lookup each for
                     // their latest message.
                     "WHERE seq IN (SELECT (SELECT x.seq FROM dms AS x WHERE x.owner = ?1 AND x.other = o.other
@@ -142,7 +147,13 @@ impl SqliteStore {
                 let unread = statement
                     .query_map([owner.as_str()], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64)))?
                     .collect::<rusqlite::Result<HashMap<_, _>>>()?;
-                Ok(summarize(&owner, latest, |with| unread.get(with.as_str()).copied().unwrap_or(0)))
+                let last_read = super::changes::last_reads(conn, &owner)?;
+                Ok(summarize(
+                    &owner,
+                    latest,
+                    |with| unread.get(with.as_str()).copied().unwrap_or(0),
+                    |with| last_read.get(with.as_str()).copied().unwrap_or(0),
+                ))
             })
             .await
     }
@@ -163,6 +174,7 @@ impl SqliteStore {
                     let outgoing = message.delivered.is_some() && message.username == owner;
                     if let Some(seq) = insert_dm(conn, message, outgoing)? {
                         conn.prepare_cached("UPDATE dms SET unread = 0 WHERE seq = ?1")?.execute([seq as i64])?;
+                        super::changes::import_reactions(conn, &owner, message)?;
                         filed += 1;
                     }
                 }
@@ -199,6 +211,12 @@ impl SqliteStore {
                     params![owner.as_str(), through as i64],
                 )?;
                 conn.execute("DELETE FROM contacts WHERE owner = ?1", [owner.as_str()])?;
+                // Reactions go with the last of the messages they belong to.
+                conn.execute(
+                    "DELETE FROM dm_reactions WHERE owner = ?1
+                       AND NOT EXISTS (SELECT 1 FROM dms WHERE dms.owner = ?1 AND dms.id = dm_reactions.id)",
+                    [owner.as_str()],
+                )?;
                 Ok(())
             })
             .await
@@ -209,8 +227,9 @@ fn insert_dm(conn: &Connection, message: &DirectMessage, outgoing: bool) -> rusq
     let (owner, other) = if outgoing { (&message.username, &message.to) } else { (&message.to, &message.username) };
     let inserted = conn.execute(
         "INSERT OR IGNORE INTO dms
-             (owner, outgoing, id, other, sender, recipient, text, ts, sender_ip, sender_port, broadcast, unread)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+             (owner, outgoing, id, other, sender, recipient, text, ts, sender_ip, sender_port, broadcast, unread,
+              edited_at, deleted, reply_to)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
         params![
             owner.as_str(),
             outgoing,
@@ -223,33 +242,78 @@ fn insert_dm(conn: &Connection, message: &DirectMessage, outgoing: bool) -> rusq
             message.sender_ip,
             message.sender_port,
             message.broadcast,
-            !outgoing
+            !outgoing,
+            message.edited_at.map(|at| at as i64),
+            message.deleted,
+            message.reply_to,
         ],
     )?;
     Ok((inserted == 1).then(|| conn.last_insert_rowid() as u64))
 }
 
-fn query_dms(conn: &Connection, clause: &str, params: impl rusqlite::Params) -> rusqlite::Result<Vec<DirectMessage>> {
+/// The messages of `owner`'s mailbox that `clause` selects, with their reactions and
+/// reply previews.
+pub(super) fn query_dms(
+    conn: &Connection,
+    owner: &Username,
+    clause: &str,
+    params: impl rusqlite::Params,
+) -> rusqlite::Result<Vec<DirectMessage>> {
     // An outgoing message is delivered once it has left the outbox.
     let sql = format!(
         "SELECT seq, id, sender, recipient, text, ts, sender_ip, sender_port, broadcast,
-                CASE WHEN outgoing = 1 THEN NOT EXISTS (SELECT 1 FROM outbox WHERE outbox.id = dms.id) END
+                CASE WHEN outgoing = 1 THEN NOT EXISTS (SELECT 1 FROM outbox WHERE outbox.id = dms.id) END,
+                edited_at, deleted, reply_to
          FROM dms {clause}"
     );
     let mut statement = conn.prepare_cached(&sql)?;
     let rows = statement.query_map(params, |row| {
+        let deleted: bool = row.get(11)?;
         Ok(DirectMessage {
             seq: Some(row.get::<_, i64>(0)? as u64),
             id: row.get(1)?,
             username: parse_column(row, 2, Username::parse)?,
             to: parse_column(row, 3, Username::parse)?,
-            message: parse_column(row, 4, MessageText::parse)?,
+            message: parse_column(row, 4, |text| MessageText::parse_stored(text, deleted))?,
             ts: row.get::<_, i64>(5)? as u64,
             sender_ip: row.get(6)?,
             sender_port: row.get(7)?,
             broadcast: row.get(8)?,
             delivered: row.get(9)?,
+            edited_at: row.get::<_, Option<i64>>(10)?.map(|at| at as u64),
+            deleted,
+            reply_to: row.get(12)?,
+            reply: None,
+            reactions: Vec::new(),
         })
     })?;
-    rows.collect()
+    let mut messages = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+    if messages.is_empty() {
+        return Ok(messages);
+    }
+    let (ids, parent_ids) = ids_json(&messages);
+    let mut statement = conn.prepare_cached(
+        "SELECT id, emoji, username FROM dm_reactions
+         WHERE owner = ?1 AND active = 1 AND id IN (SELECT value FROM json_each(?2)) ORDER BY at, username",
+    )?;
+    let reactions = statement
+        .query_map(params![owner.as_str(), ids], |row| {
+            Ok((row.get(0)?, parse_column(row, 1, Emoji::parse)?, parse_column(row, 2, Username::parse)?))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut parents: HashMap<String, Parent> = HashMap::new();
+    if parent_ids != "[]" {
+        let mut statement = conn.prepare_cached(
+            "SELECT id, sender, text, deleted FROM dms WHERE owner = ?1 AND id IN (SELECT value FROM json_each(?2))",
+        )?;
+        let rows = statement.query_map(params![owner.as_str(), parent_ids], |row| {
+            Ok((row.get::<_, String>(0)?, (parse_column(row, 1, Username::parse)?, row.get(2)?, row.get(3)?)))
+        })?;
+        for row in rows {
+            let (id, parent) = row?;
+            parents.insert(id, parent);
+        }
+    }
+    attach(&mut messages, reactions, &parents);
+    Ok(messages)
 }

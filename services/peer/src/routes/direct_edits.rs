@@ -1,0 +1,117 @@
+//! Changing direct messages after they were sent: edit and delete (their author),
+//! react (either user of the conversation), typing notices; and the signed route by
+//! which the other user's peer hears of them.
+//!
+//! `/edit-message`, `/delete-message`, `/react` and `/typing` serve channel messages
+//! too: with `channel_name` the call is about a channel, without it about a direct
+//! message. This module serves the direct-message side.
+
+use axum::extract::State;
+use axum::routing::post;
+use axum::{Json, Router};
+use kit::body::Input;
+use kit::error::ApiError;
+use kit::sign::Signed;
+use wire::api::{
+    Ack, DeleteMessage, Deleted, DirectChange, DirectChangeKind, Done, EditMessage, Edited, MessageKey, React, Reacted,
+    Status, TypingRequest,
+};
+use wire::names::ChannelName;
+
+use crate::dm_changes;
+use crate::hosting::Session;
+use crate::state::AppState;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/edit-message", post(edit_message))
+        .route("/delete-message", post(delete_message))
+        .route("/react", post(react))
+        .route("/typing", post(typing))
+        .route(wire::routes::peer::RECEIVE_CHANGE, post(receive_change))
+}
+
+/// Channel messages are not served here (yet).
+fn direct_only(channel: Option<&ChannelName>) -> Result<(), ApiError> {
+    match channel {
+        Some(_) => Err(ApiError::bad_request("channels: not yet")),
+        None => Ok(()),
+    }
+}
+
+#[tracing::instrument(level = "debug", skip_all, fields(username = %session.username()))]
+async fn edit_message(
+    State(state): State<AppState>,
+    session: Session,
+    Input(request): Input<EditMessage>,
+) -> Result<Json<Edited>, ApiError> {
+    direct_only(request.channel_name.as_ref())?;
+    let me = session.username();
+    let (message, partner) = dm_changes::find(&state, me, &request.id).await?;
+    // Later than any edit before it, so it wins wherever edits meet.
+    let edited_at = kit::now_ms().max(message.edited_at.map_or(0, |at| at + 1));
+    let change = DirectChangeKind::Edit { message_id: message.id, message: request.message, edited_at };
+    let message = dm_changes::make(&state, me, &partner, change).await?;
+    Ok(Json(Edited {
+        status: Status::Success,
+        message: "Message edited".into(),
+        id: MessageKey::Direct(message.id),
+        edited_at: message.edited_at.unwrap_or(edited_at),
+    }))
+}
+
+#[tracing::instrument(level = "debug", skip_all, fields(username = %session.username()))]
+async fn delete_message(
+    State(state): State<AppState>,
+    session: Session,
+    Input(request): Input<DeleteMessage>,
+) -> Result<Json<Deleted>, ApiError> {
+    direct_only(request.channel_name.as_ref())?;
+    let me = session.username();
+    let (message, partner) = dm_changes::find(&state, me, &request.id).await?;
+    let change = DirectChangeKind::Delete { message_id: message.id };
+    let message = dm_changes::make(&state, me, &partner, change).await?;
+    Ok(Json(Deleted { status: Status::Success, message: "Message deleted".into(), id: MessageKey::Direct(message.id) }))
+}
+
+#[tracing::instrument(level = "debug", skip_all, fields(username = %session.username()))]
+async fn react(
+    State(state): State<AppState>,
+    session: Session,
+    Input(request): Input<React>,
+) -> Result<Json<Reacted>, ApiError> {
+    direct_only(request.channel_name.as_ref())?;
+    let me = session.username();
+    let (message, partner) = dm_changes::find(&state, me, &request.id).await?;
+    let change =
+        DirectChangeKind::React { message_id: message.id, emoji: request.emoji, on: request.on, at: kit::now_ms() };
+    let message = dm_changes::make(&state, me, &partner, change).await?;
+    Ok(Json(Reacted { status: Status::Success, id: MessageKey::Direct(message.id), reactions: message.reactions }))
+}
+
+/// The caller is typing to `to`: told to `to`'s pages, at most once per 2 s (more
+/// are answered but dropped).
+async fn typing(
+    State(state): State<AppState>,
+    session: Session,
+    Input(request): Input<TypingRequest>,
+) -> Result<Json<Done>, ApiError> {
+    direct_only(request.channel_name.as_ref())?;
+    let to = request.to.ok_or_else(|| ApiError::bad_request("say to whom: `to` (or `channel_name`)"))?;
+    if &to == session.username() {
+        return Err(ApiError::bad_request("typing to yourself is not news"));
+    }
+    dm_changes::typing(&state, session.username(), &to).await;
+    Ok(Json(Done::success()))
+}
+
+/// Another peer hands over a change made by one of its users to a message of a user
+/// hosted here (signed: only peers can).
+#[tracing::instrument(level = "debug", skip_all, fields(id = %change.id))]
+async fn receive_change(
+    State(state): State<AppState>,
+    Signed(change): Signed<DirectChange>,
+) -> Result<Json<Ack>, ApiError> {
+    dm_changes::receive_here(&state, &change).await?;
+    Ok(Json(Ack::success("Change received")))
+}
