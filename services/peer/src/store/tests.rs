@@ -74,6 +74,8 @@ on_every_backend!(
     a_handed_over_mailbox_is_filed_once_as_read_with_its_contacts,
 );
 
+mod changes;
+
 /// The address of peer replica `n`.
 fn replica(n: u16) -> PeerAddr {
     PeerAddr::parse("10.0.0.1", 9000 + n).unwrap()
