@@ -61,7 +61,8 @@ pub async fn send(
     reply: Option<ReplyPreview>,
 ) -> Result<(DirectMessage, bool), ApiError> {
     let sender = (state.me.ip.clone(), state.me.port);
-    let mut message = DirectMessage::new(MessageId::new().into(), from.clone(), to.clone(), text, sender, kit::now_ms());
+    let mut message =
+        DirectMessage::new(MessageId::new().into(), from.clone(), to.clone(), text, sender, kit::now_ms());
     message.broadcast = broadcast;
     message.reply_to = reply.as_ref().and_then(|reply| match &reply.id {
         wire::api::MessageKey::Direct(id) => Some(id.clone()),

@@ -113,8 +113,12 @@ pub async fn typing(state: &AppState, from: &Username, to: &Username) {
     if !state.typing.allow(from, to) {
         return;
     }
-    let change =
-        DirectChange { id: MessageId::new().into(), from: from.clone(), to: to.clone(), change: DirectChangeKind::Typing };
+    let change = DirectChange {
+        id: MessageId::new().into(),
+        from: from.clone(),
+        to: to.clone(),
+        change: DirectChangeKind::Typing,
+    };
     let home = match state.tracker.lookup(to).await {
         Ok(location) => wire::addr::PeerAddr { ip: location.ip, port: location.port },
         Err(err) => {

@@ -152,10 +152,16 @@ mod tests {
             id: MessageKey::Direct("0190".into()),
             reactions: vec![Reaction { emoji: Emoji::parse("👍").unwrap(), users: vec![bob.clone()] }],
         });
-        check(&reaction, r#"{"type":"reaction","with":"bob","id":"0190","reactions":[{"emoji":"👍","users":["bob"]}]}"#);
+        check(
+            &reaction,
+            r#"{"type":"reaction","with":"bob","id":"0190","reactions":[{"emoji":"👍","users":["bob"]}]}"#,
+        );
         let typing = Event::Typing(Typing { channel: None, username: bob.clone(), to: Some(bob.clone()) });
         check(&typing, r#"{"type":"typing","username":"bob","to":"bob"}"#);
-        check(&Event::Read(Read { channel: None, with: Some(bob), up_to: Some(3) }), r#"{"type":"read","with":"bob","up_to":3}"#);
+        check(
+            &Event::Read(Read { channel: None, with: Some(bob), up_to: Some(3) }),
+            r#"{"type":"read","with":"bob","up_to":3}"#,
+        );
         let deleted = MessageDeleted { channel: None, with: None, id: MessageKey::Channel(12) };
         check(&Event::MessageDeleted(deleted), r#"{"type":"message_deleted","id":12}"#);
     }

@@ -25,7 +25,8 @@ use wire::names::Username;
 use super::error::StoreError;
 use super::records::{Loaded, Outgoing, Pending};
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
     -- The users each peer hosts, by the peer's advertised address (ip:port).
     CREATE TABLE peer_hosted (
         peer       TEXT NOT NULL,
@@ -80,7 +81,8 @@ const MIGRATIONS: &[&str] = &[r#"
         traceparent  TEXT
     );
     CREATE INDEX peer_outbox_due ON peer_outbox (next_attempt);
-"#, r#"
+"#,
+    r#"
     -- Edits, deletions (tombstones: empty text), replies and reactions of direct
     -- messages, per mailbox copy. A reaction taken back stays as a row with
     -- active = false, so the latest change (by `at`) wins whatever order they arrive in.
@@ -99,7 +101,8 @@ const MIGRATIONS: &[&str] = &[r#"
     );
     -- What an outbox row carries: a direct message, or a change to one.
     ALTER TABLE peer_outbox ADD COLUMN kind TEXT NOT NULL DEFAULT 'message';
-"#];
+"#,
+];
 
 /// How long a claimed outbox row is left to the replica that claimed it: longer than
 /// one delivery attempt (a tracker lookup and a hand-over, 10 s each at most).

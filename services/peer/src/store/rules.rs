@@ -52,7 +52,8 @@ pub(super) fn attach(
         }
     }
     for message in messages {
-        message.reactions = if message.deleted { Vec::new() } else { by_message.remove(&message.id).unwrap_or_default() };
+        message.reactions =
+            if message.deleted { Vec::new() } else { by_message.remove(&message.id).unwrap_or_default() };
         message.reply = message.reply_to.as_ref().and_then(|parent_id| {
             let (author, text, deleted) = parents.get(parent_id)?;
             Some(ReplyPreview::of(MessageKey::Direct(parent_id.clone()), author.clone(), text, *deleted))

@@ -3,6 +3,7 @@
 mod bad_input;
 mod cluster;
 mod deployment;
+mod direct_chat;
 mod edge;
 mod limits;
 mod metrics;

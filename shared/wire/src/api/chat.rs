@@ -129,9 +129,20 @@ pub struct DirectChange {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum DirectChangeKind {
-    Edit { message_id: String, message: MessageText, edited_at: u64 },
-    Delete { message_id: String },
-    React { message_id: String, emoji: Emoji, on: bool, at: u64 },
+    Edit {
+        message_id: String,
+        message: MessageText,
+        edited_at: u64,
+    },
+    Delete {
+        message_id: String,
+    },
+    React {
+        message_id: String,
+        emoji: Emoji,
+        on: bool,
+        at: u64,
+    },
     /// Never stored, never retried.
     Typing,
 }

@@ -65,8 +65,10 @@ impl PgStore {
                 &[&owner.as_str(), &other.as_str(), &id],
             )
             .await?;
-        row.map(|row| Ok(ReplyPreview::of(MessageKey::Direct(id.to_owned()), parse_name(row.get(0))?, row.get(1), row.get(2))))
-            .transpose()
+        row.map(|row| {
+            Ok(ReplyPreview::of(MessageKey::Direct(id.to_owned()), parse_name(row.get(0))?, row.get(1), row.get(2)))
+        })
+        .transpose()
     }
 
     /// Marks `owner`'s received messages from `with` read, up to place `up_to` (every
@@ -92,9 +94,14 @@ impl PgStore {
 }
 
 /// The place of the last received message read, per other user of `owner`'s.
-pub(super) async fn last_reads(client: &impl GenericClient, owner: &Username) -> Result<HashMap<String, u64>, StoreError> {
+pub(super) async fn last_reads(
+    client: &impl GenericClient,
+    owner: &Username,
+) -> Result<HashMap<String, u64>, StoreError> {
     let statement = client
-        .prepare_cached("SELECT other, MAX(seq) FROM peer_dms WHERE owner = $1 AND NOT outgoing AND NOT unread GROUP BY other")
+        .prepare_cached(
+            "SELECT other, MAX(seq) FROM peer_dms WHERE owner = $1 AND NOT outgoing AND NOT unread GROUP BY other",
+        )
         .await?;
     let rows = client.query(&statement, &[&owner.as_str()]).await?;
     Ok(rows.iter().map(|row| (row.get(0), row.get::<_, i64>(1) as u64)).collect())
@@ -159,7 +166,9 @@ async fn apply(
             if sender != from {
                 return Ok(ChangeOutcome::NotAuthor);
             }
-            client.execute("DELETE FROM peer_dm_reactions WHERE owner = $1 AND id = $2", &[&owner.as_str(), &id]).await?;
+            client
+                .execute("DELETE FROM peer_dm_reactions WHERE owner = $1 AND id = $2", &[&owner.as_str(), &id])
+                .await?;
             client
                 .execute(
                     "UPDATE peer_dms SET text = '', deleted = true WHERE owner = $1 AND id = $2 AND NOT deleted",

@@ -15,7 +15,8 @@ use crate::store::rules::{FIRST_ATTEMPT_GRACE_MS, MAX_CONVERSATIONS, Parent, att
 
 /// The columns [`message_from_row`] reads, from `peer_dms` as `d`. An outgoing
 /// message is delivered once it has left the outbox.
-pub(super) const COLUMNS: &str = "d.seq, d.id, d.sender, d.recipient, d.text, d.ts, d.sender_ip, d.sender_port, d.broadcast,
+pub(super) const COLUMNS: &str =
+    "d.seq, d.id, d.sender, d.recipient, d.text, d.ts, d.sender_ip, d.sender_port, d.broadcast,
      CASE WHEN d.outgoing THEN NOT EXISTS (SELECT 1 FROM peer_outbox o WHERE o.id = d.id) END,
      d.edited_at, d.deleted, d.reply_to";
 

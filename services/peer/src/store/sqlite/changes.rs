@@ -17,7 +17,12 @@ impl SqliteStore {
     /// Applies `change` to the copy of its message in `owner`'s mailbox; when it is
     /// `own` (made here by its author) and changed something, puts it in the outbox
     /// for the other user's peer too, in one commit.
-    pub async fn apply_change(&self, owner: &Username, change: &DirectChange, own: bool) -> Result<ChangeOutcome, DbError> {
+    pub async fn apply_change(
+        &self,
+        owner: &Username,
+        change: &DirectChange,
+        own: bool,
+    ) -> Result<ChangeOutcome, DbError> {
         let (owner, change) = (owner.clone(), change.clone());
         let traceparent = kit::telemetry::current_traceparent();
         self.db
@@ -49,7 +54,12 @@ impl SqliteStore {
     }
 
     /// The message `id` of `owner`'s conversation with `other`, as a reply to it shows it.
-    pub async fn reply_parent(&self, owner: &Username, other: &Username, id: &str) -> Result<Option<ReplyPreview>, DbError> {
+    pub async fn reply_parent(
+        &self,
+        owner: &Username,
+        other: &Username,
+        id: &str,
+    ) -> Result<Option<ReplyPreview>, DbError> {
         let (owner, other, id) = (owner.clone(), other.clone(), id.to_owned());
         self.db
             .read(move |conn| {
@@ -68,7 +78,12 @@ impl SqliteStore {
 
     /// Marks `owner`'s received messages from `with` read, up to place `up_to` (every
     /// one without it). Returns how many were unread, and the last one read now.
-    pub async fn mark_read_with(&self, owner: &Username, with: &Username, up_to: Option<u64>) -> Result<(u64, u64), DbError> {
+    pub async fn mark_read_with(
+        &self,
+        owner: &Username,
+        with: &Username,
+        up_to: Option<u64>,
+    ) -> Result<(u64, u64), DbError> {
         let (owner, with) = (owner.clone(), with.clone());
         let up_to = up_to.map_or(i64::MAX, |seq| i64::try_from(seq).unwrap_or(i64::MAX));
         self.db

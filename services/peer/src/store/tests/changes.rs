@@ -89,7 +89,8 @@ async fn reactions_belong_to_the_two_users_and_the_latest_change_of_each_wins(ba
     let store = backend.store().await;
     conversation(&store).await;
     let bob = |id: &str, kind| change(id, "bob", "alice", kind);
-    let (message, changed) = applied(store.apply_change(&user("bob"), &bob("r1", react("m", "👍", true, 10)), true).await.unwrap());
+    let (message, changed) =
+        applied(store.apply_change(&user("bob"), &bob("r1", react("m", "👍", true, 10)), true).await.unwrap());
     assert!(changed);
     assert_eq!(reactions(&message), [("👍".to_owned(), vec!["bob".to_owned()])]);
     let alice = change("r2", "alice", "bob", react("m", "🎉", true, 11));
@@ -101,17 +102,21 @@ async fn reactions_belong_to_the_two_users_and_the_latest_change_of_each_wins(ba
         [("👍".to_owned(), vec!["bob".to_owned(), "alice".to_owned()]), ("🎉".to_owned(), vec!["alice".to_owned()])],
         "emoji by first use, users in the order they reacted"
     );
-    let (_, changed) = applied(store.apply_change(&user("bob"), &bob("r4", react("m", "👍", true, 13)), true).await.unwrap());
+    let (_, changed) =
+        applied(store.apply_change(&user("bob"), &bob("r4", react("m", "👍", true, 13)), true).await.unwrap());
     assert!(!changed, "reacting twice is one reaction");
     // Bob takes his back at 20; a retry of an older "on" arriving after it changes nothing.
-    let (message, changed) = applied(store.apply_change(&user("bob"), &bob("r5", react("m", "👍", false, 20)), true).await.unwrap());
+    let (message, changed) =
+        applied(store.apply_change(&user("bob"), &bob("r5", react("m", "👍", false, 20)), true).await.unwrap());
     assert!(changed);
     let alone = vec![("🎉".to_owned(), vec!["alice".to_owned()]), ("👍".to_owned(), vec!["alice".to_owned()])];
     assert_eq!(reactions(&message), alone, "first use among those who still react");
-    let (message, changed) = applied(store.apply_change(&user("bob"), &bob("r1", react("m", "👍", true, 10)), false).await.unwrap());
+    let (message, changed) =
+        applied(store.apply_change(&user("bob"), &bob("r1", react("m", "👍", true, 10)), false).await.unwrap());
     assert_eq!((reactions(&message), changed), (alone, false));
     // Taking back what was never given changes nothing.
-    let (_, changed) = applied(store.apply_change(&user("bob"), &bob("r6", react("m", "😀", false, 30)), true).await.unwrap());
+    let (_, changed) =
+        applied(store.apply_change(&user("bob"), &bob("r6", react("m", "😀", false, 30)), true).await.unwrap());
     assert!(!changed);
     let carol = change("r7", "carol", "alice", react("m", "👍", true, 40));
     assert_eq!(store.apply_change(&user("bob"), &carol, false).await.unwrap(), ChangeOutcome::NotAuthor);
@@ -142,7 +147,8 @@ async fn a_deleted_message_is_a_tombstone_that_takes_no_edit_and_no_reaction(bac
 async fn a_message_holds_at_most_twenty_emoji_of_its_own_users_choosing(backend: Backend) {
     let store = backend.store().await;
     conversation(&store).await;
-    let emoji: Vec<String> = (0..=MAX_EMOJI_PER_MESSAGE as u32).map(|i| char::from_u32(0x1F600 + i).unwrap().to_string()).collect();
+    let emoji: Vec<String> =
+        (0..=MAX_EMOJI_PER_MESSAGE as u32).map(|i| char::from_u32(0x1F600 + i).unwrap().to_string()).collect();
     for (i, one) in emoji.iter().take(MAX_EMOJI_PER_MESSAGE).enumerate() {
         let kind = react("m", one, true, i as u64 + 1);
         applied(store.apply_change(&user("bob"), &change(&format!("r{i}"), "bob", "alice", kind), true).await.unwrap());
@@ -159,7 +165,10 @@ async fn replies_show_their_parent_as_it_is_now(backend: Backend) {
     let store = backend.store().await;
     conversation(&store).await;
     let parent = store.reply_parent(&user("bob"), &user("alice"), "m").await.unwrap().unwrap();
-    assert_eq!((parent.id, parent.username.as_str(), parent.text.as_str()), (MessageKey::Direct("m".into()), "alice", "helo"));
+    assert_eq!(
+        (parent.id, parent.username.as_str(), parent.text.as_str()),
+        (MessageKey::Direct("m".into()), "alice", "helo")
+    );
     assert_eq!(store.reply_parent(&user("bob"), &user("carol"), "m").await.unwrap(), None, "another conversation's");
     assert_eq!(store.reply_parent(&user("carol"), &user("alice"), "m").await.unwrap(), None, "another mailbox's");
 
@@ -211,7 +220,9 @@ async fn a_handed_over_mailbox_keeps_edits_tombstones_replies_and_reactions(back
     let old = Backend::sqlite();
     let old = old.store().await;
     conversation(&old).await;
-    old.save_incoming(&DirectMessage { reply_to: Some("m".into()), ..dm("n", "alice", "bob", "see above") }).await.unwrap();
+    old.save_incoming(&DirectMessage { reply_to: Some("m".into()), ..dm("n", "alice", "bob", "see above") })
+        .await
+        .unwrap();
     old.save_incoming(&dm("gone", "alice", "bob", "oops")).await.unwrap();
     for (id, kind, own) in [
         ("c1", edit("m", "hello", 10), false),
@@ -219,7 +230,11 @@ async fn a_handed_over_mailbox_keeps_edits_tombstones_replies_and_reactions(back
         ("c3", DirectChangeKind::Delete { message_id: "gone".into() }, false),
     ] {
         let from = if own { "bob" } else { "alice" };
-        applied(old.apply_change(&user("bob"), &change(id, from, if own { "alice" } else { "bob" }, kind), own).await.unwrap());
+        applied(
+            old.apply_change(&user("bob"), &change(id, from, if own { "alice" } else { "bob" }, kind), own)
+                .await
+                .unwrap(),
+        );
     }
     let handed = old.handover().unwrap().export_mailbox(&user("bob"), 0, 100).await.unwrap();
     let new = backend.store().await;
