@@ -203,6 +203,7 @@ async fn marking_a_conversation_read_tells_every_page_of_the_reader_and_nobody_e
     let carol = sys.login(0, "user3", "password3").await;
     let (mut alices, mut alices_other_tab, mut bobs) =
         (open(&alice, None).await, open(&alice, None).await, open(&bob, None).await);
+    let mut carols = open(&carol, None).await;
     let mut seqs = Vec::new();
     for text in ["one", "two"] {
         bob.post_json("/send-peer", &json!({"username": "user1", "message": text})).await;
@@ -221,14 +222,16 @@ async fn marking_a_conversation_read_tells_every_page_of_the_reader_and_nobody_e
     assert_eq!((of("user2")["unread"].as_u64(), of("user2")["last_read"].as_u64()), (Some(1), Some(seqs[0])));
     assert_eq!((of("user3")["unread"].as_u64(), of("user3")["last_read"].as_u64()), (Some(1), Some(0)));
 
-    // Bob hears nothing of it, up to alice's next message.
-    let id =
-        alice.post_json("/send-peer", &json!({"username": "user2", "message": "read you"})).await.body["id"].clone();
-    loop {
-        let (kind, event) = next_chat_event(&mut bobs).await;
-        assert_ne!(kind, "read", "bob's pages hear nothing of alice's reading: {event}");
-        if event["id"] == id {
-            break;
+    // Bob (on another peer) and carol (on hers) hear nothing of it, up to alice's next
+    // message to each.
+    for (events, to) in [(&mut bobs, "user2"), (&mut carols, "user3")] {
+        let sent = alice.post_json("/send-peer", &json!({"username": to, "message": "read you"})).await;
+        loop {
+            let (kind, event) = next_chat_event(events).await;
+            assert_ne!(kind, "read", "{to}'s pages hear nothing of alice's reading: {event}");
+            if event["id"] == sent.body["id"] {
+                break;
+            }
         }
     }
     // The original form still marks the whole mailbox.
