@@ -13,7 +13,7 @@ use kit::backoff::delay_for;
 use kit::error::ApiError;
 use tracing::Instrument;
 use wire::addr::PeerAddr;
-use wire::api::{DirectMessage, ReplyPreview};
+use wire::api::{DirectChange, DirectMessage, ReplyPreview};
 use wire::events::{Delivered, Event};
 use wire::names::{MessageText, Username};
 
@@ -88,6 +88,16 @@ pub async fn send(
     Ok((message, delivered))
 }
 
+/// Hands a change to a direct message, applied and queued already by
+/// [`crate::dm_changes::make`], to the other user's peer; left to the outbox worker
+/// when that fails.
+pub async fn send_change(state: &AppState, change: DirectChange) -> Result<(), ApiError> {
+    let hint = state.store.last_known_address(&change.from, &change.to).await?;
+    let item = Outgoing::Change(change);
+    let first = attempt(state, &item, hint.as_ref()).await;
+    settle_first(state, item.id(), first).await.map(drop)
+}
+
 /// Tells the sender's browsers that a message reached the recipient's peer.
 fn announce_delivery(state: &AppState, message: &DirectMessage) {
     let receipt = Event::Delivered(Delivered { id: message.id.clone(), to: message.to.clone() });
@@ -112,7 +122,7 @@ pub async fn deliver_here(state: &AppState, message: &DirectMessage) -> Result<b
 }
 
 /// One delivery attempt: find the recipient's peer, hand the message (or change) over.
-pub(crate) async fn attempt(state: &AppState, item: &Outgoing, hint: Option<&PeerAddr>) -> Result<(), ApiError> {
+async fn attempt(state: &AppState, item: &Outgoing, hint: Option<&PeerAddr>) -> Result<(), ApiError> {
     let home = match state.tracker.lookup(item.to()).await {
         Ok(location) => PeerAddr { ip: location.ip, port: location.port },
         Err(err) => match hint {
@@ -135,7 +145,7 @@ async fn hand_over(state: &AppState, item: &Outgoing, home: &PeerAddr) -> Result
 
 /// After a first attempt at handing `id` over: out of the outbox if it went, else
 /// scheduled for a retry. Returns whether it went.
-pub(crate) async fn settle_first(state: &AppState, id: &str, first: Result<(), ApiError>) -> Result<bool, ApiError> {
+async fn settle_first(state: &AppState, id: &str, first: Result<(), ApiError>) -> Result<bool, ApiError> {
     match first {
         Ok(()) => {
             state.store.delivered(id).await?;

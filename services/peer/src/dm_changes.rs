@@ -11,25 +11,15 @@
 //! so applying one twice, or late, changes nothing. Typing notices are never stored
 //! and never retried.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
-
 use kit::error::ApiError;
 use wire::api::{DirectChange, DirectChangeKind, DirectMessage, MessageKey};
 use wire::events::{Event, MessageDeleted, MessageEdited, Reactions, Typing};
 use wire::names::Username;
 
-use crate::delivery;
 use crate::hub::Audience;
 use crate::ids::MessageId;
 use crate::state::AppState;
-use crate::store::{ChangeOutcome, MAX_EMOJI_PER_MESSAGE, Outgoing};
-
-/// At most one typing notice per user and partner is forwarded per this long.
-pub const TYPING_EVERY: Duration = Duration::from_secs(2);
-/// Entries the typing throttle keeps before it forgets the stale ones.
-const TYPING_REMEMBERED: usize = 10_000;
+use crate::store::{ChangeOutcome, MAX_EMOJI_PER_MESSAGE};
 
 /// A change by `from` to their message `id` (or one they received, for reactions):
 /// the message in `from`'s mailbox and the other user of its conversation, or 404.
@@ -44,17 +34,18 @@ pub async fn find(state: &AppState, from: &Username, id: &str) -> Result<(Direct
 }
 
 /// Makes a change of `from`'s to a message of their conversation with `to`: applied
-/// to `from`'s copy, told to their pages, then handed to `to`'s peer (or queued).
-/// Returns the message as it is now.
+/// to `from`'s copy (and queued for `to`'s peer in the same commit), and told to
+/// `from`'s pages. Returns the message as it is now, and the change when it changed
+/// something and must be handed to `to`'s peer ([`crate::delivery::send_change`]).
 pub async fn make(
     state: &AppState,
     from: &Username,
     to: &Username,
     change: DirectChangeKind,
-) -> Result<DirectMessage, ApiError> {
+) -> Result<(DirectMessage, Option<DirectChange>), ApiError> {
     let change = DirectChange { id: MessageId::new().into(), from: from.clone(), to: to.clone(), change };
     let (message, changed) = match state.store.apply_change(from, &change, true).await? {
-        ChangeOutcome::Applied { message, changed } => (message, changed),
+        ChangeOutcome::Applied { message, changed } => (*message, changed),
         ChangeOutcome::Missing => return Err(ApiError::NotFound("no such message in your direct messages".into())),
         ChangeOutcome::NotAuthor => {
             return Err(ApiError::Forbidden("only the author of a message may edit or delete it".into()));
@@ -65,19 +56,15 @@ pub async fn make(
         }
     };
     if !changed {
-        return Ok(message);
+        return Ok((message, None));
     }
     publish(state, from, to, &change, &message);
     if from == to {
         // A note to oneself: both copies are in this mailbox, changed already.
         state.store.delivered(&change.id).await?;
-        return Ok(message);
+        return Ok((message, None));
     }
-    let hint = state.store.last_known_address(from, to).await?;
-    let item = Outgoing::Change(change);
-    let first = delivery::attempt(state, &item, hint.as_ref()).await;
-    delivery::settle_first(state, item.id(), first).await?;
-    Ok(message)
+    Ok((message, Some(change)))
 }
 
 /// A change handed over by the author's peer, for a user hosted here: applied to their
@@ -107,7 +94,7 @@ pub async fn receive_here(state: &AppState, change: &DirectChange) -> Result<(),
 }
 
 /// Tells `to`'s pages that `from` is typing to them, unless `from` did so less than
-/// [`TYPING_EVERY`] ago. Never stored, never retried: a notice that cannot be handed
+/// [`crate::typing::TYPING_EVERY`] ago. Never stored, never retried: a notice that cannot be handed
 /// over is dropped.
 pub async fn typing(state: &AppState, from: &Username, to: &Username) {
     if !state.typing.allow(from, to) {
@@ -155,43 +142,4 @@ fn publish(state: &AppState, viewer: &Username, with: &Username, change: &Direct
         DirectChangeKind::Typing => return,
     };
     state.hub.publish(Audience::Users(vec![viewer.clone()]), &event);
-}
-
-/// When each user last had a typing notice forwarded to each partner.
-#[derive(Default)]
-pub struct TypingThrottle {
-    last: Mutex<HashMap<(Username, Username), Instant>>,
-}
-
-impl TypingThrottle {
-    /// Whether a notice from `from` to `to` goes now (and counts it).
-    pub fn allow(&self, from: &Username, to: &Username) -> bool {
-        let now = Instant::now();
-        let mut last = self.last.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if last.len() >= TYPING_REMEMBERED {
-            last.retain(|_, at| now.duration_since(*at) < TYPING_EVERY);
-        }
-        let key = (from.clone(), to.clone());
-        if last.get(&key).is_some_and(|at| now.duration_since(*at) < TYPING_EVERY) {
-            return false;
-        }
-        last.insert(key, now);
-        true
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn one_typing_notice_per_user_and_partner_goes_every_two_seconds() {
-        let throttle = TypingThrottle::default();
-        let (alice, bob, carol) =
-            (Username::parse("alice").unwrap(), Username::parse("bob").unwrap(), Username::parse("carol").unwrap());
-        assert!(throttle.allow(&alice, &bob));
-        assert!(!throttle.allow(&alice, &bob), "the second within 2 s is dropped");
-        assert!(throttle.allow(&alice, &carol), "another partner is counted apart");
-        assert!(throttle.allow(&bob, &alice), "and so is the other way");
-    }
 }

@@ -16,7 +16,7 @@
 //! - [`hub`]: the events browsers get, with ids to resume from.
 //! - [`delivery`]: sending direct messages peer to peer, and the outbox worker.
 //! - [`dm_changes`]: edits, deletions and reactions of direct messages, handed to the
-//!   other user's peer like messages, and typing notices.
+//!   other user's peer like messages, and typing notices ([`typing`]: how often).
 //! - [`handoff`]: handing a user's mailbox to their new home when they move
 //!   (embedded backend only: on PostgreSQL the mailbox is shared).
 //! - [`tracker_link`]: registration, heartbeat and the tracker's push stream.
@@ -33,6 +33,7 @@ pub mod ids;
 pub mod sessions;
 pub mod store;
 pub mod tracker_link;
+pub mod typing;
 
 mod metrics;
 mod routes;

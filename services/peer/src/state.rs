@@ -86,7 +86,7 @@ pub struct Shared {
     pub direct_to_one: Limiter<(Username, Username)>,
     pub streams_per_user: Option<usize>,
     /// Typing notices forwarded, at most one per user and partner per 2 s.
-    pub typing: crate::dm_changes::TypingThrottle,
+    pub typing: crate::typing::TypingThrottle,
     /// The lock on the database slot this peer claimed, held while it runs.
     _slot: Option<std::fs::File>,
 }
@@ -193,7 +193,7 @@ impl AppState {
                 "messages to this person",
             ),
             streams_per_user: config.limits.cap(config.limits.streams_per_user).map(|max| max as usize),
-            typing: crate::dm_changes::TypingThrottle::default(),
+            typing: crate::typing::TypingThrottle::default(),
             _slot: slot,
         })))
     }

@@ -10,7 +10,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-pub use emoji::{Emoji, MAX_EMOJI_BYTES};
+pub use emoji::MAX_EMOJI_BYTES;
 pub use profile::name_key;
 
 /// The longest user or channel name, in characters.
@@ -130,6 +130,25 @@ impl MessageText {
     }
 }
 
+/// One emoji, as a reaction names it: a single emoji (a pictograph with its
+/// modifiers, a joined sequence, a flag or a keycap) of at most [`MAX_EMOJI_BYTES`]
+/// bytes; the `names/emoji.rs` module doc says what is checked.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Emoji(String);
+
+impl Emoji {
+    pub fn parse(raw: &str) -> Result<Self, InvalidInput> {
+        let emoji = raw.trim();
+        emoji::check(emoji).map_err(InvalidInput)?;
+        Ok(Self(emoji.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 fn check_name(what: &str, name: &str) -> Result<(), InvalidInput> {
     if name.is_empty() {
         return Err(InvalidInput(format!("{what} is empty")));
@@ -170,7 +189,7 @@ macro_rules! string_newtype_impls {
     )*};
 }
 
-string_newtype_impls!(Username, ChannelName, MessageText);
+string_newtype_impls!(Username, ChannelName, MessageText, Emoji);
 
 #[cfg(test)]
 mod tests {

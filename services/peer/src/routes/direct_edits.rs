@@ -18,9 +18,9 @@ use wire::api::{
 };
 use wire::names::ChannelName;
 
-use crate::dm_changes;
 use crate::hosting::Session;
 use crate::state::AppState;
+use crate::{delivery, dm_changes};
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
@@ -51,7 +51,7 @@ async fn edit_message(
     // Later than any edit before it, so it wins wherever edits meet.
     let edited_at = kit::now_ms().max(message.edited_at.map_or(0, |at| at + 1));
     let change = DirectChangeKind::Edit { message_id: message.id, message: request.message, edited_at };
-    let message = dm_changes::make(&state, me, &partner, change).await?;
+    let message = change_and_send(&state, me, &partner, change).await?;
     Ok(Json(Edited {
         status: Status::Success,
         message: "Message edited".into(),
@@ -70,7 +70,7 @@ async fn delete_message(
     let me = session.username();
     let (message, partner) = dm_changes::find(&state, me, &request.id).await?;
     let change = DirectChangeKind::Delete { message_id: message.id };
-    let message = dm_changes::make(&state, me, &partner, change).await?;
+    let message = change_and_send(&state, me, &partner, change).await?;
     Ok(Json(Deleted { status: Status::Success, message: "Message deleted".into(), id: MessageKey::Direct(message.id) }))
 }
 
@@ -85,7 +85,7 @@ async fn react(
     let (message, partner) = dm_changes::find(&state, me, &request.id).await?;
     let change =
         DirectChangeKind::React { message_id: message.id, emoji: request.emoji, on: request.on, at: kit::now_ms() };
-    let message = dm_changes::make(&state, me, &partner, change).await?;
+    let message = change_and_send(&state, me, &partner, change).await?;
     Ok(Json(Reacted { status: Status::Success, id: MessageKey::Direct(message.id), reactions: message.reactions }))
 }
 
@@ -103,6 +103,20 @@ async fn typing(
     }
     dm_changes::typing(&state, session.username(), &to).await;
     Ok(Json(Done::success()))
+}
+
+/// Makes the change here, then hands it to the other user's peer.
+async fn change_and_send(
+    state: &AppState,
+    me: &wire::names::Username,
+    partner: &wire::names::Username,
+    change: DirectChangeKind,
+) -> Result<wire::api::DirectMessage, ApiError> {
+    let (message, to_send) = dm_changes::make(state, me, partner, change).await?;
+    if let Some(change) = to_send {
+        delivery::send_change(state, change).await?;
+    }
+    Ok(message)
 }
 
 /// Another peer hands over a change made by one of its users to a message of a user

@@ -74,5 +74,5 @@ pub enum ChangeOutcome {
     TooManyEmoji,
     /// The message as it is now; `changed` is false when this change (or a later
     /// one) was applied already.
-    Applied { message: DirectMessage, changed: bool },
+    Applied { message: Box<DirectMessage>, changed: bool },
 }

@@ -7,57 +7,21 @@
 //! emoji; it does not check that a sequence is one Unicode names (a page shows an
 //! unknown sequence as its parts, which is harmless).
 
-use std::fmt;
-
-use serde::{Deserialize, Serialize};
-
-use super::InvalidInput;
-
 /// The most bytes an emoji takes (the longest family and flag sequences fit).
 pub const MAX_EMOJI_BYTES: usize = 32;
 
-/// One emoji: a single emoji grapheme of at most [`MAX_EMOJI_BYTES`] bytes.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct Emoji(String);
-
-impl Emoji {
-    pub fn parse(raw: &str) -> Result<Self, InvalidInput> {
-        let emoji = raw.trim();
-        if emoji.is_empty() {
-            return Err(InvalidInput("emoji is empty".into()));
-        }
-        if emoji.len() > MAX_EMOJI_BYTES {
-            return Err(InvalidInput(format!("emoji is {} bytes long; the limit is {MAX_EMOJI_BYTES}", emoji.len())));
-        }
-        if !is_one_emoji(emoji) {
-            return Err(InvalidInput("emoji must be exactly one emoji".into()));
-        }
-        Ok(Self(emoji.to_owned()))
+/// Why `raw` (trimmed) is not one emoji, if it is not.
+pub(super) fn check(emoji: &str) -> Result<(), String> {
+    if emoji.is_empty() {
+        return Err("emoji is empty".into());
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
+    if emoji.len() > MAX_EMOJI_BYTES {
+        return Err(format!("emoji is {} bytes long; the limit is {MAX_EMOJI_BYTES}", emoji.len()));
     }
-}
-
-impl TryFrom<String> for Emoji {
-    type Error = InvalidInput;
-    fn try_from(raw: String) -> Result<Self, InvalidInput> {
-        Self::parse(&raw)
+    if !is_one_emoji(emoji) {
+        return Err("emoji must be exactly one emoji".into());
     }
-}
-
-impl From<Emoji> for String {
-    fn from(value: Emoji) -> String {
-        value.0
-    }
-}
-
-impl fmt::Display for Emoji {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
+    Ok(())
 }
 
 const ZWJ: char = '\u{200D}';
@@ -128,12 +92,16 @@ fn is_pictograph(c: char) -> bool {
 mod tests {
     use super::*;
 
+    fn parse(raw: &str) -> Result<String, String> {
+        check(raw.trim()).map(|()| raw.trim().to_owned())
+    }
+
     #[test]
     fn single_emoji_and_their_sequences_are_accepted() {
         for ok in
             ["👍", "❤️", "👍🏽", "👨‍👩‍👧‍👦", "🏳️‍🌈", "🇻🇳", "1️⃣", "#️⃣", "🏴\u{E0067}\u{E0062}\u{E0065}\u{E006E}\u{E0067}\u{E007F}"]
         {
-            assert_eq!(Emoji::parse(ok).map(|emoji| emoji.0), Ok(ok.to_owned()), "{ok:?}");
+            assert_eq!(parse(ok), Ok(ok.to_owned()), "{ok:?}");
         }
     }
 
@@ -141,8 +109,8 @@ mod tests {
     fn text_spaces_and_several_emoji_are_refused() {
         for bad in ["", " ", "a", "1", "ok", "👍👍", "👍 👍", "👍a", "🇻🇳🇻", "\u{200D}", "👍\u{200D}", "<b>", "🏽"]
         {
-            assert!(Emoji::parse(bad).is_err(), "{bad:?} was accepted");
+            assert!(parse(bad).is_err(), "{bad:?} was accepted");
         }
-        assert!(Emoji::parse(&"👍\u{FE0F}".repeat(9)).is_err(), "over 32 bytes");
+        assert!(parse(&"👍\u{FE0F}".repeat(9)).is_err(), "over 32 bytes");
     }
 }

@@ -2,13 +2,11 @@
 //! and reply parents. A change locks its message's row, so two replicas applying
 //! changes to one message at once take turns.
 
-use std::collections::HashMap;
-
 use deadpool_postgres::GenericClient;
 use wire::api::{DirectChange, DirectChangeKind, DirectMessage, MessageKey, ReplyPreview};
 use wire::names::Username;
 
-use super::mailbox::{COLUMNS, read_messages};
+use super::mailbox::{COLUMNS, last_reads, read_messages};
 use super::{PgStore, parse_name};
 use crate::store::error::StoreError;
 use crate::store::records::{ChangeOutcome, Outgoing};
@@ -91,42 +89,6 @@ impl PgStore {
         let last_read = last_reads(&client, owner).await?.get(with.as_str()).copied().unwrap_or(0);
         Ok((marked, last_read))
     }
-}
-
-/// The place of the last received message read, per other user of `owner`'s.
-pub(super) async fn last_reads(
-    client: &impl GenericClient,
-    owner: &Username,
-) -> Result<HashMap<String, u64>, StoreError> {
-    let statement = client
-        .prepare_cached(
-            "SELECT other, MAX(seq) FROM peer_dms WHERE owner = $1 AND NOT outgoing AND NOT unread GROUP BY other",
-        )
-        .await?;
-    let rows = client.query(&statement, &[&owner.as_str()]).await?;
-    Ok(rows.iter().map(|row| (row.get(0), row.get::<_, i64>(1) as u64)).collect())
-}
-
-/// Files the reactions of a handed-over message, in their order.
-pub(super) async fn import_reactions(
-    client: &impl GenericClient,
-    owner: &Username,
-    message: &DirectMessage,
-) -> Result<(), StoreError> {
-    let mut at = 0_i64;
-    for reaction in &message.reactions {
-        for user in &reaction.users {
-            at += 1;
-            client
-                .execute(
-                    "INSERT INTO peer_dm_reactions (owner, id, emoji, username, at, active)
-                     VALUES ($1, $2, $3, $4, $5, true) ON CONFLICT DO NOTHING",
-                    &[&owner.as_str(), &message.id, &reaction.emoji.as_str(), &user.as_str(), &at],
-                )
-                .await?;
-        }
-    }
-    Ok(())
 }
 
 async fn apply(
@@ -225,5 +187,5 @@ async fn apply(
         .await?
         .pop()
         .ok_or_else(|| StoreError::Corrupt(format!("message {id} vanished while it changed")))?;
-    Ok(ChangeOutcome::Applied { message, changed })
+    Ok(ChangeOutcome::Applied { message: Box::new(message), changed })
 }

@@ -122,7 +122,7 @@ impl PgStore {
             .iter()
             .map(|row| (row.get(0), row.get::<_, i64>(1) as u64))
             .collect();
-        let last_read = super::changes::last_reads(&client, owner).await?;
+        let last_read = last_reads(&client, owner).await?;
         Ok(summarize(
             owner,
             latest,
@@ -145,7 +145,7 @@ impl PgStore {
         for message in &messages {
             let outgoing = message.delivered.is_some() && &message.username == owner;
             if insert_dm(&tx, message, outgoing, false).await?.is_some() {
-                super::changes::import_reactions(&tx, owner, message).await?;
+                import_reactions(&tx, owner, message).await?;
                 filed += 1;
             }
         }
@@ -271,4 +271,40 @@ fn message_from_row(row: &Row) -> Result<DirectMessage, StoreError> {
         reply: None,
         reactions: Vec::new(),
     })
+}
+
+/// The place of the last received message read, per other user of `owner`'s.
+pub(super) async fn last_reads(
+    client: &impl GenericClient,
+    owner: &Username,
+) -> Result<HashMap<String, u64>, StoreError> {
+    let statement = client
+        .prepare_cached(
+            "SELECT other, MAX(seq) FROM peer_dms WHERE owner = $1 AND NOT outgoing AND NOT unread GROUP BY other",
+        )
+        .await?;
+    let rows = client.query(&statement, &[&owner.as_str()]).await?;
+    Ok(rows.iter().map(|row| (row.get(0), row.get::<_, i64>(1) as u64)).collect())
+}
+
+/// Files the reactions of a handed-over message, in their order.
+pub(super) async fn import_reactions(
+    client: &impl GenericClient,
+    owner: &Username,
+    message: &DirectMessage,
+) -> Result<(), StoreError> {
+    let mut at = 0_i64;
+    for reaction in &message.reactions {
+        for user in &reaction.users {
+            at += 1;
+            client
+                .execute(
+                    "INSERT INTO peer_dm_reactions (owner, id, emoji, username, at, active)
+                     VALUES ($1, $2, $3, $4, $5, true) ON CONFLICT DO NOTHING",
+                    &[&owner.as_str(), &message.id, &reaction.emoji.as_str(), &user.as_str(), &at],
+                )
+                .await?;
+        }
+    }
+    Ok(())
 }

@@ -1,15 +1,13 @@
 //! Changes to direct messages in SQLite: edits, deletions, reactions, read state and
 //! reply parents.
 
-use std::collections::HashMap;
-
 use kit::db::{DbError, parse_column};
 use rusqlite::{Connection, OptionalExtension, params};
 use wire::api::{DirectChange, DirectChangeKind, DirectMessage, MessageKey, ReplyPreview};
 use wire::names::Username;
 
 use super::SqliteStore;
-use super::mailbox::query_dms;
+use super::mailbox::{last_reads, query_dms};
 use crate::store::records::{ChangeOutcome, Outgoing};
 use crate::store::rules::{FIRST_ATTEMPT_GRACE_MS, MAX_EMOJI_PER_MESSAGE, reaction_changes};
 
@@ -100,29 +98,6 @@ impl SqliteStore {
     }
 }
 
-/// The place of the last received message read, per other user of `owner`'s.
-pub(super) fn last_reads(conn: &Connection, owner: &Username) -> rusqlite::Result<HashMap<String, u64>> {
-    let mut statement = conn.prepare_cached(
-        "SELECT other, MAX(seq) FROM dms WHERE owner = ?1 AND outgoing = 0 AND unread = 0 GROUP BY other",
-    )?;
-    statement.query_map([owner.as_str()], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64)))?.collect()
-}
-
-/// Files the reactions of a handed-over message, in their order.
-pub(super) fn import_reactions(conn: &Connection, owner: &Username, message: &DirectMessage) -> rusqlite::Result<()> {
-    let mut at = 0_i64;
-    for reaction in &message.reactions {
-        for user in &reaction.users {
-            at += 1;
-            conn.prepare_cached(
-                "INSERT OR IGNORE INTO dm_reactions (owner, id, emoji, username, at, active) VALUES (?1, ?2, ?3, ?4, ?5, 1)",
-            )?
-            .execute(params![owner.as_str(), message.id, reaction.emoji.as_str(), user.as_str(), at])?;
-        }
-    }
-    Ok(())
-}
-
 fn apply(conn: &Connection, owner: &Username, change: &DirectChange, own: bool) -> rusqlite::Result<ChangeOutcome> {
     let Some(id) = change.change.message_id() else { return Ok(ChangeOutcome::Missing) };
     let found = conn
@@ -191,7 +166,7 @@ fn apply(conn: &Connection, owner: &Username, change: &DirectChange, own: bool) 
     let message = query_dms(conn, owner, "WHERE owner = ?1 AND id = ?2 LIMIT 1", params![owner.as_str(), id])?
         .pop()
         .ok_or(rusqlite::Error::QueryReturnedNoRows)?;
-    Ok(ChangeOutcome::Applied { message, changed })
+    Ok(ChangeOutcome::Applied { message: Box::new(message), changed })
 }
 
 /// Whether `emoji` would be one distinct emoji too many on the message.

@@ -147,7 +147,7 @@ impl SqliteStore {
                 let unread = statement
                     .query_map([owner.as_str()], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64)))?
                     .collect::<rusqlite::Result<HashMap<_, _>>>()?;
-                let last_read = super::changes::last_reads(conn, &owner)?;
+                let last_read = last_reads(conn, &owner)?;
                 Ok(summarize(
                     &owner,
                     latest,
@@ -174,7 +174,7 @@ impl SqliteStore {
                     let outgoing = message.delivered.is_some() && message.username == owner;
                     if let Some(seq) = insert_dm(conn, message, outgoing)? {
                         conn.prepare_cached("UPDATE dms SET unread = 0 WHERE seq = ?1")?.execute([seq as i64])?;
-                        super::changes::import_reactions(conn, &owner, message)?;
+                        import_reactions(conn, &owner, message)?;
                         filed += 1;
                     }
                 }
@@ -316,4 +316,27 @@ pub(super) fn query_dms(
     }
     attach(&mut messages, reactions, &parents);
     Ok(messages)
+}
+
+/// The place of the last received message read, per other user of `owner`'s.
+pub(super) fn last_reads(conn: &Connection, owner: &Username) -> rusqlite::Result<HashMap<String, u64>> {
+    let mut statement = conn.prepare_cached(
+        "SELECT other, MAX(seq) FROM dms WHERE owner = ?1 AND outgoing = 0 AND unread = 0 GROUP BY other",
+    )?;
+    statement.query_map([owner.as_str()], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64)))?.collect()
+}
+
+/// Files the reactions of a handed-over message, in their order.
+pub(super) fn import_reactions(conn: &Connection, owner: &Username, message: &DirectMessage) -> rusqlite::Result<()> {
+    let mut at = 0_i64;
+    for reaction in &message.reactions {
+        for user in &reaction.users {
+            at += 1;
+            conn.prepare_cached(
+                "INSERT OR IGNORE INTO dm_reactions (owner, id, emoji, username, at, active) VALUES (?1, ?2, ?3, ?4, ?5, 1)",
+            )?
+            .execute(params![owner.as_str(), message.id, reaction.emoji.as_str(), user.as_str(), at])?;
+        }
+    }
+    Ok(())
 }

@@ -33,7 +33,7 @@ fn react(message_id: &str, emoji: &str, on: bool, at: u64) -> DirectChangeKind {
 
 fn applied(outcome: ChangeOutcome) -> (DirectMessage, bool) {
     match outcome {
-        ChangeOutcome::Applied { message, changed } => (message, changed),
+        ChangeOutcome::Applied { message, changed } => (*message, changed),
         other => panic!("expected the change applied, got {other:?}"),
     }
 }
