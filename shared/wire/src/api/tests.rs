@@ -140,3 +140,60 @@ fn secrets_stay_out_of_debug_output() {
         SessionGrant { status: Status::Success, username: name("alice"), token: "tok.en.sig".into(), expires_at: 1 };
     assert!(!format!("{grant:?}").contains("tok.en.sig"));
 }
+
+#[test]
+fn message_changes_take_ids_as_text_or_numbers_and_flags_as_forms_send_them() {
+    let edit: EditMessage = serde_urlencoded::from_str("id=0190ab&message=fixed").unwrap();
+    assert_eq!((edit.id.as_str(), edit.channel_name, edit.message.as_str()), ("0190ab", None, "fixed"));
+    let edit: EditMessage = serde_json::from_str(r#"{"id":12,"channel_name":"general","message":"x"}"#).unwrap();
+    assert_eq!((edit.id.as_str(), edit.channel_name.map(String::from)), ("12", Some("general".to_owned())));
+    assert!(serde_urlencoded::from_str::<DeleteMessage>("id=").is_err(), "an empty id");
+
+    let react: React = serde_urlencoded::from_str("id=7&emoji=%F0%9F%91%8D").unwrap();
+    assert_eq!((react.emoji.as_str(), react.on), ("👍", true), "on by default");
+    for (form, on) in [("on=false", false), ("on=0", false), ("on=true", true), ("on=1", true)] {
+        let react: React = serde_urlencoded::from_str(&format!("id=7&emoji=%F0%9F%91%8D&{form}")).unwrap();
+        assert_eq!(react.on, on, "{form}");
+    }
+    let react: React = serde_json::from_str(r#"{"id":"7","emoji":"🎉","on":false}"#).unwrap();
+    assert!(!react.on);
+    assert!(serde_urlencoded::from_str::<React>("id=7&emoji=%F0%9F%91%8D&on=maybe").is_err());
+    assert!(serde_urlencoded::from_str::<React>("id=7&emoji=ok").is_err(), "not an emoji");
+
+    let mark: MarkRead = serde_urlencoded::from_str("with=bob&up_to=4").unwrap();
+    assert_eq!((mark.with.map(String::from), mark.up_to), (Some("bob".to_owned()), Some(4)));
+    let reply: SendPeer = serde_urlencoded::from_str("username=bob&message=yes&reply_to=0190").unwrap();
+    assert_eq!(reply.reply_to.as_deref(), Some("0190"));
+    let typing: TypingRequest = serde_urlencoded::from_str("to=bob").unwrap();
+    assert_eq!((typing.to.map(String::from), typing.channel_name), (Some("bob".to_owned()), None));
+}
+
+#[test]
+fn a_direct_message_shows_only_what_happened_to_it() {
+    let mut message = DirectMessage::new(
+        "0190".into(),
+        name("bob"),
+        name("alice"),
+        MessageText::parse("see you").unwrap(),
+        ("127.0.0.1".into(), 9002),
+        1,
+    );
+    let plain = r#"{"id":"0190","message":"see you","sender_ip":"127.0.0.1","sender_port":9002,"username":"bob","to":"alice","ts":1,"broadcast":false"#;
+    check(&message, &format!("{plain}}}"));
+    message.edited_at = Some(5);
+    message.reply_to = Some("018f".into());
+    message.reply = Some(ReplyPreview::of(MessageKey::Direct("018f".into()), name("alice"), &"a".repeat(250), false));
+    message.reactions =
+        vec![Reaction { emoji: crate::names::Emoji::parse("👍").unwrap(), users: vec![name("alice")] }];
+    let json = serde_json::to_string(&message).unwrap();
+    let preview = format!(r#""reply":{{"id":"018f","username":"alice","text":"{}","deleted":false}}"#, "a".repeat(200));
+    let expected = format!(
+        r#"{plain},"edited_at":5,"reply_to":"018f",{preview},"reactions":[{{"emoji":"👍","users":["alice"]}}]}}"#
+    );
+    assert_eq!(json, expected);
+    assert_eq!(serde_json::from_str::<DirectMessage>(&json).unwrap(), message);
+    let tombstone = DirectMessage { message: MessageText::tombstone(), deleted: true, ..message };
+    let json = serde_json::to_string(&tombstone).unwrap();
+    assert!(json.contains(r#""message":"","#) && json.contains(r#""deleted":true"#), "{json}");
+    assert_eq!(serde_json::from_str::<DirectMessage>(&json).unwrap(), tombstone);
+}
