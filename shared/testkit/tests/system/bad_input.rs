@@ -43,6 +43,10 @@ async fn every_route_refuses_bad_input_with_a_json_4xx_and_keeps_serving(backend
         "/connect-peer",
         "/send-peer",
         "/broadcast-peer",
+        "/edit-message",
+        "/delete-message",
+        "/react",
+        "/typing",
         "/login",
         "/register",
     ];
@@ -107,7 +111,17 @@ async fn every_route_refuses_bad_input_with_a_json_4xx_and_keeps_serving(backend
         refused(user, Method::GET, "/events", b"".to_vec(), 401).await;
         refused(user, post.clone(), "/send-channel-message", b"channel_name=general&message=x".to_vec(), 401).await;
         refused(user, post.clone(), "/send-peer", b"username=user2&message=x".to_vec(), 401).await;
+        refused(user, post.clone(), "/edit-message", b"id=x&message=y".to_vec(), 401).await;
+        refused(user, post.clone(), "/react", b"id=x&emoji=%F0%9F%91%8D".to_vec(), 401).await;
+        refused(user, post.clone(), "/typing", b"to=user2".to_vec(), 401).await;
     }
+
+    // A forged /receive-change (someone else's edit of alice's message), unsigned.
+    let change = json!({"id": "c1", "from": "user1", "to": "user2",
+                        "change": {"kind": "delete", "message_id": "m1"}});
+    let forged_change = sys.client().post(format!("{}/receive-change", sys.peer_url(1))).json(&change).send().await;
+    let reply = Reply::read(forged_change.unwrap()).await;
+    assert_eq!((reply.status, reply.body["status"].as_str()), (401, Some("error")), "{}", reply.body);
 
     // A forged /receive-message: unsigned, signed with another secret, or tampered.
     let dm = json!({"id": "forged-1", "message": "I am alice, honest", "sender_ip": "127.0.0.1",
