@@ -12,25 +12,41 @@ pub const TYPING_EVERY: Duration = Duration::from_secs(2);
 /// Entries the throttle keeps before it forgets the stale ones.
 const TYPING_REMEMBERED: usize = 10_000;
 
-/// When each user last had a typing notice forwarded to each partner.
+/// When each user last had a typing notice forwarded to each partner. Bounded: past
+/// [`TYPING_REMEMBERED`] entries the stale ones are forgotten (at most once per
+/// [`TYPING_EVERY`], so a flood costs no more than one sweep per period), and while
+/// it is still full of fresh ones new pairs are dropped.
 #[derive(Default)]
 pub struct TypingThrottle {
-    last: Mutex<HashMap<(Username, Username), Instant>>,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    last: HashMap<(Username, Username), Instant>,
+    swept: Option<Instant>,
 }
 
 impl TypingThrottle {
     /// Whether a notice from `from` to `to` goes now (and counts it).
     pub fn allow(&self, from: &Username, to: &Username) -> bool {
         let now = Instant::now();
-        let mut last = self.last.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if last.len() >= TYPING_REMEMBERED {
-            last.retain(|_, at| now.duration_since(*at) < TYPING_EVERY);
-        }
+        let mut inner = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let key = (from.clone(), to.clone());
-        if last.get(&key).is_some_and(|at| now.duration_since(*at) < TYPING_EVERY) {
+        if inner.last.get(&key).is_some_and(|at| now.duration_since(*at) < TYPING_EVERY) {
             return false;
         }
-        last.insert(key, now);
+        if inner.last.len() >= TYPING_REMEMBERED && !inner.last.contains_key(&key) {
+            if inner.swept.is_some_and(|swept| now.duration_since(swept) < TYPING_EVERY) {
+                return false;
+            }
+            inner.swept = Some(now);
+            inner.last.retain(|_, at| now.duration_since(*at) < TYPING_EVERY);
+            if inner.last.len() >= TYPING_REMEMBERED {
+                return false;
+            }
+        }
+        inner.last.insert(key, now);
         true
     }
 }
@@ -48,5 +64,18 @@ mod tests {
         assert!(!throttle.allow(&alice, &bob), "the second within 2 s is dropped");
         assert!(throttle.allow(&alice, &carol), "another partner is counted apart");
         assert!(throttle.allow(&bob, &alice), "and so is the other way");
+    }
+
+    #[test]
+    fn a_full_throttle_drops_new_pairs_instead_of_growing() {
+        let throttle = TypingThrottle::default();
+        let alice = Username::parse("alice").unwrap();
+        for i in 0..TYPING_REMEMBERED {
+            assert!(throttle.allow(&alice, &Username::parse(&format!("u{i}")).unwrap()));
+        }
+        assert!(!throttle.allow(&alice, &Username::parse("one-more").unwrap()), "every entry is fresh");
+        assert!(!throttle.allow(&alice, &Username::parse("u0").unwrap()), "and known pairs still wait");
+        let size = throttle.inner.lock().unwrap().last.len();
+        assert_eq!(size, TYPING_REMEMBERED);
     }
 }

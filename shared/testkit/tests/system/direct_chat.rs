@@ -264,7 +264,46 @@ async fn a_change_for_a_peer_that_is_down_reaches_it_when_it_is_back(backend: Ba
     sys.shutdown().await;
 }
 
+async fn a_user_who_moves_keeps_edits_reactions_replies_and_tombstones_and_later_changes_follow(backend: Backend) {
+    let sys = System::builder().backend(backend).peers(3).start().await;
+    let alice_on_0 = sys.login(0, "user1", "password1").await;
+    let bob = sys.login(1, "user2", "password2").await;
+    let mut alices = open(&alice_on_0, None).await;
+    let first = bob.post_json("/send-peer", &json!({"username": "user1", "message": "helo"})).await.body["id"].clone();
+    let gone = bob.post_json("/send-peer", &json!({"username": "user1", "message": "oops"})).await.body["id"].clone();
+    let answer =
+        alice_on_0.post_json("/send-peer", &json!({"username": "user2", "message": "hi", "reply_to": first})).await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    bob.post_json("/edit-message", &json!({"id": first, "message": "hello"})).await;
+    bob.post_json("/delete-message", &json!({"id": gone})).await;
+    alice_on_0.post_json("/react", &json!({"id": first, "emoji": "👍"})).await;
+    next_of(&mut alices, "message_deleted").await;
+    let before = alice_on_0.get("/get-conversation?with=user2").await.body["messages"].clone();
+    assert_eq!(before[0]["message"], "hello", "{before}");
+    drop(alices);
+
+    // Her browser lands on peer 2 now: her mailbox follows her there (embedded), or is
+    // the same one (cluster mode), as it was.
+    let alice_on_2 = sys.login(2, "user1", "password1").await;
+    testkit::eventually("alice's history follows her to peer 2, as it was", || async {
+        alice_on_2.get("/get-conversation?with=user2").await.body["messages"] == before
+    })
+    .await;
+    let shown = &before;
+    assert_eq!(shown[0]["reactions"], json!([{"emoji": "👍", "users": ["user1"]}]));
+    assert_eq!((shown[1]["deleted"].as_bool(), shown[1]["message"].as_str()), (Some(true), Some("")));
+    assert_eq!(shown[2]["reply"]["text"], "hello");
+
+    // A change made after the move reaches her new home.
+    let mut alices = open(&alice_on_2, None).await;
+    bob.post_json("/react", &json!({"id": first, "emoji": "🎉"})).await;
+    let event = next_of(&mut alices, "reaction").await;
+    assert_eq!(event["reactions"], json!([{"emoji": "👍", "users": ["user1"]}, {"emoji": "🎉", "users": ["user2"]}]));
+    sys.shutdown().await;
+}
+
 testkit::on_both_backends!(
+    a_user_who_moves_keeps_edits_reactions_replies_and_tombstones_and_later_changes_follow,
     the_author_edits_and_deletes_both_users_react_and_both_users_pages_hear_of_it,
     a_reply_shows_its_parent_and_answers_only_a_message_of_its_conversation,
     typing_reaches_the_partner_at_most_once_per_two_seconds,
