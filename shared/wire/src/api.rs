@@ -15,8 +15,9 @@ mod tracker;
 
 pub use auth::{Credentials, DemoAccount, LoginOptions, SessionGrant, SessionInfo};
 pub use channels::{
-    ChannelHistory, ChannelList, ChannelMessage, ChannelRequest, ChannelView, HistoryRequest, Member, MessageStored,
-    SendChannelMessage,
+    ChannelHistory, ChannelList, ChannelMarkedRead, ChannelMessage, ChannelRequest, ChannelSummary, ChannelView,
+    HistoryRequest, Invite, MAX_REACTIONS, MAX_TOPIC_CHARS, MAX_UNREAD_COUNT, MarkChannelRead, Member, MessageStored,
+    SendChannelMessage, SetTopic,
 };
 pub use chat::{
     DeleteMessage, Deleted, DirectChange, DirectChangeKind, EditMessage, Edited, MessageKey, REPLY_PREVIEW_CHARS,

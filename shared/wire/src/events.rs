@@ -3,6 +3,7 @@
 //! The same enum travels on the tracker's stream to the peers and on a peer's stream
 //! to browsers. `type` tells the page what arrived.
 
+mod channels;
 mod chat;
 
 use serde::{Deserialize, Serialize};
@@ -11,6 +12,7 @@ use crate::addr::PeerAddr;
 use crate::api::{ChannelMessage, DirectMessage, RevokedSession};
 use crate::names::{ChannelName, Username};
 
+pub use channels::{ChannelRead, ChannelUpdated, Mention};
 pub use chat::{MessageDeleted, MessageEdited, Reactions, Read, Typing};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,6 +38,13 @@ pub enum Event {
     Typing(Typing),
     /// The user read up to a message, on one of their pages.
     Read(Read),
+    /// A new channel message names the user (`@name`).
+    Mention(Mention),
+    /// A channel's topic or privacy changed.
+    ChannelUpdated(ChannelUpdated),
+    /// Between services only: a user read a channel up to a message (the tracker
+    /// tells their peer, which sends `read` to their pages).
+    ChannelRead(ChannelRead),
     /// Between services only: a user's home moved to another peer, which should now
     /// hold their mailbox (the tracker tells the peer they left).
     Moved(Moved),
@@ -62,6 +71,9 @@ pub struct Membership {
     pub channel: ChannelName,
     pub username: Username,
     pub joined: bool,
+    /// A private channel's: told to its members (and the user) only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub private: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,6 +114,9 @@ impl Event {
             Event::Reaction(_) => "reaction",
             Event::Typing(_) => "typing",
             Event::Read(_) => "read",
+            Event::Mention(_) => "mention",
+            Event::ChannelUpdated(_) => "channel_updated",
+            Event::ChannelRead(_) => "channel_read",
             Event::Moved(_) => "moved",
             Event::SessionRevoked(_) => "session_revoked",
             Event::Reset => "reset",
@@ -127,6 +142,7 @@ mod tests {
             channel: ChannelName::parse("general").unwrap(),
             username: Username::parse("bob").unwrap(),
             joined: false,
+            private: false,
         });
         check(&membership, r#"{"type":"membership","channel":"general","username":"bob","joined":false}"#);
         let revoked = Event::SessionRevoked(RevokedSession { sid: "s1".into(), expires_at: 20 });

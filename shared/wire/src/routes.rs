@@ -44,6 +44,20 @@ pub mod tracker {
     pub const SEND_CHANNEL_MESSAGE: &str = "/send-channel-message";
     /// `POST`: a page of a channel's history.
     pub const GET_CHANNEL_MESSAGES: &str = "/get-channel-messages";
+    /// `POST`: the author edits a channel message.
+    pub const EDIT_MESSAGE: &str = "/edit-message";
+    /// `POST`: the author deletes a channel message.
+    pub const DELETE_MESSAGE: &str = "/delete-message";
+    /// `POST`: a member reacts to a channel message.
+    pub const REACT: &str = "/react";
+    /// `POST`: a member is typing in a channel.
+    pub const TYPING: &str = "/typing";
+    /// `POST`: a member has read a channel up to a message.
+    pub const MARK_READ: &str = "/mark-read";
+    /// `POST`: a member sets a channel's topic.
+    pub const SET_TOPIC: &str = "/set-topic";
+    /// `POST`: a member adds a user to a channel.
+    pub const INVITE: &str = "/invite";
 }
 
 /// Auth's routes.

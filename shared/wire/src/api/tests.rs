@@ -25,7 +25,11 @@ fn replies_keep_the_original_shape() {
     check(&Ack::success("Joined channel general"), r#"{"status":"success","message":"Joined channel general"}"#);
     check(&Done::success(), r#"{"status":"success"}"#);
     check(
-        &ChannelList { status: Status::Success, channels: vec![ChannelName::parse("general").unwrap()] },
+        &ChannelList {
+            status: Status::Success,
+            channels: vec![ChannelName::parse("general").unwrap()],
+            summaries: None,
+        },
         r#"{"status":"success","channels":["general"]}"#,
     );
     check(
@@ -47,13 +51,14 @@ fn channel_history_nests_the_channel_under_messages() {
                 online: true,
             }],
             messages: vec![ChannelMessage {
-                id: 7,
-                channel: ChannelName::parse("general").unwrap(),
-                sender_ip: "127.0.0.1".into(),
-                sender_port: 9001,
-                username: name("alice"),
-                text: MessageText::parse("hello & friends").unwrap(),
                 ts: 1_700_000_000_000,
+                ..ChannelMessage::new(
+                    7,
+                    ChannelName::parse("general").unwrap(),
+                    ("127.0.0.1".into(), 9001),
+                    name("alice"),
+                    MessageText::parse("hello & friends").unwrap(),
+                )
             }],
             has_more: false,
         },
