@@ -23,6 +23,7 @@ pub mod store;
 mod caller;
 mod routes;
 mod state;
+mod throttle;
 
 use std::future::Future;
 

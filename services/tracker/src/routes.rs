@@ -1,6 +1,7 @@
 //! The tracker's routes, one module per resource.
 
 pub(crate) mod channels;
+pub(crate) mod chat;
 pub(crate) mod login;
 pub(crate) mod peers;
 pub(crate) mod stream;
@@ -12,7 +13,7 @@ use crate::state::AppState;
 use crate::store::StoreError;
 
 pub(crate) fn router() -> Router<AppState> {
-    channels::router().merge(peers::router()).merge(login::router()).merge(stream::router())
+    channels::router().merge(chat::router()).merge(peers::router()).merge(login::router()).merge(stream::router())
 }
 
 impl From<StoreError> for ApiError {
@@ -22,6 +23,9 @@ impl From<StoreError> for ApiError {
             StoreError::ChannelExists(_) => ApiError::Conflict(err.to_string()),
             StoreError::NotMember(_) => ApiError::Forbidden(err.to_string()),
             StoreError::NotOnAnyPeer => ApiError::Conflict(err.to_string()),
+            StoreError::NotAMember(_) | StoreError::NotAuthor(_) => ApiError::Forbidden(err.to_string()),
+            StoreError::NoMessage(..) => ApiError::NotFound(err.to_string()),
+            StoreError::Deleted(_) | StoreError::TooManyReactions(_) => ApiError::Conflict(err.to_string()),
             StoreError::Db(_)
             | StoreError::Pg(_)
             | StoreError::Batch(_)

@@ -17,12 +17,16 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
-use wire::names::Username;
+use wire::names::{ChannelName, Username};
 
 use crate::auth_client::AuthClient;
 use crate::config::Config;
 use crate::health::cached::{CachedCheck, DATABASE_CHECK_FRESH_FOR};
 use crate::store::Store;
+use crate::throttle::Throttle;
+
+/// At most one typing event per user and channel is forwarded in this period.
+pub const TYPING_PERIOD: Duration = Duration::from_secs(2);
 
 /// Everything a handler needs, behind one reference count: extractors clone the state
 /// for every request.
@@ -55,6 +59,8 @@ pub struct Shared {
     /// Channel messages and channel creations per user (`limits`; per replica).
     pub channel_messages: Limiter<Username>,
     pub channel_creations: Limiter<Username>,
+    /// Typing events forwarded per user and channel (one per [`TYPING_PERIOD`]).
+    pub typing: Throttle<(Username, ChannelName)>,
     /// The database's last answer to `/readyz`, reused for a moment.
     pub database_check: CachedCheck,
     /// Cancelled at shutdown, so peer streams end and the drain can finish.
@@ -139,6 +145,7 @@ impl AppState {
                 ),
                 "channels created",
             ),
+            typing: Throttle::new(TYPING_PERIOD),
             database_check: CachedCheck::new(DATABASE_CHECK_FRESH_FOR),
             shutdown: CancellationToken::new(),
             metrics: TrackerMetrics::new(),

@@ -11,6 +11,7 @@
 //! Either way checks that decide a write run inside the write itself, and a message
 //! is pushed to peers only once it is committed, and in id order.
 
+mod chat;
 mod model;
 pub mod postgres;
 pub mod sqlite;
@@ -29,7 +30,7 @@ use wire::addr::PeerAddr;
 use wire::api::{ChannelMessage, Member, RevokedSession};
 use wire::names::{ChannelName, MessageText, Username};
 
-pub use model::{Push, RevokedSince, StoreError, Targets, presence, pushed_json};
+pub use model::{Access, Push, RevokedSince, StoreError, Targets, mentions_in, presence, pushed_json};
 
 /// The channels every tracker starts with, as the original's.
 pub const DEFAULT_CHANNELS: [&str; 5] = ["general", "random", "project", "help", "announcements"];
@@ -166,8 +167,9 @@ impl Store {
         dispatch!(self.is_member(channel, user))
     }
 
-    pub async fn create_channel(&self, channel: &ChannelName, by: &Username) -> Result<(), StoreError> {
-        dispatch!(self.create_channel(channel, by))
+    /// Creates a channel (`private`: seen by its members only), with `by` its first member.
+    pub async fn create_channel(&self, channel: &ChannelName, by: &Username, private: bool) -> Result<(), StoreError> {
+        dispatch!(self.create_channel(channel, by, private))
     }
 
     /// Adds `user` to `channel`. Returns false when they were a member already.
@@ -190,7 +192,7 @@ impl Store {
         sender: &PeerAddr,
         text: &MessageText,
     ) -> Result<ChannelMessage, StoreError> {
-        dispatch!(self.post(channel, user, sender, text))
+        dispatch!(self.post(channel, user, sender, text, None))
     }
 
     /// Posts `text` from `user`, sent from the peer that hosts them (their directory
@@ -201,13 +203,14 @@ impl Store {
         channel: &ChannelName,
         user: &Username,
         text: &MessageText,
+        reply_to: Option<u64>,
     ) -> Result<ChannelMessage, StoreError> {
         match self {
             Self::Sqlite(store) => {
                 let (sender, _) = store.home(user).await?.ok_or(StoreError::NotOnAnyPeer)?;
-                store.post(channel, user, &sender, text).await
+                store.post(channel, user, &sender, text, reply_to).await
             }
-            Self::Postgres(store) => store.post_from_home(channel, user, text).await,
+            Self::Postgres(store) => store.post_from_home(channel, user, text, reply_to).await,
         }
     }
 

@@ -17,7 +17,7 @@ use wire::routes::tracker;
 
 use crate::caller::{Authed, Caller};
 use crate::state::AppState;
-use crate::store::DEFAULT_PAGE;
+use crate::store::{DEFAULT_PAGE, StoreError};
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
@@ -30,8 +30,13 @@ pub(crate) fn router() -> Router<AppState> {
         .route(tracker::SEND_CHANNEL_MESSAGE, post(send_channel_message))
 }
 
-async fn all_channels(State(state): State<AppState>, _caller: Caller) -> Result<Json<ChannelList>, ApiError> {
-    Ok(Json(ChannelList { status: Status::Success, channels: state.store.channels().await? }))
+/// Every channel the caller may see: private ones only to their members.
+async fn all_channels(State(state): State<AppState>, caller: Caller) -> Result<Json<ChannelList>, ApiError> {
+    let channels = match &caller {
+        Caller::Service => state.store.channels().await?,
+        Caller::User(_) => state.store.visible_channels(caller.user()?).await?,
+    };
+    Ok(Json(ChannelList { status: Status::Success, channels, summaries: None }))
 }
 
 #[derive(Deserialize)]
@@ -51,7 +56,12 @@ async fn joined_channels(
         (Caller::Service, None) => return Err(ApiError::bad_request("a service must say which user: ?username=NAME")),
         (Caller::User(_), _) => caller.user()?,
     };
-    Ok(Json(ChannelList { status: Status::Success, channels: state.store.joined(user).await? }))
+    // A user's own list carries their read state; a peer only needs the names.
+    let summaries = match caller {
+        Caller::User(_) => Some(state.store.summaries(user).await?),
+        Caller::Service => None,
+    };
+    Ok(Json(ChannelList { status: Status::Success, channels: state.store.joined(user).await?, summaries }))
 }
 
 #[tracing::instrument(level = "debug", skip_all, fields(channel = %request.body.channel_name))]
@@ -65,14 +75,16 @@ async fn create_channel(
     // channel's (`generaⅼ` beside `general`) is that channel's (409).
     let channel =
         ChannelName::parse_new(request.body.channel_name.as_str()).map_err(|err| ApiError::bad_request(err.0))?;
-    state.store.create_channel(&channel, user).await?;
-    tracing::info!(%user, "channel created");
+    state.store.create_channel(&channel, user, request.body.private).await?;
+    tracing::info!(%user, private = request.body.private, "channel created");
     Ok((StatusCode::CREATED, Json(Ack::success(format!("Created channel {channel}")))))
 }
 
 #[tracing::instrument(level = "debug", skip_all, fields(channel = %request.body.channel_name))]
 async fn join_channel(State(state): State<AppState>, request: Authed<ChannelRequest>) -> Result<Json<Ack>, ApiError> {
     let user = request.caller.user()?;
+    // A private channel is joined by invitation only, and is absent to others.
+    state.store.access(&request.body.channel_name, user).await?;
     state.store.join(&request.body.channel_name, user).await?;
     Ok(Json(Ack::success(format!("Joined channel {}", request.body.channel_name))))
 }
@@ -92,6 +104,9 @@ async fn channel_messages(
     request: Authed<HistoryRequest>,
 ) -> Result<Json<ChannelHistory>, ApiError> {
     let HistoryRequest { channel_name, before, after, limit } = request.body;
+    if let Caller::User(_) = request.caller {
+        state.store.access(&channel_name, request.caller.user()?).await?;
+    }
     let (messages, has_more) = state.store.history(&channel_name, before, after, limit.unwrap_or(DEFAULT_PAGE)).await?;
     let members = state.store.roster(&channel_name).await?;
     Ok(Json(ChannelHistory {
@@ -107,8 +122,20 @@ async fn send_channel_message(
 ) -> Result<Json<MessageStored>, ApiError> {
     let user = request.caller.user()?;
     state.channel_messages.check(user)?;
-    let SendChannelMessage { channel_name, message } = request.body;
-    let stored = state.store.post_from_home(&channel_name, user, &message).await?;
+    let SendChannelMessage { channel_name, message, reply_to } = request.body;
+    let stored = match state.store.post_from_home(&channel_name, user, &message, reply_to).await {
+        // To a non-member, a private channel is absent (404), a public one needs joining.
+        Err(StoreError::NotMember(channel)) => {
+            return Err(state
+                .store
+                .access(&channel, user)
+                .await
+                .err()
+                .unwrap_or(StoreError::NotMember(channel))
+                .into());
+        }
+        stored => stored?,
+    };
     state.metrics.messages_stored.inc();
     tracing::debug!(id = stored.id, "channel message stored");
     Ok(Json(MessageStored {

@@ -7,9 +7,9 @@ use std::sync::{Arc, OnceLock};
 use kit::db::DbError;
 use kit::pg::PgError;
 use wire::addr::PeerAddr;
-use wire::api::RevokedSession;
+use wire::api::{Reaction, RevokedSession};
 use wire::events::{Event, Membership, Presence, Pushed};
-use wire::names::{ChannelName, Username};
+use wire::names::{ChannelName, Emoji, Username};
 
 /// How many pushes a slow peer stream may fall behind before it is told to resume.
 pub(super) const PUSH_BUFFER: usize = 4096;
@@ -54,6 +54,14 @@ impl Push {
     }
 }
 
+/// What a user is to a channel they can see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Member,
+    /// A public channel they did not join.
+    Outsider,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("channel `{0}` not found")]
@@ -64,6 +72,16 @@ pub enum StoreError {
     NotMember(ChannelName),
     #[error("you are not on any peer: open the chat page of a peer (or log in there) first")]
     NotOnAnyPeer,
+    #[error("you are not a member of channel `{0}`")]
+    NotAMember(ChannelName),
+    #[error("no message {1} in channel `{0}`")]
+    NoMessage(ChannelName, u64),
+    #[error("only the author may change message {0}")]
+    NotAuthor(u64),
+    #[error("message {0} was deleted")]
+    Deleted(u64),
+    #[error("message {0} has {max} different reactions already", max = wire::api::MAX_REACTIONS)]
+    TooManyReactions(u64),
     #[error(transparent)]
     Db(#[from] DbError),
     #[error(transparent)]
@@ -114,9 +132,80 @@ pub fn presence(username: Username, online: bool, active: bool, traceparent: Opt
     Push::new(None, Event::Presence(Presence { username, online, active }), Targets::Everyone, traceparent)
 }
 
-/// A membership change, for every peer, in the trace of the join or leave.
-pub(super) fn membership(channel: ChannelName, username: Username, joined: bool, traceparent: Option<String>) -> Push {
-    Push::new(None, Event::Membership(Membership { channel, username, joined }), Targets::Everyone, traceparent)
+/// A membership change in the trace of the join or leave: for every peer, or for a
+/// private channel the peers in `private_targets` (its members' and the user's).
+pub(super) fn membership(
+    channel: ChannelName,
+    username: Username,
+    joined: bool,
+    private_targets: Option<HashSet<PeerAddr>>,
+    traceparent: Option<String>,
+) -> Push {
+    let private = private_targets.is_some();
+    let targets = private_targets.map_or(Targets::Everyone, Targets::Peers);
+    Push::new(None, Event::Membership(Membership { channel, username, joined, private }), targets, traceparent)
+}
+
+/// The members of a channel that `text` names as `@name`, in the order it names them,
+/// once each, the author aside. A name ends at the first character a name cannot
+/// hold; a trailing `.` (the end of a sentence) is tried without.
+pub fn mentions_in(text: &str, author: &Username, is_member: impl Fn(&str) -> bool) -> Vec<Username> {
+    let mut found: Vec<Username> = Vec::new();
+    for candidate in mention_candidates(text) {
+        let name = if is_member(candidate) {
+            candidate
+        } else if let Some(shorter) = candidate.strip_suffix('.').filter(|shorter| is_member(shorter)) {
+            shorter
+        } else {
+            continue;
+        };
+        if let Ok(user) = Username::parse(name)
+            && &user != author
+            && !found.contains(&user)
+        {
+            found.push(user);
+        }
+    }
+    found
+}
+
+/// The words after each `@` in `text`, as far as a name may reach.
+pub fn mention_candidates(text: &str) -> Vec<&str> {
+    let mut candidates = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find('@') {
+        let after = &rest[at + 1..];
+        let end = after
+            .char_indices()
+            .find(|(_, c)| !(c.is_alphanumeric() || matches!(c, '_' | '-' | '.')))
+            .map_or(after.len(), |(index, _)| index);
+        let word = &after[..end];
+        // Not an address (`bob@example.org`): the `@` starts a word.
+        let starts_word = rest[..at].chars().next_back().is_none_or(|c| !c.is_alphanumeric());
+        if starts_word && !word.is_empty() {
+            candidates.push(word);
+        }
+        rest = after;
+    }
+    candidates
+}
+
+/// Mentions as one column: names joined by spaces (names hold none), `None` for none.
+pub(super) fn mentions_column(mentions: &[Username]) -> Option<String> {
+    (!mentions.is_empty()).then(|| mentions.iter().map(Username::as_str).collect::<Vec<_>>().join(" "))
+}
+
+/// The mentions column read back.
+pub(super) fn mentions_from_column(column: Option<&str>) -> Vec<Username> {
+    column.unwrap_or_default().split(' ').filter_map(|name| Username::parse(name).ok()).collect()
+}
+
+/// Adds `emoji` by `user` to aggregated reactions, keeping the order of first use.
+pub(super) fn add_reaction(reactions: &mut Vec<Reaction>, emoji: Emoji, user: Username) {
+    match reactions.iter_mut().find(|reaction| reaction.emoji == emoji) {
+        Some(reaction) => reaction.users.push(user),
+        None => reactions.push(Reaction { emoji, users: vec![user] }),
+    }
 }
 
 #[cfg(test)]
@@ -132,5 +221,17 @@ mod tests {
         assert_eq!(revoked_after(Some(&cursor), "cd34", 9), 0, "another store's: everything");
         assert_eq!(revoked_after(Some(&cursor), "ab12", 5), 0, "past what was given: a store made anew");
         assert_eq!(revoked_after(Some("garbage"), "ab12", 9), 0);
+    }
+
+    #[test]
+    fn mentions_are_members_named_after_an_at_once_each_without_the_author() {
+        let members = ["alice", "bob", "a.b"];
+        let is_member = |name: &str| members.contains(&name);
+        let bob = Username::parse("bob").unwrap();
+        let found = mentions_in("@alice, @bob and @carol: see @alice. mail bob@alice @a.b.", &bob, is_member);
+        let names: Vec<_> = found.iter().map(Username::as_str).collect();
+        assert_eq!(names, ["alice", "a.b"]);
+        assert!(mentions_in("no one here", &bob, is_member).is_empty());
+        assert!(mentions_in("@@ @ @", &bob, is_member).is_empty());
     }
 }

@@ -35,11 +35,14 @@
 //! trail the database by a follower round, and two replicas would then answer
 //! differently for a moment; these reads are indexed and small.
 
+mod chat;
 mod directory;
 mod follower;
+mod history;
 pub(super) mod log;
 mod posts;
 mod revoked;
+mod rows;
 mod schema;
 
 use std::sync::{Arc, OnceLock};
@@ -53,17 +56,14 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::{CancellationToken, DropGuard};
 use wire::addr::PeerAddr;
 use wire::api::{ChannelMessage, Member, RevokedSession};
-use wire::events::{Event, Membership};
+use wire::events::Event;
 use wire::names::{ChannelName, MessageText, Username};
 
 pub use directory::Directory;
 use directory::NOW_MS;
-use log::{
-    LOG_EVENT, RELEASED, append_event, log_transaction, message_from_row, parse, query_messages, read_log,
-    readable_prefix,
-};
+use log::{RELEASED, append_event, log_transaction, parse};
 
-use crate::store::model::{PUSH_BUFFER, Push, StoreError};
+use crate::store::model::{PUSH_BUFFER, Push, StoreError, membership};
 
 /// The PostgreSQL store. Cloning is a reference-count bump.
 #[derive(Clone)]
@@ -287,7 +287,7 @@ impl PgStore {
         Ok(row.is_some())
     }
 
-    pub async fn create_channel(&self, channel: &ChannelName, by: &Username) -> Result<(), StoreError> {
+    pub async fn create_channel(&self, channel: &ChannelName, by: &Username, private: bool) -> Result<(), StoreError> {
         let mut conn = self.conn().await?;
         let tx = log_transaction(&mut conn).await?;
         // Under the log's lock: no replica creates a channel between this look and
@@ -300,9 +300,9 @@ impl PgStore {
         let now = kit::now_ms() as i64;
         let inserted = tx
             .execute(
-                "INSERT INTO tracker_channels (name, created_at, created_by) VALUES ($1, $2, $3)
+                "INSERT INTO tracker_channels (name, created_at, created_by, private) VALUES ($1, $2, $3, $4)
                  ON CONFLICT DO NOTHING",
-                &[&channel.as_str(), &now, &by.as_str()],
+                &[&channel.as_str(), &now, &by.as_str(), &private],
             )
             .await?;
         if inserted == 0 {
@@ -313,8 +313,10 @@ impl PgStore {
             &[&channel.as_str(), &by.as_str(), &now],
         )
         .await?;
-        let event = Event::Membership(Membership { channel: channel.clone(), username: by.clone(), joined: true });
-        append_event(&tx, &event, None, kit::telemetry::current_traceparent().as_deref()).await?;
+        let targets = if private { Some(rows::member_hosts(&tx, channel, by).await?) } else { None };
+        let push =
+            membership(channel.clone(), by.clone(), true, targets.clone().map(|t| t.into_iter().collect()), None);
+        append_event(&tx, &push.event, targets.as_deref(), kit::telemetry::current_traceparent().as_deref()).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -331,8 +333,10 @@ impl PgStore {
         }
         let tx = log_transaction(&mut conn).await?;
         let changed = if joined {
+            // A new member has read what came before.
             tx.execute(
-                "INSERT INTO tracker_members (channel, username, joined_at) VALUES ($1, $2, $3)
+                "INSERT INTO tracker_members (channel, username, joined_at, last_read)
+                 VALUES ($1, $2, $3, (SELECT COALESCE(MAX(id), 0) FROM tracker_messages WHERE channel = $1))
                  ON CONFLICT DO NOTHING",
                 &[&channel.as_str(), &user.as_str(), &(kit::now_ms() as i64)],
             )
@@ -345,8 +349,21 @@ impl PgStore {
             .await?
         } == 1;
         if changed {
-            let event = Event::Membership(Membership { channel: channel.clone(), username: user.clone(), joined });
-            append_event(&tx, &event, None, kit::telemetry::current_traceparent().as_deref()).await?;
+            // A private channel's change goes to its members and the user.
+            let targets = if rows::is_private(&tx, channel).await? {
+                Some(rows::member_hosts(&tx, channel, user).await?)
+            } else {
+                None
+            };
+            let push = membership(
+                channel.clone(),
+                user.clone(),
+                joined,
+                targets.clone().map(|t| t.into_iter().collect()),
+                None,
+            );
+            append_event(&tx, &push.event, targets.as_deref(), kit::telemetry::current_traceparent().as_deref())
+                .await?;
         }
         tx.commit().await?;
         Ok(changed)
@@ -360,8 +377,9 @@ impl PgStore {
         user: &Username,
         sender: &PeerAddr,
         text: &MessageText,
+        reply_to: Option<u64>,
     ) -> Result<ChannelMessage, StoreError> {
-        self.send_post(channel, user, Some(sender), text).await
+        self.send_post(channel, user, Some(sender), text, reply_to).await
     }
 
     /// Like [`PgStore::post`], sent from the peer in the user's directory entry, which
@@ -371,8 +389,9 @@ impl PgStore {
         channel: &ChannelName,
         user: &Username,
         text: &MessageText,
+        reply_to: Option<u64>,
     ) -> Result<ChannelMessage, StoreError> {
-        self.send_post(channel, user, None, text).await
+        self.send_post(channel, user, None, text, reply_to).await
     }
 
     /// Queues a post for the next batch; without a `sender`, the batch reads the
@@ -383,17 +402,17 @@ impl PgStore {
         user: &Username,
         sender: Option<&PeerAddr>,
         text: &MessageText,
+        reply_to: Option<u64>,
     ) -> Result<ChannelMessage, StoreError> {
         let from_home = sender.is_none();
-        let draft = ChannelMessage {
-            id: 0,
-            channel: channel.clone(),
-            sender_ip: sender.map(|peer| peer.ip.clone()).unwrap_or_default(),
-            sender_port: sender.map_or(0, |peer| peer.port),
-            username: user.clone(),
-            text: text.clone(),
-            ts: 0,
-        };
+        let mut draft = ChannelMessage::new(
+            0,
+            channel.clone(),
+            (sender.map(|peer| peer.ip.clone()).unwrap_or_default(), sender.map_or(0, |peer| peer.port)),
+            user.clone(),
+            text.clone(),
+        );
+        (draft.reply_to, draft.mentions) = rows::post_extras(&self.shared.pool, channel, user, text, reply_to).await?;
         let (reply, answer) = oneshot::channel();
         let job = posts::PostJob { draft, from_home, traceparent: kit::telemetry::current_traceparent(), reply };
         let closed = || StoreError::Closed;
@@ -411,63 +430,6 @@ impl PgStore {
         } else {
             Err(StoreError::NoChannel(channel.clone()))
         }
-    }
-
-    pub async fn history(
-        &self,
-        channel: &ChannelName,
-        before: Option<u64>,
-        after: Option<u64>,
-        limit: u64,
-    ) -> Result<(Vec<ChannelMessage>, bool), StoreError> {
-        let conn = self.conn().await?;
-        let fetch = (limit + 1) as i64;
-        let name = channel.as_str();
-        let mut rows = match (before, after) {
-            (_, Some(after)) => {
-                // Every committed row, released or not (see the module's doc): a page
-                // reads its own writes; one that missed a row still in flight hears
-                // of it from its peer once the row is released.
-                let clause = "WHERE channel = $1 AND id > $2 ORDER BY id ASC LIMIT $3";
-                query_messages(&conn, clause, &[&name, &(after as i64), &fetch]).await?
-            }
-            (Some(before), None) => {
-                let clause = "WHERE channel = $1 AND id < $2 ORDER BY id DESC LIMIT $3";
-                query_messages(&conn, clause, &[&name, &(before as i64), &fetch]).await?
-            }
-            (None, None) => {
-                query_messages(&conn, "WHERE channel = $1 ORDER BY id DESC LIMIT $2", &[&name, &fetch]).await?
-            }
-        };
-        if rows.is_empty() && !self.channel_exists(&conn, channel).await? {
-            return Err(StoreError::NoChannel(channel.clone()));
-        }
-        let has_more = rows.len() as u64 > limit;
-        rows.truncate(limit as usize);
-        if after.is_none() {
-            rows.reverse();
-        }
-        Ok((rows, has_more))
-    }
-
-    /// The channel messages after `after` that a reader may take now (see the
-    /// module's doc): a stream resuming must not pass an entry still in flight.
-    pub async fn messages_since(&self, after: u64, limit: u64) -> Result<Vec<ChannelMessage>, StoreError> {
-        let conn = self.conn().await?;
-        let after = after as i64;
-        let rows = read_log(&conn, after, limit as i64).await?;
-        let readable = readable_prefix(after, &rows);
-        rows[..readable]
-            .iter()
-            .filter(|row| row.get::<_, Option<String>>(LOG_EVENT).is_none())
-            .map(message_from_row)
-            .collect()
-    }
-
-    pub async fn last_message_id(&self) -> Result<u64, StoreError> {
-        let sql = format!("SELECT COALESCE(MAX(id), 0) FROM tracker_messages WHERE {RELEASED}");
-        let row = self.conn().await?.query_one(&sql, &[]).await?;
-        Ok(row.get::<_, i64>(0) as u64)
     }
 }
 

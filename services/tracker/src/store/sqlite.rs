@@ -6,8 +6,10 @@
 //! commit order. So a message is pushed to peers only once it is on disk, and in id
 //! order.
 
+mod chat;
 mod directory;
 mod revoked;
+mod rows;
 mod schema;
 mod view;
 
@@ -25,7 +27,10 @@ use wire::events::Event;
 use wire::names::{ChannelName, MessageText, Username};
 
 use crate::pool::PeerPool;
-use crate::store::model::{PUSH_BUFFER, Push, StoreError, Targets, membership};
+use crate::store::model::{
+    PUSH_BUFFER, Push, StoreError, Targets, membership, mention_candidates, mentions_column, mentions_from_column,
+    mentions_in,
+};
 use view::{View, hosts_of_members, read_view, write};
 
 /// The embedded store. Cloning is a reference-count bump.
@@ -111,7 +116,7 @@ impl SqliteStore {
         Ok(self.read().channels.get(channel).is_some_and(|members| members.contains(user)))
     }
 
-    pub async fn create_channel(&self, channel: &ChannelName, by: &Username) -> Result<(), StoreError> {
+    pub async fn create_channel(&self, channel: &ChannelName, by: &Username, private: bool) -> Result<(), StoreError> {
         let (name, creator) = (channel.clone(), by.clone());
         let view = self.view.clone();
         let events = self.events.clone();
@@ -126,8 +131,9 @@ impl SqliteStore {
                         return Ok(false);
                     }
                     let inserted = conn.execute(
-                        "INSERT OR IGNORE INTO channels (name, created_at, created_by) VALUES (?1, ?2, ?3)",
-                        params![name.as_str(), kit::now_ms() as i64, creator.as_str()],
+                        "INSERT OR IGNORE INTO channels (name, created_at, created_by, private)
+                         VALUES (?1, ?2, ?3, ?4)",
+                        params![name.as_str(), kit::now_ms() as i64, creator.as_str(), private],
                     )?;
                     if inserted == 1 {
                         conn.execute(
@@ -141,8 +147,14 @@ impl SqliteStore {
                     let (name, creator) = (channel.clone(), by.clone());
                     move |created: &bool| {
                         if *created {
-                            write(&view).channels.insert(name.clone(), BTreeSet::from([creator.clone()]));
-                            let _ = events.send(Arc::new(membership(name, creator, true, traceparent)));
+                            let mut view = write(&view);
+                            view.channels.insert(name.clone(), BTreeSet::from([creator.clone()]));
+                            let targets = private.then(|| {
+                                view.private.insert(name.clone());
+                                view.host_of(&creator).into_iter().collect()
+                            });
+                            drop(view);
+                            let _ = events.send(Arc::new(membership(name, creator, true, targets, traceparent)));
                         }
                     }
                 },
@@ -176,8 +188,14 @@ impl SqliteStore {
                             members.remove(&member);
                         }
                     }
+                    // A private channel's change goes to its members and the user.
+                    let targets = view.private.contains(&name).then(|| {
+                        let mut targets = hosts_of_members(&view, &name);
+                        targets.extend(view.host_of(&member));
+                        targets
+                    });
                     drop(view);
-                    let _ = events.send(Arc::new(membership(name, member, joined, traceparent)));
+                    let _ = events.send(Arc::new(membership(name, member, joined, targets, traceparent)));
                 }
             }
         };
@@ -186,8 +204,10 @@ impl SqliteStore {
             .write_then(
                 move |conn| {
                     if joined {
+                        // A new member has read what came before.
                         conn.execute(
-                            "INSERT OR IGNORE INTO members (channel, username, joined_at) VALUES (?1, ?2, ?3)",
+                            "INSERT OR IGNORE INTO members (channel, username, joined_at, last_read)
+                             VALUES (?1, ?2, ?3, (SELECT COALESCE(MAX(id), 0) FROM messages WHERE channel = ?1))",
                             params![name.as_str(), member.as_str(), kit::now_ms() as i64],
                         )
                     } else {
@@ -206,30 +226,34 @@ impl SqliteStore {
 
     // === Messages ===
 
+    /// Stores a message from a member, answering the message `reply_to` of the same
+    /// channel if given, with the members it mentions.
     pub async fn post(
         &self,
         channel: &ChannelName,
         user: &Username,
         sender: &PeerAddr,
         text: &MessageText,
+        reply_to: Option<u64>,
     ) -> Result<ChannelMessage, StoreError> {
-        if !self.channel_exists(channel) {
-            return Err(StoreError::NoChannel(channel.clone()));
+        let mut draft =
+            ChannelMessage::new(0, channel.clone(), (sender.ip.clone(), sender.port), user.clone(), text.clone());
+        {
+            let view = self.read();
+            let Some(members) = view.channels.get(channel) else {
+                return Err(StoreError::NoChannel(channel.clone()));
+            };
+            if !mention_candidates(text.as_str()).is_empty() {
+                draft.mentions = mentions_in(text.as_str(), user, |name| {
+                    Username::parse(name).is_ok_and(|name| members.contains(&name))
+                });
+            }
         }
-        let draft = ChannelMessage {
-            id: 0,
-            channel: channel.clone(),
-            sender_ip: sender.ip.clone(),
-            sender_port: sender.port,
-            username: user.clone(),
-            text: text.clone(),
-            ts: 0,
-        };
+        draft.reply_to = reply_to;
         let view = self.view.clone();
         let events = self.events.clone();
         let traceparent = kit::telemetry::current_traceparent();
-        let stored = self
-            .db
+        self.db
             .write_then(
                 move |conn| {
                     let member: Option<i64> = conn
@@ -237,12 +261,19 @@ impl SqliteStore {
                         .query_row(params![draft.channel.as_str(), draft.username.as_str()], |row| row.get(0))
                         .optional()?;
                     if member.is_none() {
-                        return Ok(None);
+                        return Ok(Err(StoreError::NotMember(draft.channel.clone())));
+                    }
+                    if let Some(parent) = draft.reply_to {
+                        match rows::reply_preview(conn, &draft.channel, parent)? {
+                            Some(preview) => draft.reply = Some(preview),
+                            None => return Ok(Err(StoreError::NoMessage(draft.channel.clone(), parent))),
+                        }
                     }
                     let ts = kit::now_ms();
+                    let mentions = mentions_column(&draft.mentions);
                     conn.prepare_cached(
-                        "INSERT INTO messages (channel, username, sender_ip, sender_port, text, ts)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                        "INSERT INTO messages (channel, username, sender_ip, sender_port, text, ts, reply_to, mentions)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                     )?
                     .execute(params![
                         draft.channel.as_str(),
@@ -250,12 +281,16 @@ impl SqliteStore {
                         draft.sender_ip,
                         draft.sender_port,
                         draft.text.as_str(),
-                        ts as i64
+                        ts as i64,
+                        draft.reply_to.map(|id| id as i64),
+                        mentions,
                     ])?;
-                    Ok(Some(ChannelMessage { id: conn.last_insert_rowid() as u64, ts, ..draft }))
+                    let id = conn.last_insert_rowid() as u64;
+                    rows::record_mentions(conn, &draft.channel, id, &draft.mentions)?;
+                    Ok(Ok(ChannelMessage { id, ts, ..draft }))
                 },
-                move |stored: &Option<ChannelMessage>| {
-                    if let Some(message) = stored {
+                move |stored: &Result<ChannelMessage, StoreError>| {
+                    if let Ok(message) = stored {
                         let targets = Targets::Peers(hosts_of_members(&read_view(&view), &message.channel));
                         let push =
                             Push::new(Some(message.id), Event::ChannelMessage(message.clone()), targets, traceparent);
@@ -263,8 +298,7 @@ impl SqliteStore {
                     }
                 },
             )
-            .await?;
-        stored.ok_or_else(|| StoreError::NotMember(channel.clone()))
+            .await?
     }
 
     pub async fn history(
@@ -304,6 +338,7 @@ impl SqliteStore {
                 if after.is_none() {
                     rows.reverse();
                 }
+                rows::enrich(conn, &mut rows)?;
                 Ok((rows, has_more))
             })
             .await?;
@@ -314,7 +349,13 @@ impl SqliteStore {
         Ok(self
             .db
             .read(move |conn| {
-                query_messages(conn, "WHERE id > ?1 ORDER BY id ASC LIMIT ?2", params![after as i64, limit as i64])
+                let mut rows = query_messages(
+                    conn,
+                    "WHERE id > ?1 ORDER BY id ASC LIMIT ?2",
+                    params![after as i64, limit as i64],
+                )?;
+                rows::enrich(conn, &mut rows)?;
+                Ok(rows)
             })
             .await?)
     }
@@ -336,18 +377,26 @@ fn query_messages(
     clause: &str,
     params: impl rusqlite::Params,
 ) -> rusqlite::Result<Vec<ChannelMessage>> {
-    let sql = format!("SELECT id, channel, username, sender_ip, sender_port, text, ts FROM messages {clause}");
+    let sql = format!(
+        "SELECT id, channel, username, sender_ip, sender_port, text, ts, edited_at, deleted, reply_to, mentions
+         FROM messages {clause}"
+    );
     let mut statement = conn.prepare_cached(&sql)?;
     let rows = statement.query_map(params, |row| {
-        Ok(ChannelMessage {
-            id: row.get::<_, i64>(0)? as u64,
-            channel: parse_column(row, 1, ChannelName::parse)?,
-            username: parse_column(row, 2, Username::parse)?,
-            sender_ip: row.get(3)?,
-            sender_port: row.get(4)?,
-            text: parse_column(row, 5, MessageText::parse)?,
-            ts: row.get::<_, i64>(6)? as u64,
-        })
+        let deleted: bool = row.get(8)?;
+        let mut message = ChannelMessage::new(
+            row.get::<_, i64>(0)? as u64,
+            parse_column(row, 1, ChannelName::parse)?,
+            (row.get(3)?, row.get(4)?),
+            parse_column(row, 2, Username::parse)?,
+            if deleted { MessageText::tombstone() } else { parse_column(row, 5, MessageText::parse)? },
+        );
+        message.ts = row.get::<_, i64>(6)? as u64;
+        message.edited_at = row.get::<_, Option<i64>>(7)?.map(|ts| ts as u64);
+        message.deleted = deleted;
+        message.reply_to = row.get::<_, Option<i64>>(9)?.map(|id| id as u64);
+        message.mentions = mentions_from_column(row.get::<_, Option<String>>(10)?.as_deref());
+        Ok(message)
     })?;
     rows.collect()
 }

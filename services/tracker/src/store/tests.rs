@@ -56,7 +56,7 @@ async fn everything_survives_a_reopen() {
         {
             let store = fixture.open().await;
             assert_eq!(store.channels().await.unwrap().len(), 5);
-            store.create_channel(&channel("rust"), &user("alice")).await.unwrap();
+            store.create_channel(&channel("rust"), &user("alice"), false).await.unwrap();
             store.join(&channel("general"), &user("bob")).await.unwrap();
             store.set_home(&user("bob"), &peer(9002)).await.unwrap();
             store.post(&channel("general"), &user("bob"), &peer(9002), &text("one")).await.unwrap();
@@ -105,7 +105,7 @@ async fn posting_needs_membership_and_a_known_channel() {
         assert!(matches!(unknown, Err(StoreError::NoChannel(_))));
         assert!(matches!(store.join(&channel("nope"), &user("eve")).await, Err(StoreError::NoChannel(_))));
         assert!(matches!(
-            store.create_channel(&channel("general"), &user("eve")).await,
+            store.create_channel(&channel("general"), &user("eve"), false).await,
             Err(StoreError::ChannelExists(_))
         ));
         assert!(store.join(&channel("general"), &user("eve")).await.unwrap());
@@ -133,7 +133,7 @@ async fn posts_committed_together_each_get_their_own_answer() {
                     1 => ("ben", format!("ben {i}")),
                     _ => ("cyd", format!("cyd {i}")),
                 };
-                (i, store.post_from_home(&channel("general"), &user(who), &text(&body)).await)
+                (i, store.post_from_home(&channel("general"), &user(who), &text(&body), None).await)
             })
         });
         let mut ids = Vec::new();
@@ -171,9 +171,9 @@ async fn identical_posts_in_one_batch_each_get_their_own_id() {
             let store = store.clone();
             tokio::spawn(async move {
                 let outcome = match i % 3 {
-                    0 => store.post_from_home(&channel("general"), &user("amy"), &text("same")).await,
+                    0 => store.post_from_home(&channel("general"), &user("amy"), &text("same"), None).await,
                     1 => store.post(&channel("general"), &user("dan"), &peer(9005), &text("same")).await,
-                    _ => store.post_from_home(&channel("general"), &user("dan"), &text("same")).await,
+                    _ => store.post_from_home(&channel("general"), &user("dan"), &text("same"), None).await,
                 };
                 (i, outcome)
             })
@@ -233,4 +233,5 @@ async fn messages_are_pushed_in_id_order_to_the_peers_of_members() {
     }
 }
 
+mod chat;
 mod replicas;

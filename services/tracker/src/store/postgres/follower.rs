@@ -18,7 +18,10 @@ use wire::api::ChannelMessage;
 use wire::events::Event;
 use wire::names::ChannelName;
 
-use super::log::{LOG_CHANNEL, LOG_EVENT, LOG_TARGETS, LOG_TRACEPARENT, message_from_row, read_log, readable_prefix};
+use super::log::{
+    LOG_CHANNEL, LOG_EVENT, LOG_MESSAGE_EXTRAS, LOG_TARGETS, LOG_TRACEPARENT, message_from_row, read_log,
+    readable_prefix,
+};
 use crate::store::model::{Push, StoreError, Targets};
 
 /// The most log entries one read takes.
@@ -137,7 +140,7 @@ impl Follower {
             let id: i64 = row.get(0);
             let traceparent: Option<String> = row.get(LOG_TRACEPARENT);
             let entry = match row.get::<_, Option<String>>(LOG_EVENT) {
-                None => message_from_row(row).map(|message| Entry::Message(message, traceparent)),
+                None => message_from_row(row, LOG_MESSAGE_EXTRAS).map(|message| Entry::Message(message, traceparent)),
                 Some(event) => parse_event(&event, row.get(LOG_TARGETS))
                     .map(|(event, targets)| Entry::Event(event, targets, traceparent)),
             };
@@ -146,6 +149,14 @@ impl Follower {
                 Err(err) => tracing::error!(%err, id, "skipping a log entry that does not parse"),
             }
         }
+        let replies: Vec<&mut ChannelMessage> = entries
+            .iter_mut()
+            .filter_map(|(_, entry)| match entry {
+                Entry::Message(message, _) if message.reply_to.is_some() => Some(message),
+                _ => None,
+            })
+            .collect();
+        super::rows::fill_replies(&conn, replies).await?;
         let channels: HashSet<&ChannelName> = entries
             .iter()
             .filter_map(|(_, entry)| match entry {

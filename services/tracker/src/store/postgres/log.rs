@@ -9,7 +9,7 @@ use wire::api::ChannelMessage;
 use wire::events::Event;
 use wire::names::{ChannelName, MessageText, Username};
 
-use crate::store::model::StoreError;
+use crate::store::model::{StoreError, mentions_from_column};
 
 /// The advisory lock every append to the log takes before its first write ("trklog"
 /// in ASCII).
@@ -26,7 +26,12 @@ pub(super) const RELEASED: &str = "xid < pg_snapshot_xmin(pg_current_snapshot())
 pub(super) const LOG_TRACEPARENT: usize = 7;
 pub(super) const LOG_EVENT: usize = 8;
 pub(super) const LOG_TARGETS: usize = 9;
-const LOG_RELEASED: usize = 11;
+/// Where the message's later columns (edit, tombstone, reply, mentions) start in
+/// [`read_log`]'s rows.
+pub(super) const LOG_MESSAGE_EXTRAS: usize = 11;
+const LOG_RELEASED: usize = 15;
+/// Where they start in [`query_messages`]'s rows.
+const QUERY_MESSAGE_EXTRAS: usize = 7;
 
 /// The log after `after` in id order, `limit` entries at most, messages and events
 /// alike, each with whether it is released; see [`readable_prefix`].
@@ -35,10 +40,12 @@ pub(super) async fn read_log(conn: &Object, after: i64, limit: i64) -> Result<Ve
         .prepare_cached(&format!(
             "SELECT *, {RELEASED} AS released FROM (
                  (SELECT id, channel, username, sender_ip, sender_port, text, ts, traceparent,
-                         NULL::text AS event, NULL::text AS targets, xid
+                         NULL::text AS event, NULL::text AS targets, xid,
+                         edited_at, deleted, reply_to, mentions
                   FROM tracker_messages WHERE id > $1 ORDER BY id LIMIT $2)
                  UNION ALL
-                 (SELECT id, NULL, NULL, NULL, NULL, NULL, NULL, traceparent, event, targets, xid
+                 (SELECT id, NULL, NULL, NULL, NULL, NULL, NULL, traceparent, event, targets, xid,
+                         NULL, NULL, NULL, NULL
                   FROM tracker_events WHERE id > $1 ORDER BY id LIMIT $2)
              ) AS log ORDER BY id LIMIT $2"
         ))
@@ -97,22 +104,32 @@ pub(super) async fn query_messages(
     clause: &str,
     params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
 ) -> Result<Vec<ChannelMessage>, StoreError> {
-    let sql = format!("SELECT id, channel, username, sender_ip, sender_port, text, ts FROM tracker_messages {clause}");
+    let sql = format!(
+        "SELECT id, channel, username, sender_ip, sender_port, text, ts, edited_at, deleted, reply_to, mentions
+         FROM tracker_messages {clause}"
+    );
     let statement = conn.prepare_cached(&sql).await?;
-    conn.query(&statement, params).await?.iter().map(message_from_row).collect()
+    conn.query(&statement, params).await?.iter().map(|row| message_from_row(row, QUERY_MESSAGE_EXTRAS)).collect()
 }
 
-/// A `tracker_messages` row, its columns in the order [`query_messages`] selects them.
-pub(super) fn message_from_row(row: &tokio_postgres::Row) -> Result<ChannelMessage, StoreError> {
-    Ok(ChannelMessage {
-        id: row.get::<_, i64>(0) as u64,
-        channel: parse(row.get(1), ChannelName::parse)?,
-        username: parse(row.get(2), Username::parse)?,
-        sender_ip: row.get(3),
-        sender_port: row.get::<_, i32>(4) as u16,
-        text: parse(row.get(5), MessageText::parse)?,
-        ts: row.get::<_, i64>(6) as u64,
-    })
+/// A `tracker_messages` row: its first seven columns in the order [`query_messages`]
+/// selects them, and from `extras` on the edit time, tombstone, reply and mentions.
+pub(super) fn message_from_row(row: &tokio_postgres::Row, extras: usize) -> Result<ChannelMessage, StoreError> {
+    let deleted: bool = row.get(extras + 1);
+    let text = if deleted { MessageText::tombstone() } else { parse(row.get(5), MessageText::parse)? };
+    let mut message = ChannelMessage::new(
+        row.get::<_, i64>(0) as u64,
+        parse(row.get(1), ChannelName::parse)?,
+        (row.get(3), row.get::<_, i32>(4) as u16),
+        parse(row.get(2), Username::parse)?,
+        text,
+    );
+    message.ts = row.get::<_, i64>(6) as u64;
+    message.edited_at = row.get::<_, Option<i64>>(extras).map(|ts| ts as u64);
+    message.deleted = deleted;
+    message.reply_to = row.get::<_, Option<i64>>(extras + 2).map(|id| id as u64);
+    message.mentions = mentions_from_column(row.get::<_, Option<&str>>(extras + 3));
+    Ok(message)
 }
 
 /// Reads a text column through a wire type's parser. Stored data was parsed on the

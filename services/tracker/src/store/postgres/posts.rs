@@ -20,7 +20,50 @@ use tokio_postgres::types::ToSql;
 use wire::api::ChannelMessage;
 
 use super::log::{LOG_CHANNEL, LOG_LOCK};
-use crate::store::model::StoreError;
+use crate::store::model::{StoreError, mentions_column};
+
+/// Inserts a batch: the accepted posts take their ids from the log sequence in the
+/// order they came, so refused ones leave no gap in the log (see the parent module).
+/// A post with no sender's peer given takes it from the directory; the membership
+/// check is part of the statement. What it returns is where the two forms differ.
+macro_rules! insert_posts {
+    ($returning:literal) => {
+        concat!(
+            "INSERT INTO tracker_messages
+                 (id, channel, username, sender_ip, sender_port, text, ts, traceparent, reply_to, mentions)
+             SELECT nextval('tracker_messages_id_seq'), channel, username, ip, port, text, $7, traceparent,
+                    reply_to, mentions
+             FROM (SELECT b.channel, b.username, COALESCE(b.ip, d.ip) AS ip, COALESCE(b.port, d.port) AS port,
+                          b.text, b.traceparent, b.reply_to, b.mentions
+                   FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[],
+                               $8::bigint[], $9::text[])
+                        WITH ORDINALITY AS b(channel, username, ip, port, text, traceparent, reply_to, mentions, n)
+                   LEFT JOIN tracker_directory d ON d.username = b.username
+                   WHERE (b.ip IS NOT NULL OR d.username IS NOT NULL)
+                     AND EXISTS (SELECT 1 FROM tracker_members m
+                                 WHERE m.channel = b.channel AND m.username = b.username)
+                   ORDER BY b.n) AS accepted
+             RETURNING ",
+            $returning
+        )
+    };
+}
+
+/// A batch where nobody is mentioned.
+const INSERT: &str = insert_posts!("id, channel, username, text, sender_ip, sender_port");
+
+/// A batch with mentions: they go to `tracker_mentions` in the same statement.
+const INSERT_MENTIONING: &str = concat!(
+    "WITH accepted AS (",
+    insert_posts!("id, channel, username, text, sender_ip, sender_port, mentions"),
+    "), mentioned AS (
+         INSERT INTO tracker_mentions (username, channel, message_id)
+         SELECT name, a.channel, a.id FROM accepted a, unnest(string_to_array(a.mentions, ' ')) AS name
+         WHERE a.mentions IS NOT NULL
+         ON CONFLICT DO NOTHING
+     )
+     SELECT id, channel, username, text, sender_ip, sender_port FROM accepted"
+);
 
 /// Posts waiting beyond this many make posters wait (back-pressure).
 pub(super) const POST_QUEUE: usize = 8192;
@@ -211,26 +254,10 @@ async fn run_batch(conn: &Object, batch: &[PostJob]) -> Result<Vec<Option<Channe
     // the database, its five statements sent together.
     let begin = conn.prepare_cached("BEGIN").await?;
     let lock = conn.prepare_cached("SELECT pg_advisory_lock($1)").await?;
-    // The accepted posts draw their ids from the log sequence in the order they came,
-    // so refused ones leave no gap in the log (see the parent module). A post with no
-    // sender's peer given takes it from the directory; the membership check is part
-    // of the statement.
-    let insert = conn
-        .prepare_cached(
-            "INSERT INTO tracker_messages (id, channel, username, sender_ip, sender_port, text, ts, traceparent)
-             SELECT nextval('tracker_messages_id_seq'), channel, username, ip, port, text, $7, traceparent
-             FROM (SELECT b.channel, b.username, COALESCE(b.ip, d.ip) AS ip, COALESCE(b.port, d.port) AS port,
-                          b.text, b.traceparent
-                   FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[])
-                        WITH ORDINALITY AS b(channel, username, ip, port, text, traceparent, n)
-                   LEFT JOIN tracker_directory d ON d.username = b.username
-                   WHERE (b.ip IS NOT NULL OR d.username IS NOT NULL)
-                     AND EXISTS (SELECT 1 FROM tracker_members m
-                                 WHERE m.channel = b.channel AND m.username = b.username)
-                   ORDER BY b.n) AS accepted
-             RETURNING id, channel, username, text, sender_ip, sender_port",
-        )
-        .await?;
+    // See `insert_posts!`. Mentions go to their table in the same statement, for the
+    // mention counts; a batch that mentions nobody (most) skips that part.
+    let mentioning = batch.iter().any(|job| !job.draft.mentions.is_empty());
+    let insert = conn.prepare_cached(if mentioning { INSERT_MENTIONING } else { INSERT }).await?;
     let unlock = conn.prepare_cached("SELECT pg_advisory_unlock($1)").await?;
     let commit = conn.prepare_cached("COMMIT").await?;
 
@@ -244,7 +271,10 @@ async fn run_batch(conn: &Object, batch: &[PostJob]) -> Result<Vec<Option<Channe
         batch.iter().map(|job| (!job.from_home).then_some(i32::from(job.draft.sender_port))).collect();
     let texts: Vec<&str> = batch.iter().map(|job| job.draft.text.as_str()).collect();
     let traces: Vec<Option<&str>> = batch.iter().map(|job| job.traceparent.as_deref()).collect();
-    let params: [&(dyn ToSql + Sync); 7] = [&channels, &users, &ips, &ports, &texts, &traces, &ts_param];
+    let replies: Vec<Option<i64>> = batch.iter().map(|job| job.draft.reply_to.map(|id| id as i64)).collect();
+    let mentions: Vec<Option<String>> = batch.iter().map(|job| mentions_column(&job.draft.mentions)).collect();
+    let params: [&(dyn ToSql + Sync); 9] =
+        [&channels, &users, &ips, &ports, &texts, &traces, &ts_param, &replies, &mentions];
     // The lock before anything is written, so the transaction's id (assigned by its
     // first write) and its log ids are drawn under it; released as soon as the rows
     // are in, so the commit's wait for the disk does not hold it. The followers hear

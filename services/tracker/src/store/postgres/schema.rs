@@ -83,4 +83,31 @@ pub(super) const MIGRATIONS: &[&str] = &[
     CREATE TABLE tracker_store (id TEXT NOT NULL);
     INSERT INTO tracker_store (id) VALUES (substr(md5(random()::text || clock_timestamp()::text), 1, 16));
 "#,
+    // Issue 13: private channels and topics; read state per member (members had read
+    // everything so far); edits, tombstones, replies and mentions of messages;
+    // reactions; and mentions by user, to count them.
+    r#"
+    ALTER TABLE tracker_channels ADD COLUMN private BOOLEAN NOT NULL DEFAULT FALSE;
+    ALTER TABLE tracker_channels ADD COLUMN topic TEXT NOT NULL DEFAULT '';
+    ALTER TABLE tracker_members ADD COLUMN last_read BIGINT NOT NULL DEFAULT 0;
+    UPDATE tracker_members m SET last_read =
+        (SELECT COALESCE(MAX(id), 0) FROM tracker_messages WHERE channel = m.channel);
+    ALTER TABLE tracker_messages ADD COLUMN edited_at BIGINT;
+    ALTER TABLE tracker_messages ADD COLUMN deleted BOOLEAN NOT NULL DEFAULT FALSE;
+    ALTER TABLE tracker_messages ADD COLUMN reply_to BIGINT;
+    ALTER TABLE tracker_messages ADD COLUMN mentions TEXT;
+    CREATE TABLE tracker_reactions (
+        seq        BIGSERIAL PRIMARY KEY,
+        message_id BIGINT NOT NULL,
+        emoji      TEXT NOT NULL,
+        username   TEXT NOT NULL,
+        UNIQUE (message_id, emoji, username)
+    );
+    CREATE TABLE tracker_mentions (
+        username   TEXT NOT NULL,
+        channel    TEXT NOT NULL,
+        message_id BIGINT NOT NULL,
+        PRIMARY KEY (username, channel, message_id)
+    );
+"#,
 ];

@@ -63,13 +63,50 @@ pub(super) const MIGRATIONS: &[&str] = &[
     INSERT INTO revoked_cursor (store_id, last_seq)
         SELECT lower(hex(randomblob(8))), coalesce(max(seq), 0) FROM revoked;
 "#,
+    // Issue 13: private channels and topics; read state per member (members had read
+    // everything so far); edits, tombstones, replies and mentions of messages;
+    // reactions; and mentions by user, to count them.
+    r#"
+    ALTER TABLE channels ADD COLUMN private INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE channels ADD COLUMN topic TEXT NOT NULL DEFAULT '';
+    ALTER TABLE members ADD COLUMN last_read INTEGER NOT NULL DEFAULT 0;
+    UPDATE members SET last_read =
+        (SELECT COALESCE(MAX(id), 0) FROM messages WHERE messages.channel = members.channel);
+    ALTER TABLE messages ADD COLUMN edited_at INTEGER;
+    ALTER TABLE messages ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE messages ADD COLUMN reply_to INTEGER;
+    ALTER TABLE messages ADD COLUMN mentions TEXT;
+    CREATE TABLE reactions (
+        seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+        message_id INTEGER NOT NULL,
+        emoji      TEXT NOT NULL,
+        username   TEXT NOT NULL,
+        UNIQUE (message_id, emoji, username)
+    );
+    CREATE TABLE mentions (
+        username   TEXT NOT NULL,
+        channel    TEXT NOT NULL,
+        message_id INTEGER NOT NULL,
+        PRIMARY KEY (username, channel, message_id)
+    );
+"#,
 ];
 
 pub(super) fn load_view(conn: &Connection) -> rusqlite::Result<View> {
     let mut view = View::default();
-    let mut channels = conn.prepare("SELECT name FROM channels")?;
-    for name in channels.query_map([], |row| parse_column(row, 0, ChannelName::parse))? {
-        view.channels.insert(name?, BTreeSet::new());
+    let mut channels = conn.prepare("SELECT name, private, topic FROM channels")?;
+    let rows = channels.query_map([], |row| {
+        Ok((parse_column(row, 0, ChannelName::parse)?, row.get::<_, bool>(1)?, row.get::<_, String>(2)?))
+    })?;
+    for row in rows {
+        let (name, private, topic) = row?;
+        if private {
+            view.private.insert(name.clone());
+        }
+        if !topic.is_empty() {
+            view.topics.insert(name.clone(), topic);
+        }
+        view.channels.insert(name, BTreeSet::new());
     }
     let mut members = conn.prepare("SELECT channel, username FROM members")?;
     let rows = members

@@ -11,6 +11,10 @@ use wire::names::{ChannelName, Username};
 pub(super) struct View {
     /// Channel to members.
     pub(super) channels: BTreeMap<ChannelName, BTreeSet<Username>>,
+    /// The private channels: only their members see them.
+    pub(super) private: HashSet<ChannelName>,
+    /// Channel topics, where set.
+    pub(super) topics: HashMap<ChannelName, String>,
     /// User to the peer that hosts them, or hosted them last.
     pub(super) homes: HashMap<Username, Home>,
     /// Users with the chat open (an event stream on their peer). Soft state: peers
@@ -45,6 +49,18 @@ pub(super) fn hosts_of_members(view: &View, channel: &ChannelName) -> HashSet<Pe
                 .collect()
         })
         .unwrap_or_default()
+}
+
+impl View {
+    /// Whether `user` may see `channel`: it exists, and is public or has them as a member.
+    pub(super) fn can_see(&self, channel: &ChannelName, user: &Username) -> bool {
+        self.channels.get(channel).is_some_and(|members| !self.private.contains(channel) || members.contains(user))
+    }
+
+    /// The peer hosting `user` now, if any.
+    pub(super) fn host_of(&self, user: &Username) -> Option<PeerAddr> {
+        self.homes.get(user).filter(|home| home.signed_in).map(|home| home.peer.clone())
+    }
 }
 
 pub(super) fn read_view(view: &RwLock<View>) -> RwLockReadGuard<'_, View> {

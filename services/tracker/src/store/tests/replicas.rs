@@ -13,7 +13,7 @@ use super::{TTL, channel, peer, text, user};
 use crate::store::*;
 
 /// Two stores on one fresh database; `None` where no PostgreSQL server answers.
-async fn two_replicas(test: &str, ttl: Duration) -> Option<(TestDatabase, Store, Store)> {
+pub(super) async fn two_replicas(test: &str, ttl: Duration) -> Option<(TestDatabase, Store, Store)> {
     let database = TestDatabase::for_test(test).await?;
     let a = Store::connect(database.url(), 3, ttl).await.unwrap();
     let b = Store::connect(database.url(), 3, ttl).await.unwrap();
@@ -30,7 +30,10 @@ async fn eventually<F: Future<Output = bool>>(what: &str, mut check: impl FnMut(
 }
 
 /// The next push on `events` that `wanted` picks, within 10 s.
-async fn next_push<T>(events: &mut broadcast::Receiver<Arc<Push>>, mut wanted: impl FnMut(&Push) -> Option<T>) -> T {
+pub(super) async fn next_push<T>(
+    events: &mut broadcast::Receiver<Arc<Push>>,
+    mut wanted: impl FnMut(&Push) -> Option<T>,
+) -> T {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let push = tokio::time::timeout_at(deadline, events.recv()).await.expect("no push in time").unwrap();
@@ -47,9 +50,9 @@ async fn channels_members_peers_and_sessions_are_shared_between_replicas() {
     else {
         return;
     };
-    a.create_channel(&channel("rust"), &user("alice")).await.unwrap();
+    a.create_channel(&channel("rust"), &user("alice"), false).await.unwrap();
     assert!(b.channels().await.unwrap().contains(&channel("rust")));
-    assert!(matches!(b.create_channel(&channel("rust"), &user("bob")).await, Err(StoreError::ChannelExists(_))));
+    assert!(matches!(b.create_channel(&channel("rust"), &user("bob"), false).await, Err(StoreError::ChannelExists(_))));
     assert!(b.join(&channel("rust"), &user("bob")).await.unwrap());
     assert_eq!(a.members(&channel("rust")).await.unwrap(), Some(vec![user("alice"), user("bob")]));
 
