@@ -118,7 +118,7 @@ impl Chat {
     }
 
     async fn create_channel(&self, member: &Member, channel: &ChannelName) -> anyhow::Result<()> {
-        let body = ChannelRequest { channel_name: channel.clone() };
+        let body = ChannelRequest { channel_name: channel.clone(), private: false };
         let response = self
             .http
             .post(format!("{}/create-channel", member.home))
@@ -135,7 +135,7 @@ impl Chat {
     }
 
     async fn join(&self, member: &Member, channel: &ChannelName) -> anyhow::Result<()> {
-        let body = ChannelRequest { channel_name: channel.clone() };
+        let body = ChannelRequest { channel_name: channel.clone(), private: false };
         let response = self
             .http
             .post(format!("{}/join-channel", member.home))
@@ -207,7 +207,7 @@ impl Poster for ChannelPoster {
         let member = &self.members[index];
         let base = if self.trackers.is_empty() { &member.home } else { &self.trackers[index % self.trackers.len()] };
         let message = MessageText::parse(&text).map_err(|err| anyhow::anyhow!("bad message text: {err}"))?;
-        let body = SendChannelMessage { channel_name: self.channel.clone(), message };
+        let body = SendChannelMessage { channel_name: self.channel.clone(), message, reply_to: None };
         let response = self
             .http
             .post(format!("{base}/send-channel-message"))

@@ -22,6 +22,10 @@ const LIVE: usize = 4096;
 pub enum Audience {
     Users(Vec<Username>),
     Channel(ChannelName),
+    /// The channel's members and one more user (who just left a private channel).
+    ChannelAnd(ChannelName, Username),
+    /// The channel's members but one (who is typing).
+    ChannelExcept(ChannelName, Username),
     Everyone,
 }
 

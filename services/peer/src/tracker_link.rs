@@ -15,7 +15,10 @@ use futures_util::StreamExt;
 use kit::backoff::Backoff;
 use kit::client::endpoints::Endpoints;
 use kit::error::ApiError;
-use wire::events::{Event, Pushed};
+use wire::api::ChannelMessage;
+use wire::events::{
+    ChannelRead, ChannelUpdated, Event, Mention, MessageDeleted, MessageEdited, Pushed, Reactions, Read, Typing,
+};
 
 use crate::hosting::{self, our_revoked, share_revoked};
 use crate::hub::Audience;
@@ -242,10 +245,31 @@ fn dispatch(state: &AppState, data: &str) {
     match &event {
         Event::ChannelMessage(message) => {
             state.hub.publish(Audience::Channel(message.channel.clone()), &event);
+            publish_mentions(state, message);
         }
         Event::Membership(change) => {
             state.sessions.update_joined(&change.username, &change.channel, change.joined);
-            state.hub.publish(Audience::Everyone, &event);
+            // A private channel's members (and who left it) alone hear of it.
+            let audience = if change.private {
+                Audience::ChannelAnd(change.channel.clone(), change.username.clone())
+            } else {
+                Audience::Everyone
+            };
+            state.hub.publish(audience, &event);
+        }
+        Event::MessageEdited(MessageEdited { channel: Some(channel), .. })
+        | Event::MessageDeleted(MessageDeleted { channel: Some(channel), .. })
+        | Event::Reaction(Reactions { channel: Some(channel), .. })
+        | Event::ChannelUpdated(ChannelUpdated { channel, .. }) => {
+            state.hub.publish(Audience::Channel(channel.clone()), &event);
+        }
+        Event::Typing(Typing { channel: Some(channel), username, .. }) => {
+            state.hub.publish(Audience::ChannelExcept(channel.clone(), username.clone()), &event);
+        }
+        Event::ChannelRead(ChannelRead { username, channel, up_to }) => {
+            // To the reader's own pages, as a `read` like a direct conversation's.
+            let read = Event::Read(Read { channel: Some(channel.clone()), with: None, up_to: Some(*up_to) });
+            state.hub.publish(Audience::Users(vec![username.clone()]), &read);
         }
         Event::Presence(_) => {
             state.hub.publish(Audience::Everyone, &event);
@@ -269,8 +293,29 @@ fn dispatch(state: &AppState, data: &str) {
         | Event::MessageDeleted(_)
         | Event::Reaction(_)
         | Event::Typing(_)
+        | Event::Mention(_)
         | Event::Read(_)
         | Event::Reset => {}
+    }
+}
+
+/// How much of a message a `mention` event quotes, in characters.
+const MENTION_EXCERPT_CHARS: usize = 100;
+
+/// Tells each member a channel message names (and that this peer hosts) with a
+/// `mention` event to their streams.
+fn publish_mentions(state: &AppState, message: &ChannelMessage) {
+    for user in &message.mentions {
+        if !state.sessions.is_member(user, &message.channel) {
+            continue;
+        }
+        let mention = Event::Mention(Mention {
+            channel: message.channel.clone(),
+            id: message.id,
+            username: message.username.clone(),
+            text: message.text.as_str().chars().take(MENTION_EXCERPT_CHARS).collect(),
+        });
+        state.hub.publish(Audience::Users(vec![user.clone()]), &mention);
     }
 }
 

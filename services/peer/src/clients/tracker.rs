@@ -9,8 +9,9 @@ use kit::error::ApiError;
 use reqwest::Response;
 use wire::addr::PeerAddr;
 use wire::api::{
-    Ack, ActivityReport, ChannelHistory, ChannelList, ChannelRequest, Done, HistoryRequest, Location, MessageStored,
-    PeerRegistration, ReleaseUser, RevokedSession, RevokedSessions, SendChannelMessage, UserInfo,
+    Ack, ActivityReport, ChannelHistory, ChannelList, ChannelMarkedRead, ChannelRequest, DeleteMessage, Deleted, Done,
+    EditMessage, Edited, HistoryRequest, Invite, Location, MarkChannelRead, MessageStored, PeerRegistration, React,
+    Reacted, ReleaseUser, RevokedSession, RevokedSessions, SendChannelMessage, SetTopic, TypingRequest, UserInfo,
 };
 use wire::names::Username;
 use wire::routes::tracker as routes;
@@ -161,6 +162,38 @@ impl TrackerClient {
         message: &SendChannelMessage,
     ) -> Result<MessageStored, ApiError> {
         self.user_post(routes::SEND_CHANNEL_MESSAGE, token, message).await
+    }
+
+    pub async fn edit_message(&self, token: &str, request: &EditMessage) -> Result<Edited, ApiError> {
+        self.user_post(routes::EDIT_MESSAGE, token, request).await
+    }
+
+    pub async fn delete_message(&self, token: &str, request: &DeleteMessage) -> Result<Deleted, ApiError> {
+        self.user_post(routes::DELETE_MESSAGE, token, request).await
+    }
+
+    pub async fn react(&self, token: &str, request: &React) -> Result<Reacted, ApiError> {
+        self.user_post(routes::REACT, token, request).await
+    }
+
+    pub async fn typing(&self, token: &str, request: &TypingRequest) -> Result<Done, ApiError> {
+        self.user_post(routes::TYPING, token, request).await
+    }
+
+    pub async fn mark_channel_read(
+        &self,
+        token: &str,
+        request: &MarkChannelRead,
+    ) -> Result<ChannelMarkedRead, ApiError> {
+        self.user_post(routes::MARK_READ, token, request).await
+    }
+
+    pub async fn set_topic(&self, token: &str, request: &SetTopic) -> Result<Ack, ApiError> {
+        self.user_post(routes::SET_TOPIC, token, request).await
+    }
+
+    pub async fn invite(&self, token: &str, request: &Invite) -> Result<Ack, ApiError> {
+        self.user_post(routes::INVITE, token, request).await
     }
 
     // === helpers ===

@@ -7,7 +7,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use kit::body::Input;
 use kit::error::ApiError;
-use wire::api::{Ack, ChannelHistory, ChannelList, ChannelRequest, HistoryRequest, MessageStored, SendChannelMessage};
+use wire::api::{
+    Ack, ChannelHistory, ChannelList, ChannelRequest, HistoryRequest, Invite, MessageStored, SendChannelMessage,
+    SetTopic,
+};
 
 use crate::hosting::Session;
 use crate::state::AppState;
@@ -21,6 +24,8 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/leave-channel", post(leave_channel))
         .route("/get-channel-messages", post(channel_messages))
         .route("/send-channel-message", post(send_channel_message))
+        .route("/set-topic", post(set_topic))
+        .route("/invite", post(invite))
 }
 
 async fn all_channels(State(state): State<AppState>, session: Session) -> Result<Json<ChannelList>, ApiError> {
@@ -77,4 +82,20 @@ async fn send_channel_message(
     Input(body): Input<SendChannelMessage>,
 ) -> Result<Json<MessageStored>, ApiError> {
     state.tracker.send_channel_message(&session.token, &body).await.map(Json)
+}
+
+async fn set_topic(
+    State(state): State<AppState>,
+    session: Session,
+    Input(body): Input<SetTopic>,
+) -> Result<Json<Ack>, ApiError> {
+    state.tracker.set_topic(&session.token, &body).await.map(Json)
+}
+
+async fn invite(
+    State(state): State<AppState>,
+    session: Session,
+    Input(body): Input<Invite>,
+) -> Result<Json<Ack>, ApiError> {
+    state.tracker.invite(&session.token, &body).await.map(Json)
 }

@@ -3,8 +3,9 @@
 //! which the other user's peer hears of them.
 //!
 //! `/edit-message`, `/delete-message`, `/react` and `/typing` serve channel messages
-//! too: with `channel_name` the call is about a channel, without it about a direct
-//! message. This module serves the direct-message side.
+//! too: with `channel_name` the call is about a channel and is relayed to the
+//! tracker, which authorises it and tells the members; without it, it is about a
+//! direct message, served here.
 
 use axum::extract::State;
 use axum::routing::post;
@@ -16,7 +17,6 @@ use wire::api::{
     Ack, DeleteMessage, Deleted, DirectChange, DirectChangeKind, Done, EditMessage, Edited, MessageKey, React, Reacted,
     Status, TypingRequest,
 };
-use wire::names::ChannelName;
 
 use crate::hosting::Session;
 use crate::state::AppState;
@@ -31,21 +31,15 @@ pub(crate) fn router() -> Router<AppState> {
         .route(wire::routes::peer::RECEIVE_CHANGE, post(receive_change))
 }
 
-/// Channel messages are not served here (yet).
-fn direct_only(channel: Option<&ChannelName>) -> Result<(), ApiError> {
-    match channel {
-        Some(_) => Err(ApiError::bad_request("channels: not yet")),
-        None => Ok(()),
-    }
-}
-
 #[tracing::instrument(level = "debug", skip_all, fields(username = %session.username()))]
 async fn edit_message(
     State(state): State<AppState>,
     session: Session,
     Input(request): Input<EditMessage>,
 ) -> Result<Json<Edited>, ApiError> {
-    direct_only(request.channel_name.as_ref())?;
+    if request.channel_name.is_some() {
+        return state.tracker.edit_message(&session.token, &request).await.map(Json);
+    }
     let me = session.username();
     let (message, partner) = dm_changes::find(&state, me, &request.id).await?;
     // Later than any edit before it, so it wins wherever edits meet.
@@ -66,7 +60,9 @@ async fn delete_message(
     session: Session,
     Input(request): Input<DeleteMessage>,
 ) -> Result<Json<Deleted>, ApiError> {
-    direct_only(request.channel_name.as_ref())?;
+    if request.channel_name.is_some() {
+        return state.tracker.delete_message(&session.token, &request).await.map(Json);
+    }
     let me = session.username();
     let (message, partner) = dm_changes::find(&state, me, &request.id).await?;
     let change = DirectChangeKind::Delete { message_id: message.id };
@@ -80,7 +76,9 @@ async fn react(
     session: Session,
     Input(request): Input<React>,
 ) -> Result<Json<Reacted>, ApiError> {
-    direct_only(request.channel_name.as_ref())?;
+    if request.channel_name.is_some() {
+        return state.tracker.react(&session.token, &request).await.map(Json);
+    }
     let me = session.username();
     let (message, partner) = dm_changes::find(&state, me, &request.id).await?;
     let change =
@@ -90,13 +88,19 @@ async fn react(
 }
 
 /// The caller is typing to `to`: told to `to`'s pages, at most once per 2 s (more
-/// are answered but dropped).
+/// are answered but dropped). In a channel (`channel_name`): relayed to the tracker,
+/// which tells the other members at the same pace.
 async fn typing(
     State(state): State<AppState>,
     session: Session,
     Input(request): Input<TypingRequest>,
 ) -> Result<Json<Done>, ApiError> {
-    direct_only(request.channel_name.as_ref())?;
+    if request.channel_name.is_some() {
+        if request.to.is_some() {
+            return Err(ApiError::bad_request("say where: channel_name or to, not both"));
+        }
+        return state.tracker.typing(&session.token, &request).await.map(Json);
+    }
     let to = request.to.ok_or_else(|| ApiError::bad_request("say to whom: `to` (or `channel_name`)"))?;
     if &to == session.username() {
         return Err(ApiError::bad_request("typing to yourself is not news"));

@@ -125,6 +125,10 @@ impl Feed {
             Audience::Everyone => true,
             Audience::Users(users) => users.contains(&self.user),
             Audience::Channel(channel) => self.sessions.is_member(&self.user, channel),
+            Audience::ChannelAnd(channel, user) => *user == self.user || self.sessions.is_member(&self.user, channel),
+            Audience::ChannelExcept(channel, user) => {
+                *user != self.user && self.sessions.is_member(&self.user, channel)
+            }
         }
     }
 }

@@ -3,6 +3,7 @@
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::future::join_all;
@@ -12,8 +13,8 @@ use kit::sign::Signed;
 use serde::Deserialize;
 use wire::addr::PeerAddr;
 use wire::api::{
-    Ack, Broadcast, BroadcastSent, Conversation, Conversations, DirectMessage, DirectSent, MailboxTransfer, MarkRead,
-    MarkedRead, SendPeer, Status,
+    Ack, Broadcast, BroadcastSent, Conversation, Conversations, DirectMessage, DirectSent, MailboxTransfer,
+    MarkChannelRead, MarkRead, MarkedRead, SendPeer, Status,
 };
 use wire::events::{Event, Read};
 use wire::names::Username;
@@ -119,17 +120,27 @@ async fn received_messages(
     Ok(Json(state.store.unread(session.username()).await?))
 }
 
-/// Marks the caller's received messages read, up to `up_to` (a `seq` of
-/// `/get-received-messages`), or all of them; with `with`, only those of that
-/// conversation. Every page of the caller's hears of it (event `read`).
+/// With `channel_name`, relays to the tracker: the caller has read the channel up to
+/// the message `up_to` (event `read` to their pages, from the tracker). Otherwise
+/// direct messages: [`mark_direct_read`].
 async fn mark_read(
     State(state): State<AppState>,
     session: Session,
     Input(request): Input<MarkRead>,
-) -> Result<Json<MarkedRead>, ApiError> {
-    if request.channel_name.is_some() {
-        return Err(ApiError::bad_request("channels: not yet"));
+) -> Result<Response, ApiError> {
+    match request.channel_name {
+        Some(channel_name) => {
+            let request = MarkChannelRead { channel_name, up_to: request.up_to };
+            Ok(Json(state.tracker.mark_channel_read(&session.token, &request).await?).into_response())
+        }
+        None => Ok(Json(mark_direct_read(&state, &session, request).await?).into_response()),
     }
+}
+
+/// Marks the caller's received messages read, up to `up_to` (a `seq` of
+/// `/get-received-messages`), or all of them; with `with`, only those of that
+/// conversation. Every page of the caller's hears of it (event `read`).
+async fn mark_direct_read(state: &AppState, session: &Session, request: MarkRead) -> Result<MarkedRead, ApiError> {
     let me = session.username();
     let (marked, read) = match &request.with {
         Some(with) => {
@@ -142,7 +153,7 @@ async fn mark_read(
         }
     };
     state.hub.publish(Audience::Users(vec![me.clone()]), &Event::Read(read));
-    Ok(Json(MarkedRead { status: Status::Success, marked }))
+    Ok(MarkedRead { status: Status::Success, marked })
 }
 
 /// A user's previous peer hands over their mailbox (signed: only peers can).
