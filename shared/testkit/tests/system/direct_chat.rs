@@ -192,7 +192,9 @@ async fn typing_reaches_the_partner_at_most_once_per_two_seconds(backend: Backen
         let reply = alice.post("/typing", bad).await;
         assert_eq!((reply.status, reply.body["status"].as_str()), (400, Some("error")), "{bad:?}");
     }
-    assert_eq!(alice.post("/typing", "channel_name=general").await.status, 400, "channels are served elsewhere");
+    // A channel is the tracker's: members only (alice did not join general).
+    assert_eq!(alice.post("/typing", "channel_name=general").await.status, 403);
+    assert_eq!(alice.post("/typing", "channel_name=general&to=user2").await.status, 400, "one of the two");
     sys.shutdown().await;
 }
 
@@ -239,7 +241,8 @@ async fn marking_a_conversation_read_tells_every_page_of_the_reader_and_nobody_e
     assert_eq!(marked.body["marked"], 2);
     assert_eq!(next_of(&mut alices, "read").await, json!({"type": "read"}));
     assert_eq!(alice.post("/mark-read", "with=bad%20name").await.status, 400);
-    assert_eq!(alice.post("/mark-read", "channel_name=general&up_to=1").await.status, 400);
+    // A channel's read state is the tracker's: members only (alice did not join general).
+    assert_eq!(alice.post("/mark-read", "channel_name=general&up_to=1").await.status, 403);
     sys.shutdown().await;
 }
 

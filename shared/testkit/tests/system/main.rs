@@ -1,6 +1,7 @@
 //! System tests: the whole system in-process, every service on 127.0.0.1:0.
 
 mod bad_input;
+mod chat;
 mod cluster;
 mod deployment;
 mod direct_chat;

@@ -71,7 +71,10 @@ async fn two_users_log_in_through_the_tracker_chat_in_a_channel_and_message_each
     assert_eq!(joined.body, json!({"status": "success", "message": "Joined channel general"}));
     assert_eq!(bob.post("/join-channel", "channel_name=general").await.status, 200);
     assert_eq!(alice.post("/join-channel", "channel_name=general").await.status, 200, "joining twice is fine");
-    assert_eq!(alice.get("/get-joined-channels").await.body, json!({"status": "success", "channels": ["general"]}));
+    // The original's list, and beside it the read state of each channel (issue 13).
+    let joined = alice.get("/get-joined-channels").await.body;
+    assert_eq!((&joined["status"], &joined["channels"]), (&json!("success"), &json!(["general"])));
+    assert_eq!(joined["summaries"][0]["name"], "general");
 
     // Channel messages come back in order, URL-decoded, Vietnamese included.
     for (user, body) in [
