@@ -2,6 +2,8 @@
 //! belong to it, and when it ends. Pure framing, no IO: [`crate::forward`] moves the
 //! bytes between the two sessions and asks these which of them to move.
 
+use bytes::BufMut;
+
 use crate::error::ProxyError;
 use crate::h1::chunked::{ChunkError, Chunked};
 use crate::h1::head::Framing;
@@ -100,17 +102,17 @@ impl ResponseBody {
     /// when decoding chunks). Returns false when `input` held more than the body: the
     /// backend broke framing, and its connection is not reused. A malformed chunked
     /// body is an error (the relay aborts).
-    pub(crate) fn feed(&mut self, input: &[u8], out: &mut Vec<u8>, decode: bool) -> Result<bool, ChunkError> {
+    pub(crate) fn feed(&mut self, input: &[u8], out: &mut impl BufMut, decode: bool) -> Result<bool, ChunkError> {
         let used = match self {
             Self::Done => 0,
             Self::UntilClose => {
-                out.extend_from_slice(input);
+                out.put_slice(input);
                 input.len()
             }
             Self::Length { left } => {
                 // Bounded by the slice length.
                 let used = (*left).min(input.len() as u64) as usize;
-                out.extend_from_slice(&input[..used]);
+                out.put_slice(&input[..used]);
                 *left -= used as u64;
                 if *left == 0 {
                     *self = Self::Done;
@@ -119,7 +121,7 @@ impl ResponseBody {
             }
             Self::Chunked(chunked) => {
                 let scanned = if decode {
-                    chunked.scan(input, |data| out.extend_from_slice(&input[data]))
+                    chunked.scan(input, |data| out.put_slice(&input[data]))
                 } else {
                     chunked.scan(input, |_| {})
                 };
@@ -127,7 +129,7 @@ impl ResponseBody {
                     tracing::debug!(%err, "backend sent a malformed chunked body");
                 })?;
                 if !decode {
-                    out.extend_from_slice(&input[..used]);
+                    out.put_slice(&input[..used]);
                 }
                 if chunked.is_done() {
                     *self = Self::Done;

@@ -56,6 +56,7 @@ pub struct Config {
     /// Runtime worker threads for the `proxy` binary; the number of cores when absent.
     pub workers: Option<usize>,
     pub tls: TlsConfig,
+    pub http2: Http2Config,
     /// A second listener (e.g. `0.0.0.0:9191`) that answers only the proxy's own
     /// `/metrics`, `/healthz` and `/readyz`, whatever the Host: for Prometheus, which
     /// no vhost can shadow there. None (the default): no such listener; the proxy's
@@ -83,6 +84,26 @@ pub struct TlsConfig {
 impl Default for TlsConfig {
     fn default() -> Self {
         Self { port: 8443, certificate: None, certificate_key: None, handshake_timeout_ms: 10_000, self_signed: false }
+    }
+}
+
+/// HTTP/2 to clients, on the HTTPS port (ALPN `h2`); backends stay HTTP/1.1.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Http2Config {
+    /// Whether ALPN offers `h2` (else HTTPS is HTTP/1.1 only).
+    pub enabled: bool,
+    /// Streams a client may have open at once on one connection (SETTINGS).
+    pub max_concurrent_streams: u32,
+    /// Streams a client may cancel (RST_STREAM) on one connection beyond those it
+    /// let finish; past that the connection ends with GOAWAY `ENHANCE_YOUR_CALM`
+    /// (the rapid-reset flood, CVE-2023-44487).
+    pub max_client_resets: u32,
+}
+
+impl Default for Http2Config {
+    fn default() -> Self {
+        Self { enabled: true, max_concurrent_streams: 128, max_client_resets: 100 }
     }
 }
 
@@ -142,6 +163,7 @@ impl Default for Config {
             stream_paths: vec!["/events".to_owned()],
             workers: None,
             tls: TlsConfig::default(),
+            http2: Http2Config::default(),
             metrics_listen: None,
         }
     }

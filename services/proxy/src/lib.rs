@@ -61,7 +61,9 @@ pub mod downstream;
 pub mod error;
 pub mod forward;
 pub mod h1;
+mod h2_stream;
 pub mod health;
+mod http2;
 pub mod metrics;
 pub mod resolve;
 pub mod routing;
@@ -110,7 +112,7 @@ impl Proxy {
         }
         let certificates =
             Certificates::load(&config).map_err(anyhow::Error::msg).context("invalid TLS configuration")?;
-        let tls = certificates.map(Tls::new).transpose()?;
+        let tls = certificates.map(|certificates| Tls::new(certificates, config.http2.enabled)).transpose()?;
         let metrics_listener = match config.metrics_listen {
             Some(addr) => Some(bind_metrics(addr)?),
             None => None,

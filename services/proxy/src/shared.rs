@@ -76,6 +76,9 @@ pub(crate) struct Settings {
     /// `https://localhost:8443` too.
     pub(crate) plain_port: u16,
     pub(crate) tls_port: u16,
+    /// HTTP/2: streams open at once per connection, and client resets tolerated.
+    pub(crate) h2_max_streams: u32,
+    pub(crate) h2_max_resets: u32,
 }
 
 /// What one worker's connections share: the proxy's state and the worker's own
@@ -108,6 +111,8 @@ impl Settings {
             tls_handshake_timeout: Config::timeout(config.tls.handshake_timeout_ms),
             plain_port: config.server_port,
             tls_port: config.tls.port,
+            h2_max_streams: config.http2.max_concurrent_streams,
+            h2_max_resets: config.http2.max_client_resets,
         }
     }
 }

@@ -107,7 +107,8 @@ pub struct Tls {
 }
 
 impl Tls {
-    pub(crate) fn new(certificates: Certificates) -> anyhow::Result<Self> {
+    /// `http2`: ALPN offers `h2` first, then `http/1.1`.
+    pub(crate) fn new(certificates: Certificates, http2: bool) -> anyhow::Result<Self> {
         let resolver = Arc::new(Resolver(ArcSwap::from_pointee(certificates)));
         let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(provider()))
             .with_safe_default_protocol_versions()?
@@ -115,7 +116,8 @@ impl Tls {
             .with_cert_resolver(resolver.clone());
         config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE);
         config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()?;
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.alpn_protocols =
+            if http2 { vec![b"h2".to_vec(), b"http/1.1".to_vec()] } else { vec![b"http/1.1".to_vec()] };
         Ok(Self { acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)), resolver })
     }
 

@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
 
 use crate::admin;
+use crate::http2;
 use crate::server;
 use crate::shared::{Shared, Worker};
 use crate::stream::ClientStream;
@@ -75,6 +76,9 @@ pub(crate) async fn serve(
                 let handshake = tls.tls.acceptor.accept(stream);
                 connections.spawn(async move {
                     match tokio::time::timeout(handshake_timeout, handshake).await {
+                        Ok(Ok(stream)) if stream.get_ref().1.alpn_protocol() == Some(b"h2") => {
+                            http2::serve_connection(Box::new(stream), remote, worker).await;
+                        }
                         Ok(Ok(stream)) => {
                             server::serve_connection(ClientStream::Tls(Box::new(stream)), remote, worker).await;
                         }

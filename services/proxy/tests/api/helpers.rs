@@ -44,6 +44,8 @@ pub struct Backend {
     probed: Arc<AtomicUsize>,
     /// Notified when a `/slow` request reaches this backend.
     pub slow_started: Arc<Notify>,
+    /// Notified for each piece of an `/upload` body that reaches this backend.
+    pub pieces: Arc<Notify>,
     kill: Option<oneshot::Sender<()>>,
     stopped: Option<oneshot::Receiver<()>>,
 }
@@ -55,6 +57,7 @@ struct BackendState {
     probed: Arc<AtomicUsize>,
     sse: Arc<Mutex<Option<mpsc::Receiver<String>>>>,
     slow_started: Arc<Notify>,
+    pieces: Arc<Notify>,
 }
 
 impl Backend {
@@ -66,18 +69,21 @@ impl Backend {
         let sse = Arc::new(Mutex::new(None));
         let slow_started = Arc::new(Notify::new());
         let probed = Arc::new(AtomicUsize::new(0));
+        let pieces = Arc::new(Notify::new());
         let state = BackendState {
             name: name.to_owned(),
             healthy: healthy.clone(),
             probed: probed.clone(),
             sse: sse.clone(),
             slow_started: slow_started.clone(),
+            pieces: pieces.clone(),
         };
         let router = Router::new()
             .route("/healthz", get(healthz))
             .route("/slow", get(slow))
             .route("/headers", get(headers))
             .route("/echo", post(echo))
+            .route("/upload", post(upload))
             .route("/chunked", get(chunked))
             .route("/reject", post(reject))
             .route("/sse", get(events))
@@ -96,6 +102,7 @@ impl Backend {
             accepted,
             probed,
             slow_started,
+            pieces,
             kill: Some(kill),
             stopped: Some(stopped),
         }
@@ -208,6 +215,20 @@ async fn headers(State(state): State<BackendState>, headers: HeaderMap) -> Respo
 async fn echo(State(state): State<BackendState>, request: Request) -> Response {
     let bytes = axum::body::to_bytes(request.into_body(), usize::MAX).await.unwrap_or_default();
     named(&state, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Reads the request body piece by piece, telling `pieces` of each as it arrives,
+/// and answers with all of it.
+async fn upload(State(state): State<BackendState>, request: Request) -> Response {
+    let mut stream = request.into_body().into_data_stream();
+    let mut all = Vec::new();
+    while let Some(Ok(piece)) = stream.next().await {
+        if !piece.is_empty() {
+            state.pieces.notify_one();
+        }
+        all.extend_from_slice(&piece);
+    }
+    named(&state, String::from_utf8_lossy(&all).into_owned())
 }
 
 /// A body in three writes, with no length: chunked to an HTTP/1.1 client.

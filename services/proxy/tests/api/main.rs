@@ -5,6 +5,7 @@ mod failover;
 mod framing;
 mod helpers;
 mod http;
+mod http2;
 mod metrics;
 mod reload;
 mod routing;

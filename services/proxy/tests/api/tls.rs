@@ -21,12 +21,12 @@ use crate::helpers::{Backend, config, vhost};
 const PATIENCE: Duration = Duration::from_secs(5);
 
 /// A self-signed certificate for `name`, written as PEM files in `dir`.
-struct Issued {
-    files: TlsFiles,
-    der: CertificateDer<'static>,
+pub(crate) struct Issued {
+    pub(crate) files: TlsFiles,
+    pub(crate) der: CertificateDer<'static>,
 }
 
-fn issue(dir: &Path, name: &str) -> Issued {
+pub(crate) fn issue(dir: &Path, name: &str) -> Issued {
     let made = rcgen::generate_simple_self_signed(vec![name.to_owned()]).unwrap();
     let certificate = dir.join(format!("{name}.pem"));
     let key = dir.join(format!("{name}.key"));
@@ -36,15 +36,15 @@ fn issue(dir: &Path, name: &str) -> Issued {
 }
 
 /// A proxy serving plain HTTP and HTTPS on 127.0.0.1:0.
-struct TlsProxy {
-    proxy: proxy::Proxy,
-    plain: SocketAddr,
-    tls: SocketAddr,
+pub(crate) struct TlsProxy {
+    pub(crate) proxy: proxy::Proxy,
+    pub(crate) plain: SocketAddr,
+    pub(crate) tls: SocketAddr,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
 impl TlsProxy {
-    async fn start(config: Config) -> Self {
+    pub(crate) async fn start(config: Config) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let tls_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (plain, tls) = (listener.local_addr().unwrap(), tls_listener.local_addr().unwrap());
@@ -57,8 +57,18 @@ impl TlsProxy {
         Self { proxy, plain, tls, _stop: stop }
     }
 
-    /// A TLS connection asking for `name`, trusting `roots`.
-    async fn connect(&self, name: &str, roots: &[&CertificateDer<'static>]) -> TlsStream<TcpStream> {
+    /// A TLS connection for HTTP/1.1 asking for `name`, trusting `roots`.
+    pub(crate) async fn connect(&self, name: &str, roots: &[&CertificateDer<'static>]) -> TlsStream<TcpStream> {
+        self.connect_alpn(name, roots, &[b"http/1.1"]).await
+    }
+
+    /// The same, offering these protocols by ALPN.
+    pub(crate) async fn connect_alpn(
+        &self,
+        name: &str,
+        roots: &[&CertificateDer<'static>],
+        alpn: &[&[u8]],
+    ) -> TlsStream<TcpStream> {
         let mut store = rustls::RootCertStore::empty();
         for root in roots {
             store.add((*root).clone()).unwrap();
@@ -69,7 +79,7 @@ impl TlsProxy {
             .unwrap()
             .with_root_certificates(store)
             .with_no_client_auth();
-        client.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        client.alpn_protocols = alpn.iter().map(|protocol| protocol.to_vec()).collect();
         let stream = TcpStream::connect(self.tls).await.unwrap();
         let name = ServerName::try_from(name.to_owned()).unwrap();
         TlsConnector::from(Arc::new(client)).connect(name, stream).await.unwrap()
@@ -90,7 +100,7 @@ async fn request(stream: &mut TlsStream<TcpStream>, host: &str, path: &str) -> S
     String::from_utf8_lossy(&reply).into_owned()
 }
 
-fn with_tls(mut config: Config, certificates: &[(&str, &Issued)]) -> Config {
+pub(crate) fn with_tls(mut config: Config, certificates: &[(&str, &Issued)]) -> Config {
     for (name, issued) in certificates {
         let block = config.vhosts.iter_mut().find(|vhost| vhost.name == *name).unwrap();
         block.tls = Some(issued.files.clone());
@@ -113,7 +123,9 @@ async fn sni_picks_each_vhosts_certificate_and_the_request_goes_through_marked_h
 
     let mut to_a = proxy.connect("a.test", &[&a.der, &b.der]).await;
     assert_eq!(served_certificate(&to_a), a.der);
-    assert_eq!(to_a.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]), "HTTP/1.1 is what ALPN offers");
+    assert_eq!(to_a.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]), "HTTP/1.1 when the client asks for it");
+    let both = proxy.connect_alpn("a.test", &[&a.der], &[b"h2", b"http/1.1"]).await;
+    assert_eq!(both.get_ref().1.alpn_protocol(), Some(&b"h2"[..]), "HTTP/2 when the client can");
     let reply = request(&mut to_a, "a.test", "/headers").await;
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
     assert!(reply.contains("x-backend: ba"), "{reply}");

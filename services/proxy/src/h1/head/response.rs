@@ -105,6 +105,19 @@ impl ResponseHead<'_> {
         })
     }
 
+    /// The end-to-end headers, as an HTTP/2 response carries them: those of the
+    /// connection (`Connection` and what it names, `Keep-Alive`, `Transfer-Encoding`,
+    /// `Upgrade`...) left out, as RFC 9113 §8.2.2 requires.
+    pub fn end_to_end(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.headers
+            .iter()
+            .filter(|header| match classify(header.name) {
+                Name::Connection | Name::HopByHop | Name::Upgrade | Name::TransferEncoding => false,
+                _ => !self.named.contains(header.name),
+            })
+            .map(|header| (header.name, header.value))
+    }
+
     /// Writes the head as the client gets it: hop-by-hop headers out (a 101 keeps
     /// its `Upgrade`), the proxy's own framing and connection headers in.
     pub fn write_downstream(&self, rewrite: &Downstream<'_>, out: &mut Vec<u8>) {
