@@ -9,6 +9,10 @@
 # PROXY_BIN=path skips the build and runs that binary.
 # BASELINE_BIN=path also runs that binary (say, the build before a change) as a second
 # candidate in the same rounds: ratios for both, and new/old (docs/benchmarks.md).
+# HAPROXY=1 runs HAProxy (bench/other_proxy.sh; apt-get install haproxy) as that second
+# candidate instead: the proxy, HAProxy and nginx side by side in the same rounds.
+# PROTO=https (HTTP/1.1 over TLS, wrk) or PROTO=h2 (HTTP/2 over TLS, h2load; apt-get
+# install nghttp2-client) measures HTTPS: every target gets the same certificate.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,10 +28,17 @@ fi
 [[ -x $PROXY_BIN ]] || { echo "error: $PROXY_BIN is not an executable" >&2; exit 2; }
 
 # Warnings only: the proxy logs no line per request, like nginx with access_log off.
-export CANDIDATE_CMD="RUST_LOG=warn exec $PROXY_BIN --config {config} --server-ip 127.0.0.1 --server-port {port}"
-if [[ -n ${BASELINE_BIN:-} ]]; then
+tls=""
+[[ ${PROTO:-http} != http ]] && tls=" --tls-port {tls_port} --tls-cert {cert} --tls-key {key}"
+export CANDIDATE_CMD="RUST_LOG=warn exec $PROXY_BIN --config {config} --server-ip 127.0.0.1 --server-port {port}$tls"
+if [[ ${HAPROXY:-0} == 1 ]]; then
+  command -v haproxy >/dev/null || { echo "error: haproxy not found (apt-get install -y haproxy)" >&2; exit 2; }
+  haproxy_tls=""
+  [[ -n $tls ]] && haproxy_tls=" {tls_port} {cert} {key}"
+  export BASELINE_CMD="exec $root/bench/other_proxy.sh haproxy {config} {port}$haproxy_tls"
+elif [[ -n ${BASELINE_BIN:-} ]]; then
   [[ -x $BASELINE_BIN ]] || { echo "error: $BASELINE_BIN is not an executable" >&2; exit 2; }
-  export BASELINE_CMD="RUST_LOG=warn exec $BASELINE_BIN --config {config} --server-ip 127.0.0.1 --server-port {port}"
+  export BASELINE_CMD="RUST_LOG=warn exec $BASELINE_BIN --config {config} --server-ip 127.0.0.1 --server-port {port}$tls"
 fi
 export ORDER=${ORDER:-abba}
 exec "$root/bench/proxy_vs_nginx.sh" "$@"

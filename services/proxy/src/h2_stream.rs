@@ -133,10 +133,21 @@ impl H2Stream {
     fn write_head(&mut self, bytes: &[u8]) -> io::Result<usize> {
         let Response::Head { respond, partial } = &mut self.response else { unreachable!("called in Head") };
         let before = partial.len();
-        partial.extend_from_slice(bytes);
+        // Usually the head comes whole in one write, and is parsed where it is.
+        let whole: &[u8] = if before == 0 {
+            bytes
+        } else {
+            partial.extend_from_slice(bytes);
+            partial
+        };
         let mut slots = head::header_slots();
-        let parsed = head::parse_response(partial, &mut slots, self.head_request).map_err(io::Error::other)?;
-        let Some(parsed) = parsed else { return Ok(bytes.len()) };
+        let parsed = head::parse_response(whole, &mut slots, self.head_request).map_err(io::Error::other)?;
+        let Some(parsed) = parsed else {
+            if before == 0 {
+                partial.extend_from_slice(bytes);
+            }
+            return Ok(bytes.len());
+        };
         let used = parsed.len - before;
         let mut response = http::Response::new(());
         *response.status_mut() = http::StatusCode::from_u16(parsed.code).map_err(io::Error::other)?;
@@ -265,6 +276,12 @@ impl AsyncRead for H2Stream {
         // send of its body is not for anyone.
         if matches!(this.response, Response::Done) {
             return Poll::Ready(Ok(()));
+        }
+        // Once the answer has begun, the engine sends no more of the body to the
+        // backend (as over HTTP/1.1): the rest is not handed over to be mistaken for a
+        // next request.
+        if matches!(this.response, Response::Body { .. }) && matches!(this.request, Request::Body { .. }) {
+            this.request = Request::Ended { unread: Bytes::new() };
         }
         loop {
             match &mut this.request {

@@ -86,9 +86,12 @@ pub(crate) async fn serve_connection(io: Box<TlsStream<TcpStream>>, remote: Sock
                     } else {
                         let stream = H2Stream::new(request, respond, counts.clone());
                         let worker = worker.clone();
-                        streams.spawn(async move {
+                        // Boxed: the task then holds a pointer, not the engine's whole
+                        // state, which tokio would copy when the task is spawned and
+                        // again when its output is taken (measured: 10 % of the CPU).
+                        streams.spawn(Box::pin(async move {
                             server::serve_connection(ClientStream::H2(Box::new(stream)), remote, worker).await;
-                        });
+                        }));
                     }
                     let resets = counts.client_resets.load(Ordering::Relaxed);
                     if resets > max_resets && resets > counts.answered.load(Ordering::Relaxed) && !closing {
