@@ -300,3 +300,27 @@ async fn a_client_that_cancels_the_streams_it_started_is_sent_away() {
     assert_eq!(ended.expect_err("GOAWAY").reason(), Some(Reason::ENHANCE_YOUR_CALM));
     assert!((20..30).contains(&cancelled), "sent away after {cancelled} cancelled streams");
 }
+
+#[tokio::test]
+async fn idle_connections_and_a_stopping_proxy_send_goaway() {
+    let backend = Backend::start("b").await;
+    let (proxy, site, _dir) = start(&backend, |settings| settings.timeouts.header_read_ms = 300).await;
+
+    // Idle past the header-read timeout: GOAWAY, and the connection ends cleanly.
+    let (client, driver, _) = connect(&proxy, &site).await;
+    assert_eq!(send(&client, request("GET", "site.test", "/").body(()).unwrap()).await.status(), 200);
+    let ended = tokio::time::timeout(PATIENCE, driver).await.expect("the idle connection is closed").unwrap();
+    assert!(ended.is_ok(), "a graceful GOAWAY: {ended:?}");
+
+    // A stream in progress when the proxy stops is answered, then the connection ends.
+    let (client, driver, _) = connect(&proxy, &site).await;
+    let mut ready = client.clone().ready().await.unwrap();
+    let (response, _) = ready.send_request(request("GET", "site.test", "/slow").body(()).unwrap(), true).unwrap();
+    tokio::time::timeout(PATIENCE, backend.slow_started.notified()).await.expect("the slow request is in");
+    let TlsProxy { _stop: stop, .. } = proxy;
+    drop(stop);
+    let response = tokio::time::timeout(PATIENCE, response).await.expect("answered while stopping").unwrap();
+    assert_eq!(body(response).await, "slow");
+    let ended = tokio::time::timeout(PATIENCE, driver).await.expect("the connection is closed").unwrap();
+    assert!(ended.is_ok(), "a graceful GOAWAY: {ended:?}");
+}

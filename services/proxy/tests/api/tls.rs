@@ -40,7 +40,7 @@ pub(crate) struct TlsProxy {
     pub(crate) proxy: proxy::Proxy,
     pub(crate) plain: SocketAddr,
     pub(crate) tls: SocketAddr,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    pub(crate) _stop: tokio::sync::oneshot::Sender<()>,
 }
 
 impl TlsProxy {
