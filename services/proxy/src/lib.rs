@@ -31,6 +31,9 @@
 //! The engine, in the order a request meets it (docs/proxy.md has the same map):
 //!
 //! - [`worker`]: a worker's accept loop and drain; spawns a task per connection.
+//! - `http2`: a TLS connection whose client chose HTTP/2 by ALPN: the `h2` crate's
+//!   connection and limits, and a task per stream, each served by the engine below
+//!   as a connection of its own (`h2_stream`: one stream as HTTP/1.1 bytes).
 //! - [`server`]: one client connection's request loop: a head is read, then
 //!   [`server`] decides (route, policy, span, the head for the backend, or the
 //!   proxy's own answer) and answers, refuses or forwards.
