@@ -4,6 +4,7 @@ pub(crate) mod channels;
 pub(crate) mod chat;
 pub(crate) mod login;
 pub(crate) mod peers;
+pub(crate) mod search;
 pub(crate) mod stream;
 
 use axum::Router;
@@ -13,7 +14,12 @@ use crate::state::AppState;
 use crate::store::StoreError;
 
 pub(crate) fn router() -> Router<AppState> {
-    channels::router().merge(chat::router()).merge(peers::router()).merge(login::router()).merge(stream::router())
+    channels::router()
+        .merge(chat::router())
+        .merge(peers::router())
+        .merge(login::router())
+        .merge(stream::router())
+        .merge(search::router())
 }
 
 impl From<StoreError> for ApiError {

@@ -24,6 +24,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use kit::search::SearchQuery;
 use kit::session::TokenKeys;
 use tokio::sync::broadcast;
 use wire::addr::PeerAddr;
@@ -223,6 +224,18 @@ impl Store {
         limit: u64,
     ) -> Result<(Vec<ChannelMessage>, bool), StoreError> {
         dispatch!(self.history(channel, before, after, limit.clamp(1, MAX_PAGE)))
+    }
+
+    /// The newest messages, at most `limit`, that contain every word of `query`, in
+    /// the channels `user` is a member of now (only `channel`, when given).
+    pub async fn search(
+        &self,
+        user: &Username,
+        query: &SearchQuery,
+        channel: Option<&ChannelName>,
+        limit: u64,
+    ) -> Result<Vec<ChannelMessage>, StoreError> {
+        dispatch!(self.search(user, query, channel, limit))
     }
 
     /// Messages of every channel with an id above `after`, in id order, at most

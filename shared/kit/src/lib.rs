@@ -18,6 +18,7 @@
 //! - [`health`]: `/healthz` and `/readyz`.
 //! - [`www`]: static files of the web UI.
 //! - [`startup`]: one start-up path (build, bind, run) for every web service.
+//! - [`search`]: search queries made safe for each storage engine, and snippets.
 //! - `db` (feature `sqlite`): an embedded SQLite store with group commit.
 //! - `pg` (feature `postgres`): the PostgreSQL pool, migrations, `LISTEN`, test databases.
 //!
@@ -46,6 +47,7 @@ pub mod metrics;
 pub mod pg;
 #[cfg(feature = "service")]
 pub mod rate;
+pub mod search;
 #[cfg(feature = "service")]
 pub mod session;
 pub mod shutdown;

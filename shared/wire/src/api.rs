@@ -9,6 +9,7 @@ mod channels;
 mod chat;
 mod peer;
 mod replies;
+mod search;
 #[cfg(test)]
 mod tests;
 mod tracker;
@@ -28,6 +29,9 @@ pub use peer::{
     DirectSent, MailboxTransfer, MarkRead, MarkedRead, SendPeer, SubmitUsername,
 };
 pub use replies::{Ack, Done, ErrorBody, Status};
+pub use search::{
+    DEFAULT_SEARCH_LIMIT, MAX_QUERY_CHARS, MAX_SEARCH_LIMIT, SearchHit, SearchRequest, SearchResults, Segment,
+};
 pub use tracker::{
     ActivityReport, Location, LoginRedirect, PeerRegistration, PeerStatus, ReleaseUser, RevokedSession,
     RevokedSessions, UserInfo,

@@ -58,6 +58,8 @@ pub mod tracker {
     pub const SET_TOPIC: &str = "/set-topic";
     /// `POST`: a member adds a user to a channel.
     pub const INVITE: &str = "/invite";
+    /// `POST`: full-text search of the caller's channels ([`crate::api::SearchRequest`]).
+    pub const SEARCH: &str = "/search";
 }
 
 /// Auth's routes.

@@ -44,6 +44,7 @@ mod posts;
 mod revoked;
 mod rows;
 mod schema;
+mod search;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;

@@ -11,6 +11,7 @@ mod directory;
 mod revoked;
 mod rows;
 mod schema;
+mod search;
 mod view;
 
 use std::collections::BTreeSet;

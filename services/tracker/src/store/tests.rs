@@ -235,3 +235,4 @@ async fn messages_are_pushed_in_id_order_to_the_peers_of_members() {
 
 mod chat;
 mod replicas;
+mod search;

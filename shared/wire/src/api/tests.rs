@@ -201,4 +201,30 @@ fn a_direct_message_shows_only_what_happened_to_it() {
     let json = serde_json::to_string(&tombstone).unwrap();
     assert!(json.contains(r#""message":"","#) && json.contains(r#""deleted":true"#), "{json}");
     assert_eq!(serde_json::from_str::<DirectMessage>(&json).unwrap(), tombstone);
+fn search_results_say_their_kind_and_carry_segments() {
+    let snippet = vec![Segment { text: "say ".into(), hit: false }, Segment { text: "<b>hi</b>".into(), hit: true }];
+    let results = SearchResults {
+        status: Status::Success,
+        results: vec![
+            SearchHit::Channel {
+                channel: ChannelName::parse("general").unwrap(),
+                id: 7,
+                username: name("alice"),
+                ts: 5,
+                snippet: snippet.clone(),
+            },
+            SearchHit::Direct { with: name("bob"), id: "m-1".into(), username: name("bob"), ts: 4, snippet },
+        ],
+    };
+    let segments = r#"[{"text":"say ","hit":false},{"text":"<b>hi</b>","hit":true}]"#;
+    check(
+        &results,
+        &format!(
+            r#"{{"status":"success","results":[{{"kind":"channel","channel":"general","id":7,"username":"alice","ts":5,"snippet":{segments}}},{{"kind":"direct","with":"bob","id":"m-1","username":"bob","ts":4,"snippet":{segments}}}]}}"#
+        ),
+    );
+    let form: SearchRequest = serde_urlencoded::from_str("q=hello+world&channel_name=general&limit=5").unwrap();
+    assert_eq!(form.q, "hello world");
+    assert_eq!(form.limit, Some(5));
+    assert_eq!(form.with, None);
 }

@@ -110,4 +110,13 @@ pub(super) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (username, channel, message_id)
     );
 "#,
+    // Full-text search of channel messages (see `search.rs`): the words of each
+    // message's text, without stemming or stop words (`simple`: chat is in many
+    // languages), computed by the database on every insert and every update of the
+    // text (an edit, a deletion's tombstone), whoever writes them.
+    r#"
+    ALTER TABLE tracker_messages
+        ADD COLUMN search tsvector GENERATED ALWAYS AS (to_tsvector('simple', text)) STORED;
+    CREATE INDEX tracker_messages_search ON tracker_messages USING GIN (search);
+"#,
 ];

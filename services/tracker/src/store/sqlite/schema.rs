@@ -90,6 +90,29 @@ pub(super) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (username, channel, message_id)
     );
 "#,
+    // Full-text search of channel messages (see `search.rs`): the words of each
+    // message's text, and its channel as one exact token (`hex(channel)`), so a search
+    // asks for the caller's channels inside the index. Triggers keep the index in step
+    // with every insert, update of the text (an edit, a deletion's tombstone) and
+    // delete, whoever writes them.
+    r#"
+    CREATE VIRTUAL TABLE messages_search USING fts5(
+        text, channel_key,
+        content = '', contentless_delete = 1,
+        tokenize = 'unicode61 remove_diacritics 0'
+    );
+    INSERT INTO messages_search (rowid, text, channel_key) SELECT id, text, hex(channel) FROM messages;
+    CREATE TRIGGER messages_search_insert AFTER INSERT ON messages BEGIN
+        INSERT INTO messages_search (rowid, text, channel_key) VALUES (new.id, new.text, hex(new.channel));
+    END;
+    CREATE TRIGGER messages_search_update AFTER UPDATE OF text, channel ON messages BEGIN
+        DELETE FROM messages_search WHERE rowid = old.id;
+        INSERT INTO messages_search (rowid, text, channel_key) VALUES (new.id, new.text, hex(new.channel));
+    END;
+    CREATE TRIGGER messages_search_delete AFTER DELETE ON messages BEGIN
+        DELETE FROM messages_search WHERE rowid = old.id;
+    END;
+"#,
 ];
 
 pub(super) fn load_view(conn: &Connection) -> rusqlite::Result<View> {

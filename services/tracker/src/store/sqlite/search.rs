@@ -1,0 +1,59 @@
+//! Full-text search of channel messages in the embedded store: SQLite FTS5.
+//!
+//! `messages_search` (schema migration 4) indexes each message's words and its
+//! channel as one token (`hex(channel)`, see [`kit::search::fts5_key`]). A search asks
+//! the index for the words *and* one of the caller's channels, so the engine walks
+//! only the lists of those words and channels, newest first, and stops at the limit;
+//! the rows it finds are checked against `members` once more.
+
+use kit::search::{SearchQuery, fts5_key, fts5_string};
+use rusqlite::params;
+use wire::api::ChannelMessage;
+use wire::names::{ChannelName, Username};
+
+use super::{SqliteStore, query_messages};
+use crate::store::model::StoreError;
+
+impl SqliteStore {
+    /// The newest messages, at most `limit`, that contain every word of `query`, in
+    /// the channels `user` is a member of now (only `channel`, when given).
+    pub async fn search(
+        &self,
+        user: &Username,
+        query: &SearchQuery,
+        channel: Option<&ChannelName>,
+        limit: u64,
+    ) -> Result<Vec<ChannelMessage>, StoreError> {
+        let (user, channel) = (user.clone(), channel.cloned());
+        let words = query.fts5("text");
+        let found = self
+            .db
+            .read(move |conn| {
+                let mut statement = conn.prepare_cached("SELECT channel FROM members WHERE username = ?1")?;
+                let joined = statement.query_map([user.as_str()], |row| row.get::<_, String>(0))?;
+                let keys = joined
+                    .filter(|name| match (name, &channel) {
+                        (Ok(name), Some(only)) => name == only.as_str(),
+                        _ => true,
+                    })
+                    .map(|name| name.map(|name| fts5_string(&fts5_key(&name))))
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                if keys.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let expression = format!("{words} AND channel_key : ({})", keys.join(" OR "));
+                query_messages(
+                    conn,
+                    "WHERE id IN (
+                         SELECT s.rowid FROM messages_search AS s JOIN messages AS m ON m.id = s.rowid
+                         WHERE messages_search MATCH ?1
+                           AND m.channel IN (SELECT channel FROM members WHERE username = ?2)
+                         ORDER BY s.rowid DESC LIMIT ?3)
+                     ORDER BY id DESC",
+                    params![expression, user.as_str(), limit as i64],
+                )
+            })
+            .await?;
+        Ok(found)
+    }
+}
