@@ -7,6 +7,7 @@ mod events;
 mod messages;
 mod pages;
 mod people;
+mod search;
 
 use axum::Router;
 
@@ -20,4 +21,5 @@ pub(crate) fn router() -> Router<AppState> {
         .merge(messages::router())
         .merge(direct_edits::router())
         .merge(events::router())
+        .merge(search::router())
 }

@@ -19,6 +19,7 @@ pub mod sqlite;
 use std::path::Path;
 use std::time::Duration;
 
+use kit::search::SearchQuery;
 use wire::addr::PeerAddr;
 use wire::api::{Contact, ConversationSummary, DirectChange, DirectMessage, ReplyPreview};
 use wire::names::Username;
@@ -232,6 +233,18 @@ impl PeerStore {
         up_to: Option<u64>,
     ) -> Result<(u64, u64), StoreError> {
         on_backend!(self, store => store.mark_read_with(owner, with, up_to).await)
+    }
+
+    /// The newest messages of `owner`'s mailbox, at most `limit`, that contain every
+    /// word of `query`; only those with `with`, when given.
+    pub async fn search(
+        &self,
+        owner: &Username,
+        query: &SearchQuery,
+        with: Option<&Username>,
+        limit: u64,
+    ) -> Result<Vec<DirectMessage>, StoreError> {
+        on_backend!(self, store => store.search(owner, query, with, limit).await)
     }
 
     // === Outbox ===

@@ -11,7 +11,7 @@ use wire::addr::PeerAddr;
 use wire::api::{
     Ack, ActivityReport, ChannelHistory, ChannelList, ChannelMarkedRead, ChannelRequest, DeleteMessage, Deleted, Done,
     EditMessage, Edited, HistoryRequest, Invite, Location, MarkChannelRead, MessageStored, PeerRegistration, React,
-    Reacted, ReleaseUser, RevokedSession, RevokedSessions, SendChannelMessage, SetTopic, TypingRequest, UserInfo,
+    Reacted, ReleaseUser, RevokedSession, RevokedSessions, SearchRequest, SearchResults, SendChannelMessage, SetTopic, TypingRequest, UserInfo,
 };
 use wire::names::Username;
 use wire::routes::tracker as routes;
@@ -194,6 +194,12 @@ impl TrackerClient {
 
     pub async fn invite(&self, token: &str, request: &Invite) -> Result<Ack, ApiError> {
         self.user_post(routes::INVITE, token, request).await
+    }
+
+    /// Full-text search of the user's channels: a read, so it moves on to another
+    /// tracker after any failure.
+    pub async fn search(&self, token: &str, request: &SearchRequest) -> Result<SearchResults, ApiError> {
+        self.endpoints.call_read(routes::SEARCH, |url| self.client.user_post(url, token, request)).await
     }
 
     // === helpers ===

@@ -102,6 +102,15 @@ const MIGRATIONS: &[&str] = &[
     -- What an outbox row carries: a direct message, or a change to one.
     ALTER TABLE peer_outbox ADD COLUMN kind TEXT NOT NULL DEFAULT 'message';
 "#,
+    // Full-text search of the mailboxes (`mailbox/search.rs`): the words of each
+    // row's text, without stemming or stop words (`simple`: chat is in many
+    // languages), computed by the database on every insert and update of the text (an
+    // edit, a deletion's tombstone).
+    r#"
+    ALTER TABLE peer_dms
+        ADD COLUMN search tsvector GENERATED ALWAYS AS (to_tsvector('simple', text)) STORED;
+    CREATE INDEX peer_dms_search ON peer_dms USING GIN (search);
+"#,
 ];
 
 /// How long a claimed outbox row is left to the replica that claimed it: longer than

@@ -101,6 +101,30 @@ const MIGRATIONS: &[&str] = &[
     -- What an outbox row carries: a direct message, or a change to one.
     ALTER TABLE outbox ADD COLUMN kind TEXT NOT NULL DEFAULT 'message';
 "#,
+    // Full-text search of the mailboxes (`mailbox/search.rs`): each row's words, and
+    // its owner and other user as exact tokens (`hex(name)`), so a search asks the
+    // index for one mailbox. Triggers keep it in step with every insert, update of the
+    // text (an edit, a deletion's tombstone) and delete (a mailbox handed over).
+    r#"
+    CREATE VIRTUAL TABLE dms_search USING fts5(
+        text, owner_key, other_key,
+        content = '', contentless_delete = 1,
+        tokenize = 'unicode61 remove_diacritics 0'
+    );
+    INSERT INTO dms_search (rowid, text, owner_key, other_key) SELECT seq, text, hex(owner), hex(other) FROM dms;
+    CREATE TRIGGER dms_search_insert AFTER INSERT ON dms BEGIN
+        INSERT INTO dms_search (rowid, text, owner_key, other_key)
+            VALUES (new.seq, new.text, hex(new.owner), hex(new.other));
+    END;
+    CREATE TRIGGER dms_search_update AFTER UPDATE OF text, owner, other ON dms BEGIN
+        DELETE FROM dms_search WHERE rowid = old.seq;
+        INSERT INTO dms_search (rowid, text, owner_key, other_key)
+            VALUES (new.seq, new.text, hex(new.owner), hex(new.other));
+    END;
+    CREATE TRIGGER dms_search_delete AFTER DELETE ON dms BEGIN
+        DELETE FROM dms_search WHERE rowid = old.seq;
+    END;
+"#,
 ];
 
 /// The peer's data in its SQLite file. Cloning is a reference-count bump.

@@ -308,3 +308,5 @@ async fn each_due_outbox_row_is_claimed_by_one_replica_only() {
     assert!(first.due(10).await.unwrap().is_empty(), "claimed rows are leased, not due");
     assert_eq!(first.outbox_len().await.unwrap(), ROWS as u64, "claimed is not delivered");
 }
+
+mod search;

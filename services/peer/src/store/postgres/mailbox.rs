@@ -1,6 +1,8 @@
 //! Mailboxes in PostgreSQL: filing and reading, shared by every replica. Filing is
 //! idempotent by message id (`ON CONFLICT DO NOTHING`), whichever replica files it.
 
+mod search;
+
 use std::collections::HashMap;
 
 use deadpool_postgres::GenericClient;

@@ -1,5 +1,7 @@
 //! Mailboxes in SQLite: filing, reading, and handing a mailbox over to another peer.
 
+mod search;
+
 use std::collections::HashMap;
 
 use kit::db::{DbError, parse_column};
