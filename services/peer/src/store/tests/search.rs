@@ -50,7 +50,4 @@ async fn a_handed_over_mailbox_leaves_the_index_with_its_rows() {
     assert_eq!(found(&backend, "alice", "moving", None, 10).await, ["m1"]);
 }
 
-on_every_backend!(
-    a_search_reads_only_the_owners_mailbox_newest_first,
-    a_handed_over_mailbox_leaves_the_index_with_its_rows
-);
+on_every_backend!(a_search_reads_only_the_owners_mailbox_newest_first);
