@@ -10,5 +10,6 @@ mod limits;
 mod metrics;
 mod public_door;
 mod realtime;
+mod search;
 mod startup;
 mod workflow;
