@@ -2,16 +2,19 @@
 //! made safe for each storage engine, and snippets with the matching words marked.
 //!
 //! A query is user text. It is never handed to an engine's query syntax as it is:
-//! for SQLite FTS5 every word becomes a quoted string (so `AND`, `*`, `"`, `:`, `^`,
-//! `NEAR(` are plain text), for PostgreSQL the words go through `plainto_tsquery`,
-//! which has no syntax. Both engines split text into words at anything that is not a
-//! letter or a digit, fold case and keep accents, so they agree on what matches.
+//! it is cut into terms, the runs of letters and digits (so `AND`, `*`, `"`, `:`, `^`,
+//! `NEAR(` are plain words or punctuation), and a message matches when it holds every
+//! term. For SQLite FTS5 each term becomes a quoted string; for PostgreSQL the terms go
+//! through `plainto_tsquery`, which has no syntax. Both indexes cut text into words the
+//! same way (FTS5's `unicode61`; PostgreSQL after ASCII punctuation is made space),
+//! fold case and keep accents, so both backends agree on what matches.
 
 use wire::api::{DEFAULT_SEARCH_LIMIT, MAX_QUERY_CHARS, MAX_SEARCH_LIMIT, Segment};
 use wire::names::InvalidInput;
 
-/// The most words a query may have: each is one more list for the engine to walk.
-pub const MAX_QUERY_WORDS: usize = 12;
+/// The most terms (words) a query may have: each is one more list for the engine to
+/// walk.
+pub const MAX_QUERY_TERMS: usize = 12;
 /// How much of a message a snippet shows around its first match, in characters.
 const SNIPPET_CHARS: usize = 200;
 /// How much of that comes before the first match.
@@ -20,56 +23,44 @@ const SNIPPET_LEAD_CHARS: usize = 60;
 /// A parsed search query: the words a message must all contain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SearchQuery {
-    /// The words as typed (split at white space), each with a letter or a digit.
-    words: Vec<String>,
-    /// Every letter-and-digit run of the words, lower-cased: what a snippet marks.
+    /// The runs of letters and digits of the query, lower-cased, each once.
     terms: Vec<String>,
 }
 
 impl SearchQuery {
     /// Reads the query `q`: at most [`MAX_QUERY_CHARS`] characters, with at least one
-    /// word (letters or digits) and at most [`MAX_QUERY_WORDS`].
+    /// word (letters or digits) and at most [`MAX_QUERY_TERMS`].
     pub fn parse(q: &str) -> Result<Self, InvalidInput> {
         let chars = q.chars().count();
         if chars > MAX_QUERY_CHARS {
             return Err(InvalidInput(format!("q is {chars} characters long; the limit is {MAX_QUERY_CHARS}")));
         }
-        let mut words: Vec<String> = Vec::new();
-        for word in q.split_whitespace().filter(|word| word.chars().any(char::is_alphanumeric)) {
-            // Control characters are dropped: they separate words like white space.
-            let word: String = word.chars().filter(|c| !c.is_control()).collect();
-            if !words.contains(&word) {
-                words.push(word);
+        let mut terms: Vec<String> = Vec::new();
+        for (start, end) in word_spans(q) {
+            let term = q[start..end].to_lowercase();
+            if !terms.contains(&term) {
+                terms.push(term);
             }
         }
-        if words.is_empty() {
+        if terms.is_empty() {
             return Err(InvalidInput("q must contain a word (letters or digits) to search for".to_owned()));
         }
-        if words.len() > MAX_QUERY_WORDS {
-            return Err(InvalidInput(format!("q has {} words; the limit is {MAX_QUERY_WORDS}", words.len())));
+        if terms.len() > MAX_QUERY_TERMS {
+            return Err(InvalidInput(format!("q has {} words; the limit is {MAX_QUERY_TERMS}", terms.len())));
         }
-        let mut terms = Vec::new();
-        for word in &words {
-            for (start, end) in word_spans(word) {
-                let term = word[start..end].to_lowercase();
-                if !terms.contains(&term) {
-                    terms.push(term);
-                }
-            }
-        }
-        Ok(Self { words, terms })
+        Ok(Self { terms })
     }
 
-    /// The query as an SQLite FTS5 expression over the column `column`: every word a
-    /// quoted string (a phrase when it holds punctuation, `"foo-bar"`), all required.
+    /// The query as an SQLite FTS5 expression over the column `column`: every term a
+    /// quoted string, all required.
     pub fn fts5(&self, column: &str) -> String {
-        let phrases: Vec<String> = self.words.iter().map(|word| fts5_string(word)).collect();
-        format!("{column} : ({})", phrases.join(" AND "))
+        let terms: Vec<String> = self.terms.iter().map(|term| fts5_string(term)).collect();
+        format!("{column} : ({})", terms.join(" AND "))
     }
 
-    /// The query as text for PostgreSQL's `plainto_tsquery`: the words, space-separated.
+    /// The query as text for PostgreSQL's `plainto_tsquery`: the terms, space-separated.
     pub fn plain_text(&self) -> String {
-        self.words.join(" ")
+        self.terms.join(" ")
     }
 
     /// A snippet of `text` around its first match: segments of plain text, the words
@@ -187,13 +178,14 @@ mod tests {
     }
 
     #[test]
-    fn words_are_quoted_so_no_query_is_fts5_syntax() {
-        let query = SearchQuery::parse(r#"deploy AND "x NEAR( col:um* ^a -b"#).unwrap();
+    fn terms_are_quoted_so_no_query_is_fts5_syntax() {
+        let query = SearchQuery::parse(r#"deploy AND "x NEAR( col:um* ^a -b foo-bar"#).unwrap();
         assert_eq!(
             query.fts5("text"),
-            r#"text : ("deploy" AND "AND" AND """x" AND "NEAR(" AND "col:um*" AND "^a" AND "-b")"#
+            r#"text : ("deploy" AND "and" AND "x" AND "near" AND "col" AND "um" AND "a" AND "b" AND "foo" AND "bar")"#
         );
-        assert_eq!(query.plain_text(), r#"deploy AND "x NEAR( col:um* ^a -b"#);
+        assert_eq!(query.plain_text(), "deploy and x near col um a b foo bar");
+        assert_eq!(SearchQuery::parse("Chào bob@example.com").unwrap().plain_text(), "chào bob example com");
     }
 
     #[test]
@@ -202,9 +194,10 @@ mod tests {
         assert!(SearchQuery::parse("  \" * ( ) - ").is_err(), "no letter or digit");
         assert!(SearchQuery::parse(&"a".repeat(MAX_QUERY_CHARS + 1)).is_err());
         assert!(SearchQuery::parse(&"a".repeat(MAX_QUERY_CHARS)).is_ok());
-        let many: Vec<String> = (0..=MAX_QUERY_WORDS).map(|n| format!("w{n}")).collect();
+        let many: Vec<String> = (0..=MAX_QUERY_TERMS).map(|n| format!("w{n}")).collect();
         assert!(SearchQuery::parse(&many.join(" ")).is_err());
-        assert_eq!(SearchQuery::parse("hi hi HI").unwrap().words, ["hi", "HI"]);
+        assert!(SearchQuery::parse(&many.join("-")).is_err(), "terms, not white-space words, count");
+        assert_eq!(SearchQuery::parse("hi hi HI").unwrap().terms, ["hi"]);
     }
 
     #[test]

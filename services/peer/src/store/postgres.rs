@@ -102,15 +102,18 @@ const MIGRATIONS: &[&str] = &[
     -- What an outbox row carries: a direct message, or a change to one.
     ALTER TABLE peer_outbox ADD COLUMN kind TEXT NOT NULL DEFAULT 'message';
 "#,
-    // Full-text search of the mailboxes (`mailbox/search.rs`): the words of each
-    // row's text, without stemming or stop words (`simple`: chat is in many
-    // languages), computed by the database on every insert and update of the text (an
-    // edit, a deletion's tombstone).
-    r#"
-    ALTER TABLE peer_dms
-        ADD COLUMN search tsvector GENERATED ALWAYS AS (to_tsvector('simple', text)) STORED;
+    // Full-text search (`mailbox/search.rs`): the words of each row's text, computed by the
+    // database on every insert and every update of the text (an edit, a deletion's
+    // tombstone), whoever writes them. `simple`: no stemming or stop words (chat is in
+    // many languages). ASCII punctuation becomes space first, so words are runs of
+    // letters and digits as in the embedded store's FTS5 index (PostgreSQL's parser
+    // would keep `foo-bar`, `bob@example.com` or `a.b/c` whole).
+    r##"
+    ALTER TABLE peer_dms ADD COLUMN search tsvector GENERATED ALWAYS AS (
+        to_tsvector('simple', translate(text, '!"#$%&''()*+,-./:;<=>?@[\]^_`{|}~', repeat(' ', 32)))
+    ) STORED;
     CREATE INDEX peer_dms_search ON peer_dms USING GIN (search);
-"#,
+"##,
 ];
 
 /// How long a claimed outbox row is left to the replica that claimed it: longer than

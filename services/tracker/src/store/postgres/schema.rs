@@ -110,13 +110,16 @@ pub(super) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (username, channel, message_id)
     );
 "#,
-    // Full-text search of channel messages (see `search.rs`): the words of each
-    // message's text, without stemming or stop words (`simple`: chat is in many
-    // languages), computed by the database on every insert and every update of the
-    // text (an edit, a deletion's tombstone), whoever writes them.
-    r#"
-    ALTER TABLE tracker_messages
-        ADD COLUMN search tsvector GENERATED ALWAYS AS (to_tsvector('simple', text)) STORED;
+    // Full-text search (`search.rs`): the words of each row's text, computed by the
+    // database on every insert and every update of the text (an edit, a deletion's
+    // tombstone), whoever writes them. `simple`: no stemming or stop words (chat is in
+    // many languages). ASCII punctuation becomes space first, so words are runs of
+    // letters and digits as in the embedded store's FTS5 index (PostgreSQL's parser
+    // would keep `foo-bar`, `bob@example.com` or `a.b/c` whole).
+    r##"
+    ALTER TABLE tracker_messages ADD COLUMN search tsvector GENERATED ALWAYS AS (
+        to_tsvector('simple', translate(text, '!"#$%&''()*+,-./:;<=>?@[\]^_`{|}~', repeat(' ', 32)))
+    ) STORED;
     CREATE INDEX tracker_messages_search ON tracker_messages USING GIN (search);
-"#,
+"##,
 ];

@@ -81,6 +81,14 @@ async fn query_syntax_characters_are_searched_as_text() {
             assert_eq!(texts(&store, "alice", q, None, 10).await, [body], "query {q}");
         }
         assert!(texts(&store, "alice", "NOT hi", None, 10).await.is_empty(), "NOT is a word to find");
+
+        // Both backends cut words at punctuation alike (PostgreSQL's parser alone
+        // would keep `foo-bar` and `bob@example.com` whole).
+        let mail = "mail bob@example.com about foo-bar v1.2";
+        store.post(&channel("general"), &user("alice"), &peer(9001), &text(mail)).await.unwrap();
+        for q in ["example", "bob@example.com", "foo", "bar-foo", "v1 2"] {
+            assert_eq!(texts(&store, "alice", q, None, 10).await, [mail], "query {q}");
+        }
     }
 }
 
