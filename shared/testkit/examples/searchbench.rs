@@ -174,6 +174,7 @@ async fn run(settings: &Settings, backend: Backend) {
         ("absent", &everywhere, "q=nowhereword".to_owned()),
         ("common_one_channel", &everywhere, in_one),
         ("common_10_channels", &few, format!("q={common}")),
+        ("medium_10_channels", &few, format!("q={medium}")),
         ("rare_10_channels", &few, format!("q={NEEDLE}")),
     ];
     for (name, user, body) in &cases {

@@ -109,3 +109,24 @@ async fn the_index_follows_edits_and_deletions_of_the_text() {
         assert_eq!(texts(&store, "alice", "fixed", None, 10).await, ["fixed here"]);
     }
 }
+
+#[tokio::test]
+async fn a_caller_in_many_channels_still_finds_only_theirs() {
+    for fixture in fixtures("a_caller_in_many_channels_still_finds_only_theirs").await {
+        let store = fixture.open().await;
+        // More channels than the embedded store asks its index for by name.
+        for n in 0..20 {
+            let room = channel(&format!("room-{n}"));
+            store.create_channel(&room, &user("alice")).await.unwrap();
+            store.post(&room, &user("alice"), &peer(9001), &text(&format!("hello from {n}"))).await.unwrap();
+        }
+        store.create_channel(&channel("elsewhere"), &user("bob")).await.unwrap();
+        store.post(&channel("elsewhere"), &user("bob"), &peer(9001), &text("hello from bob")).await.unwrap();
+        let found = texts(&store, "alice", "hello", None, 100).await;
+        assert_eq!(found.len(), 20, "{found:?}");
+        assert!(!found.contains(&"hello from bob".to_owned()));
+        assert_eq!(found[0], "hello from 19", "newest first");
+        assert_eq!(texts(&store, "alice", "hello", Some("room-3"), 100).await, ["hello from 3"]);
+        assert_eq!(texts(&store, "bob", "hello", None, 100).await, ["hello from bob"]);
+    }
+}
