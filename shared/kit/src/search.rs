@@ -143,10 +143,10 @@ fn window(text: &str, first: usize) -> (usize, usize) {
     let mut end = text[start..].char_indices().nth(SNIPPET_CHARS).map_or(text.len(), |(at, _)| start + at);
     if end < text.len() {
         // End after a whole word, when that leaves the first match in.
-        if let Some(space) = text[start..end].rfind(char::is_whitespace).map(|at| start + at) {
-            if space > first {
-                end = space;
-            }
+        if let Some(space) = text[start..end].rfind(char::is_whitespace).map(|at| start + at)
+            && space > first
+        {
+            end = space;
         }
     }
     (start, end)
