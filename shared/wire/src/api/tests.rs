@@ -201,6 +201,9 @@ fn a_direct_message_shows_only_what_happened_to_it() {
     let json = serde_json::to_string(&tombstone).unwrap();
     assert!(json.contains(r#""message":"","#) && json.contains(r#""deleted":true"#), "{json}");
     assert_eq!(serde_json::from_str::<DirectMessage>(&json).unwrap(), tombstone);
+}
+
+#[test]
 fn search_results_say_their_kind_and_carry_segments() {
     let snippet = vec![Segment { text: "say ".into(), hit: false }, Segment { text: "<b>hi</b>".into(), hit: true }];
     let results = SearchResults {

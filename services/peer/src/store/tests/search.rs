@@ -1,6 +1,8 @@
 //! Full-text search of mailboxes, on every backend.
 
 use kit::search::SearchQuery;
+use wire::api::{DirectChange, DirectChangeKind};
+use wire::names::MessageText;
 
 use super::{Backend, dm, user};
 
@@ -50,4 +52,24 @@ async fn a_handed_over_mailbox_leaves_the_index_with_its_rows() {
     assert_eq!(found(&backend, "alice", "moving", None, 10).await, ["m1"]);
 }
 
-on_every_backend!(a_search_reads_only_the_owners_mailbox_newest_first);
+async fn edits_and_deletions_keep_the_index_right(backend: Backend) {
+    let store = backend.store().await;
+    store.save_outgoing(&dm("m1", "alice", "bob", "helo wrold")).await.unwrap();
+    store.save_outgoing(&dm("m2", "alice", "bob", "wrold again")).await.unwrap();
+    let edit = DirectChangeKind::Edit {
+        message_id: "m1".into(),
+        message: MessageText::parse("hello world").unwrap(),
+        edited_at: 10,
+    };
+    let change = |id: &str, kind| DirectChange { id: id.into(), from: user("alice"), to: user("bob"), change: kind };
+    store.apply_change(&user("alice"), &change("c1", edit), true).await.unwrap();
+    store
+        .apply_change(&user("alice"), &change("c2", DirectChangeKind::Delete { message_id: "m2".into() }), true)
+        .await
+        .unwrap();
+    assert_eq!(found(&backend, "alice", "world", None, 10).await, ["m1"], "the edited text");
+    assert!(found(&backend, "alice", "helo", None, 10).await.is_empty(), "not the text before the edit");
+    assert!(found(&backend, "alice", "wrold", None, 10).await.is_empty(), "nothing of a deleted message");
+}
+
+on_every_backend!(a_search_reads_only_the_owners_mailbox_newest_first, edits_and_deletions_keep_the_index_right);

@@ -31,6 +31,7 @@ impl SqliteStore {
             .read(move |conn| {
                 query_dms(
                     conn,
+                    &owner,
                     "WHERE seq IN (
                          SELECT s.rowid FROM dms_search AS s JOIN dms AS d ON d.seq = s.rowid
                          WHERE dms_search MATCH ?1 AND d.owner = ?2 AND (?3 IS NULL OR d.other = ?3)
