@@ -128,5 +128,12 @@ async fn a_caller_in_many_channels_still_finds_only_theirs() {
         assert_eq!(found[0], "hello from 19", "newest first");
         assert_eq!(texts(&store, "alice", "hello", Some("room-3"), 100).await, ["hello from 3"]);
         assert_eq!(texts(&store, "bob", "hello", None, 100).await, ["hello from bob"]);
+
+        // Now alice is in less than a quarter of the channels: the embedded store asks
+        // its index for her 20, and must find the same.
+        for n in 0..60 {
+            store.create_channel(&channel(&format!("other-{n}")), &user("bob")).await.unwrap();
+        }
+        assert_eq!(texts(&store, "alice", "hello", None, 100).await, found);
     }
 }
