@@ -85,6 +85,8 @@ pub struct Shared {
     pub direct_messages: Limiter<Username>,
     pub direct_to_one: Limiter<(Username, Username)>,
     pub streams_per_user: Option<usize>,
+    /// Searches per user (`limits`).
+    pub searches: Limiter<Username>,
     /// Typing notices forwarded, at most one per user and partner per 2 s.
     pub typing: crate::typing::TypingThrottle,
     /// The lock on the database slot this peer claimed, held while it runs.
@@ -193,6 +195,14 @@ impl AppState {
                 "messages to this person",
             ),
             streams_per_user: config.limits.cap(config.limits.streams_per_user).map(|max| max as usize),
+            searches: Limiter::new(
+                config.limits.quota(
+                    config.limits.searches_per_min,
+                    Duration::from_secs(60),
+                    config.limits.searches_per_min,
+                ),
+                "searches",
+            ),
             typing: crate::typing::TypingThrottle::default(),
             _slot: slot,
         })))

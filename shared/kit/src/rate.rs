@@ -50,6 +50,8 @@ pub struct Limits {
     pub sign_ups_per_client_per_hour: u32,
     /// Sign-ups from everyone per minute (at once, too), on one auth replica.
     pub sign_ups_per_min: u32,
+    /// Searches a user may run per minute (at once, too), on one peer.
+    pub searches_per_min: u32,
 }
 
 impl Default for Limits {
@@ -63,6 +65,7 @@ impl Default for Limits {
             streams_per_user: 20,
             sign_ups_per_client_per_hour: 30,
             sign_ups_per_min: 120,
+            searches_per_min: 120,
         }
     }
 }

@@ -24,6 +24,7 @@ async fn search(
     session: Session,
     Input(request): Input<SearchRequest>,
 ) -> Result<Json<SearchResults>, ApiError> {
+    state.searches.check(session.username())?;
     let query = SearchQuery::parse(&request.q).map_err(|err| ApiError::bad_request(err.0))?;
     let limit = kit::search::limit(request.limit).map_err(|err| ApiError::bad_request(err.0))?;
     if request.channel_name.is_some() && request.with.is_some() {

@@ -123,7 +123,22 @@ async fn bad_search_input_is_a_clear_400_and_syntax_is_text(backend: Backend) {
     sys.shutdown().await;
 }
 
+async fn searches_past_the_limit_are_a_429(backend: Backend) {
+    let limits = kit::rate::Limits { searches_per_min: 2, ..kit::rate::Limits::default() };
+    let sys = System::builder().backend(backend).peers(1).limits(limits).start().await;
+    let alice = sys.login(0, "user1", "password1").await;
+    assert_eq!(alice.post("/search", "q=hi").await.status, 200);
+    assert_eq!(alice.post("/search", "q=hi").await.status, 200);
+    let refused = alice.post("/search", "q=hi").await;
+    assert_eq!(refused.status, 429, "{}", refused.body);
+    assert!(refused.headers.contains_key("retry-after"));
+    let bob = sys.login(0, "user2", "password2").await;
+    assert_eq!(bob.post("/search", "q=hi").await.status, 200, "per user");
+    sys.shutdown().await;
+}
+
 testkit::on_both_backends!(
+    searches_past_the_limit_are_a_429,
     search_finds_the_callers_channel_and_direct_messages_and_nobody_elses,
     bad_search_input_is_a_clear_400_and_syntax_is_text,
 );
