@@ -11,7 +11,8 @@ use wire::addr::PeerAddr;
 use wire::api::{
     Ack, ActivityReport, ChannelHistory, ChannelList, ChannelMarkedRead, ChannelRequest, DeleteMessage, Deleted, Done,
     EditMessage, Edited, HistoryRequest, Invite, Location, MarkChannelRead, MessageStored, PeerRegistration, React,
-    Reacted, ReleaseUser, RevokedSession, RevokedSessions, SearchRequest, SearchResults, SendChannelMessage, SetTopic, TypingRequest, UserInfo,
+    Reacted, ReleaseUser, RevokedSession, RevokedSessions, SearchRequest, SearchResults, SendChannelMessage, SetTopic,
+    TypingRequest, UserInfo,
 };
 use wire::names::Username;
 use wire::routes::tracker as routes;

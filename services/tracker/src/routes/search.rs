@@ -43,14 +43,9 @@ async fn search(
     Ok(Json(SearchResults { status: Status::Success, results }))
 }
 
-/// Only members search a channel: 404 for a channel that does not exist, 403 for one
-/// the caller is not in.
+/// Only members search a channel: 404 for a channel that does not exist or is
+/// private and not theirs (invisible, as in every route), 403 for a public one they
+/// are not in.
 async fn check_readable(state: &AppState, channel: &ChannelName, user: &Username) -> Result<(), ApiError> {
-    if state.store.members(channel).await?.is_none() {
-        return Err(ApiError::not_found(format!("channel `{channel}` not found")));
-    }
-    if !state.store.is_member(channel, user).await? {
-        return Err(ApiError::forbidden(format!("join channel `{channel}` to search it")));
-    }
-    Ok(())
+    Ok(state.store.member_access(channel, user).await?)
 }

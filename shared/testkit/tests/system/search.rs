@@ -79,10 +79,26 @@ async fn search_finds_the_callers_channel_and_direct_messages_and_nobody_elses(b
     assert_eq!(not_member.body["status"], "error");
     assert_eq!(alice.post("/search", "q=deploy&channel_name=nowhere").await.status, 404);
 
+    // A private channel is invisible to others: 404, as in every route.
+    assert_eq!(carol.post("/create-channel", "channel_name=vault&private=true").await.status, 201);
+    carol.post("/send-channel-message", "channel_name=vault&message=deploy+keys").await;
+    assert_eq!(alice.post("/search", "q=deploy&channel_name=vault").await.status, 404);
+    assert_eq!(search(&carol, "q=keys").await, [hit("channel", "vault", "deploy [keys]")]);
+
+    // Edits and deletions reach the index.
+    let tonight = posted.body["id"].as_u64().unwrap();
+    let edited = alice.post("/edit-message", &format!("id={tonight}&channel_name=rust-vn&message=ship+tonight")).await;
+    assert_eq!(edited.status, 200, "{}", edited.body);
+    assert_eq!(search(&alice, "q=ship").await, [hit("channel", "rust-vn", "[ship] tonight")]);
+    assert!(search(&alice, "q=deploy&channel_name=rust-vn").await.is_empty(), "the text before the edit");
+    let deleted = alice.post("/delete-message", &format!("id={tonight}&channel_name=rust-vn")).await;
+    assert_eq!(deleted.status, 200, "{}", deleted.body);
+    assert!(search(&alice, "q=ship").await.is_empty(), "nothing of a deleted message");
+
     assert_eq!(alice.post("/leave-channel", "channel_name=general").await.status, 200);
     assert_eq!(alice.post("/search", "q=deploy&channel_name=general").await.status, 403, "a channel left");
     let kinds: Vec<_> = search(&alice, "q=deploy").await.into_iter().map(|(_, place, _)| place).collect();
-    assert_eq!(kinds, ["user2", "rust-vn"], "a channel left is no longer searched");
+    assert_eq!(kinds, ["user2"], "a channel left is no longer searched (and rust-vn's message was deleted)");
     sys.shutdown().await;
 }
 

@@ -35,9 +35,9 @@ async fn execute(fixture: &Fixture, sql: &str) {
 async fn search_finds_messages_with_every_word_newest_first_in_the_callers_channels_only() {
     for fixture in fixtures("search_finds_every_word_in_the_callers_channels").await {
         let store = fixture.open().await;
-        store.create_channel(&channel("rust"), &user("alice")).await.unwrap();
+        store.create_channel(&channel("rust"), &user("alice"), false).await.unwrap();
         store.join(&channel("general"), &user("alice")).await.unwrap();
-        store.create_channel(&channel("secret"), &user("bob")).await.unwrap();
+        store.create_channel(&channel("secret"), &user("bob"), true).await.unwrap();
         let post = |room: &'static str, who: &'static str, body: &'static str| {
             let store = store.clone();
             async move { store.post(&channel(room), &user(who), &peer(9001), &text(body)).await.unwrap() }
@@ -117,10 +117,10 @@ async fn a_caller_in_many_channels_still_finds_only_theirs() {
         // More channels than the embedded store asks its index for by name.
         for n in 0..20 {
             let room = channel(&format!("room-{n}"));
-            store.create_channel(&room, &user("alice")).await.unwrap();
+            store.create_channel(&room, &user("alice"), false).await.unwrap();
             store.post(&room, &user("alice"), &peer(9001), &text(&format!("hello from {n}"))).await.unwrap();
         }
-        store.create_channel(&channel("elsewhere"), &user("bob")).await.unwrap();
+        store.create_channel(&channel("elsewhere"), &user("bob"), false).await.unwrap();
         store.post(&channel("elsewhere"), &user("bob"), &peer(9001), &text("hello from bob")).await.unwrap();
         let found = texts(&store, "alice", "hello", None, 100).await;
         assert_eq!(found.len(), 20, "{found:?}");
@@ -132,7 +132,7 @@ async fn a_caller_in_many_channels_still_finds_only_theirs() {
         // Now alice is in less than a quarter of the channels: the embedded store asks
         // its index for her 20, and must find the same.
         for n in 0..60 {
-            store.create_channel(&channel(&format!("other-{n}")), &user("bob")).await.unwrap();
+            store.create_channel(&channel(&format!("other-{n}")), &user("bob"), false).await.unwrap();
         }
         assert_eq!(texts(&store, "alice", "hello", None, 100).await, found);
     }
