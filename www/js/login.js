@@ -103,7 +103,7 @@ async function onSubmit(event) {
     });
     if (response.redirected) {
       // A server that ignored Accept and redirected: fetch followed it already.
-      window.location.assign(response.url);
+      window.location.replace(response.url);
       return;
     }
     let body = null;
@@ -113,7 +113,7 @@ async function onSubmit(event) {
       body = null;
     }
     if (response.ok) {
-      window.location.assign((body && body.location) || '/');
+      window.location.replace((body && body.location) || '/');
       return;
     }
     const field = response.status === 401 ? password : mode === 'register' && (response.status === 409 || response.status === 400) ? username : null;
@@ -173,7 +173,7 @@ fetch('/login-options', { headers: { Accept: 'application/json' }, credentials: 
   .catch(() => {});
 
 // Already logged in on this peer? Offer the way back to the chat.
-fetch('/me', { headers: { Accept: 'application/json' }, credentials: 'same-origin' })
+fetch('/login-state', { headers: { Accept: 'application/json' }, credentials: 'same-origin' })
   .then((response) => (response.ok ? response.json() : null))
   .then((me) => {
     if (!me || !me.username) return;

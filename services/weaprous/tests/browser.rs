@@ -242,24 +242,24 @@ async fn scenario(sys: &System, user1: &Browser, user2: &Browser) -> Result<()> 
         browser.screenshot(&screenshot_dir().join(format!("general-{}.png", browser.name))).await?;
     }
 
-    // user1 adds user2 as a contact, opens the conversation and sends.
+    // user1 presses "Message" next to user2: one action opens the conversation and
+    // makes user2 a contact (who gets user1's broadcasts).
     user1
         .wait_for(
-            "user2 in the online list",
+            "user2 in the people list",
             "return !!document.querySelector('[data-testid=user-item][data-user=user2]')",
             vec![],
         )
         .await?;
-    user1.click("[data-testid=connect-user][data-user=user2]").await?;
+    user1.click("[data-testid=message-user][data-user=user2]").await?;
     user1
         .wait_for(
             "user2 to become a contact",
-            "return !document.querySelector('[data-testid=connect-user][data-user=user2]')
-                && !!document.querySelector('[data-testid=dm-item][data-user=user2]')",
+            "return !!document.querySelector('[data-testid=dm-item][data-user=user2]')
+                && document.querySelector('[data-testid=user-item][data-user=user2]').textContent.includes('contact')",
             vec![],
         )
         .await?;
-    user1.click("[data-testid=message-user][data-user=user2]").await?;
     user1
         .wait_for(
             "the conversation with user2",

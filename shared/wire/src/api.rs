@@ -14,7 +14,7 @@ mod search;
 mod tests;
 mod tracker;
 
-pub use auth::{Credentials, DemoAccount, LoginOptions, SessionGrant, SessionInfo};
+pub use auth::{Credentials, DemoAccount, LoginOptions, LoginState, SessionGrant, SessionInfo};
 pub use channels::{
     ChannelHistory, ChannelList, ChannelMarkedRead, ChannelMessage, ChannelRequest, ChannelSummary, ChannelView,
     HistoryRequest, Invite, MAX_REACTIONS, MAX_TOPIC_CHARS, MAX_UNREAD_COUNT, MarkChannelRead, Member, MessageStored,

@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use kit::error::ApiError;
-use wire::api::LoginOptions;
+use wire::api::{LoginOptions, LoginState, Status};
 
 use crate::hosting::Session;
 use crate::state::AppState;
@@ -18,6 +18,19 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/login", get(login_page).post(super::account::login))
         .route("/login.html", get(login_page))
         .route(wire::routes::auth::LOGIN_OPTIONS, get(login_options))
+        .route("/login-state", get(login_state))
+        .layer(kit::www::compression())
+}
+
+/// `GET /login-state`: who is logged in here, if anyone. Unlike `/me` it answers 200 either
+/// way, so the log-in page can ask without a failed request in the browser's console.
+async fn login_state(session: Result<Session, ApiError>) -> Result<Json<LoginState>, ApiError> {
+    let username = match session {
+        Ok(session) => Some(session.claims.sub),
+        Err(ApiError::Unauthorized(_)) => None,
+        Err(err) => return Err(err),
+    };
+    Ok(Json(LoginState { status: Status::Success, username }))
 }
 
 /// What the log-in page offers, as auth says: sign-up, and the demo accounts only

@@ -13,7 +13,7 @@ use kit::body::Input;
 use kit::error::ApiError;
 use kit::http::Forwarded;
 use kit::session::AuthUser;
-use wire::api::{Credentials, LoginOptions, LoginRedirect, SessionGrant, SessionInfo, Status};
+use wire::api::{Credentials, LoginOptions, LoginRedirect, LoginState, SessionGrant, SessionInfo, Status};
 
 use crate::state::AppState;
 use wire::addr::PeerAddr;
@@ -26,12 +26,25 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/login.html", get(login_page))
         .route(wire::routes::auth::LOGIN_OPTIONS, get(login_options))
         .route("/me", get(me))
+        .route("/login-state", get(login_state))
         .route("/", get(home))
         .route("/index.html", get(home))
+        .layer(kit::www::compression())
 }
 
 async fn login_page(State(state): State<AppState>) -> Result<Response, ApiError> {
     kit::www::page(&state.www_dir, "login.html").await
+}
+
+/// `GET /login-state`: who is logged in, if anyone; 200 either way (the log-in page
+/// asks, and a 401 would be an error in the browser's console).
+async fn login_state(user: Result<AuthUser, ApiError>) -> Result<Json<LoginState>, ApiError> {
+    let username = match user {
+        Ok(user) => Some(user.username().clone()),
+        Err(ApiError::Unauthorized(_)) => None,
+        Err(err) => return Err(err),
+    };
+    Ok(Json(LoginState { status: Status::Success, username }))
 }
 
 /// What the log-in page offers, as auth says: sign-up, and the demo accounts only

@@ -53,6 +53,16 @@ pub struct SessionInfo {
     pub peer: Option<String>,
 }
 
+/// Whether anyone is logged in (`GET /login-state` on the peers and the tracker): the
+/// log-in page asks, and the answer is 200 either way (no failed request in the
+/// browser's console), with `username` only for a valid session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginState {
+    pub status: Status,
+    #[serde(default)]
+    pub username: Option<Username>,
+}
+
 /// What the log-in page offers (`GET /login-options` on auth, the peers and the
 /// tracker): sign-up, and the demo accounts when the server has them (development
 /// only; none in a deployment).
