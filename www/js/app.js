@@ -28,6 +28,9 @@ function toast(text, kind = 'error') {
 function showError(err, context) {
   if (err && err.name === 'AbortError') return;
   if (err instanceof ApiError && err.status === 401) return; // on the way to /login
+  // Unreachable while the connection is down: the status in the corner says so, and
+  // what was sent waits in the outbox.
+  if (err instanceof ApiError && err.status === 0 && state.conn !== 'live') return;
   const message = err instanceof ApiError ? err.message : String((err && err.message) || err);
   const text = context ? `${context}: ${message}` : message;
   notify(text, 'error');

@@ -1,13 +1,13 @@
 // The live connection: `GET /events` (Server-Sent Events). When it drops, the page
-// tries again at once and then with a capped back-off (250 ms, 500 ms, 1 s, 2 s, 4 s),
-// rather than EventSource's own slow retries, so it is live again as soon as the
-// server answers. Where EventSource cannot work at all (it keeps failing while plain
+// tries again at once and then with a capped back-off (250 ms, 500 ms, 1 s, then every
+// 1.5 to 2 s, jittered so many pages do not knock at once), rather than EventSource's
+// own slow retries, so it is live again within about 2 s of the server's return. Where EventSource cannot work at all (it keeps failing while plain
 // requests succeed, e.g. a proxy that buffers), it polls every 3 s meanwhile.
 
 import { api, ApiError } from './api.js';
 import { state, changed } from './store.js';
 
-const RETRY_MS = [250, 500, 1000, 2000, 4000];
+const RETRY_MS = [250, 500, 1000, 2000];
 const POLL_MS = 3000;
 /** Failures in a row, with the server answering plain requests, before polling too. */
 const POLL_AFTER = 4;
@@ -79,7 +79,8 @@ function connect() {
     // need: a reconnect resynchronises what the page shows).
     es.close();
     live.es = null;
-    const delay = RETRY_MS[Math.min(live.failures, RETRY_MS.length - 1)];
+    const cap = RETRY_MS[Math.min(live.failures, RETRY_MS.length - 1)];
+    const delay = Math.round(cap * (0.75 + Math.random() * 0.25));
     live.failures++;
     if (!live.polling) setConn('reconnecting');
     probe();

@@ -69,7 +69,7 @@ export function enqueue(kind, name, text) {
     queuedAt: Date.now(),
     after: kind === 'channel' && newest ? Number(newest.id) : 0,
     tries: 0,
-    state: 'sending',
+    state: queue.length ? 'waiting' : 'sending',
     unsure: false,
   };
   queue.push(entry);
@@ -105,10 +105,12 @@ async function pump() {
       } catch (err) {
         if (retryable(err)) {
           entry.unsure = true;
-          entry.state = 'waiting';
           entry.tries++;
           save();
-          echo(entry);
+          for (const waiting of queue) {
+            waiting.state = 'waiting';
+            echo(waiting);
+          }
           retryTimer = setTimeout(pump, RETRY_MS[Math.min(entry.tries - 1, RETRY_MS.length - 1)]);
           return;
         }

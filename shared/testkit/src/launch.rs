@@ -20,7 +20,6 @@ impl System {
     pub(crate) async fn launch_in_process(&self, role: Role, port: Option<u16>) -> Service {
         let listener = bind(port.unwrap_or(0)).await;
         let port = listener.local_addr().expect("a bound address").port();
-        let url = format!("http://127.0.0.1:{port}");
         let stop = CancellationToken::new();
         let shutdown = stop.clone().cancelled_owned();
         let mut readiness = None;
@@ -53,7 +52,7 @@ impl System {
                 tokio::spawn(proxy::serve(listener, proxy, shutdown))
             }
         };
-        Service { url, port, running: Running::InProcess { stop, task, readiness } }
+        Service { port, running: Running::InProcess { stop, task, readiness } }
     }
 
     pub(crate) async fn launch_process(&self, binary: &Path, role: Role, port: Option<u16>) -> Service {
@@ -112,7 +111,7 @@ impl System {
         envs.extend(self.settings.env.iter().map(|(key, value)| (key.as_str(), value.clone())));
         let child = Child::spawn(binary, &format!("{role:?}").to_lowercase(), &args, &envs).await;
         let port = child.port();
-        Service { url: format!("http://127.0.0.1:{port}"), port, running: Running::Process(Box::new(child)) }
+        Service { port, running: Running::Process(Box::new(child)) }
     }
 
     pub(crate) fn tracker_config(&self) -> tracker::Config {

@@ -177,6 +177,7 @@ impl Builder {
             auths: Vec::new(),
             trackers: Vec::new(),
             peers: Vec::new(),
+            proxy_port: 0,
             proxy: None,
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(20))
@@ -203,7 +204,9 @@ impl Builder {
             sys.peers.push((peer.port, Some(peer)));
         }
         if self.proxy {
-            sys.proxy = Some(sys.launch(Role::Proxy, None).await);
+            let proxy = sys.launch(Role::Proxy, None).await;
+            sys.proxy_port = proxy.port;
+            sys.proxy = Some(proxy);
         }
         for index in 0..self.peers {
             sys.wait_ready(index).await;
@@ -227,6 +230,8 @@ pub struct System {
     trackers: Vec<(u16, Option<Service>)>,
     /// Each peer's port, and the peer while it runs (stopped peers keep their port).
     peers: Vec<(u16, Option<Service>)>,
+    /// The proxy's port (0 without one), and the proxy while it runs.
+    proxy_port: u16,
     proxy: Option<Service>,
     client: reqwest::Client,
 }
@@ -292,7 +297,20 @@ impl System {
 
     /// The proxy's base URL (send `Host: localhost` for the app).
     pub fn proxy_url(&self) -> String {
-        self.proxy.as_ref().expect("built with .proxy()").url.clone()
+        assert!(self.proxy_port != 0, "built with .proxy()");
+        format!("http://127.0.0.1:{}", self.proxy_port)
+    }
+
+    /// Stops the proxy (every connection through it ends); [`System::restart_proxy`]
+    /// brings it back on its port.
+    pub async fn stop_proxy(&mut self) {
+        self.proxy.take().expect("the proxy runs").stop().await;
+    }
+
+    /// Starts the proxy again on its old port.
+    pub async fn restart_proxy(&mut self) {
+        assert!(self.proxy.is_none(), "the proxy still runs");
+        self.proxy = Some(self.launch(Role::Proxy, Some(self.proxy_port)).await);
     }
 
     /// The temporary folder holding every service's data.

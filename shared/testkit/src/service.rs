@@ -9,7 +9,6 @@ use crate::process::Child;
 
 /// One running service.
 pub struct Service {
-    pub(crate) url: String,
     pub(crate) port: u16,
     pub(crate) running: Running,
 }
