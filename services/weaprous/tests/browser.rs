@@ -410,7 +410,11 @@ async fn reconnect(sys: &mut System, user1: &Browser, user2: &Browser) -> Result
     sys.restart_proxy().await;
     let back = Instant::now();
     user2
-        .wait_for("user2's page live again", "return document.querySelector('#conn-status').dataset.state === 'live'", vec![])
+        .wait_for(
+            "user2's page live again",
+            "return document.querySelector('#conn-status').dataset.state === 'live'",
+            vec![],
+        )
         .await?;
     let took = back.elapsed();
     eprintln!("live again {} ms after the proxy returned", took.as_millis());
@@ -514,11 +518,19 @@ async fn page_behaviour(sys: &System, user1: &Browser, user2: &Browser) -> Resul
         .await?;
     user1.client.forward().await.context("going forward")?;
     user1
-        .wait_for("user2 after Forward", "return document.querySelector('#chat-title').textContent.includes('user2')", vec![])
+        .wait_for(
+            "user2 after Forward",
+            "return document.querySelector('#chat-title').textContent.includes('user2')",
+            vec![],
+        )
         .await?;
     user1.run("location.hash = '#c/general'; return true", vec![]).await?;
     user1
-        .wait_for("general from the address", "return document.querySelector('#chat-title').textContent.includes('general')", vec![])
+        .wait_for(
+            "general from the address",
+            "return document.querySelector('#chat-title').textContent.includes('general')",
+            vec![],
+        )
         .await?;
 
     // Pinned to the newest message while the window shrinks (a phone keyboard).
@@ -571,6 +583,110 @@ async fn page_behaviour(sys: &System, user1: &Browser, user2: &Browser) -> Resul
     ensure!(shape == expected, "the rich message renders as {shape}, expected {expected}");
     user1.screenshot(&screenshot_dir().join("rich-text-user1.png")).await?;
     Ok(())
+}
+
+/// axe-core on the log-in page and the chat page (a channel with rich text open, a
+/// conversation, people, the sidebar open at phone width), in the light and the dark
+/// theme, at desktop and phone widths: no violations of any of its default rules.
+#[ignore = "needs chromium, chromium-driver and axe-core (npm): cargo test -p weaprous --test browser -- --ignored"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn axe_core_finds_no_violations_on_either_page_in_either_theme_at_either_width() {
+    require_browser();
+    let axe = std::fs::read_to_string(axe_path()).unwrap_or_else(|err| {
+        panic!(
+            "{} is missing ({err}): npm install --prefix target/npm axe-core (or set AXE_CORE_JS)",
+            axe_path().display()
+        )
+    });
+    let sys = System::builder().peers(1).start().await;
+    // Someone to talk to: user2 is signed in and has written to user1.
+    sys.login(0, "user1", "password1").await;
+    let user2 = sys.login(0, "user2", "password2").await;
+    let sent = user2.post("/send-peer", "username=user1&message=Ch%C3%A0o+**b%E1%BA%A1n**").await;
+    assert!(sent.status == 200 || sent.status == 202, "{}", sent.body);
+    let driver = Driver::start().expect("chromedriver starts");
+    let profiles = tempfile::tempdir().expect("a temporary folder for browser profiles");
+    let mut found = Vec::new();
+    for dark in [false, true] {
+        let theme = if dark { "dark" } else { "light" };
+        let args: &[&str] = if dark { &["--force-dark-mode"] } else { &[] };
+        let browser =
+            Browser::open_with(&driver, &profiles.path().join(theme), "user1", args).await.expect("the browser opens");
+        let outcome = axe_pages(&sys, &browser, &axe, dark).await;
+        match outcome {
+            Ok(mut violations) => found.append(&mut violations),
+            Err(err) => {
+                let _ = browser.screenshot(&screenshot_dir().join(format!("failure-axe-{theme}.png"))).await;
+                browser.close().await;
+                panic!("{err:#}");
+            }
+        }
+        browser.close().await;
+    }
+    drop(driver);
+    sys.shutdown().await;
+    assert!(found.is_empty(), "axe-core found violations:\n{}", found.join("\n"));
+}
+
+/// The violations axe-core finds on each page and width, one line each.
+async fn axe_pages(sys: &System, browser: &Browser, axe: &str, dark: bool) -> Result<Vec<String>> {
+    let theme = if dark { "dark" } else { "light" };
+    let mut found = Vec::new();
+    browser.client.goto(&format!("{}/login", sys.peer_url(0))).await.context("opening the log-in page")?;
+    let is_dark = browser.run("return matchMedia('(prefers-color-scheme: dark)').matches", vec![]).await?;
+    ensure!(is_dark == json!(dark), "the browser's theme is not {theme}");
+    browser
+        .wait_for("the log-in options", "return document.querySelector('#demo').dataset.options === 'loaded'", vec![])
+        .await?;
+    for (width, height) in [(1280, 800), (375, 740)] {
+        browser.client.set_window_size(width, height).await.context("resizing")?;
+        found.extend(browser.axe(axe, &format!("log-in page, {theme}, {width} px")).await?);
+        browser.screenshot(&screenshot_dir().join(format!("axe-login-{theme}-{width}.png"))).await?;
+    }
+    browser.client.set_window_size(1280, 800).await.context("resizing")?;
+    browser.log_in(&sys.peer_url(0), "password1").await?;
+    browser.wait_live().await?;
+    browser.open_channel("general").await?;
+    let rich = "**Chào** *mọi người*: `mã`, https://example.com\n> trích dẫn\n```\ncode\n```";
+    browser
+        .run("document.querySelector('#composer-input').value = arguments[0]; return true", vec![json!(rich)])
+        .await?;
+    browser.click("#composer-send").await?;
+    browser
+        .wait_for(
+            "the message stored",
+            "return !!document.querySelector('#message-list [data-testid=message]:not(.pending) pre')",
+            vec![],
+        )
+        .await?;
+    for (width, height) in [(1280, 800), (375, 740)] {
+        browser.client.set_window_size(width, height).await.context("resizing")?;
+        found.extend(browser.axe(axe, &format!("chat page (#general), {theme}, {width} px")).await?);
+        browser.screenshot(&screenshot_dir().join(format!("axe-chat-{theme}-{width}.png"))).await?;
+    }
+    browser.click("#sidebar-toggle").await?;
+    browser
+        .wait_for(
+            "the sidebar open",
+            "return getComputedStyle(document.querySelector('#sidebar')).visibility === 'visible'
+                && document.querySelector('#sidebar').getBoundingClientRect().left >= -1",
+            vec![],
+        )
+        .await?;
+    found.extend(browser.axe(axe, &format!("chat page, sidebar open, {theme}, 375 px")).await?);
+    browser.screenshot(&screenshot_dir().join(format!("axe-chat-{theme}-375-menu.png"))).await?;
+    browser.click("[data-testid=dm-item][data-user=user2]").await?;
+    browser.wait_for_message("user2's message", "Chào bạn", "user2").await?;
+    browser.client.set_window_size(1280, 800).await.context("resizing")?;
+    found.extend(browser.axe(axe, &format!("chat page (user2), {theme}, 1280 px")).await?);
+    Ok(found)
+}
+
+fn axe_path() -> PathBuf {
+    match std::env::var_os("AXE_CORE_JS") {
+        Some(path) => PathBuf::from(path),
+        None => testkit::repo_root().join("target/npm/node_modules/axe-core/axe.min.js"),
+    }
 }
 
 const AT_BOTTOM: &str = "const s = document.querySelector('#message-scroller');
@@ -650,23 +766,33 @@ struct Browser {
 
 impl Browser {
     async fn open(driver: &Driver, profile: &Path, name: &'static str) -> Result<Self> {
+        Self::open_with(driver, profile, name, &[]).await
+    }
+
+    /// A window with more Chromium flags (`--force-dark-mode` for the dark theme).
+    async fn open_with(driver: &Driver, profile: &Path, name: &'static str, extra: &[&str]) -> Result<Self> {
+        let mut args: Vec<String> = [
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=1280,800",
+        ]
+        .iter()
+        .chain(extra)
+        .map(|arg| (*arg).to_owned())
+        .collect();
+        args.push(format!("--user-data-dir={}", profile.display()));
         let capabilities = json!({
             "browserName": "chrome",
             "goog:chromeOptions": {
                 "binary": CHROMIUM,
-                "args": [
-                    "--headless=new",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-dev-shm-usage",
-                    "--disable-quic",
-                    "--no-first-run",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--disable-sync",
-                    "--window-size=1280,800",
-                    format!("--user-data-dir={}", profile.display()),
-                ],
+                "args": args,
             },
         });
         let Value::Object(capabilities) = capabilities else { unreachable!("a JSON object") };
@@ -696,9 +822,35 @@ impl Browser {
         .await
     }
 
+    /// Runs axe-core on the page as it is now: one line per violation.
+    async fn axe(&self, source: &str, place: &str) -> Result<Vec<String>> {
+        // Let transitions (the sidebar sliding, toasts) finish so colours are final.
+        self.run("return document.getAnimations().every(a => a.playState !== 'running')", vec![]).await?;
+        self.wait_for(
+            "animations to finish",
+            "return document.getAnimations().every(a => a.playState !== 'running')",
+            vec![],
+        )
+        .await?;
+        self.run(&format!("{source}\nreturn true;"), vec![]).await.context("loading axe-core")?;
+        let script = "const done = arguments[arguments.length - 1];
+            axe.run(document, { resultTypes: ['violations'] })
+               .then(result => done(result.violations.map(v => `${v.id} (${v.impact}): ${v.help}: ` +
+                   v.nodes.slice(0, 5).map(n => `${n.target.join(' ')} [${(n.failureSummary || '').replace(/\\s+/g, ' ').slice(0, 160)}]`).join('; '))))
+               .catch(err => done([`axe failed: ${err}`]));";
+        let result =
+            self.client.execute_async(script, vec![]).await.with_context(|| format!("{}: running axe", self.name))?;
+        let lines = result.as_array().ok_or_else(|| anyhow!("axe returned {result}"))?;
+        Ok(lines.iter().map(|line| format!("{place}: {}", line.as_str().unwrap_or_default())).collect())
+    }
+
     async fn wait_live(&self) -> Result<()> {
-        self.wait_for("the live event stream", "return document.querySelector('#conn-status').dataset.state === 'live'", vec![])
-            .await
+        self.wait_for(
+            "the live event stream",
+            "return document.querySelector('#conn-status').dataset.state === 'live'",
+            vec![],
+        )
+        .await
     }
 
     /// Joins `channel` from the browse list (if not a member yet) and opens it.

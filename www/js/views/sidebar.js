@@ -195,7 +195,7 @@ function renderTotalUnread() {
   node.hidden = total === 0;
   node.textContent = total > 99 ? '99+' : String(total);
   document.title = total ? `(${total}) WeApRous chat` : 'WeApRous chat';
-  $('sidebar-toggle').setAttribute('aria-label', total ? `Open the menu (${total} unread)` : 'Open the menu');
+  $('total-unread-label').hidden = total === 0;
 }
 
 const CONN = {
