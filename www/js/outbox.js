@@ -1,6 +1,6 @@
 // Messages on their way: every send goes through this queue, one at a time and in the
-// order written, and stays in it (and in localStorage, so a reload keeps it) until the
-// server has it. A send that fails because the server could not be reached waits and
+// order written, and stays in it (and in sessionStorage, so a reload of this tab keeps
+// it, while another tab of the same user never sends it too) until the server has it. A send that fails because the server could not be reached waits and
 // goes again when the connection is back. Before going again it checks the
 // conversation's latest history for the message (same author, same text, written
 // after it was queued and not matched to an earlier entry): a request whose answer was
@@ -26,8 +26,8 @@ const storeKey = () => `weaprous:${state.me}:outbox`;
 function save() {
   try {
     const rest = queue.map(({ cid, kind, name, text, queuedAt, after, tries, unsure }) => ({ cid, kind, name, text, queuedAt, after, tries, unsure }));
-    if (rest.length) localStorage.setItem(storeKey(), JSON.stringify(rest));
-    else localStorage.removeItem(storeKey());
+    if (rest.length) sessionStorage.setItem(storeKey(), JSON.stringify(rest));
+    else sessionStorage.removeItem(storeKey());
   } catch {
     /* private mode: the queue lives as long as the page */
   }
@@ -49,7 +49,7 @@ function echo(entry) {
 export function startOutbox(failed) {
   onFailed = failed;
   try {
-    queue = JSON.parse(localStorage.getItem(storeKey()) || '[]').map((e) => ({ ...e, state: 'waiting' }));
+    queue = JSON.parse(sessionStorage.getItem(storeKey()) || '[]').map((e) => ({ ...e, state: 'waiting' }));
   } catch {
     queue = [];
   }

@@ -492,7 +492,7 @@ async fn page_behaviour(sys: &System, user1: &Browser, user2: &Browser) -> Resul
     user1.type_into("#composer-input", "nháp trong general").await?;
     user1.click("[data-testid=message-user][data-user=user2]").await?;
     user1.wait_for("the conversation with user2", "return location.hash === '#u/user2'", vec![]).await?;
-    ensure!(user1.value("#composer-input").await? == "", "a new conversation starts with an empty box");
+    ensure!(user1.value("#composer-input").await?.is_empty(), "a new conversation starts with an empty box");
     user1.type_into("#composer-input", "nháp cho user2").await?;
     user1.client.refresh().await.context("reloading")?;
     user1

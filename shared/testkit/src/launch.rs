@@ -10,6 +10,18 @@ use crate::service::{Role, Running, Service};
 use crate::{System, repo_root};
 
 impl System {
+    /// Stops the proxy (every connection through it ends); [`System::restart_proxy`]
+    /// brings it back on its port.
+    pub async fn stop_proxy(&mut self) {
+        self.proxy.take().expect("the proxy runs").stop().await;
+    }
+
+    /// Starts the proxy again on its old port.
+    pub async fn restart_proxy(&mut self) {
+        assert!(self.proxy.is_none(), "the proxy still runs");
+        self.proxy = Some(self.launch(Role::Proxy, Some(self.proxy_port)).await);
+    }
+
     pub(crate) async fn launch(&self, role: Role, port: Option<u16>) -> Service {
         match &self.settings.processes {
             Some(binary) => self.launch_process(binary, role, port).await,

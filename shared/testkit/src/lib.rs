@@ -204,9 +204,8 @@ impl Builder {
             sys.peers.push((peer.port, Some(peer)));
         }
         if self.proxy {
-            let proxy = sys.launch(Role::Proxy, None).await;
-            sys.proxy_port = proxy.port;
-            sys.proxy = Some(proxy);
+            sys.proxy = Some(sys.launch(Role::Proxy, None).await);
+            sys.proxy_port = sys.proxy.as_ref().map_or(0, |proxy| proxy.port);
         }
         for index in 0..self.peers {
             sys.wait_ready(index).await;
@@ -299,18 +298,6 @@ impl System {
     pub fn proxy_url(&self) -> String {
         assert!(self.proxy_port != 0, "built with .proxy()");
         format!("http://127.0.0.1:{}", self.proxy_port)
-    }
-
-    /// Stops the proxy (every connection through it ends); [`System::restart_proxy`]
-    /// brings it back on its port.
-    pub async fn stop_proxy(&mut self) {
-        self.proxy.take().expect("the proxy runs").stop().await;
-    }
-
-    /// Starts the proxy again on its old port.
-    pub async fn restart_proxy(&mut self) {
-        assert!(self.proxy.is_none(), "the proxy still runs");
-        self.proxy = Some(self.launch(Role::Proxy, Some(self.proxy_port)).await);
     }
 
     /// The temporary folder holding every service's data.

@@ -250,6 +250,11 @@ export function setupSidebar(actions) {
     if (e.key === 'Escape' && $('app').classList.contains('sidebar-open')) closeSidebar();
   });
   NARROW.addEventListener('change', () => closeSidebar({ restoreFocus: false }));
+  // The open conversation's link changes nothing in the address: close the menu anyway.
+  $('sidebar').addEventListener('click', (e) => {
+    const link = e.target.closest('a.nav-item');
+    if (link && link.getAttribute('href') === location.hash) closeSidebar();
+  });
   $('notes-clear').addEventListener('click', () => {
     state.notes = [];
     renderNotes();

@@ -12,4 +12,5 @@ mod public_door;
 mod realtime;
 mod search;
 mod startup;
+mod web_ui;
 mod workflow;
