@@ -98,7 +98,11 @@ export const api = {
   leaveChannel: (name) => post('/leave-channel', { channel_name: name }),
   channelMessages: (name, { before, after, limit } = {}) =>
     post('/get-channel-messages', { channel_name: name, before, after, limit }),
-  sendChannel: (name, message) => post('/send-channel-message', { channel_name: name, message }),
+  sendChannel: (name, message, replyTo) => post('/send-channel-message', { channel_name: name, message, reply_to: replyTo }),
+  /** Edit, delete, react: `channel` for a channel message, none for a direct one. */
+  editMessage: (id, channel, message) => post('/edit-message', { id, channel_name: channel, message }),
+  deleteMessage: (id, channel) => post('/delete-message', { id, channel_name: channel }),
+  react: (id, channel, emoji, on) => post('/react', { id, channel_name: channel, emoji, on }),
 
   conversation: (withName, { before, limit } = {}) => get('/get-conversation', { with: withName, before, limit }),
   /** Every direct conversation, newest first: `{status, conversations: [{with, last, unread}]}`. */
@@ -108,6 +112,6 @@ export const api = {
   /** Marks received direct messages read, up to the one at `upTo` (a `seq`). */
   markRead: (upTo) => post('/mark-read', { up_to: upTo }),
   /** Resolves to `{status, data}`: 200 delivered, 202 queued. */
-  sendPeer: (username, message) => request('POST', '/send-peer', { form: { username, message } }),
+  sendPeer: (username, message, replyTo) => request('POST', '/send-peer', { form: { username, message, reply_to: replyTo } }),
   broadcast: (message) => request('POST', '/broadcast-peer', { json: { message } }).then((r) => r.data),
 };

@@ -10,7 +10,8 @@ import { startOutbox, enqueue, kick } from './outbox.js';
 import * as data from './data.js';
 import { setupSidebar, closeSidebar, isNarrow } from './views/sidebar.js';
 import { setupThread, threadOpened, renderHeader, markCurrentSeen } from './views/thread.js';
-import { setupComposer, composerOpened, composerClosed, restoreDraft } from './views/composer.js';
+import { setupComposer, composerOpened, composerClosed, restoreDraft, startReply, startEdit } from './views/composer.js';
+import { hooks as messageHooks, onChange, saveEdit } from './views/actions.js';
 
 const NAME_RE = /^[\p{L}\p{N}_.-]{1,32}$/u;
 const REFRESH_MS = 30_000; // lists (people, contacts, channels) while the stream is up
@@ -211,9 +212,9 @@ function messageUser(name) {
   go('dm', name);
 }
 
-function send(kind, name, text) {
+function send(kind, name, text, replyTo) {
   if (kind === 'dm') makeContact(name);
-  enqueue(kind, name, text);
+  enqueue(kind, name, text, replyTo);
 }
 
 async function broadcast(text) {
@@ -250,6 +251,11 @@ function onEvent(ev) {
     case 'reset':
       data.resync();
       break;
+    case 'message_edited':
+    case 'message_deleted':
+    case 'reaction':
+      onChange(ev);
+      break;
     default:
       break;
   }
@@ -265,7 +271,8 @@ function onOpen(afterGap) {
 function wireUp() {
   setupSidebar({ join: joinChannel, message: messageUser });
   setupThread({ loadOlder: data.loadOlder });
-  setupComposer({ send, broadcast, toast, narrow: isNarrow });
+  setupComposer({ send, saveEdit, error: showError, broadcast, toast, narrow: isNarrow });
+  Object.assign(messageHooks, { reply: startReply, edit: startEdit, error: showError, loadOlder: data.loadOlder });
   $('new-channel-toggle').addEventListener('click', () => toggleCreateForm());
   $('create-channel-form').addEventListener('submit', createChannel);
   $('new-channel-name').addEventListener('keydown', (e) => {

@@ -25,7 +25,7 @@ const storeKey = () => `weaprous:${state.me}:outbox`;
 
 function save() {
   try {
-    const rest = queue.map(({ cid, kind, name, text, queuedAt, after, tries, unsure }) => ({ cid, kind, name, text, queuedAt, after, tries, unsure }));
+    const rest = queue.map(({ cid, kind, name, text, queuedAt, after, tries, unsure, replyTo }) => ({ cid, kind, name, text, queuedAt, after, tries, unsure, replyTo }));
     if (rest.length) sessionStorage.setItem(storeKey(), JSON.stringify(rest));
     else sessionStorage.removeItem(storeKey());
   } catch {
@@ -40,7 +40,7 @@ function echo(entry) {
   const id = localId(entry);
   const existing = t.byId.get(id);
   if (existing) existing.pending = entry.state;
-  else addMessages(t, [{ id, author: state.me, to: entry.name, text: entry.text, ts: entry.queuedAt, local: true, pending: entry.state }]);
+  else addMessages(t, [{ id, author: state.me, to: entry.name, text: entry.text, ts: entry.queuedAt, local: true, pending: entry.state, ...replyFields(entry) }]);
   changed('thread', entry.kind === 'channel' ? 'channels' : 'dms');
 }
 
@@ -58,7 +58,7 @@ export function startOutbox(failed) {
 }
 
 /** Queue `text` for the open conversation `kind`/`name`. */
-export function enqueue(kind, name, text) {
+export function enqueue(kind, name, text, replyTo) {
   const t = thread(kind, name);
   const newest = t.list.filter((m) => !m.pending).at(-1);
   const entry = {
@@ -69,6 +69,7 @@ export function enqueue(kind, name, text) {
     queuedAt: Date.now(),
     after: kind === 'channel' && newest ? Number(newest.id) : 0,
     tries: 0,
+    replyTo,
     state: queue.length ? 'waiting' : 'sending',
     unsure: false,
   };
@@ -124,14 +125,28 @@ async function pump() {
 
 async function sendOne(entry) {
   if (entry.kind === 'channel') {
-    const data = await api.sendChannel(entry.name, entry.text);
-    return fromChannel({ id: data.id, username: state.me, text: entry.text, ts: Number(data.ts) || Date.now(), channel: entry.name });
+    const data = await api.sendChannel(entry.name, entry.text, entry.replyTo);
+    return fromChannel({ id: data.id, username: state.me, text: entry.text, ts: Number(data.ts) || Date.now(), channel: entry.name, ...replyOf(entry) });
   }
-  const { data } = await api.sendPeer(entry.name, entry.text);
+  const { data } = await api.sendPeer(entry.name, entry.text, entry.replyTo);
   const id = String(data.id);
   if (state.delivery.get(id) !== 'delivered') state.delivery.set(id, data.delivered === false ? 'queued' : 'delivered');
   if (data.delivered === false) notify(`${entry.name} is not reachable now; your message is stored and will be delivered later.`);
-  return { id, author: state.me, to: entry.name, text: entry.text, ts: Date.now(), broadcast: false, local: true };
+  return { id, author: state.me, to: entry.name, text: entry.text, ts: Date.now(), broadcast: false, local: true, ...replyFields(entry) };
+}
+
+/** The reply fields of a message just sent, from the parent the page holds. */
+function replyOf(entry) {
+  if (entry.replyTo === undefined || entry.replyTo === null) return {};
+  const parent = thread(entry.kind, entry.name).byId.get(entry.replyTo);
+  return { reply_to: entry.replyTo, reply: parent ? { id: parent.id, username: parent.author, text: parent.text.slice(0, 200), deleted: !!parent.deleted } : undefined };
+}
+
+function replyFields(entry) {
+  const raw = replyOf(entry);
+  if (!raw.reply_to) return {};
+  const reply = raw.reply ? { id: raw.reply.id, author: raw.reply.username, text: raw.reply.text, deleted: raw.reply.deleted } : undefined;
+  return { replyTo: raw.reply_to, reply };
 }
 
 /** The message, if a send whose answer was lost stored it after all. */

@@ -73,12 +73,25 @@ export const currentThread = () => (state.current ? thread(state.current.kind, s
 export const isCurrentKey = (key) => !!state.current && keyOf(state.current.kind, state.current.name) === key;
 export const isCurrent = (t) => isCurrentKey(t.key);
 
+/** What edits, deletions, replies and reactions add to a message (issue 13). */
+function extras(m, idOf) {
+  const more = {};
+  if (m.edited_at) more.editedAt = Number(m.edited_at);
+  if (m.deleted) more.deleted = true;
+  if (m.reply_to !== undefined && m.reply_to !== null) {
+    more.replyTo = idOf(m.reply_to);
+    if (m.reply) more.reply = { id: idOf(m.reply.id), author: m.reply.username, text: m.reply.text || '', deleted: !!m.reply.deleted };
+  }
+  if (Array.isArray(m.reactions) && m.reactions.length) more.reactions = m.reactions;
+  return more;
+}
+
 export function fromChannel(m) {
-  return { id: Number(m.id), author: m.username, text: m.text, ts: Number(m.ts) || 0, channel: m.channel };
+  return { id: Number(m.id), author: m.username, text: m.text, ts: Number(m.ts) || 0, channel: m.channel, ...extras(m, Number) };
 }
 
 export function fromDirect(m) {
-  const msg = { id: String(m.id), author: m.username, to: m.to, text: m.message, ts: Number(m.ts) || 0, broadcast: !!m.broadcast };
+  const msg = { id: String(m.id), author: m.username, to: m.to, text: m.message, ts: Number(m.ts) || 0, broadcast: !!m.broadcast, ...extras(m, String) };
   if (m.seq !== undefined && m.seq !== null) msg.seq = Number(m.seq);
   if (typeof m.delivered === 'boolean' && m.username === state.me && state.delivery.get(msg.id) !== 'delivered') {
     state.delivery.set(msg.id, m.delivered ? 'delivered' : 'queued');
@@ -109,6 +122,10 @@ export function addMessages(t, msgs) {
     if (existing) {
       // A local echo of our own send: take the server's time and sequence.
       if (existing.local && !m.local) Object.assign(existing, m, { local: false });
+      // A fresher copy from the server (after a gap): its edits, reactions, tombstone.
+      else if (!m.local && changeKey(m) !== changeKey(existing)) {
+        updateMessage(t, m.id, { ...m, reactions: m.reactions || [] });
+      }
       continue;
     }
     t.byId.set(m.id, m);
@@ -119,6 +136,30 @@ export function addMessages(t, msgs) {
     t.list.sort(compare(t.kind));
   }
   return added;
+}
+
+const changeKey = (m) => JSON.stringify([m.editedAt || 0, !!m.deleted, m.text, m.reactions || []]);
+
+/** Apply a change (an edit, a deletion, reactions) to a message the thread holds; the
+ * thread is redrawn whole next time (`dirty`). */
+export function updateMessage(t, id, change) {
+  const m = t.byId.get(id);
+  if (!m) return false;
+  if (change.deleted) {
+    delete m.reactions;
+    m.text = '';
+  }
+  if ('reactions' in change && !(change.reactions || []).length) delete m.reactions;
+  Object.assign(m, change);
+  if (m.reactions && !m.reactions.length) delete m.reactions;
+  // Replies quoting it show its new text.
+  for (const other of t.list) {
+    if (other.reply && other.reply.id === id) {
+      other.reply = { ...other.reply, text: m.deleted ? '' : m.text.slice(0, 200), deleted: !!m.deleted };
+    }
+  }
+  t.dirty = true;
+  return true;
 }
 
 /** Take a message out of a thread (an outbox entry once the server has it). */

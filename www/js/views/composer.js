@@ -29,9 +29,43 @@ function loadDraft(kind, name) {
 
 /** The conversation the box's text belongs to, so a switch saves it under the right one. */
 let owner = null;
+/** Replying to or editing a message: {type: 'reply'|'edit', t, m, draft}. */
+let mode = null;
+
+function setMode(next) {
+  const input = $('composer-input');
+  if (mode && mode.type === 'edit' && !next) input.value = mode.draft; // the draft comes back
+  mode = next;
+  const box = $('composer-context');
+  box.hidden = !mode;
+  if (mode) {
+    const excerpt = mode.m.text.replace(/\s+/g, ' ').slice(0, 80);
+    $('composer-context-text').textContent =
+      mode.type === 'reply' ? `Replying to ${mode.m.author === state.me ? 'yourself' : mode.m.author}: ${excerpt}` : 'Editing your message';
+  }
+  updateComposer();
+}
+
+/** Reply to `m` of thread `t`: the next message sent answers it. */
+export function startReply(t, m) {
+  setMode(null);
+  setMode({ type: 'reply', t, m });
+  $('composer-input').focus();
+}
+
+/** Edit `m`: its text goes into the box (the draft is kept aside meanwhile). */
+export function startEdit(t, m) {
+  setMode(null);
+  const input = $('composer-input');
+  setMode({ type: 'edit', t, m, draft: input.value });
+  input.value = m.text;
+  updateComposer();
+  input.focus();
+}
 
 /** A conversation was opened: keep the old one's draft, show the new one's. */
 export function composerOpened(kind, name) {
+  setMode(null);
   const input = $('composer-input');
   if (owner) saveDraft(owner.kind, owner.name, input.value);
   owner = { kind, name };
@@ -41,6 +75,7 @@ export function composerOpened(kind, name) {
 }
 
 export function composerClosed() {
+  setMode(null);
   if (owner) saveDraft(owner.kind, owner.name, $('composer-input').value);
   owner = null;
 }
@@ -76,7 +111,7 @@ function updateComposer() {
 }
 
 /**
- * @param {{send: (kind: string, name: string, text: string) => void, broadcast: (text: string) => Promise<any>, toast: (text: string) => void, narrow: () => boolean}} actions
+ * @param {{send: (kind: string, name: string, text: string, replyTo?: any) => void, saveEdit: Function, error: Function, broadcast: (text: string) => Promise<any>, toast: (text: string) => void, narrow: () => boolean}} actions
  */
 export function setupComposer(actions) {
   const input = $('composer-input');
@@ -93,8 +128,23 @@ export function setupComposer(actions) {
       actions.toast(`That message is ${length} characters long; the limit is ${MAX_MESSAGE_CHARS}.`);
       return;
     }
+    if (mode && mode.type === 'edit') {
+      const { t, m, draft } = mode;
+      actions
+        .saveEdit(t, m.id, text)
+        .then(() => {
+          mode = null;
+          $('composer-context').hidden = true;
+          input.value = draft;
+          updateComposer();
+        })
+        .catch((err) => actions.error(err, 'Editing the message'));
+      return;
+    }
     // The outbox has it now (and keeps it until the server does): the box is free.
-    actions.send(owner.kind, owner.name, text);
+    actions.send(owner.kind, owner.name, text, mode && mode.type === 'reply' ? mode.m.id : undefined);
+    mode = null;
+    $('composer-context').hidden = true;
     input.value = '';
     saveDraft(owner.kind, owner.name, '');
     updateComposer();
@@ -103,10 +153,15 @@ export function setupComposer(actions) {
   $('composer').addEventListener('submit', submit);
   input.addEventListener('keydown', (e) => {
     if (e.key === 'Enter' && !e.shiftKey && !e.isComposing && e.keyCode !== 229) submit(e);
+    else if (e.key === 'Escape' && mode) setMode(null);
   });
   input.addEventListener('input', () => {
     updateComposer();
-    if (owner) saveDraft(owner.kind, owner.name, input.value);
+    if (owner && !(mode && mode.type === 'edit')) saveDraft(owner.kind, owner.name, input.value);
+  });
+  $('composer-context-cancel').addEventListener('click', () => {
+    setMode(null);
+    input.focus();
   });
   setupBroadcast(actions);
 }

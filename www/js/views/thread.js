@@ -6,6 +6,7 @@ import { el, replaceChildren, formatTime, formatFull, formatDay, dayKey, avatar,
 import { state, subscribe, changed, currentThread, getSeen, setSeen, markOf, isOnline, isActive, lastSeen } from '../store.js';
 import { render as renderRich } from '../markdown.js';
 import { presenceDot, presenceText } from './presence.js';
+import { replyQuote, reactionsRow, messageTools } from './actions.js';
 
 const GROUP_MS = 5 * 60_000; // consecutive messages of one sender within this are grouped
 const $ = (id) => document.getElementById(id);
@@ -98,7 +99,7 @@ export function renderThread() {
   const wasPinned = pinned;
   const before = shown.key === t.key ? shown.lastId : undefined;
   const canAppend =
-    shown.key === t.key && shown.count > 0 && n >= shown.count && t.list[0].id === shown.firstId && t.list[shown.count - 1].id === shown.lastId;
+    !t.dirty && shown.key === t.key && shown.count > 0 && n >= shown.count && t.list[0].id === shown.firstId && t.list[shown.count - 1].id === shown.lastId;
   if (canAppend) {
     for (let i = shown.count; i < n; i++) list.append(...messageNodes(t, t.list[i], t.list[i - 1]));
   } else {
@@ -111,6 +112,7 @@ export function renderThread() {
     replaceChildren(list, nodes);
     if (sameThread && !wasPinned) scroller.scrollTop = scroller.scrollHeight - fromBottom;
   }
+  t.dirty = false;
   const grewAtEnd = n > 0 && before !== undefined && t.list[n - 1].id !== before;
   shown.key = t.key;
   shown.count = n;
@@ -136,11 +138,20 @@ function messageNodes(t, m, prev) {
     { class: 'msg-meta' },
     el('span', { class: 'msg-author' }, mine ? 'You' : m.author),
     time,
+    m.editedAt && !m.deleted
+      ? el('span', { class: 'msg-edited', title: `Edited ${formatFull(m.editedAt)}`, 'data-testid': 'edited' }, '(edited)')
+      : null,
     m.broadcast ? el('span', { class: 'tag', title: 'Sent to each of their contacts' }, icon('megaphone'), 'broadcast') : null,
   );
   // `dir="auto"` isolates the text's direction: a U+202E in it reorders only itself.
-  const text = el('div', { class: 'msg-text', dir: 'auto', 'data-testid': 'message-text' }, renderRich(m.text));
-  const body = el('div', { class: 'msg-bubble' }, text);
+  const text = el('div', { class: 'msg-text', dir: 'auto', 'data-testid': 'message-text' }, m.deleted ? null : renderRich(m.text));
+  const body = el(
+    'div',
+    { class: `msg-bubble${m.deleted ? ' deleted' : ''}` },
+    replyQuote(t, m),
+    text,
+    m.deleted ? el('span', { class: 'msg-tombstone', 'data-testid': 'tombstone' }, 'This message was deleted') : null,
+  );
   const status = mine ? statusNode(t, m) : null;
   nodes.push(
     el(
@@ -152,7 +163,7 @@ function messageNodes(t, m, prev) {
         'data-sender': m.author,
       },
       mine ? null : avatar(m.author),
-      el('div', { class: 'msg-main' }, meta, body, status),
+      el('div', { class: 'msg-main' }, meta, body, reactionsRow(t, m), status, messageTools(t, m)),
     ),
   );
   return nodes;
