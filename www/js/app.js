@@ -12,6 +12,7 @@ import { setupSidebar, closeSidebar, isNarrow } from './views/sidebar.js';
 import { setupThread, threadOpened, renderHeader, markCurrentSeen } from './views/thread.js';
 import { setupComposer, composerOpened, composerClosed, restoreDraft, startReply, startEdit } from './views/composer.js';
 import { hooks as messageHooks, onChange, saveEdit } from './views/actions.js';
+import { setupTyping, typed, onTyping } from './views/typing.js';
 
 const NAME_RE = /^[\p{L}\p{N}_.-]{1,32}$/u;
 const REFRESH_MS = 30_000; // lists (people, contacts, channels) while the stream is up
@@ -251,6 +252,9 @@ function onEvent(ev) {
     case 'reset':
       data.resync();
       break;
+    case 'typing':
+      onTyping(ev);
+      break;
     case 'message_edited':
     case 'message_deleted':
     case 'reaction':
@@ -271,7 +275,8 @@ function onOpen(afterGap) {
 function wireUp() {
   setupSidebar({ join: joinChannel, message: messageUser });
   setupThread({ loadOlder: data.loadOlder });
-  setupComposer({ send, saveEdit, error: showError, broadcast, toast, narrow: isNarrow });
+  setupComposer({ send, saveEdit, typed, error: showError, broadcast, toast, narrow: isNarrow });
+  setupTyping();
   Object.assign(messageHooks, { reply: startReply, edit: startEdit, error: showError, loadOlder: data.loadOlder });
   $('new-channel-toggle').addEventListener('click', () => toggleCreateForm());
   $('create-channel-form').addEventListener('submit', createChannel);

@@ -7,6 +7,7 @@ import {
   getSeen, setSeen, initSeen, notify, sawActive,
 } from './store.js';
 import { updateStatus } from './views/thread.js';
+import { stoppedTyping } from './views/typing.js';
 
 const PAGE_SIZE = 50;
 const RECENT_MS = 5000;
@@ -179,7 +180,11 @@ export async function catchUpChannel(name) {
 
 function grew(t, added) {
   if (!added || !added.length) return;
-  for (const m of added) if (m.author !== state.me) sawActive(m.author, m.ts);
+  for (const m of added) {
+    if (m.author === state.me) continue;
+    sawActive(m.author, m.ts);
+    stoppedTyping(t.kind, t.name, m.author);
+  }
   if (isCurrent(t)) changed('thread');
   changed(t.kind === 'channel' ? 'channels' : 'dms');
 }

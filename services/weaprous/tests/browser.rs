@@ -691,8 +691,8 @@ fn axe_path() -> PathBuf {
     }
 }
 
-/// Replies, reactions, edits and deletions in a direct conversation, between two
-/// pages on two peers: each change shows on the other page at once (issue 13).
+/// Typing, replies, reactions, edits and deletions in a direct conversation, between
+/// two pages on two peers: each change shows on the other page at once (issue 13).
 #[ignore = "needs chromium and chromium-driver: cargo test -p weaprous --test browser -- --ignored"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replies_reactions_edits_and_deletions_in_a_conversation() {
@@ -758,8 +758,16 @@ async fn message_changes(sys: &System, user1: &Browser, user2: &Browser, in_chan
                 .await?;
         }
     }
-    user1.type_into("#composer-input", &format!("gốc{ENTER}")).await?;
+    // Typing shows on the other page, and goes when the message arrives.
+    user1.type_into("#composer-input", "gốc").await?;
+    user2
+        .wait_for("user1 typing", "return document.querySelector('#typing').textContent === 'user1 is typing…'", vec![])
+        .await?;
+    user1.type_into("#composer-input", ENTER).await?;
     user2.wait_for_message("user1's message", "gốc", "user1").await?;
+    user2
+        .wait_for("the typing line gone", "return document.querySelector('#typing').textContent === ''", vec![])
+        .await?;
     let foreign = user2.run(CLICK_TOOL, vec![json!("gốc"), json!("edit")]).await?;
     ensure!(foreign == json!(false), "user2 is offered to edit user1's message");
 

@@ -157,6 +157,7 @@ export function setupComposer(actions) {
   });
   input.addEventListener('input', () => {
     updateComposer();
+    if (input.value.trim() && !(mode && mode.type === 'edit')) actions.typed();
     if (owner && !(mode && mode.type === 'edit')) saveDraft(owner.kind, owner.name, input.value);
   });
   $('composer-context-cancel').addEventListener('click', () => {
