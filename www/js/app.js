@@ -255,6 +255,9 @@ function onEvent(ev) {
     case 'typing':
       onTyping(ev);
       break;
+    case 'read':
+      data.onRead(ev);
+      break;
     case 'message_edited':
     case 'message_deleted':
     case 'reaction':

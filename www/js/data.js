@@ -4,7 +4,7 @@
 import { api, ApiError } from './api.js';
 import {
   state, changed, thread, keyOf, isCurrent, currentThread, addMessages, fromChannel, fromDirect, partnerOf,
-  getSeen, setSeen, initSeen, notify, sawActive,
+  initSeen, notify, sawActive, readUpTo,
 } from './store.js';
 import { updateStatus } from './views/thread.js';
 import { stoppedTyping } from './views/typing.js';
@@ -64,13 +64,11 @@ export async function refreshChannels() {
   changed('channels');
 }
 
-/** Direct messages received and not yet fetched: who wrote while we were away. */
+/** Direct messages received and not read yet (read-only: they are marked read per
+ * conversation as the user sees them). */
 export async function fetchReceived({ live = false } = {}) {
   const list = await api.received();
-  const messages = Array.isArray(list) ? list : [];
-  ingestDirect(messages, { live });
-  const seqs = messages.map((m) => Number(m && m.seq)).filter((seq) => Number.isFinite(seq));
-  if (seqs.length) await api.markRead(Math.max(...seqs));
+  ingestDirect(Array.isArray(list) ? list : [], { live });
 }
 
 /** Every direct conversation (its last message), offline partners included. */
@@ -81,9 +79,9 @@ async function refreshConversations() {
     if (!c || !c.with || !c.last) continue;
     state.partners.add(c.with);
     const t = thread('dm', c.with);
-    // A conversation this browser has no marker for (a new log-in): read up to its last
-    // message when the server counts nothing unread, or when that message is our own.
-    if (getSeen(t.key) === null && (!c.unread || c.last.username === state.me)) setSeen(t.key, Number(c.last.ts) || 0);
+    // The server's read state (the same on every page of this user).
+    t.lastRead = Math.max(t.lastRead || 0, Number(c.last_read) || 0);
+    t.serverUnread = Number(c.unread) || 0;
     lasts.push(c.last);
   }
   ingestDirect(lasts, { live: false });
@@ -208,6 +206,7 @@ export function ingestDirect(rawList, { live }) {
       if (m.author === state.me && isCurrent(t)) updateStatus(m.id);
       continue;
     }
+    if (live && !t.loaded && m.author !== state.me && m.seq !== undefined && m.seq > (t.lastRead || 0)) t.serverUnread = (t.serverUnread || 0) + 1;
     grew(t, added);
     if (live && m.author !== state.me && !isCurrent(t)) {
       notify(`${m.broadcast ? 'Broadcast' : 'Message'} from ${m.author}: ${preview(m.text)}`, 'event');
@@ -276,6 +275,12 @@ export function onPresence(ev) {
   clearTimeout(usersRefreshTimer);
   usersRefreshTimer = setTimeout(() => refreshUsers().catch((err) => errors.report(err, 'People online')), 300);
   changed('users', 'dms', 'header');
+}
+
+/** `read`: this user read a conversation up to a message, on some page of theirs. */
+export function onRead(ev) {
+  if (!ev.with || ev.up_to === undefined) return;
+  if (readUpTo(thread('dm', ev.with), Number(ev.up_to))) changed('dms');
 }
 
 /** Reload what the page shows (after a `reset` event or a gap in the stream). */

@@ -192,6 +192,13 @@ export function setSeen(key, value) {
 export const markOf = (t, m) => (t.kind === 'channel' ? m.id : m.ts);
 
 export function unreadCount(t) {
+  if (t.kind === 'dm') {
+    // The server's read state: messages received after the last one read (by `seq`,
+    // on any of the user's pages); for a conversation not loaded yet, its count.
+    let n = 0;
+    for (const m of t.list) if (m.author !== state.me && !m.pending && m.seq !== undefined && m.seq > (t.lastRead || 0)) n++;
+    return t.loaded ? n : Math.max(n, t.serverUnread || 0);
+  }
   const seen = getSeen(t.key) ?? 0;
   let n = 0;
   for (let i = t.list.length - 1; i >= 0; i--) {
@@ -201,6 +208,21 @@ export function unreadCount(t) {
     if (m.author !== state.me) n++;
   }
   return n;
+}
+
+/** The newest received message's `seq` in a direct conversation (0: none). */
+export function newestReceivedSeq(t) {
+  let seq = 0;
+  for (const m of t.list) if (m.author !== state.me && m.seq !== undefined && m.seq > seq) seq = m.seq;
+  return seq;
+}
+
+/** The user read a direct conversation up to `upTo` (here, or on another page). */
+export function readUpTo(t, upTo) {
+  if (upTo <= (t.lastRead || 0)) return false;
+  t.lastRead = upTo;
+  if (upTo >= newestReceivedSeq(t)) t.serverUnread = 0;
+  return true;
 }
 
 /** First time we see a channel: its history so far counts as read. */

@@ -731,6 +731,47 @@ async fn message_changes_test(in_channel: bool) {
     sys.shutdown().await;
 }
 
+/// Read state lives on the server: user2 on two devices (two browsers) sees a new
+/// direct message as unread on both; reading it on one clears it on the other at once,
+/// and after a reload.
+#[ignore = "needs chromium and chromium-driver: cargo test -p weaprous --test browser -- --ignored"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reading_a_conversation_on_one_page_clears_it_on_the_others() {
+    require_browser();
+    let sys = System::builder().peers(1).start().await;
+    let driver = Driver::start().expect("chromedriver starts");
+    let profiles = tempfile::tempdir().expect("a temporary folder for browser profiles");
+    let phone = Browser::open(&driver, &profiles.path().join("phone"), "user2").await.expect("browser 1 opens");
+    let laptop = Browser::open(&driver, &profiles.path().join("laptop"), "user2").await.expect("browser 2 opens");
+    let outcome = async {
+        let user1 = sys.login(0, "user1", "password1").await;
+        for browser in [&phone, &laptop] {
+            browser.log_in(&sys.peer_url(0), "password2").await?;
+            browser.wait_live().await?;
+        }
+        let sent = user1.post("/send-peer", "username=user2&message=%C4%91%E1%BB%8Dc+%C4%91i").await;
+        ensure!(sent.status == 200, "sending: {}", sent.body);
+        let badge = "const item = document.querySelector('[data-testid=dm-item][data-user=user1]');
+            return !!item && (item.querySelector('[data-testid=unread]')?.textContent || '') === arguments[0]";
+        for browser in [&phone, &laptop] {
+            browser.wait_for("the unread message", badge, vec![json!("1")]).await?;
+        }
+        phone.click("[data-testid=dm-item][data-user=user1]").await?;
+        phone.wait_for_message("the message", "đọc đi", "user1").await?;
+        laptop.wait_for("the other page to follow", badge, vec![json!("")]).await?;
+        laptop.client.refresh().await.context("reloading")?;
+        laptop
+            .wait_for("the page ready", "return document.querySelector('#app').dataset.state === 'ready'", vec![])
+            .await?;
+        laptop.wait_for("still read after a reload", badge, vec![json!("")]).await?;
+        Ok(())
+    }
+    .await;
+    finish(outcome, "read-state", &[&phone, &laptop]).await;
+    drop(driver);
+    sys.shutdown().await;
+}
+
 /// Clicks a tool of the message whose text is `text` (tools show on hover; a script
 /// click is what a keyboard user's Enter does).
 const CLICK_TOOL: &str = "const li = [...document.querySelectorAll('#message-list [data-testid=message]')]

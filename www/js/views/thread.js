@@ -3,7 +3,8 @@
 // resizes, e.g. a phone keyboard opening), and its read marker.
 
 import { el, replaceChildren, formatTime, formatFull, formatDay, dayKey, avatar, icon } from '../ui.js';
-import { state, subscribe, changed, currentThread, getSeen, setSeen, markOf, isOnline, isActive, lastSeen } from '../store.js';
+import { state, subscribe, changed, currentThread, getSeen, setSeen, markOf, isOnline, isActive, lastSeen, newestReceivedSeq, readUpTo } from '../store.js';
+import { api } from '../api.js';
 import { render as renderRich } from '../markdown.js';
 import { presenceDot, presenceText } from './presence.js';
 import { replyQuote, reactionsRow, messageTools } from './actions.js';
@@ -33,6 +34,15 @@ export function markCurrentSeen() {
   const t = currentThread();
   const real = t ? t.list.filter((m) => !m.pending) : [];
   if (!real.length || document.hidden || !isAtBottom()) return;
+  if (t.kind === 'dm') {
+    // Read state lives on the server: every page of this user follows (`read` event).
+    const upTo = newestReceivedSeq(t);
+    if (t.loaded && readUpTo(t, upTo)) {
+      changed('dms');
+      api.markRead(upTo, t.name).catch(() => {});
+    }
+    return;
+  }
   const last = markOf(t, real[real.length - 1]);
   if ((getSeen(t.key) ?? -1) < last) {
     setSeen(t.key, last);
