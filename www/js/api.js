@@ -102,6 +102,8 @@ export const api = {
   /** Edit, delete, react: `channel` for a channel message, none for a direct one. */
   editMessage: (id, channel, message) => post('/edit-message', { id, channel_name: channel, message }),
   deleteMessage: (id, channel) => post('/delete-message', { id, channel_name: channel }),
+  /** Messages holding every word of `q`: `{results: [{kind, channel?, with?, id, username, ts, snippet}]}`. */
+  search: (q, limit = 30) => post('/search', { q, limit }),
   /** "I am typing": `to` a user, or in `channel`. */
   typing: (to, channel) => post('/typing', { to, channel_name: channel }),
   react: (id, channel, emoji, on) => post('/react', { id, channel_name: channel, emoji, on }),

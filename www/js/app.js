@@ -13,6 +13,7 @@ import { setupThread, threadOpened, renderHeader, markCurrentSeen } from './view
 import { setupComposer, composerOpened, composerClosed, restoreDraft, startReply, startEdit } from './views/composer.js';
 import { hooks as messageHooks, onChange, saveEdit } from './views/actions.js';
 import { setupTyping, typed, onTyping } from './views/typing.js';
+import { setupSearch, searchHooks } from './views/search.js';
 
 const NAME_RE = /^[\p{L}\p{N}_.-]{1,32}$/u;
 const REFRESH_MS = 30_000; // lists (people, contacts, channels) while the stream is up
@@ -280,6 +281,8 @@ function wireUp() {
   setupThread({ loadOlder: data.loadOlder });
   setupComposer({ send, saveEdit, typed, error: showError, broadcast, toast, narrow: isNarrow });
   setupTyping();
+  setupSearch();
+  searchHooks.open = go;
   Object.assign(messageHooks, { reply: startReply, edit: startEdit, error: showError, loadOlder: data.loadOlder });
   $('new-channel-toggle').addEventListener('click', () => toggleCreateForm());
   $('create-channel-form').addEventListener('submit', createChannel);

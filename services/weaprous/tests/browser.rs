@@ -772,6 +772,66 @@ async fn reading_a_conversation_on_one_page_clears_it_on_the_others() {
     sys.shutdown().await;
 }
 
+/// Search from the sidebar: results with the matching words marked (markup in a
+/// message stays text), and a result opens its conversation at that message. Where the
+/// server has no POST /search yet it says NOT RUN and passes.
+#[ignore = "needs chromium and chromium-driver: cargo test -p weaprous --test browser -- --ignored"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_finds_a_message_and_opens_it() {
+    require_browser();
+    let sys = System::builder().peers(1).start().await;
+    let user2 = sys.login(0, "user2", "password2").await;
+    let probe = user2.post("/search", "").await;
+    if probe.status == 404 {
+        eprintln!("NOT RUN: this server has no POST /search yet ({})", probe.body);
+        sys.shutdown().await;
+        return;
+    }
+    assert_eq!(user2.post("/join-channel", "channel_name=general").await.status, 200);
+    for text in ["first+line", "con+m%C3%A8o+m%C3%A0u+cam+%3Cb%3Ex%3C%2Fb%3E", "another+line"] {
+        let reply = user2.post("/send-channel-message", &format!("channel_name=general&message={text}")).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+    for n in 0..20 {
+        let reply =
+            user2.post("/send-channel-message", &format!("channel_name=general&message=filler+{n}%0Aa%0Ab")).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+    let driver = Driver::start().expect("chromedriver starts");
+    let profiles = tempfile::tempdir().expect("a temporary folder for browser profiles");
+    let user1 = Browser::open(&driver, &profiles.path().join("user1"), "user1").await.expect("the browser opens");
+    let outcome = async {
+        user1.log_in(&sys.peer_url(0), "password1").await?;
+        user1.open_channel("general").await?;
+        user1.run("location.hash = ''; return true", vec![]).await?;
+        user1.type_into("#search-input", &format!("mèo{ENTER}")).await?;
+        user1
+            .wait_for(
+                "one result, the word marked",
+                "const items = document.querySelectorAll('[data-testid=search-result]');
+                 return items.length === 1 && [...items[0].querySelectorAll('mark')].map(m => m.textContent).join() === 'mèo'
+                     && items[0].textContent.includes('<b>x</b>') && !items[0].querySelector('b')",
+                vec![],
+            )
+            .await?;
+        user1.screenshot(&screenshot_dir().join("search-user1.png")).await?;
+        user1.click("[data-testid=search-result]").await?;
+        user1
+            .wait_for(
+                "the message pointed out in general",
+                "return location.hash === '#c/general'
+                    && [...document.querySelectorAll('#message-list li.flash [data-testid=message-text]')]
+                        .some(n => n.textContent === 'con mèo màu cam <b>x</b>')",
+                vec![],
+            )
+            .await
+    }
+    .await;
+    finish(outcome, "search", &[&user1]).await;
+    drop(driver);
+    sys.shutdown().await;
+}
+
 /// Clicks a tool of the message whose text is `text` (tools show on hover; a script
 /// click is what a keyboard user's Enter does).
 const CLICK_TOOL: &str = "const li = [...document.querySelectorAll('#message-list [data-testid=message]')]
