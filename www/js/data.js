@@ -11,6 +11,8 @@ import { stoppedTyping } from './views/typing.js';
 
 const PAGE_SIZE = 50;
 const RECENT_MS = 5000;
+/** Pages of history carry each message's whole state: copies held take it. */
+const HISTORY = { refresh: true };
 
 /** Errors go to the notifications; `report` is set by app.js (it also toasts). */
 export const errors = { report: (err, context) => console.warn(context, err) };
@@ -119,12 +121,12 @@ export async function loadLatest(t) {
     if (t.kind === 'channel') {
       const view = (await api.channelMessages(t.name, { limit: PAGE_SIZE })).messages || {};
       t.members = view.members || [];
-      addMessages(t, (view.messages || []).map(fromChannel));
+      addMessages(t, (view.messages || []).map(fromChannel), HISTORY);
       t.hasMore = !!view.has_more;
     } else {
       const data = await api.conversation(t.name, { limit: PAGE_SIZE });
       const msgs = (data.messages || []).map(fromDirect);
-      addMessages(t, msgs);
+      addMessages(t, msgs, HISTORY);
       t.hasMore = typeof data.has_more === 'boolean' ? data.has_more : msgs.length >= PAGE_SIZE;
     }
     t.loaded = true;
@@ -145,12 +147,12 @@ export async function loadOlder() {
   try {
     if (t.kind === 'channel') {
       const view = (await api.channelMessages(t.name, { before: first.id, limit: PAGE_SIZE })).messages || {};
-      addMessages(t, (view.messages || []).map(fromChannel));
+      addMessages(t, (view.messages || []).map(fromChannel), HISTORY);
       t.hasMore = !!view.has_more;
     } else {
       const cursor = first.seq !== undefined ? first.seq : first.id;
       const data = await api.conversation(t.name, { before: cursor, limit: PAGE_SIZE });
-      const added = addMessages(t, (data.messages || []).map(fromDirect));
+      const added = addMessages(t, (data.messages || []).map(fromDirect), HISTORY);
       t.hasMore = added.length > 0 && (typeof data.has_more === 'boolean' ? data.has_more : added.length >= PAGE_SIZE);
     }
   } catch (err) {
@@ -169,7 +171,7 @@ export async function catchUpChannel(name) {
   for (let round = 0; round < 10; round++) {
     const view = (await api.channelMessages(name, after === undefined ? { limit: PAGE_SIZE } : { after, limit: 500 })).messages || {};
     t.members = view.members || t.members;
-    const added = addMessages(t, (view.messages || []).map(fromChannel));
+    const added = addMessages(t, (view.messages || []).map(fromChannel), HISTORY);
     grew(t, added);
     if (!view.has_more || !added.length) break;
     after = t.list.filter((m) => !m.pending).at(-1).id;
@@ -288,12 +290,20 @@ export async function resync() {
   await refreshAll();
   const jobs = [...state.joined].map((name) => catchUpChannel(name).catch((err) => errors.report(err, `#${name}`)));
   jobs.push(loadDirect().catch((err) => errors.report(err, 'Direct messages')));
+  // The open conversation's latest page again: edits, deletions and reactions made
+  // while the stream was down.
   const t = currentThread();
-  if (t && t.kind === 'dm') {
+  if (t && t.loaded) {
+    const page =
+      t.kind === 'dm'
+        ? api.conversation(t.name, { limit: PAGE_SIZE }).then((data) => (data.messages || []).map(fromDirect))
+        : api.channelMessages(t.name, { limit: PAGE_SIZE }).then((data) => ((data.messages || {}).messages || []).map(fromChannel));
     jobs.push(
-      api
-        .conversation(t.name, { limit: PAGE_SIZE })
-        .then((data) => grew(t, addMessages(t, (data.messages || []).map(fromDirect))))
+      page
+        .then((msgs) => {
+          grew(t, addMessages(t, msgs, HISTORY));
+          if (t.dirty && isCurrent(t)) changed('thread');
+        })
         .catch((err) => errors.report(err, t.name)),
     );
   }

@@ -114,8 +114,11 @@ function compare(kind) {
   };
 }
 
-/** Add messages to a thread, skipping ids it already has. Returns the new ones. */
-export function addMessages(t, msgs) {
+/** Add messages to a thread, skipping ids it already has. Returns the new ones.
+ * `refresh`: the messages come from a history page, which carries their whole state
+ * (edits, tombstone, reactions), so a copy already held takes it; other sources (the
+ * received list, events of new messages) do not, and never overwrite it. */
+export function addMessages(t, msgs, { refresh = false } = {}) {
   const added = [];
   for (const m of msgs) {
     const existing = t.byId.get(m.id);
@@ -123,7 +126,7 @@ export function addMessages(t, msgs) {
       // A local echo of our own send: take the server's time and sequence.
       if (existing.local && !m.local) Object.assign(existing, m, { local: false });
       // A fresher copy from the server (after a gap): its edits, reactions, tombstone.
-      else if (!m.local && changeKey(m) !== changeKey(existing)) {
+      else if (refresh && !m.local && changeKey(m) !== changeKey(existing)) {
         updateMessage(t, m.id, { ...m, reactions: m.reactions || [] });
       }
       continue;
