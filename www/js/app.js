@@ -4,7 +4,7 @@
 
 import { api, ApiError } from './api.js';
 import { el, avatar } from './ui.js';
-import { state, changed, flush, thread, keyOf, isCurrentKey, notify } from './store.js';
+import { state, changed, flush, thread, keyOf, isCurrentKey, notify, unreadCount, getSeen } from './store.js';
 import { startLive } from './live.js';
 import { startOutbox, enqueue, kick } from './outbox.js';
 import * as data from './data.js';
@@ -74,9 +74,11 @@ function route() {
 function show(kind, name) {
   closeSidebar({ restoreFocus: false });
   if (isCurrentKey(keyOf(kind, name))) return;
+  const t = thread(kind, name);
+  // Where "new since you left" goes: after the last message read, if any arrived since.
+  t.newSince = unreadCount(t) > 0 ? (t.lastRead ?? getSeen(t.key) ?? null) : null;
   state.current = { kind, name };
   if (kind === 'dm') state.partners.add(name);
-  const t = thread(kind, name);
   $('welcome').hidden = true;
   $('thread').hidden = false;
   threadOpened();
@@ -258,6 +260,9 @@ function onEvent(ev) {
       break;
     case 'read':
       data.onRead(ev);
+      break;
+    case 'mention':
+      data.onMention(ev);
       break;
     case 'message_edited':
     case 'message_deleted':

@@ -59,6 +59,15 @@ export async function refreshChannels() {
     else if (change.joined) next.add(name);
     else next.delete(name);
   }
+  // The tracker's read state, where it has one (`summaries`).
+  for (const s of Array.isArray(joined.summaries) ? joined.summaries : []) {
+    if (!s || !s.name) continue;
+    const t = thread('channel', s.name);
+    t.lastRead = Math.max(t.lastRead || 0, Number(s.last_read) || 0);
+    t.serverUnread = Number(s.unread) || 0;
+    t.mentions = Number(s.mentions) || 0;
+    t.topic = s.topic || '';
+  }
   const before = state.joined;
   state.allChannels = [...new Set([...(all.channels || []), ...next])].sort();
   state.joined = next;
@@ -192,7 +201,20 @@ function grew(t, added) {
 export function ingestChannel(raw) {
   if (!raw.channel) return;
   const t = thread('channel', raw.channel);
-  grew(t, addMessages(t, [fromChannel(raw)]));
+  const added = addMessages(t, [fromChannel(raw)]);
+  // Beyond the page held, the server's count grows with it.
+  if (added.length && t.serverUnread && raw.username !== state.me) t.serverUnread++;
+  grew(t, added);
+}
+
+/** `mention`: someone named this user in a channel. */
+export function onMention(ev) {
+  if (!ev.channel || !ev.username) return;
+  const t = thread('channel', ev.channel);
+  if (isCurrent(t) && !document.hidden) return;
+  t.mentions = (t.mentions || 0) + 1;
+  notify(`${ev.username} mentioned you in #${ev.channel}: ${preview(ev.text || '')}`, 'event');
+  changed('channels');
 }
 
 export function ingestDirect(rawList, { live }) {
@@ -281,8 +303,9 @@ export function onPresence(ev) {
 
 /** `read`: this user read a conversation up to a message, on some page of theirs. */
 export function onRead(ev) {
-  if (!ev.with || ev.up_to === undefined) return;
-  if (readUpTo(thread('dm', ev.with), Number(ev.up_to))) changed('dms');
+  if (ev.up_to === undefined || !(ev.with || ev.channel)) return;
+  const t = ev.channel ? thread('channel', ev.channel) : thread('dm', ev.with);
+  if (readUpTo(t, Number(ev.up_to))) changed('dms', 'channels');
 }
 
 /** Reload what the page shows (after a `reset` event or a gap in the stream). */

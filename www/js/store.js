@@ -202,6 +202,12 @@ export function unreadCount(t) {
     for (const m of t.list) if (m.author !== state.me && !m.pending && m.seq !== undefined && m.seq > (t.lastRead || 0)) n++;
     return t.loaded ? n : Math.max(n, t.serverUnread || 0);
   }
+  if (t.lastRead !== undefined) {
+    // A channel with the tracker's read state: messages from others after the last read.
+    let n = 0;
+    for (const m of t.list) if (m.author !== state.me && !m.pending && !m.deleted && m.id > t.lastRead) n++;
+    return Math.max(n, t.serverUnread || 0);
+  }
   const seen = getSeen(t.key) ?? 0;
   let n = 0;
   for (let i = t.list.length - 1; i >= 0; i--) {
@@ -213,9 +219,14 @@ export function unreadCount(t) {
   return n;
 }
 
-/** The newest received message's `seq` in a direct conversation (0: none). */
+/** The newest received message's `seq` in a direct conversation, or the newest
+ * message's id in a channel (0: none): what "read up to here" names. */
 export function newestReceivedSeq(t) {
   let seq = 0;
+  if (t.kind === 'channel') {
+    for (const m of t.list) if (!m.pending && m.id > seq) seq = m.id;
+    return seq;
+  }
   for (const m of t.list) if (m.author !== state.me && m.seq !== undefined && m.seq > seq) seq = m.seq;
   return seq;
 }
@@ -224,7 +235,10 @@ export function newestReceivedSeq(t) {
 export function readUpTo(t, upTo) {
   if (upTo <= (t.lastRead || 0)) return false;
   t.lastRead = upTo;
-  if (upTo >= newestReceivedSeq(t)) t.serverUnread = 0;
+  if (upTo >= newestReceivedSeq(t)) {
+    t.serverUnread = 0;
+    t.mentions = 0;
+  }
   return true;
 }
 

@@ -772,6 +772,66 @@ async fn reading_a_conversation_on_one_page_clears_it_on_the_others() {
     sys.shutdown().await;
 }
 
+/// A channel's read state is the tracker's: a mention shows as "@" and a count on both
+/// of user1's pages, opening the channel shows "New since you left" before it, and the
+/// other page clears at once and after a reload.
+#[ignore = "needs chromium and chromium-driver: cargo test -p weaprous --test browser -- --ignored"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mention_shows_on_every_page_and_reading_the_channel_clears_it() {
+    require_browser();
+    let sys = System::builder().peers(1).start().await;
+    let user1 = sys.login(0, "user1", "password1").await;
+    let user2 = sys.login(0, "user2", "password2").await;
+    for user in [&user1, &user2] {
+        assert_eq!(user.post("/join-channel", "channel_name=general").await.status, 200);
+    }
+    let driver = Driver::start().expect("chromedriver starts");
+    let profiles = tempfile::tempdir().expect("a temporary folder for browser profiles");
+    let phone = Browser::open(&driver, &profiles.path().join("phone"), "user1").await.expect("browser 1 opens");
+    let laptop = Browser::open(&driver, &profiles.path().join("laptop"), "user1").await.expect("browser 2 opens");
+    let outcome = async {
+        assert_eq!(user2.post("/send-channel-message", "channel_name=general&message=before").await.status, 200);
+        for browser in [&phone, &laptop] {
+            browser.log_in(&sys.peer_url(0), "password1").await?;
+            browser.wait_live().await?;
+        }
+        // Read so far on the phone: the earlier message is behind the line.
+        phone.open_channel("general").await?;
+        phone.wait_for_message("the earlier message", "before", "user2").await?;
+        phone.run("location.hash = ''; return true", vec![]).await?;
+        let sent = user2.post("/send-channel-message", "channel_name=general&message=ch%C3%A0o+%40user1").await;
+        ensure!(sent.status == 200, "sending: {}", sent.body);
+        let counts = "const item = document.querySelector('[data-testid=channel-item][data-channel=general]');
+            return !!item && (item.querySelector('[data-testid=unread]')?.textContent || '') === arguments[0]
+                && !!item.querySelector('[data-testid=mentions]') === arguments[1]";
+        for browser in [&phone, &laptop] {
+            browser.wait_for("the mention and the unread count", counts, vec![json!("1"), json!(true)]).await?;
+        }
+        phone.click("[data-testid=channel-item][data-channel=general]").await?;
+        phone
+            .wait_for(
+                "the line before the new message",
+                "const line = document.querySelector('#message-list [data-testid=new-since]');
+                 const next = line && line.nextElementSibling;
+                 return !!next && next.querySelector('[data-testid=message-text]').textContent === 'chào @user1'",
+                vec![],
+            )
+            .await?;
+        phone.screenshot(&screenshot_dir().join("new-since-user1.png")).await?;
+        laptop.wait_for("the other page to follow", counts, vec![json!(""), json!(false)]).await?;
+        laptop.client.refresh().await.context("reloading")?;
+        laptop
+            .wait_for("the page ready", "return document.querySelector('#app').dataset.state === 'ready'", vec![])
+            .await?;
+        laptop.wait_for("still read after a reload", counts, vec![json!(""), json!(false)]).await?;
+        Ok(())
+    }
+    .await;
+    finish(outcome, "mention", &[&phone, &laptop]).await;
+    drop(driver);
+    sys.shutdown().await;
+}
+
 /// Search from the sidebar: results with the matching words marked (markup in a
 /// message stays text), and a result opens its conversation at that message. Where the
 /// server has no POST /search yet it says NOT RUN and passes.

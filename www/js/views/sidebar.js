@@ -59,6 +59,7 @@ function navItem(kind, name, attrs, lead, extra, actions) {
       },
       lead,
       el('span', { class: 'nav-label' }, name, extra),
+      !active && t.mentions ? el('span', { class: 'badge mention', 'aria-label': `${t.mentions} mentioning you`, 'data-testid': 'mentions' }, '@') : null,
       badge(n),
     ),
     actions,

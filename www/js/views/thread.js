@@ -14,6 +14,8 @@ const $ = (id) => document.getElementById(id);
 
 /** What the message list shows now, to append rather than rebuild when possible. */
 const shown = { key: null, count: 0, firstId: null, lastId: null };
+/** Whether the "new since you left" line is in the list already (per rebuild). */
+const divider = { placed: false };
 /** Whether the reader is at the newest message (then resizes and new messages keep them there). */
 let pinned = true;
 
@@ -34,12 +36,13 @@ export function markCurrentSeen() {
   const t = currentThread();
   const real = t ? t.list.filter((m) => !m.pending) : [];
   if (!real.length || document.hidden || !isAtBottom()) return;
-  if (t.kind === 'dm') {
+  if (t.kind === 'dm' || t.lastRead !== undefined) {
     // Read state lives on the server: every page of this user follows (`read` event).
     const upTo = newestReceivedSeq(t);
     if (t.loaded && readUpTo(t, upTo)) {
-      changed('dms');
-      api.markRead(upTo, t.name).catch(() => {});
+      changed('dms', 'channels');
+      const request = t.kind === 'dm' ? api.markRead(upTo, t.name) : api.markChannelRead(t.name, upTo);
+      request.catch(() => {});
     }
     return;
   }
@@ -118,6 +121,7 @@ export function renderThread() {
     const sameThread = shown.key === t.key;
     const fromBottom = scroller.scrollHeight - scroller.scrollTop;
     const nodes = [];
+    divider.placed = false;
     for (let i = 0; i < n; i++) nodes.push(...messageNodes(t, t.list[i], t.list[i - 1]));
     replaceChildren(list, nodes);
     if (sameThread && !wasPinned) scroller.scrollTop = scroller.scrollHeight - fromBottom;
@@ -140,7 +144,15 @@ function messageNodes(t, m, prev) {
     nodes.push(el('li', { class: 'day-sep' }, el('span', {}, formatDay(m.ts))));
   }
   const mine = m.author === state.me;
+  // The first message that arrived since the reader last read this conversation.
+  const mark = t.kind === 'dm' ? m.seq : m.id;
+  const before = nodes.length;
+  if (!divider.placed && t.newSince !== null && t.newSince !== undefined && !mine && !m.pending && mark !== undefined && mark > t.newSince) {
+    divider.placed = true;
+    nodes.push(el('li', { class: 'new-since', 'data-testid': 'new-since' }, el('span', {}, 'New since you left')));
+  }
   const grouped =
+    nodes.length === before &&
     prev && prev.author === m.author && m.ts - prev.ts < GROUP_MS && dayKey(prev.ts) === dayKey(m.ts) && !m.broadcast && !prev.broadcast;
   const time = el('time', { datetime: new Date(m.ts).toISOString(), title: formatFull(m.ts) }, formatTime(m.ts));
   const meta = el(
