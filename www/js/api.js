@@ -115,6 +115,7 @@ export const api = {
   received: () => get('/get-received-messages'),
   /** Marks received direct messages read, up to the one at `upTo` (a `seq`). */
   markRead: (upTo, withName) => post('/mark-read', { up_to: upTo, with: withName }),
+  setTopic: (name, topic) => post('/set-topic', { channel_name: name, topic }),
   markChannelRead: (name, upTo) => post('/mark-read', { channel_name: name, up_to: upTo }),
   /** Resolves to `{status, data}`: 200 delivered, 202 queued. */
   sendPeer: (username, message, replyTo) => request('POST', '/send-peer', { form: { username, message, reply_to: replyTo } }),

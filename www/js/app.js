@@ -153,6 +153,21 @@ async function leaveCurrentChannel() {
   }
 }
 
+async function setTopic() {
+  const cur = state.current;
+  if (!cur || cur.kind !== 'channel') return;
+  const t = thread('channel', cur.name);
+  const topic = window.prompt(`The topic of #${cur.name} (up to 250 characters; empty clears it)`, t.topic || '');
+  if (topic === null) return;
+  try {
+    await withBusy($('set-topic'), () => api.setTopic(cur.name, topic.trim()));
+    t.topic = topic.trim();
+    changed('header');
+  } catch (err) {
+    showError(err, 'Setting the topic');
+  }
+}
+
 async function createChannel(event) {
   event.preventDefault();
   const input = $('new-channel-name');
@@ -264,6 +279,9 @@ function onEvent(ev) {
     case 'mention':
       data.onMention(ev);
       break;
+    case 'channel_updated':
+      data.onChannelUpdated(ev);
+      break;
     case 'message_edited':
     case 'message_deleted':
     case 'reaction':
@@ -299,6 +317,7 @@ function wireUp() {
     }
   });
   $('leave-channel').addEventListener('click', leaveCurrentChannel);
+  $('set-topic').addEventListener('click', setTopic);
   $('logout').addEventListener('click', logout);
   window.addEventListener('hashchange', route);
 }

@@ -301,6 +301,15 @@ export function onPresence(ev) {
   changed('users', 'dms', 'header');
 }
 
+/** `channel_updated`: a channel's topic (or privacy) changed. */
+export function onChannelUpdated(ev) {
+  if (!ev.channel) return;
+  const t = thread('channel', ev.channel);
+  t.topic = ev.topic || '';
+  t.private = !!ev.private;
+  if (isCurrent(t)) changed('header');
+}
+
 /** `read`: this user read a conversation up to a message, on some page of theirs. */
 export function onRead(ev) {
   if (ev.up_to === undefined || !(ev.with || ev.channel)) return;

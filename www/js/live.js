@@ -11,7 +11,7 @@ const RETRY_MS = [250, 500, 1000, 2000];
 const POLL_MS = 3000;
 /** Failures in a row, with the server answering plain requests, before polling too. */
 const POLL_AFTER = 4;
-const TYPES = ['channel_message', 'direct_message', 'membership', 'presence', 'reset', 'message_edited', 'message_deleted', 'reaction', 'typing', 'read', 'mention'];
+const TYPES = ['channel_message', 'direct_message', 'membership', 'presence', 'reset', 'message_edited', 'message_deleted', 'reaction', 'typing', 'read', 'mention', 'channel_updated'];
 
 const live = { es: null, failures: 0, retryTimer: 0, pollTimer: 0, polling: false, everOpen: false, handlers: null };
 

@@ -998,6 +998,20 @@ async fn message_changes(sys: &System, user1: &Browser, user2: &Browser, in_chan
             .await?;
     }
     user2.wait_for("the quote of a deleted message", quoted, vec![json!("user1deleted message")]).await?;
+
+    if in_channel {
+        // A topic set on one page shows in the other's header.
+        user1.run("window.prompt = () => 'Chủ đề: **mèo**'; return true", vec![]).await?;
+        user1.click("#set-topic").await?;
+        user2
+            .wait_for(
+                "the topic in the header",
+                "const s = document.querySelector('#chat-subtitle');
+                 return s.dataset.topic === 'Chủ đề: **mèo**' && s.textContent.startsWith('Chủ đề: **mèo**')",
+                vec![],
+            )
+            .await?;
+    }
     Ok(())
 }
 

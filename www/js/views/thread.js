@@ -65,6 +65,7 @@ export function renderHeader() {
   const title = $('chat-title');
   const subtitle = $('chat-subtitle');
   const leave = $('leave-channel');
+  $('set-topic').hidden = !cur || cur.kind !== 'channel';
   if (!cur) {
     title.textContent = 'Welcome';
     title.removeAttribute('aria-label');
@@ -78,7 +79,9 @@ export function renderHeader() {
     title.setAttribute('aria-label', `Channel ${cur.name}`);
     const members = t.members || [];
     const online = members.filter((m) => m.online).length;
-    subtitle.textContent = members.length ? `${members.length} member${members.length === 1 ? '' : 's'} · ${online} online` : '';
+    const people = members.length ? `${members.length} member${members.length === 1 ? '' : 's'} · ${online} online` : '';
+    subtitle.textContent = t.topic ? `${t.topic}${people ? ` · ${people}` : ''}` : people;
+    subtitle.dataset.topic = t.topic || '';
     subtitle.title = members.map((m) => `${m.username}${m.online ? ' (online)' : ''}`).join(', ');
     leave.hidden = false;
     leave.setAttribute('aria-label', `Leave #${cur.name}`);
