@@ -93,7 +93,8 @@ export const api = {
 
   allChannels: () => get('/get-all-channels'),
   joinedChannels: () => get('/get-joined-channels'),
-  createChannel: (name) => post('/create-channel', { channel_name: name }),
+  createChannel: (name, isPrivate = false) => post('/create-channel', { channel_name: name, private: isPrivate }),
+  invite: (name, username) => post('/invite', { channel_name: name, username }),
   joinChannel: (name) => post('/join-channel', { channel_name: name }),
   leaveChannel: (name) => post('/leave-channel', { channel_name: name }),
   channelMessages: (name, { before, after, limit } = {}) =>

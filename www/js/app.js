@@ -168,6 +168,19 @@ async function setTopic() {
   }
 }
 
+async function invite() {
+  const cur = state.current;
+  if (!cur || cur.kind !== 'channel') return;
+  const who = window.prompt(`Who should join #${cur.name}? (a user name)`, '');
+  if (!who || !who.trim()) return;
+  try {
+    await withBusy($('invite'), () => api.invite(cur.name, who.trim()));
+    notify(`${who.trim()} is now in #${cur.name}`);
+  } catch (err) {
+    showError(err, 'Inviting');
+  }
+}
+
 async function createChannel(event) {
   event.preventDefault();
   const input = $('new-channel-name');
@@ -184,7 +197,10 @@ async function createChannel(event) {
   error.hidden = true;
   input.removeAttribute('aria-invalid');
   try {
-    await withBusy(event.submitter || null, () => api.createChannel(name));
+    const isPrivate = $('new-channel-private').checked;
+    await withBusy(event.submitter || null, () => api.createChannel(name, isPrivate));
+    thread('channel', name).private = isPrivate;
+    $('new-channel-private').checked = false;
     input.value = '';
     toggleCreateForm(false);
     data.noteMembershipChange(name, true);
@@ -318,6 +334,7 @@ function wireUp() {
   });
   $('leave-channel').addEventListener('click', leaveCurrentChannel);
   $('set-topic').addEventListener('click', setTopic);
+  $('invite').addEventListener('click', invite);
   $('logout').addEventListener('click', logout);
   window.addEventListener('hashchange', route);
 }

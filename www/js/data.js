@@ -67,6 +67,7 @@ export async function refreshChannels() {
     t.serverUnread = Number(s.unread) || 0;
     t.mentions = Number(s.mentions) || 0;
     t.topic = s.topic || '';
+    t.private = !!s.private;
   }
   const before = state.joined;
   state.allChannels = [...new Set([...(all.channels || []), ...next])].sort();
@@ -252,6 +253,8 @@ export function onMembership(ev, { closeThread }) {
       state.joined.add(channel);
       if (!state.allChannels.includes(channel)) state.allChannels = [...state.allChannels, channel].sort();
       prefetchChannel(channel);
+      // Invited, perhaps to a private channel: its summary says.
+      refreshChannels().catch(() => {});
     } else if (!joined && state.joined.has(channel)) {
       state.joined.delete(channel);
       if (state.current && state.current.kind === 'channel' && state.current.name === channel) closeThread();

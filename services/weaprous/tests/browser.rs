@@ -1011,6 +1011,21 @@ async fn message_changes(sys: &System, user1: &Browser, user2: &Browser, in_chan
                 vec![],
             )
             .await?;
+        // A private channel, and an invitation: it appears on the invitee's page.
+        user1.click("#new-channel-toggle").await?;
+        user1.type_into("#new-channel-name", "bimat").await?;
+        user1.click("#new-channel-private").await?;
+        user1.click("[data-testid=create-channel]").await?;
+        user1.wait_for("the private channel open", "return location.hash === '#c/bimat'", vec![]).await?;
+        user1.run("window.prompt = () => 'user2'; return true", vec![]).await?;
+        user1.click("#invite").await?;
+        user2
+            .wait_for(
+                "the private channel in user2's list",
+                "return document.querySelector('[data-testid=channel-item][data-channel=bimat]')?.textContent.includes('(private)') === true",
+                vec![],
+            )
+            .await?;
     }
     Ok(())
 }

@@ -72,7 +72,8 @@ export function renderChannels(actions) {
     $('joined-channels'),
     joined.map((name) =>
       navItem('channel', name, { 'data-testid': 'channel-item', 'data-channel': name, 'data-focus-key': `c:${name}` },
-        el('span', { class: 'nav-icon', 'aria-hidden': 'true' }, '#')),
+        el('span', { class: 'nav-icon', 'aria-hidden': 'true' }, thread('channel', name).private ? '🔒' : '#'),
+        thread('channel', name).private ? el('span', { class: 'visually-hidden' }, ' (private)') : null),
     ),
   );
   $('joined-empty').hidden = joined.length > 0;

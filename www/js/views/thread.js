@@ -66,6 +66,7 @@ export function renderHeader() {
   const subtitle = $('chat-subtitle');
   const leave = $('leave-channel');
   $('set-topic').hidden = !cur || cur.kind !== 'channel';
+  $('invite').hidden = !cur || cur.kind !== 'channel';
   if (!cur) {
     title.textContent = 'Welcome';
     title.removeAttribute('aria-label');
@@ -75,8 +76,8 @@ export function renderHeader() {
   }
   const t = currentThread();
   if (cur.kind === 'channel') {
-    replaceChildren(title, el('span', { class: 'title-prefix', 'aria-hidden': 'true' }, '#'), cur.name);
-    title.setAttribute('aria-label', `Channel ${cur.name}`);
+    replaceChildren(title, el('span', { class: 'title-prefix', 'aria-hidden': 'true' }, t.private ? '🔒' : '#'), cur.name);
+    title.setAttribute('aria-label', `${t.private ? 'Private channel' : 'Channel'} ${cur.name}`);
     const members = t.members || [];
     const online = members.filter((m) => m.online).length;
     const people = members.length ? `${members.length} member${members.length === 1 ? '' : 's'} · ${online} online` : '';
