@@ -14,6 +14,7 @@ import { setupComposer, composerOpened, composerClosed, restoreDraft, startReply
 import { hooks as messageHooks, onChange, saveEdit } from './views/actions.js';
 import { setupTyping, typed, onTyping } from './views/typing.js';
 import { setupSearch, searchHooks } from './views/search.js';
+import { setupAlerts } from './views/alerts.js';
 
 const NAME_RE = /^[\p{L}\p{N}_.-]{1,32}$/u;
 const REFRESH_MS = 30_000; // lists (people, contacts, channels) while the stream is up
@@ -321,6 +322,7 @@ function wireUp() {
   setupComposer({ send, saveEdit, typed, error: showError, broadcast, toast, narrow: isNarrow });
   setupTyping();
   setupSearch();
+  setupAlerts();
   searchHooks.open = go;
   Object.assign(messageHooks, { reply: startReply, edit: startEdit, error: showError, loadOlder: data.loadOlder });
   $('new-channel-toggle').addEventListener('click', () => toggleCreateForm());

@@ -8,6 +8,7 @@ import {
 } from './store.js';
 import { updateStatus } from './views/thread.js';
 import { stoppedTyping } from './views/typing.js';
+import { desktopAlert } from './views/alerts.js';
 
 const PAGE_SIZE = 50;
 const RECENT_MS = 5000;
@@ -213,8 +214,13 @@ export function onMention(ev) {
   if (!ev.channel || !ev.username) return;
   const t = thread('channel', ev.channel);
   if (isCurrent(t) && !document.hidden) return;
+  if (isCurrent(t)) {
+    desktopAlert(`${ev.username} in #${ev.channel}`, preview(ev.text || ''), `#c/${encodeURIComponent(ev.channel)}`);
+    return;
+  }
   t.mentions = (t.mentions || 0) + 1;
   notify(`${ev.username} mentioned you in #${ev.channel}: ${preview(ev.text || '')}`, 'event');
+  desktopAlert(`${ev.username} in #${ev.channel}`, preview(ev.text || ''), `#c/${encodeURIComponent(ev.channel)}`);
   changed('channels');
 }
 
@@ -233,6 +239,7 @@ export function ingestDirect(rawList, { live }) {
     }
     if (live && !t.loaded && m.author !== state.me && m.seq !== undefined && m.seq > (t.lastRead || 0)) t.serverUnread = (t.serverUnread || 0) + 1;
     grew(t, added);
+    if (live && m.author !== state.me) desktopAlert(`${m.author}`, preview(m.text), `#u/${encodeURIComponent(m.author)}`);
     if (live && m.author !== state.me && !isCurrent(t)) {
       notify(`${m.broadcast ? 'Broadcast' : 'Message'} from ${m.author}: ${preview(m.text)}`, 'event');
     }

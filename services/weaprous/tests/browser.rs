@@ -832,6 +832,56 @@ async fn a_mention_shows_on_every_page_and_reading_the_channel_clears_it() {
     sys.shutdown().await;
 }
 
+/// A mention while the page is hidden (another tab in front) raises a desktop
+/// notification naming who and where.
+#[ignore = "needs chromium and chromium-driver: cargo test -p weaprous --test browser -- --ignored"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mention_in_a_hidden_tab_raises_a_desktop_notification() {
+    require_browser();
+    let sys = System::builder().peers(1).start().await;
+    let user1 = sys.login(0, "user1", "password1").await;
+    let user2 = sys.login(0, "user2", "password2").await;
+    for user in [&user1, &user2] {
+        assert_eq!(user.post("/join-channel", "channel_name=general").await.status, 200);
+    }
+    let driver = Driver::start().expect("chromedriver starts");
+    let profiles = tempfile::tempdir().expect("a temporary folder for browser profiles");
+    let browser = Browser::open(&driver, &profiles.path().join("user1"), "user1").await.expect("the browser opens");
+    let outcome = async {
+        browser.log_in(&sys.peer_url(0), "password1").await?;
+        browser.wait_live().await?;
+        // Record what the page shows (the real notification goes to the desktop).
+        browser
+            .run(
+                "window.__alerts = [];
+                 const Real = window.Notification;
+                 window.Notification = class extends Real {
+                     constructor(title, options) { super(title, options); window.__alerts.push([title, options.body]); }
+                 };
+                 return Notification.permission",
+                vec![],
+            )
+            .await?;
+        let chat = browser.client.window().await.context("the chat's window")?;
+        let other = browser.client.new_window(true).await.context("a second tab")?;
+        browser.client.switch_to_window(other.handle).await.context("to the second tab")?;
+        let sent = user2.post("/send-channel-message", "channel_name=general&message=%40user1+xem+n%C3%A0y").await;
+        ensure!(sent.status == 200, "sending: {}", sent.body);
+        browser.client.switch_to_window(chat).await.context("back to the chat")?;
+        browser
+            .wait_for(
+                "the desktop notification",
+                "return JSON.stringify(window.__alerts) === JSON.stringify([['user2 in #general', '@user1 xem này']])",
+                vec![],
+            )
+            .await
+    }
+    .await;
+    finish(outcome, "alerts", &[&browser]).await;
+    drop(driver);
+    sys.shutdown().await;
+}
+
 /// Search from the sidebar: results with the matching words marked (markup in a
 /// message stays text), and a result opens its conversation at that message. Where the
 /// server has no POST /search yet it says NOT RUN and passes.
@@ -1134,6 +1184,8 @@ impl Browser {
             "goog:chromeOptions": {
                 "binary": CHROMIUM,
                 "args": args,
+                // Desktop notifications allowed, as after the user said yes.
+                "prefs": { "profile.default_content_setting_values.notifications": 1 },
             },
         });
         let Value::Object(capabilities) = capabilities else { unreachable!("a JSON object") };
