@@ -699,8 +699,7 @@ async fn replies_reactions_edits_and_deletions_in_a_conversation() {
     message_changes_test(false).await;
 }
 
-/// The same in a channel. Where the server does not do channel edits yet (the tracker's
-/// side of issue 13), it says NOT RUN and passes.
+/// The same in a channel.
 #[ignore = "needs chromium and chromium-driver: cargo test -p weaprous --test browser -- --ignored"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replies_reactions_edits_and_deletions_in_a_channel() {
@@ -710,17 +709,6 @@ async fn replies_reactions_edits_and_deletions_in_a_channel() {
 async fn message_changes_test(in_channel: bool) {
     require_browser();
     let sys = System::builder().peers(2).start().await;
-    if in_channel {
-        let probe =
-            sys.login(0, "user1", "password1").await.post("/edit-message", "channel_name=general&id=1&message=x").await;
-        let refusal = probe.body["message"].as_str().unwrap_or_default().to_owned();
-        if probe.status == 404 && refusal.starts_with("no route") || probe.status == 400 && refusal.contains("not yet")
-        {
-            eprintln!("NOT RUN: this server does not edit channel messages yet ({})", probe.body);
-            sys.shutdown().await;
-            return;
-        }
-    }
     let driver = Driver::start().expect("chromedriver starts");
     let profiles = tempfile::tempdir().expect("a temporary folder for browser profiles");
     let user1 = Browser::open(&driver, &profiles.path().join("user1"), "user1").await.expect("browser 1 opens");
@@ -883,20 +871,13 @@ async fn a_mention_in_a_hidden_tab_raises_a_desktop_notification() {
 }
 
 /// Search from the sidebar: results with the matching words marked (markup in a
-/// message stays text), and a result opens its conversation at that message. Where the
-/// server has no POST /search yet it says NOT RUN and passes.
+/// message stays text), and a result opens its conversation at that message.
 #[ignore = "needs chromium and chromium-driver: cargo test -p weaprous --test browser -- --ignored"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn search_finds_a_message_and_opens_it() {
     require_browser();
     let sys = System::builder().peers(1).start().await;
     let user2 = sys.login(0, "user2", "password2").await;
-    let probe = user2.post("/search", "").await;
-    if probe.status == 404 {
-        eprintln!("NOT RUN: this server has no POST /search yet ({})", probe.body);
-        sys.shutdown().await;
-        return;
-    }
     assert_eq!(user2.post("/join-channel", "channel_name=general").await.status, 200);
     for text in ["first+line", "con+m%C3%A8o+m%C3%A0u+cam+%3Cb%3Ex%3C%2Fb%3E", "another+line"] {
         let reply = user2.post("/send-channel-message", &format!("channel_name=general&message={text}")).await;
