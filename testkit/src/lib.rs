@@ -42,7 +42,7 @@ pub use user::{Reply, TestUser, session_token};
 
 /// The repository's root (for `db/` and `www/`).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("the repository root exists")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().expect("the repository root exists")
 }
 
 /// How to boot a [`System`].
