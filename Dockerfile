@@ -31,6 +31,7 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY shared shared
 COPY services services
+COPY testkit testkit
 # The target folder lives in a cache mount, so the binaries are copied out of it in
 # the same step.
 RUN --mount=type=cache,id=weaprous-cargo-registry,target=/usr/local/cargo/registry,sharing=locked \
