@@ -56,7 +56,13 @@ start() {
   if "$DOCKER" info >/dev/null 2>&1; then
     log "a Docker engine answers already: using it, and leaving it running at stop"
     mkdir -p "$STATE"
-    echo external >"$STATE/mode"
+    # An engine an earlier `start` of ours runs stays ours: only the outer `stop`
+    # stops it (and restores the host), this nested one leaves it.
+    if [[ $(cat "$STATE/mode" 2>/dev/null) == ours ]]; then
+      touch "$STATE/nested"
+    else
+      echo external >"$STATE/mode"
+    fi
     return
   fi
   save_host
@@ -78,6 +84,11 @@ start() {
 }
 
 stop() {
+  if [[ -f "$STATE/nested" ]]; then
+    log "the engine was started by an outer start: left running"
+    rm -f "$STATE/nested"
+    return
+  fi
   [[ -f "$STATE/mode" ]] || { log "nothing to stop"; return; }
   if [[ $(cat "$STATE/mode") == external ]]; then
     log "the engine was running before us: left running"
@@ -100,7 +111,8 @@ stop() {
 }
 
 restore_host() {
-  if [[ -s "$STATE/iptables.save" ]]; then
+  # An empty save means the host had no rules at all: every table is cleared.
+  if [[ -f "$STATE/iptables.save" ]]; then
     # Tables absent from the saved rules were empty: clear what dockerd added there.
     for table in filter nat; do
       if ! grep -q "^\*$table" "$STATE/iptables.save"; then
